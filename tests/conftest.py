@@ -1,0 +1,46 @@
+"""Shared fixtures. Tests never touch real user state: XGUARD_HOME always
+points into tmp_path, and the default (platformdirs/XDG) locations are made
+unusable so a test that forgets to choose a home fails loudly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if not SHARED.exists():  # CI lays shared/ beside the clone
+    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CORPUS = SHARED / "corpus"
+FIXTURES = SHARED / "fixtures"
+
+
+def xguard_exe() -> list[str]:
+    """The installed console script (end-to-end tests run what users run)."""
+    exe = shutil.which("xguard", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    assert exe, "the xguard console script is not installed (pip install -e .)"
+    return [exe]
+
+
+@pytest.fixture(autouse=True)
+def xguard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "xghome"
+    monkeypatch.setenv("XGUARD_HOME", str(home))
+    monkeypatch.delenv("XGUARD_RULES", raising=False)
+    monkeypatch.delenv("XGUARD_SESSION", raising=False)
+    monkeypatch.delenv("XGUARD_PROFILE", raising=False)
+    monkeypatch.delenv("XGUARD_WAIT", raising=False)
+    # Any code that ignores XGUARD_HOME lands in a folder that cannot be created.
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/xguard-test-forgot-XGUARD_HOME")
+    monkeypatch.setenv("XDG_STATE_HOME", "/nonexistent/xguard-test-forgot-XGUARD_HOME")
+    return home
+
+
+@pytest.fixture
+def shared() -> Path:
+    if not SHARED.exists():
+        pytest.skip("shared/ (corpus and fixtures) is not beside this checkout")
+    return SHARED

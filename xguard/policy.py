@@ -1,0 +1,276 @@
+"""Decide a command from its units and the rules (SPEC §3 "Matching").
+
+`decide` is pure given its `Context`: file-system facts (does a word name an
+existing file, what does a glob expand to) come in through the context's
+callables, so tests can pin them and the runner can use the real disk.
+
+The order of precedence, for every unit: built-in self-protection (deny) >
+rules (strictest wins, order never matters) > `default`; then the parser's
+floor and dynamic words can raise allow to require_approval, never lower.
+A command takes the strictest action among its units.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .rules import STRICTNESS, Rule, Ruleset
+from .shellparse import Unit
+
+ALLOW, REQUIRE, DENY = "allow", "require_approval", "deny"
+GLOB_LIMIT = 1000  # beyond this many matches a glob is too broad to check
+
+# xguard's own verbs that decide or reconfigure (SPEC §3 built-in deny).
+SELF_VERBS = frozenset({"approve", "deny", "review", "init", "serve", "setup"})
+SELF_SUBVERBS = {"session": frozenset({"reset"}), "rules": frozenset({"edit", "add", "remove", "set"})}
+PYTHONS = ("python", "python3")
+
+
+@dataclass
+class Context:
+    """Facts about where the command runs."""
+
+    cwd: str
+    home: str
+    protected: list[str] = field(default_factory=list)  # xguard's config/spool/audit folders and files
+    exists: Callable[[str], bool] = os.path.exists
+    expand_glob: Callable[[str, str], list[str] | None] | None = None  # (pattern, cwd) -> matches, None if too many
+
+
+@dataclass
+class UnitDecision:
+    kind: str
+    text: str
+    decision: str
+    rule: str | None
+    why: str
+    unit: Unit | None = None
+    notify: list[str] = field(default_factory=list)
+    rule_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "text": self.text, "decision": self.decision, "rule": self.rule, "why": self.why}
+
+
+@dataclass
+class Decision:
+    decision: str
+    units: list[UnitDecision]
+    reasons: list[str]
+    notify: list[str]
+    rules: list[str]
+    max_runtime: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "decision": self.decision,
+            "units": [u.to_json() for u in self.units],
+            "reasons": self.reasons,
+        }
+
+
+def _stricter(a: str, b: str) -> str:
+    return a if STRICTNESS[a] >= STRICTNESS[b] else b
+
+
+def _self_protect_command(u: Unit) -> str | None:
+    """A unit that runs xguard's approving verbs is denied, whatever the rules say."""
+    words = list(u.words)
+    if not words:
+        return None
+    name = words[0].rsplit("/", 1)[-1]
+    if name in PYTHONS or name.startswith("python3."):
+        if len(words) >= 3 and words[1] == "-m" and words[2] in ("xguard", "xguard.__main__"):
+            words = words[2:]
+        else:
+            return None
+    elif name != "xguard":
+        return None
+    rest = [w for w in words[1:] if not w.startswith("-")]
+    if not rest:
+        return None
+    if rest[0] in SELF_VERBS:
+        return f"an agent may not run 'xguard {rest[0]}' (built-in self-protection)"
+    sub = SELF_SUBVERBS.get(rest[0])
+    if sub and len(rest) > 1 and rest[1] in sub:
+        return f"an agent may not run 'xguard {rest[0]} {rest[1]}' (built-in self-protection)"
+    return None
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder + "/")
+
+
+def resolve_path(u: Unit, ctx: Context) -> list[str]:
+    """Absolute, normalised paths a path unit may name (SPEC §3 `path`)."""
+    p = u.path
+    if p.startswith("$HOME"):
+        p = ctx.home + p[5:]
+    elif p == "~" or p.startswith("~/"):
+        p = ctx.home + p[1:]
+    elif p.startswith("~"):
+        p = os.path.expanduser(p)
+    if not p.startswith("/"):
+        p = os.path.join(ctx.cwd, p)
+    p = os.path.normpath(p)
+    if p.startswith("//"):
+        p = "/" + p.lstrip("/")
+    return [p]
+
+
+def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
+    hits = []
+    for r in ruleset.path_rules:
+        if r.access not in ("any", access):
+            continue
+        rx = r.regex(home)
+        if any(rx.match(p) for p in paths):
+            hits.append(r)
+    return hits
+
+
+def _strictest(hits: list[Rule]) -> Rule:
+    best = hits[0]
+    for r in hits[1:]:
+        if STRICTNESS[r.action] > STRICTNESS[best.action]:
+            best = r
+    return best
+
+
+def _rule_why(r: Rule) -> str:
+    label = f'{r.type} "{r.src}"'
+    return f"{r.reason} ({label})" if r.reason else f"matches {label}"
+
+
+def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
+    """Decide one unit. None means the unit does not take part (a read path no rule names)."""
+    if u.kind in ("input", "function"):
+        return UnitDecision(u.kind, u.text, REQUIRE, None, "; ".join(u.why), u)
+    if u.kind == "assign":
+        return _decide_assign(u, ruleset)
+    if u.kind == "path":
+        return _decide_path(u, ruleset, ctx)
+    sql = u.kind == "sql"
+    if sql:
+        cands = ruleset.text_rules()
+    else:
+        first = u.words[0] if u.words else ""
+        cands = ruleset.command_rules(first)
+        if u.alt_text is not None:
+            base = u.alt_text.split(" ", 1)[0]
+            cands = cands + [r for r in ruleset.by_first.get(base, []) if r not in cands]
+    hits = []
+    for r in cands:
+        if r.matches_text(u.text, sql):
+            hits.append(r)
+        elif u.alt_text is not None and (r.action != ALLOW or u.alt_trusted) and r.matches_text(u.alt_text, sql):
+            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
+            hits.append(r)
+    if u.kind == "command":
+        selfwhy = _self_protect_command(u)
+        if selfwhy:
+            return UnitDecision(u.kind, u.text, DENY, "builtin:self-protection", selfwhy, u, rule_ids=["builtin:self-protection"])
+    if hits:
+        best = _strictest(hits)
+        decision, rule, why = best.action, best.id, _rule_why(best)
+    else:
+        decision, rule, why = ruleset.default, "default", f"no rule matches; default is {ruleset.default}"
+    notify = sorted({t for r in hits for t in r.notify})
+    ud = UnitDecision(u.kind, u.text, decision, rule, why, u, notify, [r.id for r in hits])
+    if decision == ALLOW and u.dynamic and not any(r.dynamic for r in hits if r.action == ALLOW):
+        ud.decision, ud.why = REQUIRE, f"an argument is known only at run time ({why})"
+    if u.floor and ud.decision == ALLOW:
+        ud.decision = REQUIRE
+    if u.floor:
+        ud.why = "; ".join(u.why) + ("" if ud.decision == DENY or not hits else f"; {why}")
+    return ud
+
+
+def _decide_assign(u: Unit, ruleset: Ruleset) -> UnitDecision:
+    import fnmatch
+
+    ok = ruleset.env.get("assign_ok", [])
+    bad = [n for n in u.names if not any(fnmatch.fnmatchcase(n, pat) for pat in ok)]
+    if not bad:
+        return UnitDecision("assign", u.text, ALLOW, None, "assigns only variables in env.assign_ok", u)
+    return UnitDecision(
+        "assign", u.text, REQUIRE, None,
+        f"assigns {', '.join(bad)}, which can change what a later command runs (not in env.assign_ok)", u,
+    )
+
+
+def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
+    paths = resolve_path(u, ctx)
+    why_extra = []
+    if u.glob and not u.dynamic and ctx.expand_glob is not None:
+        expanded = ctx.expand_glob(paths[0], ctx.cwd)
+        if expanded is None:
+            why_extra.append("glob too broad to check")
+        else:
+            if any(os.path.basename(x).startswith("-") for x in expanded):
+                why_extra.append("glob expands to a word that starts with '-' (an option)")
+            paths = paths + [os.path.normpath(x) for x in expanded]
+    if u.must_exist and not u.glob and not ctx.exists(paths[0]):
+        return None  # a bare word that names no file is not a path
+    access = u.access
+    for prot in ctx.protected:
+        if access == "write" and any(_under(p, prot) for p in paths):
+            return UnitDecision("path", u.text, DENY, "builtin:self-protection",
+                                f"writes xguard's own files under {prot} (built-in self-protection)", u,
+                                rule_ids=["builtin:self-protection"])
+    hits = _match_path_rules(paths, access, ruleset, ctx.home)
+    if hits:
+        best = _strictest(hits)
+        decision, rule, why = best.action, best.id, _rule_why(best)
+    elif access == "write":
+        decision, rule, why = ruleset.default, "default", f"writes a file no rule names; default is {ruleset.default}"
+    elif u.floor or why_extra:
+        decision, rule, why = REQUIRE, None, ""
+    else:
+        return None
+    notify = sorted({t for r in hits for t in r.notify})
+    ud = UnitDecision("path", f"{access} {paths[0]}", decision, rule, why, u, notify, [r.id for r in hits])
+    reasons = [*u.why, *why_extra]
+    if reasons and decision == ALLOW:
+        ud.decision = REQUIRE
+    if reasons:
+        ud.why = "; ".join(reasons + ([why] if why else []))
+    return ud
+
+
+def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
+    """The decision for a whole command: the strictest of its units' decisions."""
+    decided: list[UnitDecision] = []
+    for u in units:
+        d = decide_unit(u, ruleset, ctx)
+        if d is not None:
+            decided.append(d)
+    final = ALLOW
+    for d in decided:
+        final = _stricter(final, d.decision)
+    if not decided:
+        # Nothing to run (empty or comment-only): allow, it does nothing.
+        final = ALLOW
+    reasons = []
+    for d in decided:
+        if d.decision != ALLOW:
+            r = f"{d.text}: {d.why}"
+            if r not in reasons:
+                reasons.append(r)
+    notify = sorted({t for d in decided if d.decision != ALLOW for t in d.notify})
+    rules = sorted({r for d in decided for r in d.rule_ids} | {d.rule for d in decided if d.rule})
+    runtimes = [r.max_runtime for r in ruleset.rules if r.max_runtime and r.id in rules]
+    return Decision(final, decided, reasons, notify, rules, min(runtimes) if runtimes else None)
+
+
+def real_glob(pattern: str, cwd: str) -> list[str] | None:
+    """Expand a glob the way bash would (no dotfiles), bounded by GLOB_LIMIT."""
+    import glob
+    import itertools
+
+    it = glob.iglob(pattern, root_dir=None)
+    out = list(itertools.islice(it, GLOB_LIMIT + 1))
+    return None if len(out) > GLOB_LIMIT else out

@@ -1,0 +1,446 @@
+"""The hot path: parse -> decide -> (ask) -> audit -> run.
+
+`xguard -c`, `xguard -s`, `xguard run`, `xguard check` and the agent hooks
+start here. This module and everything it imports use the standard library
+only (tree-sitter is imported only for commands that are not plain);
+tests/unit/test_hotpath_imports.py proves click, rich, yaml, filelock and
+platformdirs stay out.
+
+Order matters (SPEC §5, §6): the decision record is written before the
+command starts, and if it cannot be written nothing runs; what runs is
+exactly the string that was decided on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, ExitCode, UsageError, XguardError
+from .paths import Paths, ensure_dir, get_paths
+
+ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to read aloud and type
+
+
+def new_id(n: int = 6) -> str:
+    b = os.urandom(n)
+    return "".join(ID_ALPHABET[x % len(ID_ALPHABET)] for x in b)
+
+
+def printable(text: str, limit: int = 400) -> str:
+    """The command as a person should see it: control characters escaped."""
+    out = []
+    for c in text:
+        if c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif ord(c) < 32 or ord(c) == 127 or (not c.isascii() and not c.isprintable()):
+            out.append(f"\\u{ord(c):04x}" if ord(c) > 0xFF else f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    s = "".join(out)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------
+@dataclass
+class Request:
+    """One command to gate: shell text or a direct argv."""
+
+    text: str
+    argv: list[str] | None = None  # run mode
+    shell_args: list[str] = field(default_factory=list)  # flags passed on to bash (-e, -o pipefail)
+    positional: list[str] = field(default_factory=list)  # $0 $1 … after the string
+    wait: float | None = None
+    session: str | None = None
+    profile: str | None = None
+    source: str = "shell"  # shell | run | hook:claude-code | ssh
+
+
+class Gate:
+    """Everything the hot path needs, loaded once per process."""
+
+    def __init__(self, environ: dict[str, str] | None = None, rules_file: Path | None = None,
+                 profile: str | None = None) -> None:
+        from .rules import load_ruleset
+
+        self.environ = dict(os.environ if environ is None else environ)
+        self.paths: Paths = get_paths(self.environ)
+        self.profile = profile if profile is not None else (self.environ.get("XGUARD_PROFILE") or None)
+        ensure_dir(self.paths.state_dir)
+        self.ruleset = load_ruleset(self.paths, rules_file, self.environ, profile=self.profile)
+        if self.profile and self.profile not in self.ruleset.profiles and not (
+            self.paths.rules_d / f"{self.profile}.yaml"
+        ).exists():
+            raise ConfigError(f"unknown profile '{self.profile}'", str(self.ruleset.sources[0]), 1)
+        self.cwd = _cwd(self.environ)
+        self.home = self.environ.get("HOME") or os.path.expanduser("~")
+
+    def context(self, cwd: str | None = None):  # type: ignore[no-untyped-def]
+        from .policy import Context, real_glob
+
+        protected = [str(p) for p in self.paths.protected()]
+        for s in self.ruleset.sources:
+            if s and not s.startswith(str(Path(__file__).parent)):
+                protected.append(s)
+        return Context(cwd=cwd or self.cwd, home=self.home, protected=protected, expand_glob=real_glob)
+
+    def decide_text(self, text: str, cwd: str | None = None):  # type: ignore[no-untyped-def]
+        from .policy import decide
+        from .shellparse import parse
+
+        return decide(parse(text), self.ruleset, self.context(cwd))
+
+    def decide_argv(self, argv: list[str], cwd: str | None = None):  # type: ignore[no-untyped-def]
+        from .policy import decide
+        from .shellparse import parse_argv
+
+        return decide(parse_argv(argv), self.ruleset, self.context(cwd))
+
+    def audit(self):  # type: ignore[no-untyped-def]
+        from .audit import AuditLog
+
+        a = self.ruleset.setting("audit", {}) or {}
+        forward = a.get("forward")
+        if forward == "syslog":
+            forward = {"syslog": {"address": "/dev/log"}}
+        return AuditLog(self.paths.audit_file, rotate_bytes=a.get("rotate_bytes"), keep=a.get("keep", 10),
+                        forward=forward)
+
+    def base_record(self, req: Request, decision, cmd_id: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = str(os.getuid())
+        return {
+            "id": cmd_id,
+            "session": req.session,
+            "profile": req.profile or self.profile,
+            "user": user,
+            "host": os.uname().nodename,
+            "pid": os.getpid(),
+            "cwd": self.cwd,
+            "command": req.text,
+            "units": [u.to_json() for u in decision.units],
+            "decision": decision.decision,
+            "rules": decision.rules,
+            "source": req.source,
+        }
+
+
+def _cwd(environ: dict[str, str]) -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return environ.get("PWD", "/")
+
+
+# ---------------------------------------------------------------------------
+def gate_and_run(req: Request, gate: Gate | None = None) -> int:
+    """Decide, audit, maybe wait for a human, run; return the exit status."""
+    gate = gate or Gate(profile=req.profile)
+    req.session = req.session or gate.environ.get("XGUARD_SESSION") or None
+    decision = gate.decide_argv(req.argv) if req.argv is not None else gate.decide_text(req.text)
+    cmd_id = new_id()
+    record = gate.base_record(req, decision, cmd_id)
+    log = gate.audit()
+    shown = printable(req.text, 200)
+
+    if decision.decision == "deny":
+        log.append("decision", **record)
+        why = decision.reasons[0] if decision.reasons else "denied by rule"
+        sys.stderr.write(f"xguard: denied: {shown} — {why}\n")
+        return int(ExitCode.NOPERM)
+
+    approved_by = None
+    if decision.decision == "require_approval":
+        from .approval import obtain_approval
+
+        outcome = obtain_approval(gate, req, decision, record, log)
+        if outcome.exit_code is not None:
+            return outcome.exit_code
+        record["id"] = outcome.request_id or cmd_id
+        approved_by = outcome.reviewer
+
+    # The decision line is written before the command starts (SPEC §6); if it
+    # cannot be written, AuditError propagates and nothing runs.
+    log.append("decision", **record, reviewer=approved_by)
+    return _execute(req, gate, decision, record, log)
+
+
+def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log) -> int:  # type: ignore[no-untyped-def]
+    from .execenv import run_child, scrub, which
+
+    env_cfg = gate.ruleset.env
+    profile_cfg = gate.ruleset.profiles.get(gate.profile or "", {}) if gate.profile else {}
+    keep = profile_cfg.get("env", {}).get("keep", env_cfg["keep"])
+    set_ = {**env_cfg.get("set", {}), **profile_cfg.get("env", {}).get("set", {})}
+    env = scrub(gate.environ, keep, set_)
+    if req.argv is not None:
+        path = which(req.argv[0], env.get("PATH", os.defpath))
+        if path is None:
+            sys.stderr.write(f"xguard: {req.argv[0]}: command not found\n")
+            log.append("exit", id=record["id"], session=record["session"], command=req.text, exit_code=127,
+                       duration_ms=0)
+            return 127
+        argv = req.argv
+    else:
+        path = gate.ruleset.setting("shell", "/bin/bash")
+        argv = [path, *req.shell_args, "-c", req.text, *req.positional]
+    limits = gate.ruleset.setting("limits", {}) or {}
+    from .rules import parse_duration
+
+    max_runtime = decision.max_runtime
+    if max_runtime is None and limits.get("max_runtime") is not None:
+        max_runtime = parse_duration(limits["max_runtime"])
+    grace = parse_duration(limits.get("kill_grace", 5)) or 5.0
+    try:
+        out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace)
+    except OSError as e:
+        sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
+        log.append("exit", id=record["id"], session=record["session"], command=req.text, exit_code=126,
+                   duration_ms=0)
+        return 126
+    try:
+        extra = {"timed_out": True} if out.timed_out else {}
+        if out.signal:
+            extra["signal"] = out.signal
+        log.append("exit", id=record["id"], session=record["session"], profile=record["profile"],
+                   command=req.text, cwd=record["cwd"], exit_code=out.exit_code, duration_ms=out.duration_ms,
+                   **extra)
+    except XguardError as e:
+        sys.stderr.write(f"xguard: warning: the command ran but its exit was not logged: {e.message}\n")
+    if out.timed_out:
+        sys.stderr.write(f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n")
+    return out.exit_code
+
+
+# ---------------------------------------------------------------------------
+# Shell mode: the flag shapes agents use for $SHELL.
+_PASS_SHORT = set("euxvfhBCHPTk")  # bash set-options that change how the script runs
+_IGNORE_SHORT = set("lirDps")  # login/interactive/restricted …: no rc files ever run ungated
+
+
+def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str], bool]:
+    """-> (command string or None, flags for bash, positional args, read stdin)."""
+    passthru: list[str] = []
+    cmd_mode = False
+    stdin_mode = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--" or a == "-":
+            i += 1
+            break
+        if a.startswith("--"):
+            if a in ("--rcfile", "--init-file"):
+                i += 2
+                continue
+            i += 1
+            continue
+        if a[:1] in "-+" and len(a) > 1:
+            letters = a[1:]
+            takes_o = False
+            for ch in letters:
+                if ch == "c":
+                    cmd_mode = True
+                elif ch == "s":
+                    stdin_mode = True
+                elif ch in ("o", "O"):
+                    takes_o = True
+                elif ch in _PASS_SHORT:
+                    passthru.append(a[0] + ch)
+            if takes_o:
+                if i + 1 >= len(args):
+                    raise UsageError("option -o needs a name (usage: xguard -o pipefail -c STRING)")
+                if "o" in letters:
+                    passthru.extend([a[0] + "o", args[i + 1]])
+                i += 2
+                continue
+            i += 1
+            continue
+        break
+    rest = args[i:]
+    if cmd_mode:
+        if not rest:
+            raise UsageError("-c needs a command string (usage: xguard -c STRING [NAME [ARG...]])")
+        return rest[0], passthru, rest[1:], False
+    return None, passthru, rest, stdin_mode or not rest
+
+
+def shell_main(args: list[str]) -> int:
+    text, flags, positional, from_stdin = parse_shell_args(args)
+    if text is None:
+        if from_stdin:
+            if sys.stdin.isatty() and not positional:
+                from .interactive import interactive_main
+
+                return interactive_main(args)
+            text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+            positional = ["xguard", *positional] if positional else []
+        else:
+            script = positional[0]
+            try:
+                with open(script, "rb") as f:
+                    text = f.read().decode("utf-8", "surrogateescape")
+            except OSError as e:
+                sys.stderr.write(f"xguard: {script}: {e.strerror}\n")
+                return 127
+    return gate_and_run(Request(text=text, shell_args=flags, positional=positional,
+                                wait=_env_wait(), source="shell"))
+
+
+def _env_wait() -> float | None:
+    from .rules import parse_duration
+
+    w = os.environ.get("XGUARD_WAIT")
+    if not w:
+        return None
+    v = parse_duration(w)
+    if v is None:
+        raise UsageError(f"XGUARD_WAIT={w!r} is not a duration (like 30s, 15m, 2h)")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# `xguard run` and `xguard check` (hand-parsed: click is too slow for here).
+RUN_USAGE = "usage: xguard run [--wait DURATION] [--session ID] [--profile NAME] -- ARGV..."
+CHECK_USAGE = "usage: xguard check [--json] [--rules FILE] [--profile NAME] (-c STRING | -- ARGV... | --batch FILE)"
+
+
+def _take(args: list[str], i: int, flag: str, usage: str) -> tuple[str, int]:
+    a = args[i]
+    if "=" in a and a.startswith("--"):
+        return a.split("=", 1)[1], i + 1
+    if i + 1 >= len(args):
+        raise UsageError(f"{flag} needs a value\n{usage}")
+    return args[i + 1], i + 2
+
+
+def run_main(args: list[str]) -> int:
+    from .rules import parse_duration
+
+    wait = _env_wait()
+    session = profile = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if a in ("-h", "--help"):
+            sys.stdout.write(RUN_USAGE + "\n\nGate ARGV as one simple command and run it directly (no shell).\n"
+                             "Example: xguard run -- git status\n")
+            return 0
+        if a.split("=", 1)[0] == "--wait":
+            v, i = _take(args, i, "--wait", RUN_USAGE)
+            wait = parse_duration(v)
+            if wait is None:
+                raise UsageError(f"--wait {v!r} is not a duration (like 30s, 15m, 2h)\n{RUN_USAGE}")
+        elif a.split("=", 1)[0] == "--session":
+            session, i = _take(args, i, "--session", RUN_USAGE)
+        elif a.split("=", 1)[0] == "--profile":
+            profile, i = _take(args, i, "--profile", RUN_USAGE)
+        elif a.startswith("-"):
+            raise UsageError(f"unknown option {a}\n{RUN_USAGE}")
+        else:
+            break
+    argv = args[i:]
+    if not argv:
+        raise UsageError(f"nothing to run\n{RUN_USAGE}")
+    import shlex
+
+    req = Request(text=shlex.join(argv), argv=argv, wait=wait, session=session, profile=profile, source="run")
+    return gate_and_run(req, Gate(profile=profile))
+
+
+def check_main(args: list[str]) -> int:
+    as_json = False
+    rules = text = batch = profile = None
+    argv: list[str] | None = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        key = a.split("=", 1)[0]
+        if a == "--json":
+            as_json = True
+            i += 1
+        elif a in ("-h", "--help"):
+            sys.stdout.write(CHECK_USAGE + "\n\nSay what would happen to a command; run nothing.\n"
+                             "Exit 0 allow, 1 require_approval, 2 deny, 78 config error.\n"
+                             "Example: xguard check --json -c 'rm -rf ~'\n")
+            return 0
+        elif key == "--rules":
+            rules, i = _take(args, i, "--rules", CHECK_USAGE)
+        elif key == "--profile":
+            profile, i = _take(args, i, "--profile", CHECK_USAGE)
+        elif key == "--batch":
+            batch, i = _take(args, i, "--batch", CHECK_USAGE)
+        elif a == "-c":
+            text, i = _take(args, i, "-c", CHECK_USAGE)
+        elif a == "--":
+            argv = args[i + 1 :]
+            break
+        else:
+            raise UsageError(f"unexpected argument {a!r}\n{CHECK_USAGE}")
+    gate = Gate(rules_file=Path(rules) if rules else None, profile=profile)
+    if batch is not None:
+        return _check_batch(gate, batch)
+    if text is None and not argv:
+        raise UsageError(f"give -c STRING, -- ARGV... or --batch FILE\n{CHECK_USAGE}")
+    d = gate.decide_text(text) if text is not None else gate.decide_argv(argv or [])
+    if as_json:
+        sys.stdout.write(json.dumps(d.to_json(), ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(f"{d.decision}\n")
+        for u in d.units:
+            rule = f" [{u.rule}]" if u.rule else ""
+            sys.stdout.write(f"  {u.decision:<17} {u.kind:<8} {printable(u.text, 120)}{rule}\n")
+            if u.decision != "allow" and u.why:
+                sys.stdout.write(f"  {'':<17} {'':<8} └ {u.why}\n")
+    return {"allow": 0, "require_approval": 1, "deny": 2}[d.decision]
+
+
+def _check_batch(gate: Gate, batch: str) -> int:
+    f = sys.stdin if batch == "-" else open(batch, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    out = sys.stdout
+    bad = 0
+    with f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                cmd = obj["command"]
+                if not isinstance(cmd, str):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+                out.write(json.dumps({"line": n, "error": "not a JSON object with a \"command\" string"}) + "\n")
+                continue
+            d = gate.decide_text(cmd, obj.get("cwd"))
+            obj.update(d.to_json())
+            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    return 0 if not bad else 1
+
+
+def dispatch(verb: str, args: list[str]) -> int:
+    if verb == "run":
+        return run_main(args)
+    if verb == "check":
+        return check_main(args)
+    if verb == "hook":
+        from .adapters import hook_main
+
+        return hook_main(args)
+    if verb == "ssh-gate":
+        from .sshgate import ssh_gate_main
+
+        return ssh_gate_main(args)
+    raise UsageError(f"unknown command {verb}")  # pragma: no cover

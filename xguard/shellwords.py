@@ -1,0 +1,262 @@
+"""Shell words: quote removal as bash does it, and the strict fast lexer.
+
+Pure functions, standard library only (this is on the hot path).
+
+A `Word` is one shell word after quote removal. Expansions (`$X`, `${X}`,
+`$(…)`, backticks, `$((…))`) are kept as written in `value` and make the word
+`dynamic`; their spans come from the tree-sitter parse (`expansions`), and any
+`$`/backtick the dequoter meets outside those spans is reported as `missed`, so
+a construct tree-sitter did not see can never slip through as literal text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ANSI-C escapes of $'…' (bash(1), QUOTING).
+_C_ESCAPES = {
+    ord("a"): b"\a", ord("b"): b"\b", ord("e"): b"\x1b", ord("E"): b"\x1b",
+    ord("f"): b"\f", ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t",
+    ord("v"): b"\v", ord("\\"): b"\\", ord("'"): b"'", ord('"'): b'"', ord("?"): b"?",
+}
+_HEX = b"0123456789abcdefABCDEF"
+_OCT = b"01234567"
+# Characters after `$` that start an expansion (bash: parameter, special, ${, $(, $[).
+_EXPANSION_START = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789{([@*#?$!-"
+)
+_GLOB = frozenset(b"*?[")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word after quote removal.
+
+    value   -- the text after quote removal; expansions kept as written
+    dynamic -- holds a parameter/command/arithmetic expansion: known only at run time
+    glob    -- holds an unquoted * ? or [ (pathname expansion may change it)
+    brace   -- holds an unquoted brace expansion ({a,b} or {1..3})
+    tilde   -- starts with an unquoted ~ (tilde expansion)
+    approx  -- value with each expansion replaced by '*' (for path matching only)
+    missed  -- an expansion the tree-sitter parse did not report (fail closed)
+    joined  -- a backslash-newline was removed inside the word (SPEC §3: suspicious)
+    """
+
+    value: str
+    dynamic: bool = False
+    glob: bool = False
+    brace: bool = False
+    tilde: bool = False
+    approx: str = ""
+    missed: bool = False
+    joined: bool = False
+
+    @property
+    def literal(self) -> bool:
+        """Known before run time, exactly (no expansion of any kind)."""
+        return not (self.dynamic or self.glob or self.brace or self.missed)
+
+
+def lit(value: str) -> Word:
+    """A word that is literal text (used for words built by xguard itself)."""
+    return Word(value, approx=value)
+
+
+def _decode(b: bytes | bytearray) -> str:
+    return bytes(b).decode("utf-8", "surrogateescape")
+
+
+def _ansi_c(src: bytes, i: int, out: bytearray) -> int:
+    """Decode a $'…' body starting at src[i]; return the index after the closing quote."""
+    n = len(src)
+    while i < n:
+        c = src[i]
+        if c == 0x27:  # '
+            return i + 1
+        if c != 0x5C or i + 1 >= n:  # not a backslash
+            out.append(c)
+            i += 1
+            continue
+        e = src[i + 1]
+        if e in _C_ESCAPES:
+            out += _C_ESCAPES[e]
+            i += 2
+        elif e in _OCT:
+            j = i + 1
+            while j < n and j < i + 4 and src[j] in _OCT:
+                j += 1
+            out.append(int(src[i + 1 : j], 8) & 0xFF)
+            i = j
+        elif e == ord("x"):
+            j = i + 2
+            while j < n and j < i + 4 and src[j] in _HEX:
+                j += 1
+            if j == i + 2:
+                out += b"\\x"
+            else:
+                out.append(int(src[i + 2 : j], 16))
+            i = j
+        elif e in (ord("u"), ord("U")):
+            width = 4 if e == ord("u") else 8
+            j = i + 2
+            while j < n and j < i + 2 + width and src[j] in _HEX:
+                j += 1
+            if j == i + 2:
+                out += src[i : i + 2]
+            else:
+                out += chr(int(src[i + 2 : j], 16)).encode("utf-8", "surrogatepass")
+            i = j
+        elif e == ord("c") and i + 2 < n:
+            out.append(src[i + 2] & 0x1F)
+            i += 3
+        else:
+            out += src[i : i + 2]
+            i += 2
+    return n
+
+
+def dequote(src: bytes, expansions: tuple[tuple[int, int], ...] = ()) -> Word:
+    """Quote removal of one shell word, as bash performs it.
+
+    `src` is the word's source bytes; `expansions` are (start, end) byte spans,
+    relative to `src`, of the expansions the parser found inside it. Their text
+    is kept verbatim and makes the word dynamic.
+    """
+    out = bytearray()
+    approx = bytearray()
+    dynamic = glob = brace = missed = joined = False
+    tilde = src[:1] == b"~"
+    spans = sorted(expansions)
+    si = 0
+    i = 0
+    n = len(src)
+    in_dq = False
+    brace_open = -1  # index in `out` of an unquoted '{' that may start a brace expansion
+    brace_sep = False
+
+    def emit(b: bytes | int) -> None:
+        if isinstance(b, int):
+            out.append(b)
+            approx.append(b)
+        else:
+            out.extend(b)
+            approx.extend(b)
+
+    while i < n:
+        if si < len(spans) and i >= spans[si][0]:
+            s, e = spans[si]
+            si += 1
+            if e <= i:
+                continue
+            out.extend(src[i:e])
+            # $HOME is known to the policy; keep it so ~/.ssh rules still see it.
+            text = src[i:e]
+            approx.extend(b"$HOME" if text in (b"$HOME", b"${HOME}") else b"*")
+            dynamic = True
+            i = e
+            continue
+        c = src[i]
+        if in_dq:
+            if c == 0x22:  # closing "
+                in_dq = False
+                i += 1
+            elif c == 0x5C and i + 1 < n and src[i + 1] in b'$`"\\\n':
+                if src[i + 1] == 0x0A:
+                    joined = True
+                else:
+                    emit(src[i + 1])
+                i += 2
+            elif c == 0x60 or (c == 0x24 and i + 1 < n and src[i + 1] in _EXPANSION_START):
+                missed = dynamic = True
+                emit(c)
+                i += 1
+            else:
+                emit(c)
+                i += 1
+            continue
+        if c == 0x5C:  # backslash
+            if i + 1 < n:
+                if src[i + 1] == 0x0A:
+                    joined = True  # bash joins the word across the newline
+                else:
+                    emit(src[i + 1])
+                i += 2
+            else:
+                emit(c)
+                i += 1
+        elif c == 0x27:  # '
+            j = src.find(b"'", i + 1)
+            j = n if j < 0 else j
+            emit(src[i + 1 : j])
+            i = j + 1
+        elif c == 0x22:  # "
+            in_dq = True
+            i += 1
+        elif c == 0x24 and i + 1 < n and src[i + 1] == 0x27:  # $'…'
+            body = bytearray()
+            i = _ansi_c(src, i + 2, body)
+            emit(bytes(body))
+        elif c == 0x24 and i + 1 < n and src[i + 1] == 0x22:  # $"…" (locale translation)
+            in_dq = True
+            i += 2
+        elif c == 0x60 or (c == 0x24 and i + 1 < n and src[i + 1] in _EXPANSION_START):
+            missed = dynamic = True
+            emit(c)
+            i += 1
+        else:
+            if c in _GLOB:
+                glob = True
+            elif c == 0x7B:  # {
+                brace_open = len(out)
+                brace_sep = False
+            elif c == 0x2C and brace_open >= 0:  # ,
+                brace_sep = True
+            elif c == 0x2E and brace_open >= 0 and src[i + 1 : i + 2] == b".":
+                brace_sep = True
+            elif c == 0x7D and brace_open >= 0 and brace_sep:  # }
+                brace = True
+            emit(c)
+            i += 1
+    return Word(
+        _decode(out),
+        dynamic=dynamic,
+        glob=glob,
+        brace=brace,
+        tilde=tilde,
+        approx=_decode(approx),
+        missed=missed,
+        joined=joined,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The strict fast lexer.
+#
+# Most commands an agent runs are plain: `git status`, `ls -la src`. For those
+# the tree-sitter parse (~20-35 ms to import) is pure overhead. A command
+# made only of these characters has no quoting, expansion, globbing,
+# redirection, separator or keyword that could change its meaning, so
+# splitting on blanks is exactly what bash does. A differential property test
+# (tests/unit/test_fastpath.py) proves fast_words() and the tree-sitter path
+# agree on every string fast_words() accepts.
+_FAST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:,@%+= ")
+# Reserved words that start compound commands; never on the fast path.
+_RESERVED = frozenset(
+    "if then else elif fi case esac for select while until do done function time "
+    "coproc in ! [[ ]] { }".split()
+)
+
+
+def fast_words(text: str) -> list[str] | None:
+    """Split a plain one-command line, or return None if it is not plain."""
+    if not text or not _FAST_CHARS.issuperset(text):
+        return None
+    words = text.split(" ")
+    words = [w for w in words if w]
+    if not words:
+        return None
+    first = words[0]
+    # An assignment (X=1 cmd) or a reserved word changes what runs: full parse.
+    if "=" in first or first in _RESERVED:
+        return None
+    return words
