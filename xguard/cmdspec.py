@@ -336,13 +336,17 @@ def _parallel(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 
 def _flock(args: list[Word], out: Unwrapped) -> Unwrapped:
+    # flock [opts] FILE CMD [ARGS] | flock [opts] FILE -c CMDSTRING | flock [opts] FD
     o = getopt(args, "wEc", frozenset({"timeout", "conflict-exit-code", "command"}), stop_at_operand=True)
     for k, v in o.opts:
         if k in ("c", "command") and v is not None:
             out.shell.append(v)
-    rest = args[o.rest_index :]
-    if len(rest) > 1:
-        out.commands.append(rest[1:])
+    rest = args[o.rest_index :][1:]
+    if rest and rest[0].value in ("-c", "--command"):
+        if len(rest) > 1:
+            out.shell.append(rest[1])
+    elif rest:
+        out.commands.append(rest)
     return out
 
 
@@ -621,7 +625,7 @@ WRITERS = {
     "rm": _all_operands(),
     "rmdir": _all_operands(),
     "unlink": _all_operands(),
-    "shred": _all_operands("nsu", frozenset({"iterations", "size", "random-source", "remove"})),
+    "shred": _all_operands("ns", frozenset({"iterations", "size", "random-source", "remove"})),
     "touch": _all_operands("dtr", frozenset({"date", "reference", "time"})),
     "mkdir": _all_operands("m", frozenset({"mode", "context"})),
     "mkfifo": _all_operands("m", frozenset({"mode", "context"})),

@@ -182,6 +182,8 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
     keep = profile_cfg.get("env", {}).get("keep", env_cfg["keep"])
     set_ = {**env_cfg.get("set", {}), **profile_cfg.get("env", {}).get("set", {})}
     env = scrub(gate.environ, keep, set_)
+    # Marks the command as gated, so xguard's deciding verbs refuse to run inside it (issue 3, no self-approval).
+    env["XGUARD_GATED"] = str(record["id"])
     if req.argv is not None:
         path = which(req.argv[0], env.get("PATH", os.defpath))
         if path is None:

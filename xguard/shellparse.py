@@ -15,6 +15,7 @@ Anything the parser cannot read with certainty becomes a unit with
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -89,6 +90,9 @@ def _input_unit(why: str) -> Unit:
 _INVISIBLE_EXTRA = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
 
 
+_JOINED_WORD = re.compile(r"[^\s;&|<>()]\\\n[^\s;&|<>()]")
+
+
 def input_issues(text: str) -> list[str]:
     """Reasons the raw text itself is suspicious, before any parsing."""
     issues = []
@@ -156,7 +160,8 @@ class _Job:
 
 
 class _Walker:
-    def __init__(self, budget: float) -> None:
+    def __init__(self, budget: float, fast: bool = True) -> None:
+        self.fast = fast
         self.units: list[Unit] = []
         self.queue: list[_Job] = []
         self.deadline = time.monotonic() + budget
@@ -188,7 +193,7 @@ class _Walker:
     # -- parsing --------------------------------------------------------------
     def parse_text(self, src: bytes, depth: int) -> None:
         text = src.decode("utf-8", "surrogateescape")
-        fw = fast_words(text)
+        fw = fast_words(text) if self.fast else None
         if fw is not None:
             self.simple_command([lit(w) for w in fw], [], depth, False, None)
             return
@@ -199,6 +204,13 @@ class _Walker:
         root = tree.root_node
         if root.has_error:
             self.units.append(_input_unit(f"bash syntax the parser could not read: {_error_excerpt(root, src)}"))
+            # Error recovery can swallow whole commands into an ERROR node;
+            # also check each statement-like piece on its own. More units can
+            # only make the decision stricter.
+            pieces = _split_statements(text)
+            if len(pieces) > 1:
+                for piece in pieces:
+                    self.queue.append(_Job(text=piece.encode("utf-8", "surrogateescape"), depth=depth + 1))
         self.walk(root, src, depth)
 
     def walk(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
@@ -213,61 +225,68 @@ class _Walker:
             t = node.type
             if not node.is_named or t == "comment":
                 continue
-            if t in _STRUCTURAL:
-                stack.extend(reversed(node.named_children))
-            elif t == "command":
-                self.command_node(node, src, depth, None, stack)
-            elif t == "redirected_statement":
-                self.redirected(node, src, depth, stack)
-            elif t in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
-                self.redirect(node, src, depth, stack)
-            elif t in ("variable_assignment", "variable_assignments"):
-                assigns = [node] if t == "variable_assignment" else [c for c in node.named_children if c.type == "variable_assignment"]
-                self.assign_unit(assigns, src, stack, standalone=True)
-            elif t in ("declaration_command", "unset_command"):
-                self.declaration(node, src, depth, stack)
-            elif t == "function_definition":
-                name = node.child_by_field_name("name")
-                nm = name.text.decode("utf-8", "surrogateescape") if name is not None else "?"
-                self.units.append(Unit("function", f"function {nm}", floor=True,
-                                       why=[f"defines a shell function '{nm}' that can shadow a command"]))
-                body = node.child_by_field_name("body")
-                if body is not None:
-                    stack.append(body)
-            elif t == "compound_statement":
-                first = node.children[0].type if node.children else ""
-                if first == "((":
-                    u = Unit("command", _txt(node, src), floor=True, why=["arithmetic command"])
-                    self.units.append(u)
-                    self.scan_substitutions(node, stack)
-                else:
-                    stack.extend(reversed(node.named_children))
-            elif t == "test_command":
-                self.test_node(node, src, stack)
-            elif t in ("for_statement", "c_style_for_statement", "case_statement", "case_item"):
-                # Loop values, case words and arithmetic: only their substitutions run.
-                for c in reversed(node.named_children):
-                    if c.type in ("do_group", "compound_statement") or c.type in _STRUCTURAL or c.type in (
-                        "command", "redirected_statement", "list", "pipeline", "case_item",
-                        "variable_assignment", "declaration_command", "function_definition",
-                        "test_command", "if_statement", "for_statement", "while_statement",
-                        "case_statement", "c_style_for_statement", "unset_command",
-                    ):
-                        stack.append(c)
-                    else:
-                        self.scan_substitutions(c, stack)
-            elif t == "ERROR":
-                stack.extend(reversed(node.named_children))
-            elif t in _WORD_NODES or t in ("variable_name", "special_variable_name", "regex", "extglob_pattern",
-                                             "test_operator", "file_descriptor", "heredoc_body",
-                                             "heredoc_start", "heredoc_end", "heredoc_content",
-                                             "subscript", "array", "binary_expression", "unary_expression",
-                                             "ternary_expression", "postfix_expression",
-                                             "parenthesized_expression", "command_name"):
+            # Handlers push nested statements to `found` in source order; the
+            # stack is LIFO, so they go on it reversed to keep that order.
+            found: list = []  # type: ignore[type-arg]
+            self.dispatch(node, t, src, depth, found)
+            stack.extend(reversed(found))
+
+    def dispatch(self, node, t: str, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+        if t in _STRUCTURAL:
+            stack.extend(node.named_children)
+        elif t == "command":
+            self.command_node(node, src, depth, None, stack)
+        elif t == "redirected_statement":
+            self.redirected(node, src, depth, stack)
+        elif t in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
+            self.redirect(node, src, depth, stack)
+        elif t in ("variable_assignment", "variable_assignments"):
+            assigns = [node] if t == "variable_assignment" else [c for c in node.named_children if c.type == "variable_assignment"]
+            self.assign_unit(assigns, src, stack, standalone=True)
+        elif t in ("declaration_command", "unset_command"):
+            self.declaration(node, src, depth, stack)
+        elif t == "function_definition":
+            name = node.child_by_field_name("name")
+            nm = name.text.decode("utf-8", "surrogateescape") if name is not None else "?"
+            self.units.append(Unit("function", f"function {nm}", floor=True,
+                                   why=[f"defines a shell function '{nm}' that can shadow a command"]))
+            body = node.child_by_field_name("body")
+            if body is not None:
+                stack.append(body)
+        elif t == "compound_statement":
+            first = node.children[0].type if node.children else ""
+            if first == "((":
+                u = Unit("command", _txt(node, src), floor=True, why=["arithmetic command"])
+                self.units.append(u)
                 self.scan_substitutions(node, stack)
             else:
-                self.units.append(_input_unit(f"unsupported shell construct: {t}"))
-                stack.extend(reversed(node.named_children))
+                stack.extend(node.named_children)
+        elif t == "test_command":
+            self.test_node(node, src, stack)
+        elif t in ("for_statement", "c_style_for_statement", "case_statement", "case_item"):
+            # Loop values, case words and arithmetic: only their substitutions run.
+            for c in node.named_children:
+                if c.type in ("do_group", "compound_statement") or c.type in _STRUCTURAL or c.type in (
+                    "command", "redirected_statement", "list", "pipeline", "case_item",
+                    "variable_assignment", "declaration_command", "function_definition",
+                    "test_command", "if_statement", "for_statement", "while_statement",
+                    "case_statement", "c_style_for_statement", "unset_command",
+                ):
+                    stack.append(c)
+                else:
+                    self.scan_substitutions(c, stack)
+        elif t == "ERROR":
+            stack.extend(node.named_children)
+        elif t in _WORD_NODES or t in ("variable_name", "special_variable_name", "regex", "extglob_pattern",
+                                         "test_operator", "file_descriptor", "heredoc_body",
+                                         "heredoc_start", "heredoc_end", "heredoc_content",
+                                         "subscript", "array", "binary_expression", "unary_expression",
+                                         "ternary_expression", "postfix_expression",
+                                         "parenthesized_expression", "command_name"):
+            self.scan_substitutions(node, stack)
+        else:
+            self.units.append(_input_unit(f"unsupported shell construct: {t}"))
+            stack.extend(node.named_children)
 
     # -- words ----------------------------------------------------------------
     def scan_substitutions(self, node, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -279,20 +298,20 @@ class _Walker:
             if n.type in _SUBST_NODES:
                 stack.append(n)
                 continue
-            todo.extend(n.children)
+            todo.extend(reversed(n.children))
 
     def word(self, node, src: bytes, stack: list) -> Word:  # type: ignore[no-untyped-def,type-arg]
         """Quote-removed value of a word node; its substitutions go on the stack."""
         start = node.start_byte
         spans = []
-        todo = [node] if node.type in _EXPANSION_NODES else list(node.children)
+        todo = [node] if node.type in _EXPANSION_NODES else list(reversed(node.children))
         while todo:
             n = todo.pop()
             if n.type in _EXPANSION_NODES:
                 spans.append((n.start_byte - start, n.end_byte - start))
                 self.scan_substitutions(n, stack)
                 continue
-            todo.extend(n.children)
+            todo.extend(reversed(n.children))
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
@@ -485,16 +504,22 @@ class _Walker:
         if not name.literal:
             return
 
+        # What it runs: wrapped commands and shell code are units of their own,
+        # so their words are not this unit's paths.
+        inner = unwrap(base, words)
+        owned = set()
+        if inner is not None:
+            owned = {id(w) for argv in inner.commands for w in argv} | {id(w) for w in inner.shell}
+
         # Files it writes and reads.
         written: list[Word] = []
-        read: list[Word] = []
         if base in WRITERS:
-            written, read = WRITERS[base](args)
+            written, _read = WRITERS[base](args)
         written_ids = {id(w) for w in written}
         for w in written:
             self.path_unit(w, "write", must_exist=False)
         for w in args:
-            if id(w) in written_ids:
+            if id(w) in written_ids or id(w) in owned:
                 continue
             v = w.value
             if v.startswith("-"):
@@ -509,8 +534,6 @@ class _Walker:
         if base in DB_CLIENTS:
             self.sql(base, words, u, stdin_text)
 
-        # What it runs.
-        inner = unwrap(base, words)
         if inner is None:
             return
         for why in inner.issues:
@@ -576,6 +599,37 @@ class _Walker:
         self.units.append(u)
 
 
+def _split_statements(text: str) -> list[str]:
+    """Crude, quote-aware split at shell operators, for error recovery only."""
+    pieces = []
+    cur: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            cur.append(c)
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"' and i + 1 < len(text):
+                cur.append(text[i + 1])
+                i += 1
+        elif c in "'\"":
+            quote = c
+            cur.append(c)
+        elif c == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 1
+        elif c in ";&|\n()`":
+            pieces.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    pieces.append("".join(cur))
+    return [p.strip() for p in pieces if p.strip()]
+
+
 def _txt(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
     return src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
 
@@ -592,15 +646,24 @@ def _error_excerpt(root, src: bytes) -> str:  # type: ignore[no-untyped-def]
     return "syntax error"
 
 
-def parse(text: str, budget: float = TIME_BUDGET) -> list[Unit]:
-    """Break a command string into units. Never raises on any input."""
+def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[Unit]:
+    """Break a command string into units. Never raises on any input.
+
+    fast=False forces the tree-sitter path even for plain commands (the
+    differential test uses it to prove the fast lexer equal).
+    """
     units: list[Unit] = []
     if len(text) > MAX_INPUT or len(text.encode("utf-8", "surrogateescape")) > MAX_INPUT:
         return [_input_unit("command longer than 64 KiB")]
     for why in input_issues(text):
         units.append(_input_unit(why))
-    w = _Walker(budget)
+    w = _Walker(budget, fast)
     w.queue.append(_Job(text=text.encode("utf-8", "surrogateescape"), depth=0))
+    if _JOINED_WORD.search(text):
+        # bash joins `r\<newline>m` into `rm`; tree-sitter splits it in two.
+        # Check the joined reading as well (SPEC §3: at least require_approval).
+        units.append(_input_unit("backslash-newline inside a word"))
+        w.queue.append(_Job(text=text.replace("\\\n", "").encode("utf-8", "surrogateescape"), depth=1))
     try:
         w.run()
     except _Budget as e:

@@ -245,6 +245,9 @@ _RESERVED = frozenset(
     "if then else elif fi case esac for select while until do done function time "
     "coproc in ! [[ ]] { }".split()
 )
+# Declaration builtins: their words are assignments the tree-sitter path
+# reports as assign units, so they never take the fast path.
+_DECLARATIONS = frozenset("export declare typeset local readonly unset".split())
 
 
 def fast_words(text: str) -> list[str] | None:
@@ -257,6 +260,10 @@ def fast_words(text: str) -> list[str] | None:
         return None
     first = words[0]
     # An assignment (X=1 cmd) or a reserved word changes what runs: full parse.
-    if "=" in first or first in _RESERVED:
+    if "=" in first or first in _RESERVED or first in _DECLARATIONS:
+        return None
+    # tree-sitter-bash reports an error for '@' or '%' in a command name; keep
+    # those on the tree-sitter path so both paths stay equal (and fail closed).
+    if "@" in first or "%" in first:
         return None
     return words
