@@ -14,7 +14,7 @@ decision stricter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ._record import dataclass, field
 
 from .shellwords import Word, lit
 
@@ -515,13 +515,6 @@ CODE_BUILTINS = {
     "umask": "umask changes the mode of created files",
     "kill": "kill sends signals",
     "disown": "disown detaches jobs",
-    "wait": "wait blocks on jobs",
-    "exit": "exit",
-    "logout": "logout",
-    "return": "return",
-    "cd": "cd changes the folder later commands run in",
-    "pushd": "pushd changes the folder later commands run in",
-    "popd": "popd changes the folder later commands run in",
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from ._record import dataclass
 from pathlib import Path
 
 APP = "xguard"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from ._record import dataclass, field
 
 from .rules import STRICTNESS, Rule, Ruleset
 from .shellparse import Unit
@@ -104,21 +104,31 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
-def resolve_path(u: Unit, ctx: Context) -> list[str]:
-    """Absolute, normalised paths a path unit may name (SPEC §3 `path`)."""
-    p = u.path
+def _absolute(p: str, base: str, home: str) -> str:
     if p.startswith("$HOME"):
-        p = ctx.home + p[5:]
+        p = home + p[5:]
     elif p == "~" or p.startswith("~/"):
-        p = ctx.home + p[1:]
+        p = home + p[1:]
     elif p.startswith("~"):
         p = os.path.expanduser(p)
     if not p.startswith("/"):
-        p = os.path.join(ctx.cwd, p)
+        p = os.path.join(base, p)
     p = os.path.normpath(p)
-    if p.startswith("//"):
-        p = "/" + p.lstrip("/")
-    return [p]
+    return "/" + p.lstrip("/") if p.startswith("//") else p
+
+
+def resolve_path(u: Unit, ctx: Context) -> list[str]:
+    """Absolute, normalised paths a path unit may name (SPEC §3 `path`): from
+    the cwd, and from each folder an earlier `cd` in the command may have
+    moved to."""
+    out = [_absolute(u.path, ctx.cwd, ctx.home)]
+    base = ctx.cwd
+    for b in u.bases:
+        base = _absolute(b, base, ctx.home)
+        p = _absolute(u.path, base, ctx.home)
+        if p not in out:
+            out.append(p)
+    return out
 
 
 def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
@@ -206,15 +216,18 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
     paths = resolve_path(u, ctx)
     why_extra = []
     if u.glob and not u.dynamic and ctx.expand_glob is not None:
-        expanded = ctx.expand_glob(paths[0], ctx.cwd)
-        if expanded is None:
-            why_extra.append("glob too broad to check")
-        else:
+        for pattern in list(paths):
+            expanded = ctx.expand_glob(pattern, ctx.cwd)
+            if expanded is None:
+                why_extra.append("glob too broad to check")
+                continue
             if any(os.path.basename(x).startswith("-") for x in expanded):
                 why_extra.append("glob expands to a word that starts with '-' (an option)")
             paths = paths + [os.path.normpath(x) for x in expanded]
-    if u.must_exist and not u.glob and not ctx.exists(paths[0]):
-        return None  # a bare word that names no file is not a path
+    if u.must_exist and not u.glob:
+        paths = [p for p in paths if ctx.exists(p)]
+        if not paths:
+            return None  # a bare word that names no file is not a path
     access = u.access
     for prot in ctx.protected:
         if access == "write" and any(_under(p, prot) for p in paths):

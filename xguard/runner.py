@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from ._record import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, ExitCode, UsageError, XguardError
@@ -58,7 +58,10 @@ class Request:
     wait: float | None = None
     session: str | None = None
     profile: str | None = None
-    source: str = "shell"  # shell | run | hook:claude-code | ssh
+    source: str = "shell"  # shell | run | hook:claude-code | ssh | shell:claude-code
+    # What bash runs when xguard adds a fixed trailer of its own to the decided
+    # text (Claude Code's cwd report, xguard/adapters/claude_code.py); else text.
+    exec_text: str | None = None
 
 
 class Gate:
@@ -142,9 +145,26 @@ def _cwd(environ: dict[str, str]) -> str:
 
 
 # ---------------------------------------------------------------------------
+def _audit_config_error(e: ConfigError, req: Request) -> None:
+    """Best effort: a broken config is itself an event worth keeping (SPEC §6)."""
+    try:
+        from .audit import AuditLog
+
+        paths = get_paths()
+        AuditLog(paths.audit_file).append("config_error", command=req.text, cwd=_cwd(dict(os.environ)),
+                                          pid=os.getpid(), session=os.environ.get("XGUARD_SESSION"), note=e.message)
+    except Exception:  # noqa: S110 - the config error itself is what the user must see
+        pass
+
+
 def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     """Decide, audit, maybe wait for a human, run; return the exit status."""
-    gate = gate or Gate(profile=req.profile)
+    if gate is None:
+        try:
+            gate = Gate(profile=req.profile)
+        except ConfigError as e:
+            _audit_config_error(e, req)
+            raise
     req.session = req.session or gate.environ.get("XGUARD_SESSION") or None
     decision = gate.decide_argv(req.argv) if req.argv is not None else gate.decide_text(req.text)
     cmd_id = new_id()
@@ -188,13 +208,12 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
         path = which(req.argv[0], env.get("PATH", os.defpath))
         if path is None:
             sys.stderr.write(f"xguard: {req.argv[0]}: command not found\n")
-            log.append("exit", id=record["id"], session=record["session"], command=req.text, exit_code=127,
-                       duration_ms=0)
+            log.append("exit", **_exit_fields(record), exit_code=127, duration_ms=0)
             return 127
         argv = req.argv
     else:
         path = gate.ruleset.setting("shell", "/bin/bash")
-        argv = [path, *req.shell_args, "-c", req.text, *req.positional]
+        argv = [path, *req.shell_args, "-c", req.exec_text or req.text, *req.positional]
     limits = gate.ruleset.setting("limits", {}) or {}
     from .rules import parse_duration
 
@@ -206,21 +225,23 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
         out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace)
     except OSError as e:
         sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
-        log.append("exit", id=record["id"], session=record["session"], command=req.text, exit_code=126,
-                   duration_ms=0)
+        log.append("exit", **_exit_fields(record), exit_code=126, duration_ms=0)
         return 126
     try:
         extra = {"timed_out": True} if out.timed_out else {}
         if out.signal:
             extra["signal"] = out.signal
-        log.append("exit", id=record["id"], session=record["session"], profile=record["profile"],
-                   command=req.text, cwd=record["cwd"], exit_code=out.exit_code, duration_ms=out.duration_ms,
-                   **extra)
+        log.append("exit", **_exit_fields(record), exit_code=out.exit_code, duration_ms=out.duration_ms, **extra)
     except XguardError as e:
         sys.stderr.write(f"xguard: warning: the command ran but its exit was not logged: {e.message}\n")
     if out.timed_out:
         sys.stderr.write(f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n")
     return out.exit_code
+
+
+def _exit_fields(record: dict[str, object]) -> dict[str, object]:
+    """The identity fields every record carries (SPEC §6), for the exit line."""
+    return {k: record[k] for k in ("id", "session", "profile", "user", "host", "pid", "cwd", "command", "source")}
 
 
 # ---------------------------------------------------------------------------
@@ -278,6 +299,15 @@ def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str],
 
 def shell_main(args: list[str]) -> int:
     text, flags, positional, from_stdin = parse_shell_args(args)
+    source, exec_text = "shell", None
+    if text is not None and " && pwd -P >| " in text:
+        # Claude Code's Bash-tool wrapper (SHELL or CLAUDE_CODE_SHELL_PREFIX is
+        # xguard): the model's command inside it is what is gated (issue 7).
+        from .adapters.claude_code import parse_claude_code_wrapper
+
+        wrapper = parse_claude_code_wrapper(text, os.environ)
+        if wrapper is not None:
+            text, exec_text, source = wrapper.command, wrapper.exec_text, "shell:claude-code"
     if text is None:
         if from_stdin:
             if sys.stdin.isatty() and not positional:
@@ -295,7 +325,7 @@ def shell_main(args: list[str]) -> int:
                 sys.stderr.write(f"xguard: {script}: {e.strerror}\n")
                 return 127
     return gate_and_run(Request(text=text, shell_args=flags, positional=positional,
-                                wait=_env_wait(), source="shell"))
+                                wait=_env_wait(), source=source, exec_text=exec_text))
 
 
 def _env_wait() -> float | None:
@@ -359,7 +389,7 @@ def run_main(args: list[str]) -> int:
     import shlex
 
     req = Request(text=shlex.join(argv), argv=argv, wait=wait, session=session, profile=profile, source="run")
-    return gate_and_run(req, Gate(profile=profile))
+    return gate_and_run(req)
 
 
 def check_main(args: list[str]) -> int:

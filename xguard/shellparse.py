@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from ._record import dataclass, field
 
 from .cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
 from .shellwords import Word, dequote, fast_words, lit
@@ -74,6 +74,7 @@ class Unit:
     tilde: bool = False
     meta: bool = False
     names: tuple[str, ...] = ()
+    bases: tuple[str, ...] = ()  # path units: folders a `cd` earlier in the text may have moved to
 
     def require(self, why: str) -> None:
         self.floor = True
@@ -167,6 +168,10 @@ class _Walker:
         self.deadline = time.monotonic() + budget
         self.parses = 0
         self.nodes = 0
+        # `cd DIR && cat f` reads DIR/f: relative paths are also resolved
+        # against every folder a cd in the text may have moved to.
+        self.cd_bases: list[str] = []
+        self.cd_dynamic = False
 
     # -- queue --------------------------------------------------------------
     def run(self) -> None:
@@ -501,6 +506,14 @@ class _Walker:
             u.require(CODE_BUILTINS[base])
         if base == "printf" and any(w.value.startswith("-v") for w in args):
             u.require("printf -v sets a variable")
+        if base in ("cd", "pushd"):
+            target = [w for w in args if not w.value.startswith("-") or w.value == "-"]
+            if not target:
+                self.cd_bases.append("~")
+            elif target[0].literal and target[0].value != "-":
+                self.cd_bases.append(target[0].value)
+            else:
+                self.cd_dynamic = True
         if not name.literal:
             return
 
@@ -590,6 +603,10 @@ class _Walker:
         u = Unit("path", w.value, access=access, path=v, glob=w.glob or w.dynamic or w.missed,
                  dynamic=w.dynamic or w.missed, tilde=w.tilde or v.startswith("$HOME"),
                  must_exist=exists_check)
+        if not v.startswith(("/", "~", "$HOME")):
+            u.bases = tuple(self.cd_bases)
+            if self.cd_dynamic:
+                u.require("relative path after a cd to a folder known only at run time")
         if (w.dynamic or w.missed) and access == "write":
             u.require("writes a file whose name is known only at run time")
         if (w.dynamic or w.missed) and redirect and access == "read":

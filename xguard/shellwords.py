@@ -11,7 +11,7 @@ a construct tree-sitter did not see can never slip through as literal text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ._record import dataclass
 
 # ANSI-C escapes of $'…' (bash(1), QUOTING).
 _C_ESCAPES = {

@@ -4,13 +4,12 @@ with the tree-sitter path on every input it accepts."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xguard.paths import Paths
+from xguard._record import asdict
 from xguard.policy import Context, decide
 from xguard.rules import Ruleset, compile_config
 from xguard.shellparse import parse
@@ -91,8 +90,8 @@ def test_fast_lexer_equals_tree_sitter(text: str) -> None:
     same as the tree-sitter path's (field by field)."""
     if fast_words(text) is None:
         return
-    fast = [dataclasses.asdict(u) for u in parse(text)]
-    slow = [dataclasses.asdict(u) for u in parse(text, fast=False)]
+    fast = [asdict(u) for u in parse(text)]
+    slow = [asdict(u) for u in parse(text, fast=False)]
     assert fast == slow
 
 

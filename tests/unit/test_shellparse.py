@@ -214,3 +214,15 @@ def test_usr_bin_name_has_alt_text() -> None:
 def test_dequote(src: bytes, value: str, dynamic: bool, glob: bool) -> None:
     w = dequote(src)
     assert (w.value, w.dynamic, w.glob) == (value, dynamic, glob)
+
+
+def test_cd_targets_become_path_bases() -> None:
+    units = parse("cd ~/.ssh && cat id_rsa")
+    (p,) = [u for u in units if u.kind == "path" and u.path == "id_rsa"]
+    assert p.bases == ("~/.ssh",)
+
+
+def test_cd_to_runtime_folder_floors_later_relative_paths() -> None:
+    units = parse('cd "$D" && cat notes.txt')
+    (p,) = [u for u in units if u.kind == "path" and u.path == "notes.txt"]
+    assert p.floor

@@ -1,0 +1,106 @@
+"""Hot-path speed: whole-process medians, printed as ratios (not a test).
+
+    python benchmarks/bench_hotpath.py [--runs 40]
+
+Compares, on this machine and in one run:
+  python -I -c pass        the bare interpreter xguard runs on (the floor)
+  bash -c true             what a plain $SHELL costs
+  xguard -c true           an allowed command, gated, audited and run
+  xguard -c 'git status…'  a plain command with arguments (fast lexer)
+  xguard -c '… | … && …'   a compound command (tree-sitter path)
+  xguard run -- true
+  xguard check -c true
+and `xguard check --batch` throughput over both corpora (commands/s).
+Issue targets: `xguard -c true` ≤ 2.5× `python -I -c pass` (goal 2.0×);
+batch ≥ 5,000 commands/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+RULES = """\
+default: require_approval
+rules:
+  - {pattern: "true", action: allow}
+  - {pattern: "ls", action: allow, dynamic: allow}
+  - {pattern: "git status", action: allow}
+  - {pattern: "grep", action: allow}
+  - {pattern: "head", action: allow}
+  - {pattern: "wc", action: allow}
+"""
+
+
+def median_ms(cmd: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--session", action="store_true", help="also run with a live session and limits on")
+    a = ap.parse_args()
+
+    exe = shutil.which("xguard", path=str(Path(sys.executable).parent)) or shutil.which("xguard")
+    if not exe:
+        print("xguard is not installed next to this interpreter", file=sys.stderr)
+        return 1
+    home = Path(tempfile.mkdtemp(prefix="xguard-bench-"))
+    (home / "rules.yaml").write_text(RULES)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XGUARD_HOME": str(home)}
+    subprocess.run([exe, "-c", "true"], env=env, check=True)  # warm the rules cache
+
+    rows = [
+        ("python -I -c pass", [sys.executable, "-I", "-c", "pass"]),
+        ("bash -c true", ["bash", "-c", "true"]),
+        ("xguard -c true", [exe, "-c", "true"]),
+        ("xguard -c 'git status --porcelain'", [exe, "-c", "git status --porcelain"]),
+        ("xguard -c 'ls -la | grep x && wc -l f'", [exe, "-c", "ls -la | grep x && wc -l f"]),
+        ("xguard run -- true", [exe, "run", "--", "true"]),
+        ("xguard check -c true", [exe, "check", "-c", "true"]),
+    ]
+    results = {name: median_ms(cmd, env, a.runs) for name, cmd in rows}
+    base = results["python -I -c pass"]
+    bash = results["bash -c true"]
+    print(f"whole-process medians over {a.runs} runs ({os.cpu_count()} cores)")
+    for name, ms in results.items():
+        print(f"  {name:<42} {ms:7.1f} ms   {ms / base:5.2f}x python   {ms / bash:6.1f}x bash")
+    print(f"  target: xguard -c true <= 2.5x python -I (goal 2.0x): {results['xguard -c true'] / base:.2f}x")
+
+    corpus = []
+    for name in ("evasion.jsonl", "benign.jsonl"):
+        p = SHARED / "corpus" / name
+        if p.exists():
+            corpus += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    if corpus:
+        batch = home / "batch.jsonl"
+        reps = max(1, 20000 // len(corpus))
+        batch.write_text("".join(json.dumps({"command": c["command"]}) + "\n" for c in corpus * reps))
+        n = len(corpus) * reps
+        t = time.perf_counter()
+        subprocess.run([exe, "check", "--batch", str(batch)], env=env, stdout=subprocess.DEVNULL, check=True)
+        dt = time.perf_counter() - t
+        print(f"  check --batch: {n} commands in {dt:.2f} s = {n / dt:,.0f} commands/s (target >= 5,000)")
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

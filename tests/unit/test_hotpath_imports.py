@@ -1,0 +1,67 @@
+"""The hot path never imports the heavy libraries (DESIGN-NOTES: every
+millisecond is paid on each of an agent's hundreds of commands).
+
+Each verb runs in a fresh interpreter after the rules cache is warm, then the
+test lists which forbidden modules ended up in sys.modules (the way pip's
+test_no_network_imports checks its network stack)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FORBIDDEN = ["click", "rich", "yaml", "filelock", "platformdirs", "_hashlib", "subprocess", "threading"]
+
+PROBE = r"""
+import io, json, os, sys
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the command's own output is not ours to read
+stdin = sys.argv[2]
+if stdin:
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()))
+from xguard.__main__ import main
+try:
+    main(json.loads(sys.argv[1]))
+except SystemExit:
+    pass
+found = sorted(m for m in {forbidden} if m in sys.modules)
+os.write(2, ("\nFOUND=" + json.dumps(found) + "\n").encode())
+"""
+
+
+def _probe(args: list[str], home: Path, stdin: str = "", extra_env: dict[str, str] | None = None) -> list[str]:
+    env = {"XGUARD_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home), **(extra_env or {})}
+    code = PROBE.replace("{forbidden}", repr(FORBIDDEN))
+    # Warm the rules cache first (building it is allowed to import yaml).
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-c", code, json.dumps(args), stdin], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+    line = [ln for ln in p.stderr.splitlines() if ln.startswith("FOUND=")]
+    assert line, p.stderr
+    return json.loads(line[-1][len("FOUND="):])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "true"],
+        ["-c", "ls -la"],
+        ["-lc", "git status && echo ok"],
+        ["-c", "printenv"],  # denied
+        ["run", "--", "true"],
+        ["check", "-c", "ls"],
+        ["check", "--json", "-c", "rm -rf ~"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_hot_path_imports_nothing_heavy(args: list[str], xguard_home: Path) -> None:
+    assert _probe(args, xguard_home) == []
+
+
+def test_hook_imports_nothing_heavy(xguard_home: Path) -> None:
+    hook = json.dumps({"session_id": "s1", "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                       "tool_input": {"command": "ls"}})
+    assert _probe(["hook", "claude-code"], xguard_home, stdin=hook) == []
