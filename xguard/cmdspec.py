@@ -513,8 +513,6 @@ CODE_BUILTINS = {
     "compgen": "compgen -C runs commands",
     "ulimit": "ulimit changes resource limits",
     "umask": "umask changes the mode of created files",
-    "kill": "kill sends signals",
-    "disown": "disown detaches jobs",
 }
 
 

@@ -18,6 +18,8 @@ FORBIDDEN = ["click", "rich", "yaml", "filelock", "platformdirs", "_hashlib", "s
 
 PROBE = r"""
 import io, json, os, sys
+# Whatever the interpreter's own start-up (site, .pth files) loaded is not ours.
+BASELINE = set(sys.modules)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the command's own output is not ours to read
 stdin = sys.argv[2]
 if stdin:
@@ -27,7 +29,7 @@ try:
     main(json.loads(sys.argv[1]))
 except SystemExit:
     pass
-found = sorted(m for m in {forbidden} if m in sys.modules)
+found = sorted(m for m in {forbidden} if m in sys.modules and m not in BASELINE)
 os.write(2, ("\nFOUND=" + json.dumps(found) + "\n").encode())
 """
 
