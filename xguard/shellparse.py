@@ -565,22 +565,18 @@ class _Walker:
         if not all(w.literal or w.glob for w in words):
             u.require("SQL known only at run time")
             return
-        from .sqlunits import client_sql, split_stdin_sql
+        from .sqlunits import client_sql
 
-        res = client_sql([base, *(w.value for w in words[1:])])
+        stdin = stdin_text.decode("utf-8", "surrogateescape") if stdin_text is not None else None
+        res = client_sql([base, *(w.value for w in words[1:])], stdin=stdin)
         if res is None:
             return
-        stmts = list(res.units)
-        issues = list(res.issues)
-        if stdin_text is not None and not stmts:
-            stmts = split_stdin_sql(base, stdin_text.decode("utf-8", "surrogateescape"))
-            issues = [i for i in issues if "stdin" not in i]
-        for why in issues:
+        for why in res.issues:
             u.require(why)
-        for s in stmts:
+        for s in res.units:
             su = Unit("sql", s.text, meta=s.meta)
             if s.meta:
-                su.require("psql backslash command (can run programs or write files)")
+                su.require(f"{base} client command (can run programs, read or write files)")
             self.units.append(su)
         for p in res.write_paths:
             self.path_unit(lit(p), "write", must_exist=False)
