@@ -1,0 +1,343 @@
+"""`xguard audit`: read, filter, follow, verify and report on the audit log (issue 4).
+
+Output: a rich table on a terminal, tab-separated lines when piped (one record
+a line, control characters escaped), the stored JSON lines with `--json`.
+Errors that mean "no log to read" exit 1 with one line; filters that do not
+parse are usage errors (exit 64) naming the flag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from ..auditread import (
+    Entry,
+    Filter,
+    Head,
+    entries,
+    follow,
+    format_report,
+    parse_time,
+    read_anchor,
+    report,
+    tail,
+    verify,
+)
+from ..paths import get_paths
+from ..runner import printable
+
+
+class BadLines:
+    """Counts lines that are not records, for one warning at the end (issue 4)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.count = 0
+        self.first = ""
+
+    def __call__(self, file: Path, line: int | None, raw: bytes) -> None:
+        self.count += 1
+        if not self.first:
+            self.first = f"{file}:{line}" if line is not None else str(file)
+
+    def warn(self) -> None:
+        """Write the warning, if any line was skipped."""
+        if self.count:
+            n = f"{self.count} line{'s' if self.count != 1 else ''}"
+            self.stream.write(
+                f"xguard: warning: skipped {n} that {'is' if self.count == 1 else 'are'} not "
+                f"an audit record (first in {self.first}); run `xguard audit verify`\n"
+            )
+            self.count = 0
+
+
+def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a time: use 15m, 2h, 7d or an ISO time such as 2024-05-01T09:30"
+        ) from None
+
+
+def _values(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """--event pending,approved and --event pending --event approved mean the same."""
+    return tuple(v.strip() for item in value for v in item.split(",") if v.strip())
+
+
+def outcome(rec: dict[str, Any]) -> str:
+    """One short column saying what happened."""
+    ev = rec.get("event")
+    if ev == "exit":
+        dur = rec.get("duration_ms")
+        return f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+    if ev in ("approved", "denied") or rec.get("reviewer"):
+        who = rec.get("reviewer")
+        base = str(rec.get("decision") or ev) if ev == "decision" else str(ev)
+        return base + (f" by {who}" if who else "")
+    return str(rec.get("decision") or "-")
+
+
+def plain_line(rec: dict[str, Any]) -> str:
+    """A record as one tab-separated line: ts, seq, event, outcome, session, cwd, command."""
+    cols = [
+        rec.get("ts"),
+        rec.get("seq"),
+        rec.get("event"),
+        outcome(rec),
+        rec.get("session"),
+        rec.get("cwd"),
+        rec.get("command"),
+    ]
+    return "\t".join(printable(str(c), 10_000) if c is not None else "-" for c in cols)
+
+
+def render_table(found: Iterable[Entry], out: Any) -> None:
+    """Print entries as a rich table on the console `out`."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("time (UTC)", "seq", "event", "outcome", "session", "command"):
+        table.add_column(name, no_wrap=name != "command", overflow="fold")
+    style = {
+        "deny": "red",
+        "denied": "red",
+        "require_approval": "yellow",
+        "pending": "yellow",
+        "allow": "green",
+        "approved": "green",
+    }
+    for e in found:
+        rec = e.record
+        ts = str(rec.get("ts") or "")[:19].replace("T", " ")
+        res = outcome(rec)
+        # Text(), never markup: a command may hold "[red]" and must show as typed.
+        table.add_row(
+            Text(printable(ts)),
+            Text(str(rec.get("seq"))),
+            Text(printable(str(rec.get("event")), 40)),
+            Text(
+                printable(res, 80),
+                style=style.get(str(rec.get("decision") or rec.get("event")), ""),
+            ),
+            Text(printable(str(rec.get("session") or "-"), 40)),
+            Text(printable(str(rec.get("command") or ""), 2000)),
+        )
+    out.print(table)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+
+
+def _write_entries(found: Iterable[Entry], as_json: bool, stream: bool) -> None:
+    """Table on a terminal, else plain or JSON lines (flushed per record when streaming)."""
+    out = sys.stdout
+    if not as_json and out.isatty() and not stream:
+        render_table(found, _console())
+        return
+    for e in found:
+        if as_json:
+            out.buffer.write(e.raw + b"\n")
+        else:
+            out.write(plain_line(e.record) + "\n")
+        if stream:
+            out.flush()
+
+
+@click.group("audit", invoke_without_command=True)
+@click.option(
+    "--since",
+    metavar="TIME",
+    callback=_time_option,
+    help="Only records at or after TIME (15m, 2h, 7d or ISO).",
+)
+@click.option(
+    "--until", metavar="TIME", callback=_time_option, help="Only records at or before TIME."
+)
+@click.option("--session", metavar="ID", help="Only this session.")
+@click.option(
+    "--decision",
+    metavar="D",
+    multiple=True,
+    callback=_values,
+    help="Only decision D: allow, require_approval or deny (repeat or comma-separate).",
+)
+@click.option(
+    "--event",
+    metavar="E",
+    multiple=True,
+    callback=_values,
+    help="Only event E: decision, exit, pending, approved, denied, expired, cancelled, "
+    "config_error (repeat or comma-separate).",
+)
+@click.option(
+    "--grep",
+    metavar="TEXT",
+    help="Only records with TEXT in a field (command, units, cwd, note …).",
+)
+@click.option("--cwd", metavar="DIR", help="Only commands run in DIR or below it.")
+@click.option("--user", metavar="NAME", help="Only records of this user.")
+@click.option(
+    "--last",
+    "last",
+    metavar="N",
+    type=click.IntRange(min=0),
+    help="Only the last N matching records.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the stored JSON lines.")
+@click.option(
+    "--follow", "-f", "follow_", is_flag=True, help="Keep printing new records (like tail -f)."
+)
+@click.pass_context
+def audit(
+    ctx: click.Context,
+    *,
+    since: str | None,
+    until: str | None,
+    session: str | None,
+    decision: tuple[str, ...],
+    event: tuple[str, ...],
+    grep: str | None,
+    cwd: str | None,
+    user: str | None,
+    last: int | None,
+    as_json: bool,
+    follow_: bool,
+) -> int:
+    """Read the audit log, oldest first; filters combine with AND.
+
+    \b
+    Examples:
+      xguard audit --last 20
+      xguard audit --since 2h --decision deny
+      xguard audit --session s1 --json | jq .command
+      xguard audit --follow
+      xguard audit verify --anchor head.txt
+      xguard audit report --since 30d
+    """
+    if ctx.invoked_subcommand is not None:
+        return 0
+    if cwd is not None:
+        cwd = os.path.abspath(os.path.expanduser(cwd))
+    filt = Filter(
+        since=since,
+        until=until,
+        session=session,
+        decision=decision,
+        event=event,
+        grep=grep,
+        cwd=cwd,
+        user=user,
+    )
+    path = get_paths().audit_file
+    bad = BadLines(sys.stderr)
+    try:
+        if follow_:
+            try:
+                for e in follow(path, filt, last=10 if last is None else last, on_bad=bad):
+                    _write_entries([e], as_json, stream=True)
+                    bad.warn()
+            except KeyboardInterrupt:
+                return 0  # Ctrl-C is how a follow ends
+        elif last is not None:
+            _write_entries(tail(path, last, filt, on_bad=bad), as_json, stream=False)
+        else:
+            _write_entries(entries(path, filt, on_bad=bad), as_json, stream=False)
+    except BrokenPipeError:
+        # `xguard audit | head`: the reader left; say nothing, as cat would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    bad.warn()
+    return 0
+
+
+def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Head | None:
+    if value is None:
+        return None
+    try:
+        return read_anchor(Path(value))
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@audit.command("verify")
+@click.option(
+    "--anchor",
+    metavar="FILE",
+    callback=_anchor_option,
+    help="A saved head (an earlier verify's output): the log must still hold and extend it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def verify_cmd(anchor: Head | None, as_json: bool) -> int:
+    """Check the hash chain across rotated files; exit 0 intact, 1 broken.
+
+    Names the first bad line (edited, missing, inserted, reordered, not JSON,
+    torn, truncated) and prints the head: keep it, and pass it back with
+    --anchor to catch a log cut short.
+    """
+    result = verify(get_paths().audit_file, anchor)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        n = len(result.files)
+        where = f"{result.records} records in {n} file{'s' if n != 1 else ''}"
+        for note in result.notes:
+            click.echo(f"note: {note}")
+        if result.problem is None:
+            click.echo(
+                f"audit log intact: {where}"
+                + (f", anchor seq {anchor.seq} found" if anchor else "")
+            )
+        else:
+            click.echo(f"audit log BROKEN: {result.problem}")
+        if result.head is not None:
+            click.echo(f"head: seq {result.head.seq} hash {result.head.hash}")
+    return 0 if result.ok else 1
+
+
+@audit.command("report")
+@click.option(
+    "--since",
+    metavar="TIME",
+    default="30d",
+    show_default=True,
+    callback=_time_option,
+    help="Cover records from TIME on (15m, 2h, 7d or ISO).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def report_cmd(since: str, as_json: bool) -> int:
+    """The permission review: rule hits and unused rules, approvals worth
+    turning into allow rules, denials by reason, time to decision, sessions."""
+    bad = BadLines(sys.stderr)
+    records = (e.record for e in entries(get_paths().audit_file, Filter(since=since), on_bad=bad))
+    rep = report(records, _rule_ids())
+    if as_json:
+        click.echo(json.dumps(rep, ensure_ascii=False))
+    else:
+        click.echo(format_report(rep, since), nl=False)
+    bad.warn()
+    return 0
+
+
+def _rule_ids() -> list[str] | None:
+    """Every rule id in effect, or None when the rules cannot be read (the report then says so)."""
+    try:
+        from ..rules import load_ruleset_for_report
+
+        ruleset = load_ruleset_for_report()
+        return None if ruleset is None else [r.id for r in ruleset.rules]
+    except (ImportError, AttributeError):
+        return None
