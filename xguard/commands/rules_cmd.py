@@ -104,3 +104,105 @@ def init(force: bool, to_stdout: bool) -> int:
     os.replace(tmp, dest)
     click.echo(f"wrote {dest}; check it with: xguard rules lint")
     return 0
+
+
+def replay_history(new_rules: Path, since: str | None, until: str | None = None) -> dict[str, object]:
+    """Decide every logged command again under `new_rules`; report what changes.
+
+    Each command is decided in the cwd it ran in, as shell text or (for
+    `xguard run`) as the argv it was. Returns counts per transition and the
+    changed commands, most frequent first.
+    """
+    import shlex
+    from collections import Counter
+
+    from ..auditread import Filter, entries, parse_time
+    from ..policy import Context, decide, real_glob
+    from ..shellparse import parse, parse_argv
+
+    paths = get_paths()
+    rs = load_ruleset(paths, new_rules, use_cache=False)
+    filt = Filter(since=parse_time(since) if since else None, until=parse_time(until) if until else None,
+                  event=("decision", "pending"))
+    home = os.environ.get("HOME", "/root")
+    protected = [str(p) for p in paths.protected()]
+    seen: dict[tuple[str, str, str], tuple[str, str, list[str]]] = {}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    total = 0
+    ids: set[str] = set()
+    for e in entries(paths.audit_file, filt):
+        r = e.record
+        # An approved command logs `pending`, then `decision` under the same id: count it once.
+        rid = str(r.get("id") or "")
+        if rid and rid in ids:
+            continue
+        ids.add(rid)
+        cmd, cwd, old = r.get("command"), r.get("cwd") or "/", r.get("decision")
+        if not isinstance(cmd, str) or old not in ("allow", "require_approval", "deny"):
+            continue
+        total += 1
+        key = (cmd, cwd, str(r.get("source") or "shell"))
+        counts[key] += 1
+        if key in seen:
+            continue
+        ctx = Context(cwd=cwd, home=home, protected=protected, expand_glob=real_glob)
+        if key[2] == "run":
+            try:
+                units = parse_argv(shlex.split(cmd))
+            except ValueError:
+                units = parse(cmd)
+        else:
+            units = parse(cmd)
+        d = decide(units, rs, ctx)
+        seen[key] = (str(old), d.decision, d.reasons[:2])
+    changes: Counter[str] = Counter()
+    changed = []
+    for key, (old, new, reasons) in seen.items():
+        if old != new:
+            changes[f"{old} -> {new}"] += counts[key]
+            changed.append({"command": key[0], "cwd": key[1], "from": old, "to": new, "times": counts[key],
+                            "why": reasons})
+    changed.sort(key=lambda c: (-int(c["times"]), str(c["command"])))  # type: ignore[call-overload]
+    return {"rules": str(new_rules), "decisions": total, "distinct": len(seen),
+            "changed": sum(changes.values()), "transitions": dict(changes), "commands": changed}
+
+
+@rules.command("replay", epilog="\b\nExamples:\n  xguard rules replay --rules new.yaml\n"
+                                "  xguard rules replay --rules new.yaml --since 7d --json")
+@click.option("--rules", "new_rules", required=True, metavar="FILE", help="The rules file to preview.")
+@click.option("--since", metavar="TIME", default="7d", show_default=True,
+              help="Replay decisions since this time (ISO time, or 15m, 2h, 7d ago).")
+@click.option("--until", metavar="TIME", help="…and until this time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
+    """Decide logged commands again under a new rules file; show what would change."""
+    import json
+
+    from ..auditread import parse_time
+
+    for flag, value in (("--since", since), ("--until", until)):
+        if value:
+            try:
+                parse_time(value)
+            except ValueError:
+                raise click.BadParameter(f"{value!r} is not a time (ISO, or 15m, 2h, 7d)", param_hint=flag) from None
+    try:
+        res = replay_history(Path(new_rules), since, until)
+    except ConfigError as e:
+        click.echo(f"xguard: {e.message}", err=True)
+        return int(ExitCode.CONFIG)
+    except FileNotFoundError:
+        click.echo("xguard: no audit log to replay", err=True)
+        return 1
+    if as_json:
+        click.echo(json.dumps(res, ensure_ascii=False))
+        return 0
+    from ..runner import printable
+
+    click.echo(f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "
+               f"{res['changed']} would change")
+    for t, n in sorted(res["transitions"].items()):  # type: ignore[union-attr]
+        click.echo(f"  {t}: {n}")
+    for c in res["commands"]:  # type: ignore[union-attr]
+        click.echo(f"  {c['from']} -> {c['to']}  x{c['times']}  {printable(c['command'], 100)}  (in {c['cwd']})")
+    return 0
