@@ -9,10 +9,10 @@ the hot path may use dataclasses directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _MISSING = object()

@@ -174,7 +174,9 @@ _SHELL_SHORT_ARG = "oO"
 _SHELL_LONG_ARG = frozenset({"rcfile", "init-file"})
 
 _XARGS_SHORT = "aEdIsLnP"
-_XARGS_LONG = frozenset({"arg-file", "eof", "delimiter", "replace", "max-chars", "max-lines", "max-args", "max-procs", "process-slot-var"})
+_XARGS_LONG = frozenset({"arg-file", "delimiter", "max-chars", "max-args", "max-procs", "process-slot-var"})
+# GNU xargs: these take a value only when it is attached with '=' (optional_argument).
+_XARGS_LONG_OPTIONAL = frozenset({"eof", "replace", "max-lines"})
 
 _SSH_SHORT = "BbcDEeFIiJLlmOoPpQRSWw"
 _DOCKER_EXEC_SHORT = "euw"
@@ -316,7 +318,8 @@ def _env(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 
 def _xargs(args: list[Word], out: Unwrapped) -> Unwrapped:
-    o = getopt(args, _XARGS_SHORT, _XARGS_LONG, stop_at_operand=True, short_optional="ile")
+    o = getopt(args, _XARGS_SHORT, _XARGS_LONG, stop_at_operand=True, short_optional="ile",
+               long_optional=_XARGS_LONG_OPTIONAL)
     rest = args[o.rest_index :]
     out.commands.append(rest or [lit("echo")])
     out.dynamic = True
@@ -512,6 +515,7 @@ CODE_BUILTINS = {
     "complete": "complete -C runs commands",
     "compgen": "compgen -C runs commands",
     "ulimit": "ulimit changes resource limits",
+    "let": "let evaluates arithmetic, which can run code hidden in a variable's value",
     "umask": "umask changes the mode of created files",
 }
 

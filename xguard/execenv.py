@@ -11,9 +11,15 @@ Standard library only: no subprocess (it imports threading, selectors …).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
+
+try:
+    # The C module behind `signal`: the same functions and numbers, without
+    # the IntEnum wrappers whose `enum` import costs ~3 ms per command.
+    import _signal as signal
+except ImportError:  # pragma: no cover - other Pythons
+    import signal  # type: ignore[no-redef]
 
 # Signals that xguard passes on to the running command.
 FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)

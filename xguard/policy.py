@@ -12,8 +12,11 @@ A command takes the strictest action among its units.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # collections.abc imports collections: ~2 ms on the hot path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 import os
-from collections.abc import Callable
 from ._record import dataclass, field
 
 from .rules import STRICTNESS, Rule, Ruleset
@@ -24,7 +27,7 @@ GLOB_LIMIT = 1000  # beyond this many matches a glob is too broad to check
 
 # xguard's own verbs that decide or reconfigure (SPEC §3 built-in deny).
 SELF_VERBS = frozenset({"approve", "deny", "review", "init", "serve", "setup"})
-SELF_SUBVERBS = {"session": frozenset({"reset"}), "rules": frozenset({"edit", "add", "remove", "set"})}
+SELF_SUBVERBS = {"session": frozenset({"reset", "start"}), "rules": frozenset({"edit", "add", "remove", "set"})}
 PYTHONS = ("python", "python3")
 
 
@@ -190,6 +193,9 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
         decision, rule, why = ruleset.default, "default", f"no rule matches; default is {ruleset.default}"
     notify = sorted({t for r in hits for t in r.notify})
     ud = UnitDecision(u.kind, u.text, decision, rule, why, u, notify, [r.id for r in hits])
+    capped = _over_cap(u.words, hits) if decision == ALLOW and u.kind == "command" else None
+    if capped:  # issue 5: numeric caps ("the first scaling beyond 2x triggers approval")
+        ud.decision, ud.why = REQUIRE, capped
     if decision == ALLOW and u.dynamic and not any(r.dynamic for r in hits if r.action == ALLOW):
         ud.decision, ud.why = REQUIRE, f"an argument is known only at run time ({why})"
     if u.floor and ud.decision == ALLOW:
@@ -197,6 +203,29 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     if u.floor:
         ud.why = "; ".join(u.why) + ("" if ud.decision == DENY or not hits else f"; {why}")
     return ud
+
+
+def _over_cap(words: tuple[str, ...], hits: list[Rule]) -> str | None:
+    """Why an option's number is over a matching rule's cap (`--replicas=20`,
+    `--replicas 20`), or None. A value that is not a plain number is over:
+    the cap cannot be checked (fail closed)."""
+    for r in hits:
+        for opt, cap in (r.caps or {}).items():
+            limit, label = (cap, f"{cap:g}") if isinstance(cap, int | float) else cap
+            for i, w in enumerate(words[1:], 1):
+                if w == opt and i + 1 < len(words):
+                    value = words[i + 1]
+                elif w.startswith(opt + "="):
+                    value = w[len(opt) + 1 :]
+                else:
+                    continue
+                try:
+                    n = float(value)
+                except ValueError:
+                    n = float("inf")
+                if not n <= limit:
+                    return f"{opt} {value} is over the cap of {label} in rule {r.id}"
+    return None
 
 
 def _decide_assign(u: Unit, ruleset: Ruleset) -> UnitDecision:

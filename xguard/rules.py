@@ -13,10 +13,9 @@ Regexes are compiled lazily, when a unit first needs them.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
-import re
-from pathlib import Path
+import sys
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
 from . import __version__
@@ -28,7 +27,17 @@ if TYPE_CHECKING:
 
 ACTIONS = ("allow", "require_approval", "deny")
 STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
-BUILTIN_RULES = Path(__file__).parent / "data" / "default-rules.yaml"
+# The hot path never imports re, json or pathlib (each pulls in several ms of
+# imports); YAML, regex compilation and Path objects belong to the cold path.
+BUILTIN_RULES_S = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "default-rules.yaml")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BUILTIN_RULES":  # a Path, for the CLI; built lazily
+        from pathlib import Path
+
+        return Path(BUILTIN_RULES_S)
+    raise AttributeError(name)
 
 DEFAULT_ENV_KEEP = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TERM", "TZ", "TMPDIR", "PWD"]
 DEFAULT_ASSIGN_OK = ["LANG", "LC_*", "TZ", "NO_COLOR", "TERM", "COLUMNS", "LINES"]
@@ -48,6 +57,9 @@ _RULE_SCHEMA: dict[str, Any] = {
     "dynamic": ("allow", "require_approval"),
     "max_runtime": _DURATION,
     "caps": {"*": "number"},
+    "baseline": {"*": "number"},  # issue 5: above growth × baseline needs approval
+    "growth": "number",
+    "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
     "name": "str",
 }
 _TEST_SCHEMA = {"command": "str", "expect": ACTIONS, "cwd": "str", "argv": "strlist"}
@@ -104,11 +116,15 @@ def parse_duration(value: object) -> float | None:
         return float(value) if value >= 0 else None
     if not isinstance(value, str):
         return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", value)
-    if not m:
+    v = value.strip()
+    unit = ""
+    for u in ("ms", "s", "m", "h", "d", "w"):
+        if v.endswith(u):
+            unit, v = u, v[: -len(u)].rstrip()
+            break
+    if not v or not all(c.isdigit() or c == "." for c in v) or v.count(".") > 1 or v.startswith(".") or v.endswith("."):
         return None
-    n = float(m.group(1))
-    return n * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(v) * {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
 
 
 class _Checker:
@@ -186,6 +202,8 @@ class _Checker:
                 raise self.fail(node, f"{where}: expected a duration like 30s, 15m, 2h")
             return value
         if schema == "regex":
+            import re
+
             s = str(value)
             try:
                 re.compile(s)
@@ -244,9 +262,63 @@ def load_yaml_file(path: Path, schema: dict[str, Any] = TOP_SCHEMA) -> dict[str,
 # Compilation: the cacheable form of a rule (plain JSON types only).
 
 
+def _required_literals(rx: str) -> list[list[str]] | None:
+    """Literal strings a match of `rx` must contain, as AND-of-ORs, lowercased.
+
+    Computed once when rules are compiled (from the regex's own parse tree)
+    and kept in the cache, so a rule whose literals are absent from a unit is
+    skipped without compiling or running its regex. Lowercasing keeps the
+    test valid under IGNORECASE; non-ASCII units always get the full regex.
+    """
+    import re
+
+    try:
+        from re import _constants as C  # type: ignore[attr-defined]
+        from re import _parser as P  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        tree = P.parse(rx)
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+    def seq(items: Any) -> list[set[str]]:
+        out: list[set[str]] = []
+        run: list[str] = []
+        for op, av in items:
+            if op is C.LITERAL:
+                run.append(chr(av))
+                continue
+            if run:
+                out.append({"".join(run)})
+                run = []
+            if op is C.SUBPATTERN:
+                out.extend(seq(av[-1]))
+            elif op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) and av[0] >= 1:
+                out.extend(seq(av[2]))
+            elif op is C.ASSERT and av[0] == 1:
+                out.extend(seq(av[1]))
+            elif op is C.BRANCH:
+                alts = [seq(b) for b in av[1]]
+                if alts and all(alts):
+                    out.append(set().union(*(max(a, key=lambda s: min(map(len, s))) for a in alts)))
+        if run:
+            out.append({"".join(run)})
+        return out
+
+    try:
+        sets = seq(tree)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    need = [sorted({x.lower() for x in s}) for s in sets if s and all(x and x.isascii() for x in s)]
+    return need or None
+
+
 def pattern_regex(pattern: str) -> str:
     """SPEC §3 `pattern`: `*` and `.*` match any text, blanks match one word break,
     everything else is literal; anchored at the start, ending at a word break."""
+    import re
+
     out = []
     i = 0
     p = pattern.strip()
@@ -273,14 +345,16 @@ def _literal_pattern(pattern: str) -> str | None:
     return None if "*" in p else p
 
 
-_FIRST_WORD = re.compile(r"\^([A-Za-z0-9_][A-Za-z0-9_.+-]*)(?:\(| |\\s|\$|\[ \]|\\b)")
+_FIRST_WORD = r"\^([A-Za-z0-9_][A-Za-z0-9_.+-]*)(?:\(| |\\s|\$|\[ \]|\\b)"
 
 
 def _regex_first_word(rx: str) -> str | None:
     """The command name a regex can only match, if it is plainly `^name…` with no
     top-level alternation; such rules are indexed by name (and compiled only
     when a unit with that name shows up)."""
-    m = _FIRST_WORD.match(rx)
+    import re
+
+    m = re.match(_FIRST_WORD, rx)
     if not m:
         return None
     depth = 0
@@ -310,6 +384,8 @@ def glob_regex(glob: str) -> str:
     `dir/**` matches `dir` itself too. A leading `~` stands for $HOME and is
     kept as the marker `~` for expansion when the rule is compiled at run time.
     A relative glob matches at any depth (`.env` is `**/.env`)."""
+    import re
+
     g = glob.strip()
     if not g.startswith(("/", "~", "*")):
         g = "**/" + g
@@ -355,6 +431,17 @@ def glob_regex(glob: str) -> str:
     return "^" + rx + "$"
 
 
+def _caps(r: dict[str, Any]) -> dict[str, list[Any]] | None:
+    """Numeric caps (issue 5) -> {option: [limit, how it was set]}: `caps` as
+    given, `baseline` times `growth` (default 2); the lower one counts."""
+    caps: dict[str, list[Any]] = {k: [float(v), f"{v:g}"] for k, v in (r.get("caps") or {}).items()}
+    g = r.get("growth", 2)
+    for k, b in (r.get("baseline") or {}).items():
+        if k not in caps or b * g < caps[k][0]:
+            caps[k] = [float(b * g), f"{g:g}× {b:g}"]
+    return caps or None
+
+
 def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
     base = os.path.basename(file)
     c: dict[str, Any] = {
@@ -364,7 +451,8 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "notify": r.get("notify", []),
         "dynamic": r.get("dynamic") == "allow",
         "max_runtime": parse_duration(r["max_runtime"]) if "max_runtime" in r else None,
-        "caps": r.get("caps"),
+        "caps": _caps(r),
+        "read": r.get("read"),
         "first": None,
         "literal": None,
     }
@@ -374,11 +462,13 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["rx"] = pattern_regex(r["pattern"])
         c["literal"] = _literal_pattern(r["pattern"])
         c["first"] = r["pattern"].split()[0] if "*" not in r["pattern"].split()[0] else None
+        c["need"] = _required_literals(c["rx"])
     elif "regex" in r:
         c["type"] = "regex"
         c["src"] = r["regex"]
         c["rx"] = r["regex"]
         c["first"] = _regex_first_word(r["regex"])
+        c["need"] = _required_literals(r["regex"])
     else:
         c["type"] = "path"
         c["src"] = r["path"]
@@ -427,7 +517,7 @@ def compile_config(data: dict[str, Any], file: str, settings_files: list[tuple[s
 
 class Rule:
     __slots__ = ("_rx", "access", "action", "caps", "dynamic", "first", "id", "literal", "max_runtime",
-                 "notify", "reason", "src", "type", "rx_src")
+                 "need", "notify", "read", "reason", "rx_src", "src", "type")
 
     def __init__(self, d: dict[str, Any]) -> None:
         self.id = d["id"]
@@ -440,13 +530,18 @@ class Rule:
         self.dynamic = d.get("dynamic", False)
         self.max_runtime = d.get("max_runtime")
         self.caps = d.get("caps")
+        self.read: bool | None = d.get("read")
         self.first = d.get("first")
         self.literal = d.get("literal")
         self.access = d.get("access", "any")
-        self._rx: re.Pattern[str] | None = None
+        self.need: list[list[str]] | None = d.get("need")
+        self._rx: Any = None
 
-    def regex(self, home: str = "") -> re.Pattern[str]:
+    def regex(self, home: str = "") -> Any:
+        """The compiled regex (re.Pattern), compiled on first use."""
         if self._rx is None:
+            import re
+
             src = self.rx_src
             if self.type == "path":
                 src = src.replace("\x00HOME\x00", re.escape(home.rstrip("/")) if home else "\x00")
@@ -454,14 +549,17 @@ class Rule:
         return self._rx
 
     def matches_text(self, text: str, sql: bool = False) -> bool:
+        if self.type == "pattern" and self.literal is not None:
+            t, p = (text.lower(), self.literal.lower()) if sql else (text, self.literal)
+            return t == p or t.startswith(p + " ")
+        if self.need and text.isascii():
+            low = text.lower()
+            if not all(any(x in low for x in alt) for alt in self.need):
+                return False  # a literal every match must contain is absent
         if self.type == "pattern":
-            if self.literal is not None:
-                if sql:
-                    t, p = text.lower(), self.literal.lower()
-                else:
-                    t, p = text, self.literal
-                return t == p or t.startswith(p + " ")
             if sql:
+                import re
+
                 return re.match(self.rx_src, text, re.IGNORECASE) is not None
             return self.regex().match(text) is not None
         return self.regex().search(text) is not None
@@ -513,81 +611,110 @@ def _digest(parts: list[bytes]) -> str:
     return h.hexdigest()
 
 
-def rules_source(paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None) -> Path:
+def rules_source_s(paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None) -> str:
     """Which rules file is in effect: XGUARD_RULES, a profile's file, the user's, or the built-in."""
     env = os.environ if environ is None else environ
     explicit = env.get("XGUARD_RULES", "").strip()
     if explicit:
-        return Path(explicit).expanduser()
+        return os.path.expanduser(explicit)
     if profile:
-        p = paths.rules_d / f"{profile}.yaml"
-        if p.exists():
+        p = os.path.join(paths.rules_d_s, f"{profile}.yaml")
+        if os.path.exists(p):
             return p
-    if paths.rules_file.exists():
-        return paths.rules_file
-    return BUILTIN_RULES
+    if os.path.exists(paths.rules_file_s):
+        return paths.rules_file_s
+    return BUILTIN_RULES_S
+
+
+def rules_source(paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None) -> Path:
+    """rules_source_s as a Path (for the CLI)."""
+    from pathlib import Path
+
+    return Path(rules_source_s(paths, environ, profile))
+
+
+def _read(path: str, what: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read {what}: is a folder", path, 1) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what}: {e.strerror}", path, 1) from None
 
 
 def load_ruleset(
     paths: Paths,
-    rules_file: Path | None = None,
+    rules_file: str | os.PathLike[str] | None = None,
     environ: dict[str, str] | None = None,
     use_cache: bool = True,
     profile: str | None = None,
 ) -> Ruleset:
-    """Load the rules in effect, from the JSON cache when the sources are unchanged."""
-    src = rules_file or rules_source(paths, environ, profile)
-    settings_path = paths.config_file
-    try:
-        raw = src.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("rules file not found", str(src), 1) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read rules file: {e.strerror}", str(src), 1) from None
-    try:
-        sraw = settings_path.read_bytes()
-    except FileNotFoundError:
-        sraw = None
-    except OSError as e:
-        raise ConfigError(f"cannot read config: {e.strerror}", str(settings_path), 1) from None
-    key = _digest([__version__.encode(), str(src).encode(), raw, str(settings_path).encode(), sraw or b"", (profile or "").encode()])
-    cache = paths.cache_dir / f"ruleset-{key[:32]}.json"
+    """Load the rules in effect, from the cache when the sources are unchanged.
+
+    The cache is marshal data (the fastest format the standard library
+    reads), keyed by the SHA-256 of the source files' bytes, their paths,
+    xguard's version and the Python version.
+    """
+    src = os.fspath(rules_file) if rules_file is not None else rules_source_s(paths, environ, profile)
+    settings_path = paths.config_file_s
+    raw = _read(src, "rules file")
+    if raw is None:
+        raise ConfigError("rules file not found", src, 1)
+    sraw = _read(settings_path, "config")
+    key = _digest([__version__.encode(), sys.version.encode(), src.encode(), raw, settings_path.encode(),
+                   sraw if sraw is not None else b"\x00none", (profile or "").encode()])
+    cache = os.path.join(paths.cache_dir_s, f"ruleset-{key[:32]}.marshal")
     if use_cache:
         try:
             with open(cache, "rb") as f:
-                d = json.load(f)
-            if d.get("key") == key:
+                d = marshal.load(f)
+            if isinstance(d, dict) and d.get("key") == key and all(  # a profile's own rules file (issue 5)
+                    _digest([_read(p, "rules file") or b""]) == h for p, h in d.get("deps", ())):
                 return Ruleset(d)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, EOFError, TypeError, KeyError):
             pass
-    d = build_ruleset_dict(src, settings_path if sraw is not None else None)
+    d = build_ruleset_dict(src, settings_path if sraw is not None else None, profile)
     d["key"] = key
     if use_cache:
         _write_cache(paths, cache, d)
     return Ruleset(d)
 
 
-def build_ruleset_dict(src: Path, settings_path: Path | None) -> dict[str, Any]:
+def build_ruleset_dict(src: str | os.PathLike[str], settings_path: str | os.PathLike[str] | None,
+                       profile: str | None = None) -> dict[str, Any]:
     """Parse and validate from YAML (the slow path)."""
-    data = load_yaml_file(src)
+    from pathlib import Path
+
+    data = load_yaml_file(Path(src))
     if "rules" not in data and "default" not in data:
-        raise ConfigError("no 'rules' and no 'default': this is not a rules file", str(src), 1)
+        raise ConfigError("no 'rules' and no 'default': this is not a rules file", os.fspath(src), 1)
     settings_files = []
     if settings_path is not None:
-        sd = load_yaml_file(settings_path)
+        sd = load_yaml_file(Path(settings_path))
         for k in ("rules", "tests", "default"):
             if k in sd:
-                raise ConfigError(f"'{k}' belongs in the rules file, not in config.yaml", str(settings_path), 1)
-        settings_files.append((str(settings_path), sd))
-    return compile_config(data, str(src), settings_files)
+                raise ConfigError(f"'{k}' belongs in the rules file, not in config.yaml", os.fspath(settings_path), 1)
+        settings_files.append((os.fspath(settings_path), sd))
+    sub = ({**(settings_files[0][1].get("profiles", {}) if settings_files else {}), **data.get("profiles", {})}
+           .get(profile or "") or {}).get("rules")
+    if sub:  # issue 5: `profiles: {NAME: {rules: FILE}}`: that file's rules, this file's settings under them
+        folder = os.path.dirname(os.fspath(src if profile in data.get("profiles", {}) else settings_path or src))
+        path = os.path.join(folder, os.path.expanduser(sub))
+        d = compile_config(load_yaml_file(Path(path)), path, [*settings_files, (os.fspath(src), data)])
+        d["deps"] = [[path, _digest([_read(path, "rules file") or b""])]]
+        return d
+    return compile_config(data, os.fspath(src), settings_files)
 
 
-def _write_cache(paths: Paths, cache: Path, d: dict[str, Any]) -> None:
+def _write_cache(paths: Paths, cache: str, d: dict[str, Any]) -> None:
     try:
-        ensure_dir(paths.cache_dir)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(d, f, separators=(",", ":"))
+        ensure_dir(paths.cache_dir_s)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            marshal.dump(d, f)
         os.replace(tmp, cache)
     except Exception:  # noqa: S110  # the cache is an optimisation; never fail on it
         pass

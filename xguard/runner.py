@@ -13,11 +13,9 @@ exactly the string that was decided on.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from ._record import dataclass, field
-from pathlib import Path
 
 from .errors import ConfigError, ExitCode, UsageError, XguardError
 from .paths import Paths, ensure_dir, get_paths
@@ -67,18 +65,18 @@ class Request:
 class Gate:
     """Everything the hot path needs, loaded once per process."""
 
-    def __init__(self, environ: dict[str, str] | None = None, rules_file: Path | None = None,
+    def __init__(self, environ: dict[str, str] | None = None, rules_file: str | None = None,
                  profile: str | None = None) -> None:
         from .rules import load_ruleset
 
         self.environ = dict(os.environ if environ is None else environ)
         self.paths: Paths = get_paths(self.environ)
         self.profile = profile if profile is not None else (self.environ.get("XGUARD_PROFILE") or None)
-        ensure_dir(self.paths.state_dir)
+        ensure_dir(self.paths.state_dir_s)
         self.ruleset = load_ruleset(self.paths, rules_file, self.environ, profile=self.profile)
-        if self.profile and self.profile not in self.ruleset.profiles and not (
-            self.paths.rules_d / f"{self.profile}.yaml"
-        ).exists():
+        if self.profile and self.profile not in self.ruleset.profiles and not os.path.exists(
+            os.path.join(self.paths.rules_d_s, f"{self.profile}.yaml")
+        ):
             raise ConfigError(f"unknown profile '{self.profile}'", str(self.ruleset.sources[0]), 1)
         self.cwd = _cwd(self.environ)
         self.home = self.environ.get("HOME") or os.path.expanduser("~")
@@ -86,9 +84,10 @@ class Gate:
     def context(self, cwd: str | None = None):  # type: ignore[no-untyped-def]
         from .policy import Context, real_glob
 
-        protected = [str(p) for p in self.paths.protected()]
+        protected = self.paths.protected_s()
+        package = os.path.dirname(os.path.abspath(__file__))
         for s in self.ruleset.sources:
-            if s and not s.startswith(str(Path(__file__).parent)):
+            if s and not s.startswith(package):
                 protected.append(s)
         return Context(cwd=cwd or self.cwd, home=self.home, protected=protected, expand_glob=real_glob)
 
@@ -111,7 +110,7 @@ class Gate:
         forward = a.get("forward")
         if forward == "syslog":
             forward = {"syslog": {"address": "/dev/log"}}
-        return AuditLog(self.paths.audit_file, rotate_bytes=a.get("rotate_bytes"), keep=a.get("keep", 10),
+        return AuditLog(self.paths.audit_file_s, rotate_bytes=a.get("rotate_bytes"), keep=a.get("keep", 10),
                         forward=forward)
 
     def base_record(self, req: Request, decision, cmd_id: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -151,22 +150,33 @@ def _audit_config_error(e: ConfigError, req: Request) -> None:
         from .audit import AuditLog
 
         paths = get_paths()
-        AuditLog(paths.audit_file).append("config_error", command=req.text, cwd=_cwd(dict(os.environ)),
-                                          pid=os.getpid(), session=os.environ.get("XGUARD_SESSION"), note=e.message)
+        AuditLog(paths.audit_file_s).append("config_error", command=req.text, cwd=_cwd(dict(os.environ)),
+                                          pid=os.getpid(), session=os.environ.get("XGUARD_SESSION"), note=e.message,
+                                          profile=req.profile or os.environ.get("XGUARD_PROFILE"))
     except Exception:  # noqa: S110 - the config error itself is what the user must see
         pass
 
 
 def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     """Decide, audit, maybe wait for a human, run; return the exit status."""
+    from . import limits  # issue 5: sessions and blast-radius limits
+
     if gate is None:
+        if req.profile is None and not os.environ.get("XGUARD_PROFILE"):  # a session's own profile
+            req.profile = limits.session_profile(os.environ, req.session)
         try:
             gate = Gate(profile=req.profile)
         except ConfigError as e:
             _audit_config_error(e, req)
             raise
     req.session = req.session or gate.environ.get("XGUARD_SESSION") or None
+    stop = limits.before_decision(gate, req)  # expired/ended session, sessions.required
+    if stop is not None:
+        return limits.refuse(gate, req, None, stop)
     decision = gate.decide_argv(req.argv) if req.argv is not None else gate.decide_text(req.text)
+    stop = limits.after_decision(gate, req, decision)  # loop breaker (may escalate), rate caps, trip
+    if stop is not None:
+        return limits.refuse(gate, req, decision, stop)
     cmd_id = new_id()
     record = gate.base_record(req, decision, cmd_id)
     log = gate.audit()
@@ -185,6 +195,9 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
         outcome = obtain_approval(gate, req, decision, record, log)
         if outcome.exit_code is not None:
             return outcome.exit_code
+        stop = limits.before_decision(gate, req)  # the session may have expired during the wait
+        if stop is not None:
+            return limits.refuse(gate, req, decision, stop)
         record["id"] = outcome.request_id or cmd_id
         approved_by = outcome.reviewer
 
@@ -214,8 +227,10 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
     else:
         path = gate.ruleset.setting("shell", "/bin/bash")
         argv = [path, *req.shell_args, "-c", req.exec_text or req.text, *req.positional]
-    limits = gate.ruleset.setting("limits", {}) or {}
+    from .limits import effective
     from .rules import parse_duration
+
+    limits = effective(gate)  # the profile's limits over the top-level ones (issue 5)
 
     max_runtime = decision.max_runtime
     if max_runtime is None and limits.get("max_runtime") is not None:
@@ -393,6 +408,8 @@ def run_main(args: list[str]) -> int:
 
 
 def check_main(args: list[str]) -> int:
+    import json
+
     as_json = False
     rules = text = batch = profile = None
     argv: list[str] | None = None
@@ -421,7 +438,7 @@ def check_main(args: list[str]) -> int:
             break
         else:
             raise UsageError(f"unexpected argument {a!r}\n{CHECK_USAGE}")
-    gate = Gate(rules_file=Path(rules) if rules else None, profile=profile)
+    gate = Gate(rules_file=rules, profile=profile)
     if batch is not None:
         return _check_batch(gate, batch)
     if text is None and not argv:
@@ -440,6 +457,8 @@ def check_main(args: list[str]) -> int:
 
 
 def _check_batch(gate: Gate, batch: str) -> int:
+    import json
+
     f = sys.stdin if batch == "-" else open(batch, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     out = sys.stdout
     bad = 0

@@ -15,7 +15,6 @@ Anything the parser cannot read with certainty becomes a unit with
 from __future__ import annotations
 
 import os
-import re
 import time
 from ._record import dataclass, field
 
@@ -91,7 +90,15 @@ def _input_unit(why: str) -> Unit:
 _INVISIBLE_EXTRA = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
 
 
-_JOINED_WORD = re.compile(r"[^\s;&|<>()]\\\n[^\s;&|<>()]")
+_JOINED_WORD = r"[^\s;&|<>()]\\\n[^\s;&|<>()]"
+
+
+def _has_joined_word(text: str) -> bool:
+    if "\\\n" not in text:
+        return False
+    import re  # only for texts that hold a backslash-newline at all
+
+    return re.search(_JOINED_WORD, text) is not None
 
 
 def input_issues(text: str) -> list[str]:
@@ -145,6 +152,9 @@ _STRUCTURAL = frozenset({
 })
 
 
+_ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+
+
 class _Budget(Exception):
     pass
 
@@ -172,6 +182,9 @@ class _Walker:
         # against every folder a cd in the text may have moved to.
         self.cd_bases: list[str] = []
         self.cd_dynamic = False
+        # Set by word() when an expansion evaluates text as code; the unit
+        # being built takes a floor (see _evaluates).
+        self.evaluating = False
 
     # -- queue --------------------------------------------------------------
     def run(self) -> None:
@@ -315,12 +328,15 @@ class _Walker:
             if n.type in _EXPANSION_NODES:
                 spans.append((n.start_byte - start, n.end_byte - start))
                 self.scan_substitutions(n, stack)
+                if _evaluates(n, src):
+                    self.evaluating = True
                 continue
             todo.extend(reversed(n.children))
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
     def command_node(self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+        self.evaluating = False
         assigns = []
         words: list[Word] = []
         for c in node.named_children:
@@ -339,10 +355,14 @@ class _Walker:
             else:
                 self.units.append(_input_unit(f"unsupported shell construct in a command: {t}"))
                 self.scan_substitutions(c, stack)
+        evaluating = self.evaluating
         if assigns:
             self.assign_unit(assigns, src, stack, standalone=not words)
         if words:
             self.simple_command(words, [], depth, False, stdin_text)
+        if evaluating:
+            self.units.append(_input_unit("arithmetic, array subscript or ${x@P} expansion: bash evaluates "
+                                          "a variable's value as code"))
 
     def assign_unit(self, assigns: list, src: bytes, stack: list, standalone: bool) -> None:  # type: ignore[type-arg]
         names = []
@@ -389,11 +409,16 @@ class _Walker:
                 leaves.append(n)
                 continue
             todo.extend(reversed(n.children))
+        self.evaluating = False
         for n in leaves:
             w = self.word(n, src, stack) if n.is_named else lit(_txt(n, src))
-            dynamic = dynamic or not w.literal
+            # A glob in [[ ]] is a pattern to match, not a file-name expansion.
+            dynamic = dynamic or w.dynamic or w.missed
             words.append(w.value)
         u = Unit("command", " ".join(words), words=tuple(words), dynamic=dynamic)
+        if self.evaluating or (dynamic and _ARITH_TESTS.intersection(words)):
+            # [[ $x -eq 1 ]] evaluates $x's value as arithmetic: x='a[$(cmd)]' runs cmd.
+            u.require("arithmetic test on a run-time value: bash evaluates it as code")
         self.units.append(u)
 
     def redirected(self, node, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -643,6 +668,18 @@ def _split_statements(text: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
+def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
+    """Expansions that evaluate a variable's *value* as code: arithmetic
+    (`$((x))`, where x='a[$(cmd)]' runs cmd), array subscripts (arithmetic
+    too), and prompt expansion `${x@P}`."""
+    if n.type == "arithmetic_expansion":
+        return True
+    if n.type == "expansion":
+        text = src[n.start_byte : n.end_byte]
+        return b"[" in text or b"@P" in text
+    return False
+
+
 def _txt(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
     return src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
 
@@ -672,7 +709,7 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
         units.append(_input_unit(why))
     w = _Walker(budget, fast)
     w.queue.append(_Job(text=text.encode("utf-8", "surrogateescape"), depth=0))
-    if _JOINED_WORD.search(text):
+    if _has_joined_word(text):
         # bash joins `r\<newline>m` into `rm`; tree-sitter splits it in two.
         # Check the joined reading as well (SPEC §3: at least require_approval).
         units.append(_input_unit("backslash-newline inside a word"))

@@ -42,7 +42,8 @@ CASES = [
     ('echo "$(rm x)"', ["command:echo $(rm x)", "command:rm x", "write:x"], False),
     ('echo "${HOME:+$(rm x)}"', ["command:echo ${HOME:+$(rm x)}", "command:rm x", "write:x"], False),
     ("echo `rm x`", ["command:echo `rm x`", "command:rm x", "write:x"], False),
-    ("head -n $(( $(rm x; echo 1) )) f", ["command:head -n $(( $(rm x; echo 1) )) f", "command:rm x", "write:x", "command:echo 1"], False),
+    # arithmetic evaluates values as code: at least require_approval
+    ("head -n $(( $(rm x; echo 1) )) f", ["command:head -n $(( $(rm x; echo 1) )) f", "input:arithmetic, array subscript or ${x@P} expansion: bash evaluates a variable's value as code", "command:rm x", "write:x", "command:echo 1"], True),
     ("diff <(ls) <(rm x)", ["command:diff <(ls) <(rm x)", "command:ls", "command:rm x", "write:x"], False),
     ("ls > >(sh)", ["command:ls", "command:sh"], True),
     ("[[ -n $(rm x) ]] && ls", ["command:[[ -n $(rm x) ]]", "command:rm x", "write:x", "command:ls"], False),
