@@ -1,16 +1,50 @@
-"""Obtaining a human's approval for a require_approval command (SPEC §4).
+"""The agent's side of approval: queue the request, wait, maybe ask at the terminal (SPEC §4).
 
-This is the minimal contract the runner relies on; the queue, the waiting
-agent and the reviewer build on it.
+`obtain_approval` is called by the runner for a `require_approval` command.
+It can only turn that into "run" or "do not run" (exit 77, 75 or 128+N): it
+never sees a `deny`. In order:
+
+1. an earlier answer to exactly this command (same text, cwd, session,
+   profile, flags) is used: an approval runs it without asking, once or for
+   a while; a denial given after the agent stopped waiting exits 77, once;
+2. otherwise a pending request for the same command that nobody waits on any
+   more (its waiter timed out) is taken over, or a new one is queued, audited
+   (`pending`), announced on the wake-up sockets and sent to notify targets;
+3. one line on stderr, then wait: for a reviewer (woken by the socket, with
+   polling as the fallback), for the person at this terminal when there is
+   one (a sudo-like `[y/N/d]` prompt on /dev/tty), for the wait to end (75,
+   the request stays pending until it expires), or for SIGINT/SIGTERM/SIGHUP,
+   which cancel the request unless it was decided and exit 128+N.
+
+Hot path: standard library only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import signal
 import sys
-from dataclasses import dataclass
-from typing import Any
+import time
 
+from . import notify, sessions
 from .errors import ExitCode
+from .queue import POLL, Listener, Spool, Ticket, request_key, user_name, wake_all
+from .runner import new_id, printable
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from dataclasses import dataclass
+    from typing import Any
+else:
+    from ._record import dataclass
+
+DEFAULT_WAIT = 60.0
+DEFAULT_EXPIRY = 3600.0
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -22,11 +56,411 @@ class ApprovalOutcome:
     reviewer: str | None = None
 
 
-def obtain_approval(gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any) -> ApprovalOutcome:
-    """Queue the request; without a reviewer the command does not run (exit 75)."""
-    log.append("pending", **record)
-    rid = str(record["id"])
-    sys.stderr.write(
-        f"xguard: pending approval {rid}: the command did not run; go on with other work and run it again later\n"
+class _Signalled(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def obtain_approval(
+    gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
+) -> ApprovalOutcome:
+    """Get a human's yes or no for `req` (see the module docstring for the order)."""
+    spool = Spool(gate.paths).ensure()
+    key = request_key(
+        req.text, str(record["cwd"]), record.get("session"), record.get("profile"), _how(req)
     )
-    return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
+    answer = spool.use_answer(key)
+    if answer is not None and not sessions.grant_alive(gate.paths, answer):
+        answer = None  # issue 5: a grant dies with the session it was given in
+    if answer is not None and answer.get("state") == "approved":
+        # The runner's decision line names the approval this run rides on.
+        record["approval"] = answer["id"]
+        return ApprovalOutcome(None, None, answer.get("by"))
+    if answer is not None:
+        # Denied after the agent stopped waiting: this run is how it learns.
+        return ApprovalOutcome(_say_denied(req, answer), answer["id"], answer.get("by"))
+    return _Waiter(gate, req, decision, record, log, spool=spool, key=key).run()
+
+
+def _say_denied(req: Any, verdict: dict[str, Any]) -> int:
+    who = f"denied by {verdict.get('by', '?')}, request {verdict.get('id')}"
+    why = f"{verdict['reason']} ({who})" if verdict.get("reason") else who
+    sys.stderr.write(f"xguard: denied: {printable(req.text, 200)} — {why}\n")
+    return int(ExitCode.NOPERM)
+
+
+def _how(req: Any) -> list[str]:
+    if req.argv is not None:
+        return ["argv"]
+    return ["shell", *req.shell_args, "--", *req.positional]
+
+
+def settings(gate: Any, profile: str | None) -> tuple[float, float]:
+    """(wait, expiry) in seconds from the config: the profile's wait first."""
+    from .rules import parse_duration
+
+    prof = gate.ruleset.profiles.get(profile or "", {}) if profile else {}
+    wait = parse_duration(prof.get("wait", gate.ruleset.setting("wait", DEFAULT_WAIT)))
+    expiry = parse_duration(gate.ruleset.setting("expiry", DEFAULT_EXPIRY))
+    return (DEFAULT_WAIT if wait is None else wait), (expiry or DEFAULT_EXPIRY)
+
+
+def is_production(gate: Any, profile: str | None) -> bool:
+    """A profile marked `production: true`, or named prod/production when unmarked."""
+    if not profile:
+        return False
+    prof = gate.ruleset.profiles.get(profile, {})
+    if "production" in prof:
+        return bool(prof["production"])
+    return profile.lower() in ("prod", "production")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    # A signal in the middle of publishing would leave a request without its
+    # audit line; held here, it is handled right after, as a cancel.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, CANCEL_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _Waiter:
+    def __init__(
+        self,
+        gate: Any,
+        req: Any,
+        decision: Any,
+        record: dict[str, Any],
+        log: Any,
+        *,
+        spool: Spool,
+        key: str,
+    ) -> None:
+        self.gate, self.req, self.decision, self.record, self.log = gate, req, decision, record, log
+        self.spool, self.key = spool, key
+        wait, self.expiry = settings(gate, record.get("profile"))
+        self.wait = req.wait if req.wait is not None else wait
+        self.t0 = time.monotonic()
+
+    def run(self) -> ApprovalOutcome:
+        def on_signal(signum: int, _frame: object) -> None:
+            raise _Signalled(signum)
+
+        # Listen before the request exists, so no wake-up can fall in between.
+        listener = Listener.open(self.spool.wake_dir)
+        old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS}
+        ticket: Ticket | None = None
+        prompt: _Prompt | None = None
+        try:
+            try:
+                with _signals_held():
+                    self.spool.sweep(self.log)
+                    ticket = self.spool.adopt(self.key) or self._publish()
+                    self.record["id"] = ticket.id
+                sys.stderr.write(
+                    f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})\n"
+                )
+                sys.stderr.flush()
+                if self.wait > 0:
+                    prompt = _Prompt.open(self.gate, ticket)
+                return self._wait(ticket, listener, prompt)
+            except _Signalled as got:
+                # A second Ctrl-C must not interrupt the cancel itself.
+                for s in CANCEL_SIGNALS:
+                    signal.signal(s, signal.SIG_IGN)
+                return self._cancelled(ticket, got.signum)
+        finally:
+            # Held while the old handlers come back: a signal now gets those.
+            with _signals_held():
+                for s, h in old.items():
+                    signal.signal(s, h)
+            if prompt is not None:
+                prompt.close()
+            if listener is not None:
+                listener.close()
+            if ticket is not None:
+                ticket.release()
+
+    def _publish(self) -> Ticket:
+        now = time.time()
+        request = self._request(now)
+        ticket = self.spool.create(request, new_id)
+        self.record["id"] = ticket.id
+        try:
+            self.log.append(
+                "pending",
+                **self.record,
+                expires=request["expires_ts"],
+                parent=request["parent"],
+                ppid=request["ppid"],
+                git_branch=request["git_branch"],
+                notify=request["notify"],
+                reasons=request["reasons"],
+            )
+        except BaseException:
+            # Not audited means not queued: take it back before failing closed.
+            self.spool.decide(
+                ticket.id, "cancelled", "xguard", reason="the audit log could not be written"
+            )
+            ticket.release()
+            raise
+        wake_all(self.spool.wake_dir, {"id": ticket.id, "state": "pending"})
+        if request["notify"]:
+            notify.dispatch(self.gate.ruleset.notify, request["notify"], request, self.gate.audit)
+        return ticket
+
+    def _request(self, now: float) -> dict[str, Any]:
+        from .audit import utc_timestamp
+
+        ppid = os.getppid()
+        rec = self.record
+        targets = self.gate.ruleset.notify
+        return {
+            "v": 1,
+            "id": rec["id"],
+            "key": self.key,
+            "created": now,
+            "expires": now + self.expiry,
+            "expires_ts": utc_timestamp(int((now + self.expiry) * 1e9)),
+            "session": rec.get("session"),
+            "profile": rec.get("profile"),
+            "production": is_production(self.gate, rec.get("profile")),
+            "user": rec.get("user"),
+            "host": rec.get("host"),
+            "pid": rec.get("pid"),
+            "ppid": ppid,
+            "parent": proc_name(ppid),
+            "cwd": rec.get("cwd"),
+            "git_branch": git_branch(str(rec.get("cwd") or "")),
+            "command": self.req.text,
+            "argv": self.req.argv,
+            "source": self.req.source,
+            "units": rec.get("units"),
+            "decision": rec.get("decision"),
+            "reasons": list(self.decision.reasons),
+            "rules": rec.get("rules"),
+            "notify": list(self.decision.notify),
+            "bell": any((targets.get(n) or {}).get("bell") for n in self.decision.notify),
+        }
+
+    def _wait(
+        self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None
+    ) -> ApprovalOutcome:
+        rid = ticket.id
+        wait_end = self.t0 + self.wait
+        expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
+        end = min(wait_end, expire_end)
+        while True:
+            verdict = self.spool.verdict(rid)
+            if verdict is not None:
+                if prompt is not None and verdict["by"] != prompt.who:
+                    prompt.say(f"\nxguard: {rid} {verdict['state']} by {verdict['by']}\n")
+                return self._verdict(ticket, verdict)
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            fds = [x for x in (listener, prompt) if x is not None]
+            ready, _, _ = select.select(fds, [], [], min(POLL, left))
+            if listener is not None and listener in ready:
+                listener.drain()
+            if prompt is not None and prompt in ready and not self._answer(ticket, prompt):
+                prompt.close()
+                prompt = None
+        if expire_end <= wait_end:
+            self.spool.decide(rid, "expired", "xguard", log=self.log)
+            return self._verdict(
+                ticket, self.spool.verdict(rid) or {"state": "expired", "by": "xguard"}
+            )
+        sys.stderr.write(
+            f"xguard: pending approval {rid}: the command did not run; "
+            "go on with other work and run it again later\n"
+        )
+        return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
+
+    def _answer(self, ticket: Ticket, prompt: _Prompt) -> bool:
+        """Handle one line typed at the prompt; False when the terminal is gone."""
+        answer = prompt.read()
+        if answer is None:
+            return False
+        if answer in ("y", "yes"):
+            self.spool.decide(ticket.id, "approved", prompt.who, log=self.log)
+        elif answer in ("", "n", "no"):
+            self.spool.decide(
+                ticket.id, "denied", prompt.who, reason="denied at the terminal", log=self.log
+            )
+        else:
+            if answer in ("d", "details"):
+                prompt.details()
+            prompt.ask()
+        return True
+
+    def _verdict(self, ticket: Ticket, verdict: dict[str, Any]) -> ApprovalOutcome:
+        rid, state, by = ticket.id, verdict.get("state"), verdict.get("by", "?")
+        if state in ("approved", "denied"):
+            self.spool.consume_own_answer(ticket)
+        if state == "approved":
+            return ApprovalOutcome(None, rid, by)
+        if state == "denied":
+            return ApprovalOutcome(_say_denied(self.req, verdict), rid, by)
+        sys.stderr.write(f"xguard: approval request {rid} {state}: the command did not run\n")
+        return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
+
+    def _cancelled(self, ticket: Ticket | None, signum: int) -> ApprovalOutcome:
+        name = signal.Signals(signum).name
+        if ticket is not None:
+            won, _ = self.spool.decide(
+                ticket.id,
+                "cancelled",
+                f"xguard ({name})",
+                reason=f"the waiting xguard got {name}",
+                log=self.log,
+            )
+            if won:
+                sys.stderr.write(f"xguard: cancelled approval request {ticket.id} ({name})\n")
+        return ApprovalOutcome(128 + signum, ticket.id if ticket else None)
+
+
+# ---------------------------------------------------------------------------
+class _Prompt:
+    """sudo's way: ask on /dev/tty, not on the command's stdin or stdout."""
+
+    def __init__(self, fd: int, request: dict[str, Any]) -> None:
+        self.fd = fd
+        self.request = request
+        try:
+            tty = os.ttyname(fd)
+        except OSError:
+            tty = "terminal"
+        self.who = f"{user_name()} at {tty}"
+
+    @classmethod
+    def open(cls, gate: Any, ticket: Ticket) -> _Prompt | None:
+        """A prompt when a person runs xguard at a terminal and config allows it."""
+        if gate.ruleset.setting("prompt", True) is False:
+            return None
+        try:
+            if not (sys.stdin.isatty() and sys.stderr.isatty()):
+                return None
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not _foreground(fd):
+            # A background job reading its terminal is stopped (SIGTTIN): wait silently instead.
+            os.close(fd)
+            return None
+        p = cls(fd, ticket.request)
+        req = ticket.request
+        why = "\n".join(f"  why: {printable(r, 300)}" for r in (req.get("reasons") or [])[:5])
+        prod = "  PRODUCTION\n" if req.get("production") else ""
+        p.say(
+            f"xguard: this command needs approval (request {ticket.id}):\n{prod}"
+            f"    {printable(str(req.get('command')), 400)}\n{why}\n"
+        )
+        p.ask()
+        return p
+
+    def fileno(self) -> int:
+        """For select()."""
+        return self.fd
+
+    def say(self, text: str) -> None:
+        """Write to the terminal (never to stdout)."""
+        with contextlib.suppress(OSError):
+            os.write(self.fd, text.encode("utf-8", "replace"))
+
+    def ask(self) -> None:
+        """Show the question."""
+        self.say("Run it? [y/N/d] ")
+
+    def read(self) -> str | None:
+        """One typed line, lowercased; None at end of input or when sent to the background."""
+        if not _foreground(self.fd):
+            return None
+        try:
+            data = os.read(self.fd, 1024)
+        except OSError:
+            return None
+        if not data:
+            return None
+        return data.decode("utf-8", "replace").strip().lower()
+
+    def details(self) -> None:
+        """The 'd' answer: what the reviewer sees."""
+        r = self.request
+
+        def show(key: str, limit: int = 300) -> str:
+            # Folder and branch names can hold terminal escapes too.
+            return printable(str(r.get(key) or "-"), limit)
+
+        branch = f"  (git branch {show('git_branch', 80)})" if r.get("git_branch") else ""
+        lines = [
+            f"  command  {show('command', 2000)}",
+            f"  cwd      {show('cwd')}{branch}",
+            f"  session  {show('session', 80)}   profile {show('profile', 80)}",
+            f"  agent    {show('parent', 80)} (pid {r.get('ppid')})",
+        ]
+        for u in r.get("units") or []:
+            rule = f" [{u.get('rule')}]" if u.get("rule") else ""
+            text = printable(str(u.get("text")), 200)
+            lines.append(f"  {u.get('decision'):<17} {u.get('kind'):<8} {text}{rule}")
+            if u.get("decision") != "allow" and u.get("why"):
+                lines.append(f"  {'':<17} {'':<8} └ {printable(str(u['why']), 300)}")
+        self.say("\n".join(lines) + "\n")
+
+    def close(self) -> None:
+        """Stop asking."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+def proc_name(pid: int) -> str | None:
+    """A process's name (Linux /proc), for the reviewer's 'agent process'."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip() or None
+    except OSError:
+        return None
+
+
+def git_branch(cwd: str) -> str | None:
+    """The git branch of `cwd`, read from .git/HEAD (no git process on the hot path)."""
+    d = os.path.abspath(cwd) if cwd else ""
+    while d:
+        dotgit = os.path.join(d, ".git")
+        head = None
+        if os.path.isdir(dotgit):
+            head = os.path.join(dotgit, "HEAD")
+        elif os.path.isfile(dotgit):  # a worktree or submodule: "gitdir: <path>"
+            with (
+                contextlib.suppress(OSError, UnicodeDecodeError),
+                open(dotgit, encoding="utf-8") as f,
+            ):
+                line = f.readline().strip()
+                if line.startswith("gitdir:"):
+                    head = os.path.join(d, line[7:].strip(), "HEAD")
+        if head is not None:
+            try:
+                with open(head, encoding="utf-8") as f:
+                    ref = f.readline().strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+            if ref.startswith("ref: refs/heads/"):
+                return ref[len("ref: refs/heads/") :]
+            return f"(detached {ref[:12]})" if ref else None
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+    return None
