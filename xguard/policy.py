@@ -113,7 +113,10 @@ def _absolute(p: str, base: str, home: str) -> str:
     elif p == "~" or p.startswith("~/"):
         p = home + p[1:]
     elif p.startswith("~"):
-        p = os.path.expanduser(p)
+        try:
+            p = os.path.expanduser(p)  # ~user/…
+        except (ValueError, KeyError):
+            pass  # a user name holding NUL or the like: keep it as written
     if not p.startswith("/"):
         p = os.path.join(base, p)
     p = os.path.normpath(p)
@@ -136,9 +139,21 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
 
 def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
     hits = []
+    lows = [p.lower() for p in paths] if all(p.isascii() for p in paths) else None
     for r in ruleset.path_rules:
-        if r.access not in ("any", access):
+        if r.access != "any" and r.access != access:
             continue
+        need = r.need1
+        if need is not None and lows is not None:
+            for low in lows:
+                for x in need:
+                    if x in low:
+                        break
+                else:
+                    continue
+                break
+            else:
+                continue  # no path holds a literal every match must contain
         rx = r.regex(home)
         if any(rx.match(p) for p in paths):
             hits.append(r)
@@ -176,10 +191,12 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
             base = u.alt_text.split(" ", 1)[0]
             cands = cands + [r for r in ruleset.by_first.get(base, []) if r not in cands]
     hits = []
+    low = u.text.lower() if u.text.isascii() else None
+    alt_low = u.alt_text.lower() if u.alt_text is not None and u.alt_text.isascii() else None
     for r in cands:
-        if r.matches_text(u.text, sql):
+        if r.matches_text(u.text, sql, low):
             hits.append(r)
-        elif u.alt_text is not None and (r.action != ALLOW or u.alt_trusted) and r.matches_text(u.alt_text, sql):
+        elif u.alt_text is not None and (r.action != ALLOW or u.alt_trusted) and r.matches_text(u.alt_text, sql, alt_low):
             # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
             hits.append(r)
     if u.kind == "command":
@@ -304,7 +321,7 @@ def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
                 reasons.append(r)
     notify = sorted({t for d in decided if d.decision != ALLOW for t in d.notify})
     rules = sorted({r for d in decided for r in d.rule_ids} | {d.rule for d in decided if d.rule})
-    runtimes = [r.max_runtime for r in ruleset.rules if r.max_runtime and r.id in rules]
+    runtimes = [ruleset.with_runtime[r] for r in rules if r in ruleset.with_runtime]
     return Decision(final, decided, reasons, notify, rules, min(runtimes) if runtimes else None)
 
 

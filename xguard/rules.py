@@ -474,6 +474,8 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["src"] = r["path"]
         c["rx"] = glob_regex(r["path"])
         c["access"] = r.get("access", "any")
+        # $HOME is only known at run time; the literals after it still hold.
+        c["need"] = _required_literals(c["rx"].replace("\x00HOME\x00", ""))
     return c
 
 
@@ -517,7 +519,7 @@ def compile_config(data: dict[str, Any], file: str, settings_files: list[tuple[s
 
 class Rule:
     __slots__ = ("_rx", "access", "action", "caps", "dynamic", "first", "id", "literal", "max_runtime",
-                 "need", "notify", "read", "reason", "rx_src", "src", "type")
+                 "need", "need1", "notify", "read", "reason", "rx_src", "src", "type")
 
     def __init__(self, d: dict[str, Any]) -> None:
         self.id = d["id"]
@@ -535,6 +537,10 @@ class Rule:
         self.literal = d.get("literal")
         self.access = d.get("access", "any")
         self.need: list[list[str]] | None = d.get("need")
+        # At run time only the most selective alternative set is checked:
+        # one necessary condition is enough to skip a rule, and cheaper.
+        self.need1: tuple[str, ...] | None = (
+            tuple(max(self.need, key=lambda alt: min(len(x) for x in alt))) if self.need else None)
         self._rx: Any = None
 
     def regex(self, home: str = "") -> Any:
@@ -548,14 +554,22 @@ class Rule:
             self._rx = re.compile(src)
         return self._rx
 
-    def matches_text(self, text: str, sql: bool = False) -> bool:
+    def matches_text(self, text: str, sql: bool = False, low: str | None = None) -> bool:
+        """Does the rule match a unit's text? `low` is text.lower() when the
+        text is ASCII (the caller computes it once per unit), else None."""
         if self.type == "pattern" and self.literal is not None:
             t, p = (text.lower(), self.literal.lower()) if sql else (text, self.literal)
             return t == p or t.startswith(p + " ")
-        if self.need and text.isascii():
-            low = text.lower()
-            if not all(any(x in low for x in alt) for alt in self.need):
-                return False  # a literal every match must contain is absent
+        need = self.need1
+        if need is not None:
+            if low is None and text.isascii():
+                low = text.lower()
+            if low is not None:
+                for x in need:
+                    if x in low:
+                        break
+                else:
+                    return False  # a literal every match must contain is absent
         if self.type == "pattern":
             if sql:
                 import re
@@ -578,6 +592,7 @@ class Ruleset:
         self.notify: dict[str, Any] = d.get("notify", {})
         self.profiles: dict[str, Any] = d.get("profiles", {})
         self.settings: dict[str, Any] = d.get("settings", {})
+        self.with_runtime = {r.id: r.max_runtime for r in self.rules if r.max_runtime}
         self.by_first: dict[str, list[Rule]] = {}
         self.unindexed: list[Rule] = []
         self.path_rules: list[Rule] = []

@@ -41,7 +41,10 @@ RESERVED_NAMES = frozenset(
 )
 
 
-@dataclass
+_UNIT_FIELDS = ("kind", "text", "words", "floor", "why", "dynamic", "alt_text", "alt_trusted", "access", "path",
+                "glob", "must_exist", "tilde", "meta", "names", "bases")
+
+
 class Unit:
     """One decidable piece of a command.
 
@@ -53,29 +56,51 @@ class Unit:
       alt_trusted (that folder is a system bin folder).
     For path units: access (read | write), path (as written, for matching:
       expansions replaced by '*'), glob (may need pathname expansion),
-      dynamic, must_exist (counts only if it names an existing file).
-    For sql units: meta (a psql backslash command).
+      dynamic, must_exist (counts only if it names an existing file),
+      bases (folders a `cd` earlier in the text may have moved to).
+    For sql units: meta (a client command such as psql's backslash commands).
     For assign units: names.
+
+    A plain class with class-level defaults (not a record type): the batch
+    checker creates hundreds of thousands of these.
     """
 
-    kind: str
-    text: str
+    __record_fields__ = _UNIT_FIELDS
     words: tuple[str, ...] = ()
-    floor: bool = False
-    why: list[str] = field(default_factory=list)
-    dynamic: bool = False
+    floor = False
+    dynamic = False
     alt_text: str | None = None
-    alt_trusted: bool = False
-    access: str = ""
-    path: str = ""
-    glob: bool = False
-    must_exist: bool = False
-    tilde: bool = False
-    meta: bool = False
+    alt_trusted = False
+    access = ""
+    path = ""
+    glob = False
+    must_exist = False
+    tilde = False
+    meta = False
     names: tuple[str, ...] = ()
-    bases: tuple[str, ...] = ()  # path units: folders a `cd` earlier in the text may have moved to
+    bases: tuple[str, ...] = ()
+
+    def __init__(self, kind: str, text: str, **kw: object) -> None:
+        self.kind = kind
+        self.text = text
+        self.why: list[str] = []
+        if kw:
+            if not _UNIT_SET.issuperset(kw):
+                raise TypeError(f"Unit() got unexpected fields {sorted(set(kw) - _UNIT_SET)}")
+            self.__dict__.update(kw)
+
+    def __repr__(self) -> str:
+        return "Unit(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _UNIT_FIELDS) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Unit):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _UNIT_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def require(self, why: str) -> None:
+        """Raise this unit to at least require_approval, saying why."""
         self.floor = True
         if why not in self.why:
             self.why.append(why)
@@ -153,6 +178,9 @@ _STRUCTURAL = frozenset({
 
 
 _ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+
+
+_UNIT_SET = frozenset(_UNIT_FIELDS)
 
 
 class _Budget(Exception):

@@ -11,7 +11,6 @@ a construct tree-sitter did not see can never slip through as literal text.
 
 from __future__ import annotations
 
-from ._record import dataclass
 
 # ANSI-C escapes of $'…' (bash(1), QUOTING).
 _C_ESCAPES = {
@@ -28,7 +27,6 @@ _EXPANSION_START = frozenset(
 _GLOB = frozenset(b"*?[")
 
 
-@dataclass(frozen=True)
 class Word:
     """One word after quote removal.
 
@@ -40,16 +38,33 @@ class Word:
     approx  -- value with each expansion replaced by '*' (for path matching only)
     missed  -- an expansion the tree-sitter parse did not report (fail closed)
     joined  -- a backslash-newline was removed inside the word (SPEC §3: suspicious)
+
+    A plain slotted class (not a record type): words are made by the
+    hundred thousand in batch checks. Treat it as immutable.
     """
 
-    value: str
-    dynamic: bool = False
-    glob: bool = False
-    brace: bool = False
-    tilde: bool = False
-    approx: str = ""
-    missed: bool = False
-    joined: bool = False
+    __slots__ = ("approx", "brace", "dynamic", "glob", "joined", "missed", "tilde", "value")
+
+    def __init__(self, value: str, dynamic: bool = False, glob: bool = False, brace: bool = False,
+                 tilde: bool = False, approx: str = "", missed: bool = False, joined: bool = False) -> None:
+        self.value = value
+        self.dynamic = dynamic
+        self.glob = glob
+        self.brace = brace
+        self.tilde = tilde
+        self.approx = approx
+        self.missed = missed
+        self.joined = joined
+
+    def __repr__(self) -> str:
+        return f"Word({self.value!r}, dynamic={self.dynamic}, glob={self.glob}, brace={self.brace})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Word):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def literal(self) -> bool:
