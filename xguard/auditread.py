@@ -1059,3 +1059,44 @@ def format_report(rep: dict[str, Any], since: str | None = None) -> str:
         for s in rep["sessions"]
     ] or ["  (none)"]
     return "\n".join(out) + "\n"
+
+
+def forwarded_heads(file: Path) -> dict[int, str]:
+    """(seq -> hash) of every audit record found in a syslog file.
+
+    The forwarded messages carry the audit line itself as their MSG; any
+    syslog header before it is skipped, and a line counts only when its hash
+    matches its bytes (see audit.parse_link).
+    """
+    from .audit import parse_link
+
+    out: dict[int, str] = {}
+    with open(file, "rb") as f:
+        for raw in f:
+            i = raw.find(b'{"ts":"')
+            if i < 0:
+                continue
+            link = parse_link(raw[i:].rstrip(b"\r\n"))
+            if link is not None:
+                out[link[0]] = link[1]
+    return out
+
+
+def cross_check(path: Path, forwarded: dict[int, str]) -> tuple[VerifyResult, list[str]]:
+    """Verify the local log against the copy forwarded to syslog.
+
+    The newest forwarded record is used as an anchor (the local log must hold
+    and extend it: a truncated or rewritten tail fails), and every forwarded
+    record still present locally must carry the same hash.
+    """
+    top = max(forwarded)
+    result = verify(path, Head(top, forwarded[top]))
+    local: dict[int, str] = {}
+    for e in entries(path):
+        seq, digest = e.record.get("seq"), e.record.get("hash")
+        if isinstance(seq, int) and isinstance(digest, str):
+            local[seq] = digest
+    first = min(local) if local else top + 1
+    mismatches = [f"seq {s}: local {local.get(s, 'missing')}, forwarded {h}"
+                  for s, h in sorted(forwarded.items()) if s >= first and local.get(s) != h]
+    return result, mismatches

@@ -280,14 +280,23 @@ def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None
     callback=_anchor_option,
     help="A saved head (an earlier verify's output): the log must still hold and extend it.",
 )
+@click.option(
+    "--syslog",
+    "syslog_file",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A syslog file holding the forwarded copy (audit.forward): cross-check against it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def verify_cmd(anchor: Head | None, as_json: bool) -> int:
+def verify_cmd(anchor: Head | None, syslog_file: str | None, as_json: bool) -> int:
     """Check the hash chain across rotated files; exit 0 intact, 1 broken.
 
     Names the first bad line (edited, missing, inserted, reordered, not JSON,
     torn, truncated) and prints the head: keep it, and pass it back with
     --anchor to catch a log cut short.
     """
+    if syslog_file is not None:
+        return _verify_against_syslog(syslog_file, as_json)
     result = verify(get_paths().audit_file, anchor)
     if as_json:
         click.echo(json.dumps(result.to_json()))
@@ -306,6 +315,32 @@ def verify_cmd(anchor: Head | None, as_json: bool) -> int:
         if result.head is not None:
             click.echo(f"head: seq {result.head.seq} hash {result.head.hash}")
     return 0 if result.ok else 1
+
+
+def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
+    """`verify --syslog FILE`: the log must agree with, and extend, its forwarded copy."""
+    from pathlib import Path
+
+    from ..auditread import cross_check, forwarded_heads
+
+    forwarded = forwarded_heads(Path(syslog_file))
+    if not forwarded:
+        click.echo(f"xguard: no forwarded audit records in {syslog_file}", err=True)
+        return 1
+    result, mismatches = cross_check(get_paths().audit_file, forwarded)
+    ok = result.ok and not mismatches
+    if as_json:
+        click.echo(json.dumps({**result.to_json(), "ok": ok, "forwarded": len(forwarded),
+                               "mismatches": mismatches}))
+    else:
+        top = max(forwarded)
+        if result.problem is not None:
+            click.echo(f"audit log BROKEN against the forwarded copy (up to seq {top}): {result.problem}")
+        for m in mismatches:
+            click.echo(f"audit log differs from the forwarded copy at {m}")
+        if ok:
+            click.echo(f"audit log intact and agrees with {len(forwarded)} forwarded records (up to seq {top})")
+    return 0 if ok else 1
 
 
 @audit.command("report")
