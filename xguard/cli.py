@@ -9,6 +9,7 @@ Nothing on the hot path imports this module.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click

@@ -731,7 +731,11 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
     differential test uses it to prove the fast lexer equal).
     """
     units: list[Unit] = []
-    if len(text) > MAX_INPUT or len(text.encode("utf-8", "surrogateescape")) > MAX_INPUT:
+    try:
+        size = len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate (from JSON input, say): not text bash could be given
+        return [_input_unit("the command is not valid Unicode text (a lone surrogate)")]
+    if len(text) > MAX_INPUT or size > MAX_INPUT:
         return [_input_unit("command longer than 64 KiB")]
     for why in input_issues(text):
         units.append(_input_unit(why))
@@ -761,6 +765,10 @@ def parse_argv(argv: list[str], budget: float = TIME_BUDGET) -> list[Unit]:
     """Units of an argv run directly (`xguard run -- ARGV`): no shell re-interpretation."""
     units: list[Unit] = []
     for a in argv:
+        try:
+            a.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return [_input_unit("an argument is not valid Unicode text (a lone surrogate)")]
         for why in input_issues(a):
             units.append(_input_unit(why))
     w = _Walker(budget)

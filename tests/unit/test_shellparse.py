@@ -227,3 +227,8 @@ def test_cd_to_runtime_folder_floors_later_relative_paths() -> None:
     units = parse('cd "$D" && cat notes.txt')
     (p,) = [u for u in units if u.kind == "path" and u.path == "notes.txt"]
     assert p.floor
+
+
+def test_lone_surrogate_never_crashes() -> None:
+    for units in (parse("ls \ud800"), parse_argv(["ls", "\ud800"])):
+        assert [u.kind for u in units] == ["input"] and units[0].floor

@@ -52,10 +52,17 @@ def check_cmd(as_json: bool, rules: str | None, profile: str | None, command: st
                       '  {"hooks": {"PreToolUse": [{"matcher": "Bash",\n'
                       '     "hooks": [{"type": "command", "command": "xguard hook claude-code"}]}]}}')
 @click.argument("agent", type=click.Choice(["claude-code"]))
+@click.option("--require-approval", type=click.Choice(["ask", "wait", "deny"]),
+              help="What require_approval becomes: ask (Claude Code prompts), wait (for `xguard review`), deny; "
+                   "default: config hook.claude_code.require_approval, else ask.")
+@click.option("--timeout", metavar="SECONDS", help="The hook's timeout in settings.json (default 600): "
+                                                   "`wait` gives up before it.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def hook_cmd(agent: str, args: tuple[str, ...]) -> int:
+def hook_cmd(agent: str, require_approval: str | None, timeout: str | None, args: tuple[str, ...]) -> int:
     """Answer an agent runtime's pre-command hook (JSON on stdin)."""
-    return _delegate("hook", (agent, *args))
+    opts = [*(["--require-approval", require_approval] if require_approval else []),
+            *(["--timeout", timeout] if timeout else [])]
+    return _delegate("hook", (agent, *opts, *args))
 
 
 @click.command("ssh-gate", epilog="\b\nIn ~/.ssh/authorized_keys:\n  command=\"xguard ssh-gate\",restrict ssh-ed25519 AAAA… agent")

@@ -1,0 +1,537 @@
+"""The interactive gated shell: `xguard` with no arguments on a terminal (issue 7).
+
+Good enough to be tmux's `default-shell`, a login shell, or the target of
+`exec xguard` from bash: a prompt, line editing and history (readline), and
+every line gated by the same engine as `xguard -c` before it runs.
+
+How a line runs. Each approved line runs in a fresh `bash -c` (so what runs
+is exactly the text that was decided, as in shell mode), followed by a fixed
+trailer that stops the process once the line is done:
+
+    <line>
+    __xguard_st=$?
+    POSIXLY_CORRECT=1
+    __XGUARD_STATUS=$__xguard_st \\exec /bin/kill -STOP $$
+
+`exec` keeps the pid, so when xguard sees the child stop (waitpid WUNTRACED)
+it reads the new working folder from /proc/PID/cwd and the exported variables
+from /proc/PID/environ (the kernel's copy of what bash exported at exec), then
+kills the stopped process. Nothing is read from a pipe or a file the line
+could have written to, so a gated line cannot forge the state the next line
+starts with; the worst it can do is not reach the trailer (it calls `exit`,
+`exec`s something else, dies), and then the state simply stays as it was.
+POSIX mode makes `exec` a special builtin that a shell function cannot
+shadow (and defining such a function is require_approval anyway).
+
+What is kept between lines: the folder (`cd`) and exported variables, minus
+those that would make bash run code before the next line is gated (BASH_ENV,
+ENV, SHELLOPTS, BASHOPTS, PS4, exported functions). Not kept: unexported shell
+variables, functions, aliases, options, `$?` (each line starts a new bash).
+
+Signals: Ctrl-C reaches the running command (the terminal signals the whole
+foreground process group; xguard ignores SIGINT while it waits) and brings
+back the prompt; at the prompt it clears the line. Ctrl-D on an empty line,
+`exit` and `logout` leave. Ctrl-Z is ignored: there is no job control.
+
+Linux only for the kept state (it needs /proc); elsewhere lines still run
+gated but `cd` and `export` last for one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ExitCode, XguardError
+
+TRAILER = (
+    "\n__xguard_st=$?\nPOSIXLY_CORRECT=1\n__XGUARD_STATUS=$__xguard_st \\exec {stopper} -STOP $$\n"
+)
+# Never carried from one line to the next: each would let bash run code, or
+# change how it parses, before the next line is gated.
+DROP_ENV = frozenset(
+    {
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "BASH_XTRACEFD",
+        "PROMPT_COMMAND",
+        "POSIXLY_CORRECT",
+        "SHLVL",
+        "_",
+        "__XGUARD_STATUS",
+        "XGUARD_GATED",
+    }
+)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EXIT = re.compile(r"\s*(exit|logout)(?:\s+(\d{1,3}))?\s*;?\s*")
+HISTORY_LINES = 5000
+
+
+def _find_stopper() -> str | None:
+    for p in ("/bin/kill", "/usr/bin/kill"):
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+class Shell:
+    """One interactive session: its folder, its environment, its last status."""
+
+    def __init__(self, login: bool = False) -> None:
+        self.login = login
+        self.status = 0
+        self.home = os.environ.get("HOME") or os.path.expanduser("~")
+        try:
+            self.cwd = os.getcwd()
+        except OSError:
+            self.cwd = self.home if os.path.isdir(self.home) else "/"
+            os.chdir(self.cwd)
+        self.stopper = _find_stopper() if os.path.isdir("/proc/self") else None
+        self.env: dict[str, str] | None = None  # set from the rules' env: on the first line
+        self.exe = _xguard_exe()
+        self.history: Path | None = None
+
+    # -- environment -------------------------------------------------------
+    def base_env(self, gate: Any) -> dict[str, str]:
+        """The scrubbed start environment (SPEC §5), as shell mode gives each command."""
+        from .execenv import scrub
+
+        env_cfg = gate.ruleset.env
+        prof = gate.ruleset.profiles.get(gate.profile or "", {}) if gate.profile else {}
+        keep = prof.get("env", {}).get("keep", env_cfg["keep"])
+        set_ = {**env_cfg.get("set", {}), **prof.get("env", {}).get("set", {})}
+        env = scrub(dict(os.environ), keep, set_)
+        env["PWD"] = self.cwd
+        env["SHLVL"] = "1"
+        if self.exe:
+            # Programs that start "the user's shell" ($SHELL: vim's :!, less's !)
+            # come back through the gate instead of reaching bash directly.
+            env["SHELL"] = self.exe
+        return env
+
+    # -- the loop ------------------------------------------------------------
+    def run(self) -> int:
+        _setup_signals()
+        self._setup_readline()
+        self._banner()
+        while True:
+            try:
+                text = self.read_command()
+            except EOFError:
+                _tty_write("exit\n")
+                return self.status
+            if text is None:
+                continue
+            m = _EXIT.fullmatch(text)
+            if m:
+                return int(m.group(2)) & 0xFF if m.group(2) else self.status
+            self.status = self.run_line(text)
+
+    def prompt(self, cont: bool = False) -> str:
+        if cont:
+            return "> "
+        cwd = self.cwd
+        if self.home and self.home != "/" and (cwd == self.home or cwd.startswith(self.home + "/")):
+            cwd = "~" + cwd[len(self.home) :]
+        mark = "#" if os.geteuid() == 0 else "$"
+        return f"xguard:{cwd}{mark} "
+
+    def read_command(self) -> str | None:
+        """One complete command (continuation lines included), None for nothing."""
+        lines: list[str] = []
+        while True:
+            try:
+                line = _read_line(self.prompt(cont=bool(lines)))
+            except KeyboardInterrupt:
+                _tty_write("\n")
+                return None
+            except EOFError:
+                if lines:
+                    _tty_write("\n")
+                    return None
+                raise
+            lines.append(line)
+            text = "\n".join(lines)
+            if not _incomplete(text):
+                break
+        if not text.strip() or all(
+            not x.strip() or x.lstrip().startswith("#") for x in text.splitlines()
+        ):
+            return None
+        self._remember(text)
+        return text
+
+    # -- one line --------------------------------------------------------------
+    def run_line(self, text: str) -> int:
+        """Gate the line like `xguard -c` does, run it, keep its folder and exports."""
+        from . import limits
+        from .runner import Gate, Request, new_id, printable
+
+        try:
+            os.chdir(self.cwd)
+        except OSError as e:
+            sys.stderr.write(f"xguard: {self.cwd}: {e.strerror}; now in {self.home}\n")
+            self.cwd = self.home if os.path.isdir(self.home) else "/"
+            os.chdir(self.cwd)
+        try:
+            req = Request(
+                text=text,
+                session=os.environ.get("XGUARD_SESSION") or None,
+                source="interactive",
+                wait=_env_wait(),
+            )
+            if not os.environ.get("XGUARD_PROFILE"):  # a session's own profile, as in shell mode
+                req.profile = limits.session_profile(os.environ, req.session)
+            # A Gate per line: a long-lived shell sees rule changes (cached, cheap).
+            gate = Gate(profile=req.profile)
+            if self.env is None:
+                self.env = self.base_env(gate)
+            stop = limits.before_decision(gate, req)  # expired session, sessions.required
+            if stop is not None:
+                return limits.refuse(gate, req, None, stop)
+            decision = gate.decide_text(text, self.cwd)
+            stop = limits.after_decision(gate, req, decision)  # loop breaker, rate caps
+            if stop is not None:
+                return limits.refuse(gate, req, decision, stop)
+            record = gate.base_record(req, decision, new_id())
+            log = gate.audit()
+            shown = printable(text, 200)
+            if decision.decision == "deny":
+                log.append("decision", **record)
+                why = decision.reasons[0] if decision.reasons else "denied by rule"
+                sys.stderr.write(f"xguard: denied: {shown} — {why}\n")
+                return int(ExitCode.NOPERM)
+            reviewer = None
+            if decision.decision == "require_approval":
+                from .approval import obtain_approval
+
+                outcome = obtain_approval(gate, req, decision, record, log)
+                if outcome.exit_code is not None:
+                    return outcome.exit_code
+                stop = limits.before_decision(gate, req)  # the session may have ended meanwhile
+                if stop is not None:
+                    return limits.refuse(gate, req, decision, stop)
+                record["id"] = outcome.request_id or record["id"]
+                reviewer = outcome.reviewer
+            log.append("decision", **record, reviewer=reviewer)
+        except XguardError as e:
+            from . import runner
+            from .errors import ConfigError
+
+            if isinstance(e, ConfigError) and hasattr(runner, "_audit_config_error"):
+                runner._audit_config_error(e, Request(text=text, source="interactive"))
+            sys.stderr.write(f"xguard: {e.message}\n")
+            return int(e.exit_code)
+        return self._execute(gate, text, record, log)
+
+    def _execute(self, gate: Any, text: str, record: dict[str, Any], log: Any) -> int:
+        import time
+
+        from .execenv import RESET_IN_CHILD
+
+        assert self.env is not None
+        bash = gate.ruleset.setting("shell", "/bin/bash")
+        script = text + (TRAILER.format(stopper=self.stopper) if self.stopper else "")
+        env = dict(self.env)
+        env["XGUARD_GATED"] = str(record["id"])
+        t0 = time.monotonic()
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+        try:
+            try:
+                pid = os.posix_spawn(bash, [bash, "-c", script], env, setsigdef=RESET_IN_CHILD)
+            except OSError as e:
+                sys.stderr.write(f"xguard: cannot run {bash}: {e.strerror}\n")
+                self._log_exit(log, record, text, 126, t0)
+                return 126
+            code = self._wait(pid)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        self._log_exit(log, record, text, code, t0)
+        return code
+
+    def _wait(self, pid: int) -> int:
+        """Wait for the line; at the trailer's stop, take its folder and exports."""
+        while True:
+            try:
+                _, status = os.waitpid(pid, os.WUNTRACED)
+            except ChildProcessError:  # pragma: no cover
+                return 0
+            if os.WIFSTOPPED(status):
+                got = self._take_state(pid) if os.WSTOPSIG(status) == signal.SIGSTOP else None
+                if got is None:  # stopped by something else: let it go on
+                    os.kill(pid, signal.SIGCONT)
+                    continue
+                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:  # pragma: no cover
+                    pass
+                return got
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                sig = -code
+                if sig == signal.SIGINT:
+                    _tty_write("\n")
+                elif sig != signal.SIGPIPE:
+                    try:
+                        name = signal.strsignal(sig) or f"signal {sig}"
+                    except ValueError:
+                        name = f"signal {sig}"
+                    sys.stderr.write(f"{name}\n")
+                return 128 + sig
+            return code
+
+    def _take_state(self, pid: int) -> int | None:
+        """Read the stopped trailer's /proc entries; None if it is not our trailer."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
+            if cmdline[:3] != [os.fsencode(self.stopper or ""), b"-STOP", str(pid).encode()]:
+                return None
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                raw = f.read()
+            phys = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            return None
+        env: dict[str, str] = {}
+        for item in raw.split(b"\0"):
+            k, sep, v = item.partition(b"=")
+            if not sep:
+                continue
+            env[os.fsdecode(k)] = os.fsdecode(v)
+        try:
+            status = int(env.get("__XGUARD_STATUS", "0"))
+        except ValueError:
+            status = 0
+        self.env = {k: v for k, v in env.items() if _NAME.fullmatch(k) and k not in DROP_ENV}
+        self.env["SHLVL"] = "1"
+        if phys.endswith(" (deleted)"):
+            phys = phys[: -len(" (deleted)")]
+        logical = self.env.get("PWD", "")
+        try:
+            same = logical.startswith("/") and os.path.samefile(logical, phys)
+        except OSError:
+            same = False
+        self.cwd = logical if same else phys
+        self.env["PWD"] = self.cwd
+        return status
+
+    def _log_exit(self, log: Any, record: dict[str, Any], text: str, code: int, t0: float) -> None:
+        import time
+
+        try:
+            log.append(
+                "exit",
+                id=record["id"],
+                session=record["session"],
+                profile=record["profile"],
+                command=text,
+                cwd=record["cwd"],
+                exit_code=code,
+                duration_ms=int((time.monotonic() - t0) * 1000),
+            )
+        except XguardError as e:
+            sys.stderr.write(
+                f"xguard: warning: the command ran but its exit was not logged: {e.message}\n"
+            )
+
+    # -- readline ------------------------------------------------------------
+    def _setup_readline(self) -> None:
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - Python built without readline
+            return
+        readline.set_completer_delims(" \t\n;|&<>()=")
+        readline.set_completer(_Completer(self).complete)
+        if "libedit" in (getattr(readline, "__doc__", "") or ""):
+            readline.parse_and_bind("bind ^I rl_complete")
+        else:
+            readline.parse_and_bind("tab: complete")
+        try:
+            from .paths import ensure_dir, get_paths
+
+            state = get_paths().state_dir
+            ensure_dir(state)
+            self.history = state / "history"
+            readline.set_history_length(HISTORY_LINES)
+            if self.history.exists():
+                readline.read_history_file(str(self.history))
+        except (OSError, XguardError):
+            self.history = None
+
+    def _remember(self, text: str) -> None:
+        try:
+            import readline
+        except ImportError:  # pragma: no cover
+            return
+        # input() already added the last physical line; keep the whole command instead.
+        n = readline.get_current_history_length()
+        if n and "\n" in text:
+            readline.remove_history_item(n - 1)
+            readline.add_history(text)
+        if self.history is None:
+            return
+        try:
+            if not self.history.exists():
+                fd = os.open(self.history, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
+            readline.append_history_file(1, str(self.history))
+            readline.set_history_length(HISTORY_LINES)
+        except OSError:
+            pass
+
+    def _banner(self) -> None:
+        if os.environ.get("XGUARD_QUIET"):
+            return
+        try:
+            from .paths import get_paths
+            from .rules import rules_source
+
+            src = rules_source(
+                get_paths(), dict(os.environ), os.environ.get("XGUARD_PROFILE") or None
+            )
+        except XguardError:
+            src = Path("?")
+        extra = "" if self.stopper else " (cd and export last one line on this system)"
+        sys.stderr.write(
+            f"xguard: gated shell; every line is checked against {src}{extra}. "
+            "Ctrl-D or `exit` leaves.\n"
+        )
+
+
+class _Completer:
+    """Tab completion: command names first, then file names."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.matches: list[str] = []
+
+    def complete(self, text: str, state: int) -> str | None:
+        if state == 0:
+            try:
+                self.matches = self._matches(text)
+            except Exception:  # completion must never break the shell
+                self.matches = []
+        return self.matches[state] if state < len(self.matches) else None
+
+    def _matches(self, text: str) -> list[str]:
+        import glob
+        import readline
+
+        line = readline.get_line_buffer()[: readline.get_begidx()]
+        first = not line.strip() or line.rstrip()[-1:] in ";|&("
+        if first and "/" not in text:
+            names = set()
+            path = (self.shell.env or os.environ).get("PATH", os.defpath)
+            for d in path.split(os.pathsep):
+                try:
+                    for n in os.listdir(d or "."):
+                        if n.startswith(text):
+                            names.add(n)
+                except OSError:
+                    continue
+            names.update(
+                b for b in ("cd", "exit", "export", "logout", "pwd", "echo") if b.startswith(text)
+            )
+            return sorted(n + " " for n in names)
+        pat = os.path.expanduser(text) if text.startswith("~") else text
+        base = pat if pat.startswith("/") else os.path.join(self.shell.cwd, pat)
+        out = []
+        for p in sorted(glob.glob(glob.escape(base) + "*"))[:500]:
+            shown = text + p[len(base) :]
+            out.append(shown + ("/" if os.path.isdir(p) else " "))
+        return out
+
+
+# ---------------------------------------------------------------------------
+def _incomplete(text: str) -> bool:
+    """Does bash need more lines (open quote, `if` without `fi`, heredoc, trailing \\)?"""
+    stripped = text.rstrip("\n")
+    trailing = len(stripped) - len(stripped.rstrip("\\"))
+    if trailing % 2 == 1:
+        return True
+    import subprocess
+
+    try:
+        r = subprocess.run(
+            ["/bin/bash", "-n", "-c", text],
+            capture_output=True,
+            timeout=5,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    err = r.stderr.decode("utf-8", "replace")
+    return any(
+        m in err for m in ("unexpected end of file", "unexpected EOF", "delimited by end-of-file")
+    )
+
+
+def _setup_signals() -> None:
+    # A shell is not stopped by Ctrl-Z or by touching the terminal from the
+    # background; commands inherit the ignored SIGTSTP (no job control).
+    for s in (signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN):
+        signal.signal(s, signal.SIG_IGN)
+    # Ctrl-C interrupts the line being typed (see _read_line) or the running
+    # command; between the two (audit, state) it is ignored, so a stray one
+    # never takes the shell down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _read_line(prompt: str) -> str:
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return input(prompt)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _tty_write(s: str) -> None:
+    try:
+        sys.stdout.write(s)
+        sys.stdout.flush()
+    except OSError:
+        pass
+
+
+def _env_wait() -> float | None:
+    from .runner import _env_wait as w
+
+    return w()
+
+
+def _xguard_exe() -> str | None:
+    import shutil
+
+    exe = shutil.which("xguard")
+    if exe:
+        return os.path.abspath(exe)
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0).lstrip("-") == "xguard" and os.path.isabs(argv0):
+        return argv0
+    return None
+
+
+def interactive_main(args: list[str]) -> int:
+    """`xguard` (or `xguard -l`, `xguard -i`, a login shell) on a terminal."""
+    login = any(
+        a in ("-l", "--login") or (a.startswith("-") and not a.startswith("--") and "l" in a)
+        for a in args
+    )
+    login = login or (bool(sys.argv) and sys.argv[0].startswith("-"))
+    if not sys.stdin.isatty():
+        from .errors import UsageError
+
+        raise UsageError(
+            "the interactive shell needs a terminal; use xguard -c STRING or xguard -s"
+        )
+    return Shell(login=login).run()
