@@ -77,12 +77,30 @@ def main() -> int:
         ("xguard check -c true", [exe, "check", "-c", "true"]),
     ]
     results = {name: median_ms(cmd, env, a.runs) for name, cmd in rows}
+    extra = []
+    if a.session:  # issue 5: the same allowed commands in a live session, with rate caps and the loop breaker on
+        shome = home / "session"
+        shome.mkdir()
+        (shome / "rules.yaml").write_text(RULES + "sessions: {required: true}\nlimits: {max_runtime: 10m, rate: "
+                                          "{commands_per_minute: 100000, approvals_per_hour: 20}, loop: "
+                                          "{same_rule: 3, same_command: 3, window: 5m, trip_at: 6}}\n")
+        senv = {**env, "XGUARD_HOME": str(shome)}
+        out = subprocess.run([exe, "session", "start", "--ttl", "1h"], env=senv, check=True, capture_output=True)
+        senv["XGUARD_SESSION"] = out.stdout.decode().split("XGUARD_SESSION=")[1].split()[0]
+        subprocess.run([exe, "-c", "true"], env=senv, check=True)  # warm the rules cache
+        for name, cmd in rows[2:6]:
+            # Interleaved pairs, so that machine noise hits both sides alike.
+            pairs = [(median_ms(cmd, env, 1), median_ms(cmd, senv, 1)) for _ in range(a.runs)]
+            results[name + " [session+limits]"] = statistics.median(s for _, s in pairs)
+            extra.append((name, statistics.median(s - b for b, s in pairs)))
     base = results["python -I -c pass"]
     bash = results["bash -c true"]
     print(f"whole-process medians over {a.runs} runs ({os.cpu_count()} cores)")
     for name, ms in results.items():
         print(f"  {name:<42} {ms:7.1f} ms   {ms / base:5.2f}x python   {ms / bash:6.1f}x bash")
     print(f"  target: xguard -c true <= 2.5x python -I (goal 2.0x): {results['xguard -c true'] / base:.2f}x")
+    for name, delta in extra:
+        print(f"  session+limits cost, paired median: {name:<40} {delta:+6.1f} ms")
 
     corpus = []
     for name in ("evasion.jsonl", "benign.jsonl"):

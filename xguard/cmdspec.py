@@ -272,6 +272,8 @@ def _unwrap_shell(args: list[Word]) -> Unwrapped:
             i += 1
             break
         if v.startswith("--"):
+            if v in ("--version", "--help"):
+                return out  # prints and exits; runs nothing
             if v[2:] in _SHELL_LONG_ARG:
                 i += 1
             i += 1
@@ -280,7 +282,12 @@ def _unwrap_shell(args: list[Word]) -> Unwrapped:
             letters = v[1:]
             if "c" in letters:
                 cmd_string = True
-            if letters[-1:] in _SHELL_SHORT_ARG or ("o" in letters or "O" in letters):
+            if "k" in letters and v[0] == "-":
+                # -k: every NAME=VALUE word becomes an assignment, anywhere in a command.
+                out.issues.append("bash -k turns argument words into variable assignments")
+            if "o" in letters or "O" in letters:
+                if i + 1 < len(args) and args[i + 1].value == "keyword" and v[0] == "-":
+                    out.issues.append("bash -o keyword turns argument words into variable assignments")
                 i += 1  # the option name
             i += 1
             continue

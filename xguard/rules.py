@@ -57,7 +57,7 @@ _RULE_SCHEMA: dict[str, Any] = {
     "dynamic": ("allow", "require_approval"),
     "max_runtime": _DURATION,
     "caps": {"*": "number"},
-    "baseline": {"*": "number"},  # issue 5: above growth × baseline needs approval
+    "baseline": {"*": "number"},  # issue 5: above growth x baseline needs approval
     "growth": "number",
     "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
     "name": "str",
@@ -438,7 +438,7 @@ def _caps(r: dict[str, Any]) -> dict[str, list[Any]] | None:
     g = r.get("growth", 2)
     for k, b in (r.get("baseline") or {}).items():
         if k not in caps or b * g < caps[k][0]:
-            caps[k] = [float(b * g), f"{g:g}× {b:g}"]
+            caps[k] = [float(b * g), f"{b * g:g} ({g:g} x {b:g})"]
     return caps or None
 
 
@@ -544,15 +544,16 @@ class Rule:
         self._rx: Any = None
 
     def regex(self, home: str = "") -> Any:
-        """The compiled regex (re.Pattern), compiled on first use."""
-        if self._rx is None:
+        """The compiled regex (re.Pattern), compiled on first use (per home
+        folder for path rules that start with `~`)."""
+        if self._rx is None or (self.type == "path" and self._rx[0] != home):
             import re
 
             src = self.rx_src
             if self.type == "path":
                 src = src.replace("\x00HOME\x00", re.escape(home.rstrip("/")) if home else "\x00")
-            self._rx = re.compile(src)
-        return self._rx
+            self._rx = (home, re.compile(src))
+        return self._rx[1]
 
     def matches_text(self, text: str, sql: bool = False, low: str | None = None) -> bool:
         """Does the rule match a unit's text? `low` is text.lower() when the

@@ -69,6 +69,10 @@ class Gate:
                  profile: str | None = None) -> None:
         from .rules import load_ruleset
 
+        if environ is None and rules_file is None and _maybe_strict():
+            from .brokerclient import refuse_local
+
+            refuse_local()  # strict mode (issue 6): the broker decides, never the agent's own rules
         self.environ = dict(os.environ if environ is None else environ)
         self.paths: Paths = get_paths(self.environ)
         self.profile = profile if profile is not None else (self.environ.get("XGUARD_PROFILE") or None)
@@ -136,6 +140,11 @@ class Gate:
         }
 
 
+def _maybe_strict() -> bool:
+    """Cheap test before importing xguard/brokerclient.py (issue 6: strict mode)."""
+    return bool(os.environ.get("XGUARD_BROKER")) or os.path.exists("/etc/xguard/client.conf")
+
+
 def _cwd(environ: dict[str, str]) -> str:
     try:
         return os.getcwd()
@@ -159,6 +168,12 @@ def _audit_config_error(e: ConfigError, req: Request) -> None:
 
 def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     """Decide, audit, maybe wait for a human, run; return the exit status."""
+    if gate is None and _maybe_strict():
+        from .brokerclient import broker_socket, gate_via_broker
+
+        sock = broker_socket()
+        if sock:  # strict mode (issue 6): the broker decides and audits; this process runs
+            return gate_via_broker(req, sock)
     from . import limits  # issue 5: sessions and blast-radius limits
 
     if gate is None:
@@ -315,6 +330,14 @@ def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str],
 def shell_main(args: list[str]) -> int:
     text, flags, positional, from_stdin = parse_shell_args(args)
     source, exec_text = "shell", None
+    if text is not None and "ssh-gate" in text and "SSH_CONNECTION" in os.environ:
+        from .sshgate import forced_command_args  # sshd runs a ForceCommand through the login shell (issue 6)
+
+        ssh_args = forced_command_args(text)
+        if ssh_args is not None:
+            from .sshgate import ssh_gate_main
+
+            return ssh_gate_main(ssh_args)
     if text is not None and " && pwd -P >| " in text:
         # Claude Code's Bash-tool wrapper (SHELL or CLAUDE_CODE_SHELL_PREFIX is
         # xguard): the model's command inside it is what is gated (issue 7).
@@ -438,6 +461,12 @@ def check_main(args: list[str]) -> int:
             break
         else:
             raise UsageError(f"unexpected argument {a!r}\n{CHECK_USAGE}")
+    if rules is None and batch is None and (text is not None or argv) and _maybe_strict():
+        from .brokerclient import broker_socket, check_via_broker
+
+        sock = broker_socket()
+        if sock:  # strict mode: the broker's rules decide (issue 6)
+            return check_via_broker(sock, text, argv, as_json, profile)
     gate = Gate(rules_file=rules, profile=profile)
     if batch is not None:
         return _check_batch(gate, batch)

@@ -389,8 +389,8 @@ class _Walker:
         if words:
             self.simple_command(words, [], depth, False, stdin_text)
         if evaluating:
-            self.units.append(_input_unit("arithmetic, array subscript or ${x@P} expansion: bash evaluates "
-                                          "a variable's value as code"))
+            self.units.append(_input_unit("arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash "
+                                          "evaluates a variable's value as code or assigns it"))
 
     def assign_unit(self, assigns: list, src: bytes, stack: list, standalone: bool) -> None:  # type: ignore[type-arg]
         names = []
@@ -627,10 +627,10 @@ class _Walker:
         for why in res.issues:
             u.require(why)
         for s in res.units:
-            su = Unit("sql", s.text, meta=s.meta)
-            if s.meta:
-                su.require(f"{base} client command (can run programs, read or write files)")
-            self.units.append(su)
+            # Client commands (psql's \dt, \d users …) are decided by the rules
+            # like any SQL unit; the dangerous ones (\!, \o, \copy, \i …)
+            # already raised an issue on the client's own unit above.
+            self.units.append(Unit("sql", s.text, meta=s.meta))
         for p in res.write_paths:
             self.path_unit(lit(p), "write", must_exist=False)
         for p in res.read_paths:
@@ -697,14 +697,20 @@ def _split_statements(text: str) -> list[str]:
 
 
 def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
-    """Expansions that evaluate a variable's *value* as code: arithmetic
+    """Expansions that evaluate a variable's *value* as code — arithmetic
     (`$((x))`, where x='a[$(cmd)]' runs cmd), array subscripts (arithmetic
-    too), and prompt expansion `${x@P}`."""
+    too), prompt expansion `${x@P}` — or that assign (`${X:=v}`, `${X=v}`:
+    GLOBIGNORE or EXECIGNORE set that way change later commands)."""
     if n.type == "arithmetic_expansion":
         return True
     if n.type == "expansion":
         text = src[n.start_byte : n.end_byte]
-        return b"[" in text or b"@P" in text
+        if b"[" in text or b"@P" in text:
+            return True
+        name_end = 2
+        while name_end < len(text) and (chr(text[name_end]).isalnum() or text[name_end] == 0x5F):
+            name_end += 1
+        return text[name_end : name_end + 1] == b"=" or text[name_end : name_end + 2] == b":="
     return False
 
 

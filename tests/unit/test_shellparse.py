@@ -43,7 +43,7 @@ CASES = [
     ('echo "${HOME:+$(rm x)}"', ["command:echo ${HOME:+$(rm x)}", "command:rm x", "write:x"], False),
     ("echo `rm x`", ["command:echo `rm x`", "command:rm x", "write:x"], False),
     # arithmetic evaluates values as code: at least require_approval
-    ("head -n $(( $(rm x; echo 1) )) f", ["command:head -n $(( $(rm x; echo 1) )) f", "input:arithmetic, array subscript or ${x@P} expansion: bash evaluates a variable's value as code", "command:rm x", "write:x", "command:echo 1"], True),
+    ("head -n $(( $(rm x; echo 1) )) f", ["command:head -n $(( $(rm x; echo 1) )) f", "input:arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash evaluates a variable's value as code or assigns it", "command:rm x", "write:x", "command:echo 1"], True),
     ("diff <(ls) <(rm x)", ["command:diff <(ls) <(rm x)", "command:ls", "command:rm x", "write:x"], False),
     ("ls > >(sh)", ["command:ls", "command:sh"], True),
     ("[[ -n $(rm x) ]] && ls", ["command:[[ -n $(rm x) ]]", "command:rm x", "write:x", "command:ls"], False),
@@ -158,9 +158,22 @@ def test_sql_units_from_psql() -> None:
 
 
 def test_psql_meta_command_is_floored() -> None:
+    # \! runs a program: the client's own unit is floored; \dt only reads and is left to the rules.
     units = parse("psql -c '\\! rm -rf ~'")
-    sql = [u for u in units if u.kind == "sql"]
-    assert sql and sql[0].floor
+    (cmd,) = [u for u in units if u.kind == "command"]
+    assert cmd.floor and any(u.kind == "sql" and u.meta for u in units)
+    units = parse("psql -c '\\dt'")
+    assert not any(u.floor for u in units)
+
+
+def test_shell_version_runs_nothing() -> None:
+    assert not any(u.floor for u in parse("bash --version"))
+    assert any(u.floor for u in parse("bash -k -c 'ls X=1'"))
+
+
+def test_assigning_expansion_is_floored() -> None:
+    assert any(u.floor for u in parse("echo ${GLOBIGNORE:=*}; ls"))
+    assert not any(u.floor for u in parse("echo ${HOME:-x}"))
 
 
 def test_psql_heredoc_is_sql() -> None:
