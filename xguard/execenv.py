@@ -66,7 +66,12 @@ def run_child(path: str, argv: list[str], env: dict[str, str], *, max_runtime: f
     later, and exit status 124 as timeout(1) gives.
     """
     t0 = time.monotonic()
-    pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+    # With a time limit the command must be stopped whole, grandchildren too
+    # (`bash -c 'sleep 30; true'`). Off a terminal it gets a process group of
+    # its own to signal; on a terminal it stays in the foreground group (job
+    # control and Ctrl-C keep working) and its descendants are found in /proc.
+    own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
+    pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, **({"setpgroup": 0} if own_group else {}))
     timed_out = False
     stage = 0
 
@@ -79,8 +84,16 @@ def run_child(path: str, argv: list[str], env: dict[str, str], *, max_runtime: f
     def on_alarm(_signum: int, _frame: object) -> None:
         nonlocal timed_out, stage
         timed_out = True
+        sig = signal.SIGTERM if stage == 0 else signal.SIGKILL
         try:
-            os.kill(pid, signal.SIGTERM if stage == 0 else signal.SIGKILL)
+            if own_group:
+                os.killpg(pid, sig)
+            else:
+                for p in [*_descendants(pid), pid]:
+                    try:
+                        os.kill(p, sig)
+                    except ProcessLookupError:
+                        pass
         except ProcessLookupError:
             return
         if stage == 0:
@@ -116,3 +129,30 @@ def run_child(path: str, argv: list[str], env: dict[str, str], *, max_runtime: f
     if timed_out:
         exit_code = 124
     return Outcome(exit_code, sig, timed_out, int((time.monotonic() - t0) * 1000))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, deepest last (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The ppid is the second field after the parenthesised command name.
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
