@@ -97,7 +97,7 @@ def parse_keys(data: bytes) -> list[str]:
 class _Ask:
     """A one-line question in the footer (how long, why, are you sure)."""
 
-    kind: str  # "for" | "reason" | "confirm"
+    kind: str  # "for" | "reason" | "confirm" | "reset" (rid is then a session id)
     rid: str
     prompt: str
     buffer: str = ""
@@ -128,12 +128,17 @@ class Reviewer:
         self.status = ""
         self.quit = False
         self.last_load = 0.0
+        # Sessions whose loop breaker tripped (issue 5): only a reviewer resets them.
+        self.tripped: list[dict[str, Any]] = []
 
     # -- data ---------------------------------------------------------------
     def reload(self) -> None:
         """Re-read the spool; ring for new requests; say who decided what vanished."""
         self.spool.sweep(self.log)
         current = self.spool.pending()
+        from .limits import tripped_sessions
+
+        self.tripped = tripped_sessions(self.gate.paths)
         self.last_load = time.monotonic()
         sel_id = self.items[self.sel]["id"] if self.items else None
         ids = {r["id"] for r in current}
@@ -152,7 +157,7 @@ class Reviewer:
         if sel_id in ids:
             self.sel = next(i for i, r in enumerate(current) if r["id"] == sel_id)
         self.sel = max(0, min(self.sel, len(current) - 1))
-        if self.ask is not None and self.ask.rid not in ids:
+        if self.ask is not None and self.ask.kind != "reset" and self.ask.rid not in ids:
             self.ask = None
         if not current:
             self.details = False
@@ -226,6 +231,13 @@ class Reviewer:
             self.ask = _Ask("for", r["id"], f"Approve {r['id']} for how long? [{DEFAULT_FOR}] ")
         elif k == "d" and r is not None:
             self.ask = _Ask("reason", r["id"], f"Deny {r['id']}, reason: ")
+        elif k == "R":
+            if not self.tripped:
+                self.status = "no tripped session"
+            else:
+                t = self.tripped[0]
+                self.ask = _Ask("reset", str(t["session"]),
+                                f"Reset tripped session {t['session']} ({t.get('why') or 'loop breaker'})? [y/N] ")
 
     def _ask_key(self, k: str) -> None:
         a = self.ask
@@ -244,6 +256,12 @@ class Reviewer:
                 self._approve(a.rid, a.then)
             else:
                 self.status = "not approved"
+        elif a.kind == "reset":
+            self.ask = None
+            if k in ("y", "Y"):
+                self._reset(a.rid)
+            else:
+                self.status = "not reset"
         elif len(k) == 1 and len(a.buffer) < 300:
             a.buffer += k
 
@@ -264,6 +282,17 @@ class Reviewer:
                 self._approve(a.rid, text)
         elif a.kind == "confirm":
             self.status = "not approved"
+
+    def _reset(self, session_id: str) -> None:
+        from .sessions import reset
+
+        try:
+            reset(self.gate.paths, session_id, self.who, self.log)
+        except LookupError:
+            self.status = f"no session {session_id}"
+            return
+        self.status = f"session {session_id} reset by {self.who}"
+        self.tripped = [t for t in self.tripped if str(t["session"]) != session_id]
 
     def _approve(self, rid: str, how: str) -> None:
         self.decide(rid, "approved", for_seconds=None if how == "once" else parse_duration(how))
@@ -302,6 +331,8 @@ class Reviewer:
         left = Text.assemble(("xguard review", "bold"), f" · {n} pending")
         if prod:
             left.append(f" · {prod} PRODUCTION", style="bold white on red")
+        if self.tripped:
+            left.append(f" · {len(self.tripped)} TRIPPED (R resets)", style="bold white on red")
         grid.add_row(
             left, Text(f"{self.who}@{self.host}  {time.strftime('%H:%M:%S')}", style="dim")
         )
@@ -407,9 +438,9 @@ class Reviewer:
     def _footer(self) -> RenderableType:
         wide = self.console.size.width >= 66
         keys = Text(
-            "↑↓/jk move  a approve  A approve for…  d deny  ⏎ details  q quit"
+            "↑↓/jk move  a approve  A approve for…  d deny  ⏎ details  R reset  q quit"
             if wide
-            else "jk move · a/A approve · d deny · ⏎ · q quit",
+            else "jk · a/A approve · d deny · ⏎ · R reset · q quit",
             style="dim",
             no_wrap=True,
             overflow="ellipsis",
