@@ -272,7 +272,8 @@ def review(no_bell: bool) -> int:
 
     \b
     Keys: ↑/↓ or j/k move, a approve once, A approve for a while,
-          d deny (asks a reason), Enter details, q quit.
+          d deny (asks a reason), Enter details, R reset a tripped
+          session (asks first), q quit.
     """
     refuse_if_gated("review")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
