@@ -54,7 +54,7 @@ def dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             if len(args) > len(fields):
                 raise TypeError(f"{c.__name__}() takes {len(fields)} positional arguments")
-            values = dict(zip(fields, args))
+            values = dict(zip(fields, args, strict=False))  # fewer args than fields is normal
             for k, v in kwargs.items():
                 if k not in specs:
                     raise TypeError(f"{c.__name__}() got an unexpected keyword argument {k!r}")

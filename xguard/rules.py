@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .paths import Paths, ensure_dir
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 ACTIONS = ("allow", "require_approval", "deny")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from ._record import dataclass, field
+from ._record import dataclass
 
 from .cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
 from .shellwords import Word, dequote, fast_words, lit
