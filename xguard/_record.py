@@ -30,6 +30,14 @@ def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] | None 
     return _Field(default, default_factory)
 
 
+if TYPE_CHECKING:
+    from typing import dataclass_transform
+else:
+    def dataclass_transform(**_kw: object) -> Any:  # PEP 681 marker; a no-op at run time
+        return lambda f: f
+
+
+@dataclass_transform(field_specifiers=(field,))
 def dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
     def wrap(c: Any) -> Any:
         names: list[str] = []

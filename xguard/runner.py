@@ -258,7 +258,7 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
         log.append("exit", **_exit_fields(record), exit_code=126, duration_ms=0)
         return 126
     try:
-        extra = {"timed_out": True} if out.timed_out else {}
+        extra: dict[str, object] = {"timed_out": True} if out.timed_out else {}
         if out.signal:
             extra["signal"] = out.signal
         log.append("exit", **_exit_fields(record), exit_code=out.exit_code, duration_ms=out.duration_ms, **extra)
