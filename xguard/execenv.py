@@ -71,7 +71,10 @@ def run_child(path: str, argv: list[str], env: dict[str, str], *, max_runtime: f
     # its own to signal; on a terminal it stays in the foreground group (job
     # control and Ctrl-C keep working) and its descendants are found in /proc.
     own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
-    pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, **({"setpgroup": 0} if own_group else {}))
+    if own_group:
+        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
+    else:
+        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
     timed_out = False
     stage = 0
 

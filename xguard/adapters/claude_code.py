@@ -578,7 +578,7 @@ def _hook(args: list[str], stdin: Any) -> int:
     if stop is None:
         decision = gate.decide_text(command, cwd)
         stop = limits.after_decision(gate, req, decision)  # loop breaker, rate caps
-    if stop is not None or decision is None:
+    if stop is not None:  # (decision is set whenever stop is None)
         limits.refuse(gate, req, decision, stop)  # audits the refusal
         return _emit(
             "deny", f"xguard: `{shown}` did not run: {stop.message if stop else 'refused'}"

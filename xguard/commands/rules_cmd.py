@@ -201,8 +201,10 @@ def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
 
     click.echo(f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "
                f"{res['changed']} would change")
-    for t, n in sorted(res["transitions"].items()):  # type: ignore[union-attr]
+    transitions: dict[str, int] = res["transitions"]  # type: ignore[assignment]
+    commands: list[dict[str, object]] = res["commands"]  # type: ignore[assignment]
+    for t, n in sorted(transitions.items()):
         click.echo(f"  {t}: {n}")
-    for c in res["commands"]:  # type: ignore[union-attr]
-        click.echo(f"  {c['from']} -> {c['to']}  x{c['times']}  {printable(c['command'], 100)}  (in {c['cwd']})")
+    for c in commands:
+        click.echo(f"  {c['from']} -> {c['to']}  x{c['times']}  {printable(str(c['command']), 100)}  (in {c['cwd']})")
     return 0
