@@ -1,0 +1,1088 @@
+"""The strict-mode broker, `xguard serve` (issue 6): it owns the truth.
+
+The broker runs as the reviewer (or a dedicated user) and is the only
+process that reads the rules, writes the queue and writes the audit log.
+Agents, each running as a Unix user of its own, ask it over a Unix socket
+(see xguard/brokerclient.py for the protocol): it decides with the same
+engine as the local path, audits, waits for a reviewer, and tells the agent
+side what to run and with which environment; the agent side reports how the
+command ended and the broker writes the exit record.
+
+Who may do what comes from the socket, never from a message: SO_PEERCRED
+gives the peer's uid (and pid), and
+
+- `run`, `check`, `refuse` are accepted from the uids in `agents:`;
+- `decide` (approve/deny) and `pending` only from reviewers: `reviewers:`,
+  the broker's own user and root. Anything else is refused and audited
+  (event `refused`): an agent can never approve itself, even with code of
+  its own talking to the socket.
+
+Before every request (and at start) the broker checks that no file it
+trusts is writable by an agent, by group or by others (xguard/strict.py);
+if one is, nothing runs and the answer is a config error naming the file.
+
+One thread per connection; deciding is serialised (the parser holds one
+tree-sitter parser). SIGTERM/SIGINT stop it cleanly: no new connections,
+waiting agents are told their request stays pending (exit 75), running
+commands get a few seconds to report, then the socket is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import select
+import signal
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from . import strict
+from .errors import ConfigError, ExitCode, XguardError
+from .paths import get_paths
+from .queue import POLL, Listener, Spool, Ticket, request_key, wake_all
+from .runner import Gate, new_id, printable
+
+PROTOCOL = 1
+MAX_LINE = 4 << 20
+READ_TIMEOUT = 15.0  # a client states its request within this
+STOP_GRACE = 3.0  # on shutdown, running commands get this long to report their exit
+MAX_CONNECTIONS = 512  # beyond this, new connections are closed at once (a flood from an agent)
+EXIT_FIELDS = ("id", "session", "profile", "user", "host", "pid", "cwd", "command", "source")
+
+
+def readable(objs: list[Any], timeout: float | None) -> list[Any]:
+    """Which of `objs` (descriptors or objects with fileno()) are readable; poll(2),
+    not select(2), so that a busy broker's descriptors above 1023 work."""
+    p = select.poll()
+    by_fd = {}
+    for o in objs:
+        fd = o if isinstance(o, int) else o.fileno()
+        by_fd[fd] = o
+        p.register(fd, select.POLLIN)
+    events = p.poll(None if timeout is None else max(timeout, 0) * 1000)
+    return [by_fd[fd] for fd, _ in events]
+
+
+class _Gone(Exception):
+    """The client went away."""
+
+
+def _answer(code: int, message: str) -> dict[str, Any]:
+    return {"status": "exit", "code": int(code), "message": message}
+
+
+class Peer:
+    """Who is on the other end of a connection, from the kernel (SO_PEERCRED)."""
+
+    __slots__ = ("gid", "home", "name", "pid", "uid")
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        self.pid, self.uid, self.gid = pid, uid, gid
+        try:
+            pw = pwd.getpwuid(uid)
+            self.name, self.home = pw.pw_name, pw.pw_dir
+        except KeyError:
+            self.name, self.home = str(uid), "/"
+
+    @classmethod
+    def of(cls, conn: socket.socket) -> Peer:
+        fmt = "3i"
+        pid, uid, gid = struct.unpack(
+            fmt, conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(fmt))
+        )
+        return cls(pid, uid, gid)
+
+
+class LineConn:
+    """Line-delimited JSON over one accepted connection."""
+
+    def __init__(self, sock: socket.socket, broker: Broker) -> None:
+        self.sock = sock
+        self.broker = broker
+        self.buf = b""
+
+    def send(self, obj: dict[str, Any]) -> None:
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+        self.sock.settimeout(READ_TIMEOUT)
+        try:
+            self.sock.sendall(data.encode("utf-8", "surrogateescape") + b"\n")
+        except OSError as e:
+            raise _Gone from e
+
+    def read(self, timeout: float | None, *, until_stop: bool = False) -> dict[str, Any] | None:
+        """The next message, or None at end of stream (or timeout, or shutdown
+        plus STOP_GRACE when until_stop)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            fds: list[Any] = [self.sock]
+            if until_stop and end is None:
+                fds.append(self.broker.stop_r)
+            ready = readable(fds, left)
+            if self.broker.stop_r in ready:
+                end = time.monotonic() + STOP_GRACE
+                continue
+            if not ready:
+                continue
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+            if len(self.buf) > MAX_LINE:
+                return None
+        line, _, self.buf = self.buf.partition(b"\n")
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) else None
+
+
+# ---------------------------------------------------------------------------
+# Validating what a client sends.
+
+
+def _text(
+    msg: dict[str, Any], key: str, default: str | None = None, limit: int = 1 << 20
+) -> str | None:
+    v = msg.get(key, default)
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) > limit:
+        raise XguardError(f"broker: bad request: {key} must be text")
+    return v
+
+
+def _texts(msg: dict[str, Any], key: str, allow_none: bool = False) -> list[str] | None:
+    v = msg.get(key)
+    if v is None and allow_none:
+        return None
+    v = [] if v is None else v
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v) or len(v) > 10000:
+        raise XguardError(f"broker: bad request: {key} must be a list of text")
+    return v
+
+
+def _number(msg: dict[str, Any], key: str) -> float | None:
+    v = msg.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise XguardError(f"broker: bad request: {key} must be a non-negative number")
+    return float(v)
+
+
+def _proc_ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------------------
+class _AgentView:
+    """The broker's Gate as the agent's request sees it: the agent's cwd, home,
+    user and pid, for code written against the runner's Gate (limits, sessions)."""
+
+    def __init__(self, broker: Broker, gate: Gate, peer: Peer, req: dict[str, Any]) -> None:
+        self.broker, self.gate, self.peer, self.req = broker, gate, peer, req
+        self.paths = gate.paths
+        self.ruleset = gate.ruleset
+        self.environ = gate.environ
+        self.profile = req["profile"]
+        self.cwd = req["cwd"]
+        self.home = peer.home
+
+    def audit(self) -> Any:
+        return self.gate.audit()
+
+    def context(self, cwd: str | None = None) -> Any:
+        return self.gate.context(cwd or self.cwd)
+
+    def base_record(self, rq: Any, decision: Any, cmd_id: str) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": cmd_id,
+            "session": self.req["session"],
+            "profile": self.profile,
+            "user": self.peer.name,
+            "host": self.broker.host,
+            "pid": self.peer.pid,
+            "cwd": self.cwd,
+            "command": self.req["text"],
+            "units": [u.to_json() for u in decision.units],
+            "decision": decision.decision,
+            "rules": decision.rules,
+            "source": self.req["source"],
+            "uid": self.peer.uid,
+            "strict": True,  # decided by the broker; the exit record is the agent side's report
+        }
+        if self.req.get("ssh"):
+            record["ssh_client"] = self.req["ssh"]
+        return record
+
+
+class Broker:
+    """The server. `Broker(...).serve()` runs until SIGTERM/SIGINT or stop()."""
+
+    def __init__(
+        self,
+        environ: dict[str, str] | None = None,
+        socket_path: str | None = None,
+        *,
+        allow_same_user: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.paths = get_paths(self.environ)
+        self.uid = os.getuid()
+        self.allow_same_user = allow_same_user
+        self.verbose = verbose
+        self.host = os.uname().nodename
+        self._gates: dict[tuple[str, str], tuple[tuple[Any, ...], Gate]] = {}
+        self._gate_lock = threading.Lock()
+        self._decide_lock = threading.Lock()
+        self._ident: tuple[Gate, dict[int, str], dict[int, str]] | None = None
+        self.stopping = threading.Event()
+        self.stop_r, self.stop_w = os.pipe()
+        os.set_blocking(self.stop_w, False)
+        self.threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+        self.lsock: socket.socket | None = None
+        self._sock_ino: tuple[int, int] | None = None
+        base = self.gate(None)
+        self.socket_path = os.path.abspath(
+            socket_path or base.ruleset.setting("socket") or strict.DEFAULT_SOCKET
+        )
+        self.identity(base)
+        self.require_secure(base)
+
+    # -- configuration ------------------------------------------------------
+    def say(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"xguard serve: {text}\n")
+            sys.stderr.flush()
+
+    def _sources_key(self, profile: str | None) -> tuple[Any, ...]:
+        from .rules import BUILTIN_RULES
+
+        names = [
+            self.environ.get("XGUARD_RULES", "").strip(),
+            str(self.paths.rules_file),
+            str(self.paths.config_file),
+            str(BUILTIN_RULES),
+        ]
+        if profile:
+            names.append(str(self.paths.rules_d / f"{profile}.yaml"))
+        out = []
+        for n in names:
+            try:
+                st = os.stat(n) if n else None
+            except OSError:
+                st = None
+            out.append(
+                (n, st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns) if st else (n, None)
+            )
+        return tuple(out)
+
+    def gate(self, profile: str | None, home: str | None = None) -> Gate:
+        """The rules for a profile, re-read when a source file changes.
+
+        One Gate per (profile, home): path rules compile `~` into their regex
+        the first time they are used, so each agent home needs its own."""
+        key = self._sources_key(profile)
+        slot = (profile or "", home or "")
+        with self._gate_lock:
+            hit = self._gates.get(slot)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            # Passing environ explicitly: the broker is not a strict-mode client.
+            g = Gate(environ=self.environ, profile=profile)
+            if home:
+                g.home = home
+            self._gates[slot] = (key, g)
+            return g
+
+    def identity(self, base: Gate) -> tuple[dict[int, str], dict[int, str]]:
+        """({agent uid: name}, {reviewer uid: name}) from `agents:` / `reviewers:`."""
+        ident = self._ident
+        if ident is not None and ident[0] is base:
+            return ident[1], ident[2]
+        file = self.paths.config_file_s  # where `agents:` belongs, even before it exists
+        agents = strict.resolve_users(base.ruleset.setting("agents") or [], "agents", file)
+        if not agents:
+            raise ConfigError(
+                "strict mode needs `agents:` (the agent users, by name or uid) "
+                "in config.yaml or the rules file",
+                file,
+                1,
+            )
+        reviewers = strict.resolve_users(base.ruleset.setting("reviewers") or [], "reviewers", file)
+        reviewers.setdefault(self.uid, Peer(0, self.uid, 0).name)
+        reviewers.setdefault(0, "root")
+        for uid, name in agents.items():
+            if uid == 0 and not (self.allow_same_user and uid == self.uid):
+                raise ConfigError(
+                    "agents: root cannot be contained; give the agent a user of its own", file, 1
+                )
+            if uid in reviewers and not (self.allow_same_user and uid == self.uid):
+                raise ConfigError(
+                    f"agents: {name} is also a reviewer or the broker's own user, "
+                    "so it could approve its own commands",
+                    file,
+                    1,
+                )
+        self._ident = (base, agents, reviewers)
+        return agents, reviewers
+
+    def require_secure(self, gate: Gate) -> None:
+        """ConfigError (exit 78) naming the first file an agent, group or others could change."""
+        agents, reviewers = self.identity(self.gate(None))
+        ag = set(agents)
+        if self.allow_same_user:
+            ag.discard(self.uid)
+        trusted = ({0, self.uid} | set(reviewers)) - ag
+        sources = list(dict.fromkeys([*self.gate(None).ruleset.sources, *gate.ruleset.sources]))
+        strict.require_secure(
+            self.paths, sources, agents=ag, trusted=trusted, socket_path=self.socket_path
+        )
+
+    def audit_refusal(self, peer: Peer, what: str, **fields: Any) -> None:
+        """An unauthorised request is itself an event (issue 6: refused and audited)."""
+        try:
+            self.gate(None).audit().append(
+                "refused",
+                user=peer.name,
+                uid=peer.uid,
+                pid=peer.pid,
+                host=self.host,
+                decision="deny",
+                note=what,
+                **fields,
+            )
+        except XguardError as e:
+            self.say(f"cannot audit a refusal: {e.message}")
+        self.say(f"refused: {what}")
+
+    # -- serving ------------------------------------------------------------
+    def bind(self) -> None:
+        """Create the socket (0666: who may do what is decided by peer uid)."""
+        path = self.socket_path
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+            # Agents must reach the socket; only the broker may write here.
+            os.chmod(folder, 0o755)  # noqa: S103
+        self.require_secure(self.gate(None))
+        why = strict.reachable(path)
+        if why:
+            self.say(f"warning: agents may not reach the socket: {why}")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise ConfigError("exists and is not a socket; refusing to replace it", path, 1)
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(1.0)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # left by a broker that died
+            else:
+                raise XguardError(f"another broker is already listening on {path}")
+            finally:
+                probe.close()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o111)
+        try:
+            s.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o666)  # noqa: S103 - who may do what is decided by the peer's uid
+        s.listen(128)
+        st = os.stat(path)
+        self._sock_ino = (st.st_dev, st.st_ino)
+        self.lsock = s
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self.stop_w, b"x")
+
+    def serve(self, install_signals: bool = True) -> int:
+        if self.lsock is None:
+            self.bind()
+        if install_signals:
+            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            signal.signal(signal.SIGINT, lambda *_: self.stop())
+            signal.signal(
+                signal.SIGHUP,
+                lambda *_: self.say("SIGHUP: rules and config are re-read when they change"),
+            )
+        agents, reviewers = self.identity(self.gate(None))
+        names = ", ".join(agents.values())
+        revs = ", ".join(sorted(set(reviewers.values())))
+        self.say(
+            f"listening on {self.socket_path} (pid {os.getpid()}; agents: {names}; "
+            f"reviewers: {revs}; state {self.paths.state_dir})"
+        )
+        assert self.lsock is not None
+        try:
+            while not self.stopping.is_set():
+                waitables: list[Any] = [self.lsock, self.stop_r]
+                ready, _, _ = select.select(waitables, [], [], 5.0)
+                if self.lsock not in ready:
+                    continue
+                try:
+                    conn, _ = self.lsock.accept()
+                except OSError:
+                    continue
+                with self._threads_lock:
+                    busy = len(self.threads) >= MAX_CONNECTIONS
+                if busy:
+                    conn.close()
+                    self.say(f"refused a connection: {MAX_CONNECTIONS} already open")
+                    continue
+                t = threading.Thread(
+                    target=self._handle, args=(conn,), daemon=True, name="xguard-conn"
+                )
+                with self._threads_lock:
+                    self.threads.add(t)
+                t.start()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        self.stopping.set()
+        if self.lsock is not None:
+            self.lsock.close()
+            with contextlib.suppress(OSError):
+                st = os.stat(self.socket_path)
+                if (st.st_dev, st.st_ino) == self._sock_ino:
+                    os.unlink(self.socket_path)
+        end = time.monotonic() + STOP_GRACE + POLL + 2
+        with self._threads_lock:
+            threads = list(self.threads)
+        for t in threads:
+            t.join(max(end - time.monotonic(), 0))
+        self.say("stopped")
+
+    def _handle(self, conn: socket.socket) -> None:
+        lc = LineConn(conn, self)
+        try:
+            peer = Peer.of(conn)
+            msg = lc.read(READ_TIMEOUT)
+            if msg is None:
+                return
+            op = msg.get("op")
+            fn = {
+                "run": self.op_run,
+                "check": self.op_check,
+                "decide": self.op_decide,
+                "pending": self.op_pending,
+                "refuse": self.op_refuse,
+                "ping": self.op_ping,
+            }.get(str(op))
+            if fn is None:
+                lc.send(
+                    _answer(ExitCode.USAGE, f"xguard: broker: unknown request {str(op)[:40]!r}")
+                )
+                return
+            if self.verbose:
+                self.say(f"{op} from {peer.name} (uid {peer.uid}, pid {peer.pid})")
+            fn(lc, peer, msg)
+        except _Gone:
+            pass
+        except XguardError as e:
+            with contextlib.suppress(_Gone):
+                lc.send(_answer(e.exit_code, f"xguard: {e.message}"))
+        except Exception as e:  # fail closed: the agent side runs nothing without a "run" answer
+            self.say("internal error:\n" + traceback.format_exc())
+            with contextlib.suppress(_Gone):
+                lc.send(
+                    _answer(
+                        ExitCode.SOFTWARE,
+                        f"xguard: internal error in the broker: {type(e).__name__}; nothing ran",
+                    )
+                )
+        finally:
+            conn.close()
+            with self._threads_lock:
+                self.threads.discard(threading.current_thread())
+
+    # -- deciding -----------------------------------------------------------
+    def _decide(self, gate: Gate, text: str | None, argv: list[str] | None, cwd: str) -> Any:
+        from .policy import decide
+        from .shellparse import parse, parse_argv
+
+        ctx = gate.context(cwd)
+        with self._decide_lock:
+            units = parse_argv(argv) if argv is not None else parse(text or "")
+            return decide(units, gate.ruleset, ctx)
+
+    def _checked_gate(self, peer: Peer, profile: str | None, command: str | None, cwd: str) -> Gate:
+        """The gate for this request, after the security check; a config error is audited."""
+        try:
+            gate = self.gate(profile, peer.home)
+            self.require_secure(gate)
+            return gate
+        except ConfigError as e:
+            with contextlib.suppress(XguardError):
+                self.gate(None).audit().append(
+                    "config_error",
+                    command=command,
+                    cwd=cwd,
+                    pid=peer.pid,
+                    user=peer.name,
+                    host=self.host,
+                    note=e.message,
+                )
+            self.say(e.message)
+            raise
+
+    @staticmethod
+    def _cwd(msg: dict[str, Any], peer: Peer) -> str:
+        cwd = _text(msg, "cwd", limit=4096)
+        return os.path.normpath(cwd) if cwd and cwd.startswith("/") else peer.home
+
+    # -- ops ----------------------------------------------------------------
+    def op_ping(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        agents, reviewers = self.identity(self.gate(None))
+        role = "agent" if peer.uid in agents else "reviewer" if peer.uid in reviewers else None
+        lc.send(
+            {
+                "status": "ok",
+                "v": PROTOCOL,
+                "uid": peer.uid,
+                "user": peer.name,
+                "role": role,
+                "pid": os.getpid(),
+            }
+        )
+
+    def op_check(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        agents, reviewers = self.identity(self.gate(None))
+        if peer.uid not in agents and peer.uid not in reviewers:
+            self.audit_refusal(
+                peer,
+                f"check from {peer.name} (uid {peer.uid}), who is neither an agent nor a reviewer",
+            )
+            lc.send(
+                _answer(
+                    ExitCode.NOPERM, f"xguard: denied: {peer.name} is not an agent of this broker"
+                )
+            )
+            return
+        text, argv = _text(msg, "text"), _texts(msg, "argv", allow_none=True)
+        if text is None and not argv:
+            raise XguardError("broker: bad request: check needs text or argv")
+        cwd = self._cwd(msg, peer)
+        gate = self._checked_gate(peer, _text(msg, "profile", limit=200), text, cwd)
+        d = self._decide(gate, text, argv, cwd)
+        lc.send({"status": "ok", "result": d.to_json()})
+
+    def op_refuse(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        """Audit what the agent side refused on its own (ssh-gate: a login, a subsystem)."""
+        agents, _ = self.identity(self.gate(None))
+        if peer.uid not in agents:
+            lc.send(
+                _answer(
+                    ExitCode.NOPERM, f"xguard: denied: {peer.name} is not an agent of this broker"
+                )
+            )
+            return
+        why = _text(msg, "why", "refused", limit=2000) or "refused"
+        self.gate(None).audit().append(
+            "decision",
+            id=new_id(),
+            user=peer.name,
+            uid=peer.uid,
+            pid=peer.pid,
+            host=self.host,
+            cwd=self._cwd(msg, peer),
+            command=_text(msg, "text", "", limit=65536),
+            units=[],
+            decision="deny",
+            rules=["ssh-gate"],
+            source=_text(msg, "source", "ssh", limit=100),
+            note=why,
+            ssh_client=_text(msg, "ssh", limit=200),
+        )
+        lc.send({"status": "ok"})
+
+    def op_pending(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        _, reviewers = self.identity(self.gate(None))
+        if peer.uid not in reviewers:
+            self.audit_refusal(
+                peer, f"`pending` from {peer.name} (uid {peer.uid}), who is not a reviewer"
+            )
+            lc.send(
+                _answer(
+                    ExitCode.NOPERM,
+                    f"xguard: denied: only reviewers may list the queue ({peer.name} is not one)",
+                )
+            )
+            return
+        gate = self.gate(None)
+        spool = Spool(gate.paths)
+        spool.sweep(gate.audit())
+        reqs = spool.all() if msg.get("all") else spool.pending()
+        now = time.time()
+        for r in reqs:
+            r["age_s"] = round(now - r.get("created", now), 3)
+        lc.send({"status": "ok", "requests": reqs})
+
+    def op_decide(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        from .approval import settings
+
+        state = msg.get("state")
+        ref = _text(msg, "id", "", limit=100) or ""
+        verb = "approve" if state == "approved" else "deny"
+        _, reviewers = self.identity(self.gate(None))
+        if peer.uid not in reviewers:
+            # The heart of strict mode: an agent can never decide, whatever it sends.
+            self.audit_refusal(
+                peer,
+                f"{verb} {ref} attempted by {peer.name} (uid {peer.uid}), who is not a "
+                "reviewer: refused",
+                id=ref or None,
+                attempted=state,
+            )
+            lc.send(
+                _answer(
+                    ExitCode.NOPERM,
+                    f"xguard: denied: {peer.name} (uid {peer.uid}) may not approve or "
+                    "deny requests; only reviewers may (strict mode)",
+                )
+            )
+            return
+        if state not in ("approved", "denied"):
+            raise XguardError("broker: bad request: state must be approved or denied")
+        gate = self.gate(None)
+        spool = Spool(gate.paths)
+        log = gate.audit()
+        spool.sweep(log)
+        try:
+            rid = spool.resolve(ref)
+            won, v = spool.decide(
+                rid,
+                state,
+                peer.name,
+                reason=_text(msg, "reason", limit=2000),
+                note=_text(msg, "note", limit=2000),
+                for_seconds=_number(msg, "for_seconds"),
+                once_seconds=settings(gate, None)[1],
+                log=log,
+            )
+        except LookupError as e:
+            lc.send(_answer(1, f"xguard: {e.args[0]}"))
+            return
+        if not won:
+            lc.send(_answer(1, f"xguard: {rid} was already {v.get('state')} by {v.get('by')}"))
+            return
+        req = spool.get(rid) or {}
+        lc.send({"status": "ok", "id": rid, "state": state, "command": req.get("command")})
+
+    def op_run(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        from . import limits
+        from .runner import Request
+
+        agents, _ = self.identity(self.gate(None))
+        text = _text(msg, "text", "")
+        if peer.uid not in agents:
+            self.audit_refusal(
+                peer,
+                f"run from {peer.name} (uid {peer.uid}), who is not an agent of this broker",
+                command=text,
+            )
+            lc.send(
+                _answer(
+                    ExitCode.NOPERM,
+                    f"xguard: denied: {peer.name} (uid {peer.uid}) is not an agent of this broker",
+                )
+            )
+            return
+        argv = _texts(msg, "argv", allow_none=True)
+        if argv is not None and not argv:
+            raise XguardError("broker: bad request: empty argv")
+        session = _text(msg, "session", limit=200) or None
+        profile = _text(msg, "profile", limit=200) or None
+        if profile is None:  # a session's own profile (issue 5), from the broker's sessions
+            profile = limits.session_profile(self.environ, session)
+        req: dict[str, Any] = {
+            "text": text or "",
+            "argv": argv,
+            "shell_args": _texts(msg, "shell_args"),
+            "positional": _texts(msg, "positional"),
+            "cwd": self._cwd(msg, peer),
+            "session": session,
+            "profile": profile,
+            "wait": _number(msg, "wait"),
+            "source": _text(msg, "source", "shell", limit=100) or "shell",
+            "ssh": _text(msg, "ssh", limit=200),
+        }
+        gate = self._checked_gate(peer, profile, req["text"], req["cwd"])
+        view = _AgentView(self, gate, peer, req)
+        rq = Request(  # type: ignore[call-arg]  # (xguard._record fields)
+            text=req["text"],
+            argv=argv,
+            shell_args=req["shell_args"],
+            positional=req["positional"],
+            wait=req["wait"],
+            session=session,
+            profile=profile,
+            source=req["source"],
+        )
+        # Sessions and blast-radius limits (issue 5) count in the broker's own
+        # state, where the agent cannot reset them.
+        stop = limits.before_decision(view, rq)
+        if stop is not None:
+            lc.send(self._limit_refusal(view, rq, None, stop))
+            return
+        decision = self._decide(gate, req["text"], argv, req["cwd"])
+        stop = limits.after_decision(view, rq, decision)  # may escalate allow -> require_approval
+        if stop is not None:
+            lc.send(self._limit_refusal(view, rq, decision, stop))
+            return
+        record = view.base_record(rq, decision, new_id())
+        log = gate.audit()
+        if decision.decision == "deny":
+            log.append("decision", **record)
+            why = decision.reasons[0] if decision.reasons else "denied by rule"
+            lc.send(
+                _answer(ExitCode.NOPERM, f"xguard: denied: {printable(req['text'], 200)} — {why}")
+            )
+            return
+        reviewer = None
+        if decision.decision == "require_approval":
+            answer, reviewer = self._approval(
+                lc, peer, gate, req=req, decision=decision, record=record, log=log
+            )
+            if answer is not None:
+                lc.send(answer)
+                return
+            stop = limits.before_decision(view, rq)  # the session may have ended during the wait
+            if stop is not None:
+                lc.send(self._limit_refusal(view, rq, decision, stop))
+                return
+        # The decision line is written before the agent may start (SPEC §6).
+        log.append("decision", **record, reviewer=reviewer)
+        lc.send(self._run_answer(view, decision, record))
+        self._await_exit(lc, record, log)
+
+    def _limit_refusal(self, view: _AgentView, rq: Any, decision: Any, why: Any) -> dict[str, Any]:
+        """limits.refuse, with the message going to the agent instead of our stderr."""
+        from .limits import _Undecided
+
+        record = view.base_record(rq, decision if decision is not None else _Undecided(), new_id())
+        record["decision"] = "deny"
+        log = view.audit()
+        log.append("decision", **record, limit=why.limit, note=why.message)
+        if why.tripped is not None:
+            log.append(
+                "session_tripped",
+                **{k: record[k] for k in EXIT_FIELDS if k != "source"},
+                note=why.tripped.get("why"),
+                limit=why.limit,
+            )
+        msg = (
+            why.message
+            if why.limit.startswith("session")
+            else f"denied: {printable(rq.text, 200)} — {why.message}"
+        )
+        return _answer(ExitCode.NOPERM, f"xguard: {msg}")
+
+    def _run_answer(
+        self, view: _AgentView, decision: Any, record: dict[str, Any]
+    ) -> dict[str, Any]:
+        from .limits import effective
+        from .rules import parse_duration
+
+        gate = view.gate
+        env_cfg = gate.ruleset.env
+        prof = gate.ruleset.profiles.get(view.profile or "", {}) if view.profile else {}
+        keep = prof.get("env", {}).get("keep", env_cfg["keep"])
+        set_ = {**env_cfg.get("set", {}), **prof.get("env", {}).get("set", {})}
+        limits = effective(view)
+        max_runtime = decision.max_runtime
+        if max_runtime is None and limits.get("max_runtime") is not None:
+            max_runtime = parse_duration(limits["max_runtime"])
+        return {
+            "status": "run",
+            "id": record["id"],
+            "keep": keep,
+            "set": set_,
+            "shell": gate.ruleset.setting("shell", "/bin/bash"),
+            "max_runtime": max_runtime,
+            "kill_grace": parse_duration(limits.get("kill_grace", 5)) or 5.0,
+        }
+
+    def _await_exit(self, lc: LineConn, record: dict[str, Any], log: Any) -> None:
+        rep = lc.read(None, until_stop=True)
+        fields = {k: record.get(k) for k in EXIT_FIELDS}
+        extra: dict[str, Any] = {"reported": "agent"}
+        code = duration = None
+        if rep is not None and rep.get("op") == "exit":
+            code = rep.get("exit_code") if type(rep.get("exit_code")) is int else None
+            duration = rep.get("duration_ms") if type(rep.get("duration_ms")) is int else None
+            if type(rep.get("signal")) is int:
+                extra["signal"] = rep["signal"]
+            if rep.get("timed_out") is True:
+                extra["timed_out"] = True
+        elif self.stopping.is_set():
+            extra["note"] = "the broker stopped before the agent reported how the command ended"
+        else:
+            extra["note"] = "the agent side went away without reporting how the command ended"
+        log.append("exit", **fields, exit_code=code, duration_ms=duration, **extra)
+        with contextlib.suppress(_Gone):
+            lc.send({"status": "ok"})
+
+    # -- approval -----------------------------------------------------------
+    def _approval(
+        self,
+        lc: LineConn,
+        peer: Peer,
+        gate: Gate,
+        *,
+        req: dict[str, Any],
+        decision: Any,
+        record: dict[str, Any],
+        log: Any,
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The broker's side of SPEC §4; -> (answer to send, or None to run it; reviewer).
+
+        The same spool and the same rules as the local path (xguard/approval.py),
+        minus the terminal prompt: the agent's terminal is the agent's, never
+        a reviewer's."""
+        from .approval import settings
+
+        spool = Spool(gate.paths).ensure()
+        how = (
+            ["argv"]
+            if req["argv"] is not None
+            else ["shell", *req["shell_args"], "--", *req["positional"]]
+        )
+        key = request_key(req["text"], req["cwd"], req["session"], req["profile"], how)
+        answer = spool.use_answer(key)
+        if answer is not None:
+            from .sessions import grant_alive
+
+            if not grant_alive(gate.paths, answer):
+                answer = None  # issue 5: a grant dies with the session it was given in
+        if answer is not None and answer.get("state") == "approved":
+            record["approval"] = answer["id"]
+            return None, answer.get("by")
+        if answer is not None:
+            return self._denied(req["text"], answer), None
+        wait, expiry = settings(gate, req["profile"])
+        if req["wait"] is not None:
+            wait = min(req["wait"], expiry)
+        listener = Listener.open(spool.wake_dir)
+        ticket: Ticket | None = None
+        try:
+            spool.sweep(log)
+            ticket = spool.adopt(key) or self._publish(
+                spool,
+                gate,
+                peer,
+                req=req,
+                decision=decision,
+                record=record,
+                log=log,
+                key=key,
+                expiry=expiry,
+            )
+            rid = ticket.id
+            record["id"] = rid
+            lc.send(
+                {
+                    "status": "waiting",
+                    "id": rid,
+                    "wait": wait,
+                    "message": f"xguard: waiting for approval {rid} (xguard approve {rid})",
+                }
+            )
+            wait_end = time.monotonic() + wait
+            expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
+            end = min(wait_end, expire_end)
+            while True:
+                v = spool.verdict(rid)
+                if v is not None:
+                    return self._verdict(spool, ticket, req, v)
+                if self.stopping.is_set():
+                    return _answer(
+                        ExitCode.TEMPFAIL,
+                        f"xguard: pending approval {rid}: the broker is stopping; "
+                        "the command did not run; run it again later",
+                    ), None
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                fds: list[Any] = [
+                    lc.sock,
+                    self.stop_r,
+                    *([listener] if listener is not None else []),
+                ]
+                ready = readable(fds, min(POLL, left))
+                if listener is not None and listener in ready:
+                    listener.drain()
+                if lc.sock in ready:
+                    # The agent side closes the connection when it is signalled
+                    # (or killed): the request is cancelled, as SPEC §4 asks.
+                    # (A reviewer who decided in the same instant wins, and nothing runs either.)
+                    spool.decide(
+                        rid,
+                        "cancelled",
+                        "xguard (agent went away)",
+                        reason="the waiting agent went away (signal or closed connection)",
+                        log=log,
+                    )
+                    raise _Gone
+            if expire_end <= wait_end:
+                spool.decide(rid, "expired", "xguard", log=log)
+                return self._verdict(
+                    spool, ticket, req, spool.verdict(rid) or {"state": "expired", "by": "xguard"}
+                )
+            return _answer(
+                ExitCode.TEMPFAIL,
+                f"xguard: pending approval {rid}: the command did not run; "
+                "go on with other work and run it again later",
+            ), None
+        finally:
+            if listener is not None:
+                listener.close()
+            if ticket is not None:
+                ticket.release()
+
+    @staticmethod
+    def _denied(text: str, verdict: dict[str, Any]) -> dict[str, Any]:
+        by, why, rid = verdict.get("by", "?"), verdict.get("reason"), verdict.get("id")
+        why = f"{why} (denied by {by}, request {rid})" if why else f"denied by {by}, request {rid}"
+        return _answer(ExitCode.NOPERM, f"xguard: denied: {printable(text, 200)} — {why}")
+
+    def _verdict(
+        self, spool: Spool, ticket: Ticket, req: dict[str, Any], v: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        state, by = v.get("state"), v.get("by", "?")
+        if state in ("approved", "denied"):
+            spool.consume_own_answer(ticket)
+        if state == "approved":
+            return None, by
+        if state == "denied":
+            return self._denied(req["text"], v), None
+        return _answer(
+            ExitCode.TEMPFAIL,
+            f"xguard: approval request {ticket.id} {state}: the command did not run",
+        ), None
+
+    def _publish(
+        self,
+        spool: Spool,
+        gate: Gate,
+        peer: Peer,
+        *,
+        req: dict[str, Any],
+        decision: Any,
+        record: dict[str, Any],
+        log: Any,
+        key: str,
+        expiry: float,
+    ) -> Ticket:
+        from . import notify
+        from .approval import git_branch, is_production, proc_name
+        from .audit import utc_timestamp
+
+        now = time.time()
+        ppid = _proc_ppid(peer.pid)
+        targets = gate.ruleset.notify
+        request = {
+            "v": 1,
+            "id": record["id"],
+            "key": key,
+            "created": now,
+            "expires": now + expiry,
+            "expires_ts": utc_timestamp(int((now + expiry) * 1e9)),
+            "session": req["session"],
+            "profile": req["profile"],
+            "production": is_production(gate, req["profile"]),
+            "user": peer.name,
+            "uid": peer.uid,
+            "host": self.host,
+            "pid": peer.pid,
+            "ppid": ppid,
+            "parent": proc_name(ppid) if ppid else None,
+            "cwd": req["cwd"],
+            "git_branch": git_branch(req["cwd"]),
+            "command": req["text"],
+            "argv": req["argv"],
+            "source": req["source"],
+            "units": record["units"],
+            "decision": record["decision"],
+            "reasons": list(decision.reasons),
+            "rules": record["rules"],
+            "notify": list(decision.notify),
+            "bell": any((targets.get(n) or {}).get("bell") for n in decision.notify),
+        }
+        ticket = spool.create(request, new_id)
+        record["id"] = ticket.id
+        try:
+            log.append(
+                "pending",
+                **record,
+                expires=request["expires_ts"],
+                parent=request["parent"],
+                ppid=ppid,
+                git_branch=request["git_branch"],
+                notify=request["notify"],
+                reasons=request["reasons"],
+            )
+        except BaseException:
+            # Not audited means not queued (as on the local path).
+            spool.decide(
+                ticket.id, "cancelled", "xguard", reason="the audit log could not be written"
+            )
+            ticket.release()
+            raise
+        wake_all(spool.wake_dir, {"id": ticket.id, "state": "pending"})
+        if request["notify"]:
+            notify.dispatch(targets, request["notify"], request, gate.audit)
+        return ticket
+
+
+# ---------------------------------------------------------------------------
+def serve_main(
+    socket_path: str | None = None,
+    *,
+    check_only: bool = False,
+    allow_same_user: bool = False,
+    verbose: bool = False,
+) -> int:
+    """`xguard serve`: run the broker in the foreground (systemd runs it the same way)."""
+    os.umask(0o077)  # everything the broker creates is its own
+    broker = Broker(socket_path=socket_path, allow_same_user=allow_same_user, verbose=verbose)
+    if check_only:
+        agents, reviewers = broker.identity(broker.gate(None))
+        revs = ", ".join(sorted(set(reviewers.values())))
+        sys.stdout.write(
+            f"ok: strict mode is safe here (socket {broker.socket_path}; agents: "
+            f"{', '.join(agents.values())}; reviewers: {revs})\n"
+        )
+        return 0
+    return broker.serve()

@@ -1,0 +1,562 @@
+"""The agent's side of strict mode (issue 6): ask the broker, run what it allows.
+
+In strict mode the agent runs as its own Unix user and the broker (`xguard
+serve`, running as the reviewer) owns the rules, the queue and the audit log.
+This side never reads the rules, never writes a decision and never writes
+the log. For each command it sends one request over the broker's Unix socket
+and then, on the same connection:
+
+    -> {"op": "run", "text", "argv", "shell_args", "positional", "cwd", ...}
+    <- {"status": "waiting", "id", "wait", "message"}      (require_approval)
+    <- {"status": "exit", "code", "message"}               (denied, pending, error)
+    <- {"status": "run", "id", "keep", "set", "shell", "max_runtime", ...}
+    -> {"op": "exit", "exit_code", "duration_ms", "signal", "timed_out"}
+    <- {"status": "ok"}
+
+One JSON object per line. The broker learns who is asking from the socket
+(SO_PEERCRED), never from the message: whatever this side claims, it cannot
+become a reviewer, and a denial or a pending approval can only end here.
+
+Strict mode applies to this process when /etc/xguard/client.conf (root's,
+not writable by anyone else) lists this user, or when XGUARD_BROKER names a
+socket (set by the login setup: sshd's SetEnv, a systemd unit). The variable
+can turn strict mode on, never off: client.conf wins.
+
+Hot path: standard library only, `_socket` rather than `socket` (which
+drags in selectors and array, ~3 ms) and `_json`'s scanner rather than `json`
+(which imports re and enum, ~6 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import ConfigError, ExitCode, XguardError
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
+
+if TYPE_CHECKING:
+    from typing import Any
+
+CLIENT_CONF = "/etc/xguard/client.conf"
+ENV_VAR = "XGUARD_BROKER"
+PROTOCOL = 1
+CONNECT_TIMEOUT = 5.0
+ANSWER_TIMEOUT = 60.0  # the broker decides (or says "waiting") within this
+ACK_TIMEOUT = 15.0  # the broker acknowledges the exit report within this
+WAIT_MARGIN = 15.0  # beyond the approval wait the broker announced
+MAX_LINE = 8 << 20
+
+
+class _JsonContext:
+    # What _json.make_scanner reads off json.JSONDecoder; strict JSON only.
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> Any:
+        raise ValueError(f"not JSON: {name}")
+
+
+_scanner: Any = None
+
+
+def loads(data: bytes) -> Any:
+    """One JSON value from bytes (the broker's answers are ASCII)."""
+    global _scanner  # noqa: PLW0603 - built on first use, off the path that never needs it
+    if _scanner is None:
+        import _json
+
+        _scanner = _json.make_scanner(_JsonContext())  # type: ignore[arg-type]
+    text = data.decode("utf-8", "surrogateescape").strip()
+    try:
+        obj, end = _scanner(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("extra data after JSON")
+    return obj
+
+
+_INF = float("inf")
+
+
+def _enc(obj: Any, q: Any) -> str:
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if isinstance(obj, str):
+        return q(obj)
+    if isinstance(obj, int):
+        return int.__repr__(obj)
+    if isinstance(obj, float):
+        return float.__repr__(obj) if -_INF < obj < _INF else "null"  # NaN and ±inf are not JSON
+    if isinstance(obj, dict):
+        return "{" + ",".join(q(str(k)) + ":" + _enc(v, q) for k, v in obj.items()) + "}"
+    if isinstance(obj, list | tuple):
+        return "[" + ",".join(_enc(v, q) for v in obj) + "]"
+    return q(str(obj))
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact ASCII JSON; argv bytes decoded with surrogateescape travel as \\udcXX escapes."""
+    import _json
+
+    return _enc(obj, _json.encode_basestring_ascii).encode("ascii")
+
+
+class BrokerError(XguardError):
+    """The broker could not be reached or broke the protocol: fail closed, nothing ran."""
+
+    exit_code = ExitCode.SOFTWARE
+
+
+# ---------------------------------------------------------------------------
+# Is this process a broker client?
+
+
+def broker_socket(environ: Any = None) -> str | None:
+    """The broker's socket when strict mode applies to this process, else None."""
+    env = os.environ if environ is None else environ
+    sock = _client_conf()
+    if sock is not None:
+        return sock
+    v = env.get(ENV_VAR, "").strip()
+    return v or None
+
+
+def _client_conf(path: str = CLIENT_CONF) -> str | None:
+    """The socket named by a client.conf that lists this user, else None.
+
+    Format (a YAML subset, read without YAML):
+
+        socket: /run/xguard/broker.sock
+        agents: claude, codex        # user names or uids; `*` = every user but root
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", path, 1) from None
+    # Like sudo with sudoers: a file that decides who is contained must be root's alone.
+    if st.st_uid != 0:
+        raise ConfigError(
+            f"owned by uid {st.st_uid}, not root: strict mode refuses it (chown root {path})",
+            path,
+            1,
+        )
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"writable by group/others (mode {st.st_mode & 0o7777:04o}): strict mode refuses it "
+            f"(chmod go-w {path})",
+            path,
+            1,
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read: {getattr(e, 'strerror', None) or e}", path, 1) from None
+    conf = parse_client_conf(lines, path)
+    if not conf.get("socket"):
+        raise ConfigError("no 'socket:' line", path, 1)
+    agents = conf.get("agents") or []
+    uid = os.getuid()
+    if "*" in agents and uid != 0:
+        return conf["socket"]
+    if str(uid) in agents:
+        return conf["socket"]
+    import pwd
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+    return conf["socket"] if name in agents else None
+
+
+def parse_client_conf(lines: list[str], path: str) -> dict[str, Any]:
+    """`key: value` lines; `agents` takes a comma list or a [flow, list]."""
+    out: dict[str, Any] = {}
+    for n, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in ("socket", "agents"):
+            raise ConfigError(
+                f"expected 'socket: PATH' or 'agents: NAME, …', not {raw.strip()[:80]!r}", path, n
+            )
+        if key in out:
+            raise ConfigError(f"duplicate key '{key}'", path, n)
+        if key == "socket":
+            value = value.strip("'\"")
+            if not value.startswith("/"):
+                raise ConfigError("socket: must be an absolute path", path, n)
+            out[key] = value
+        else:
+            value = value.strip()
+            if value.startswith("[") and value.endswith("]"):
+                value = value[1:-1]
+            out[key] = [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+    return out
+
+
+def refuse_local(environ: Any = None) -> None:
+    """Fail closed where a strict-mode agent would otherwise decide locally.
+
+    Called by the runner's Gate: in strict mode the agent's own rules (which
+    it can edit) must never decide anything (issue 6)."""
+    sock = broker_socket(environ)
+    if sock:
+        raise ConfigError(
+            f"strict mode: the broker at {sock} decides this user's commands; "
+            "this xguard verb cannot decide locally "
+            "(use `xguard -c`, `xguard run` or `xguard check`)"
+        )
+
+
+# ---------------------------------------------------------------------------
+# The connection.
+
+
+class Conn:
+    """One line-delimited JSON connection to the broker."""
+
+    def __init__(self, path: str) -> None:
+        import _socket
+
+        self.path = path
+        self.buf = b""
+        self.s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.s.settimeout(CONNECT_TIMEOUT)
+        try:
+            self.s.connect(path)
+        except OSError as e:
+            self.s.close()
+            why = e.strerror or str(e)
+            raise BrokerError(
+                f"strict mode: cannot reach the broker at {path}: {why}; nothing ran "
+                "(is `xguard serve` running?)"
+            ) from None
+
+    def send(self, obj: dict[str, Any]) -> None:
+        data = dumps(obj)
+        self.s.settimeout(ACK_TIMEOUT)
+        try:
+            self.s.sendall(data + b"\n")
+        except OSError as e:
+            raise BrokerError(
+                f"strict mode: the broker at {self.path} went away: {e.strerror or e}"
+            ) from None
+
+    def recv(self, timeout: float | None) -> dict[str, Any]:
+        """The next message; BrokerError on timeout, end of stream or garbage."""
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise BrokerError(
+                        f"strict mode: no answer from the broker at {self.path} "
+                        f"within {timeout:g}s; nothing ran"
+                    )
+                self.s.settimeout(left)
+            else:
+                self.s.settimeout(None)
+            try:
+                chunk = self.s.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError as e:
+                raise BrokerError(
+                    f"strict mode: the broker at {self.path} went away: {e.strerror or e}"
+                ) from None
+            if not chunk:
+                raise BrokerError(f"strict mode: the broker at {self.path} closed the connection")
+            self.buf += chunk
+            if len(self.buf) > MAX_LINE:
+                raise BrokerError("strict mode: the broker sent an over-long message")
+        line, _, self.buf = self.buf.partition(b"\n")
+        try:
+            obj = loads(line)
+        except (ValueError, RecursionError):
+            obj = None
+        if not isinstance(obj, dict):
+            raise BrokerError("strict mode: the broker sent something that is not a JSON object")
+        return obj
+
+    def close(self) -> None:
+        self.s.close()
+
+
+def request(sock_path: str, msg: dict[str, Any], timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
+    """One question, one answer."""
+    conn = Conn(sock_path)
+    try:
+        conn.send({"v": PROTOCOL, **msg})
+        return conn.recv(timeout)
+    finally:
+        conn.close()
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return os.environ.get("PWD", "/")
+
+
+def _say(text: str | None) -> None:
+    if text:
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        sys.stderr.flush()
+
+
+def _exit_answer(r: dict[str, Any]) -> int:
+    _say(r.get("message"))
+    code = r.get("code")
+    return code if type(code) is int and 0 <= code < 256 else int(ExitCode.SOFTWARE)
+
+
+# ---------------------------------------------------------------------------
+# Gate one command through the broker.
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def gate_via_broker(req: Any, sock_path: str) -> int:
+    """Strict mode's gate_and_run: the broker decides, audits and waits; this
+    process runs the command as the agent user and reports how it ended."""
+    msg: dict[str, Any] = {
+        "v": PROTOCOL,
+        "op": "run",
+        "text": req.text,
+        "argv": req.argv,
+        "shell_args": list(req.shell_args),
+        "positional": list(req.positional),
+        "cwd": _cwd(),
+        "session": req.session or os.environ.get("XGUARD_SESSION") or None,
+        "profile": req.profile or os.environ.get("XGUARD_PROFILE") or None,
+        "wait": req.wait,
+        "source": req.source,
+        "ppid": os.getppid(),
+    }
+    if req.source == "ssh":
+        msg["ssh"] = os.environ.get("SSH_CONNECTION")
+    conn = Conn(sock_path)
+    try:
+        conn.send(msg)
+        r = conn.recv(ANSWER_TIMEOUT)
+        if r.get("status") == "waiting":
+            r = _wait(conn, r)
+        status = r.get("status")
+        if status == "run":
+            return _run(conn, req, r)
+        if status == "exit":
+            return _exit_answer(r)
+        raise BrokerError(f"strict mode: unexpected answer from the broker: {str(status)[:40]!r}")
+    finally:
+        conn.close()
+
+
+def _wait(conn: Conn, r: dict[str, Any]) -> dict[str, Any]:
+    """Wait on the connection for the reviewer's answer; a signal cancels."""
+    import signal
+
+    rid = str(r.get("id"))
+    wait = r.get("wait")
+    timeout = (float(wait) if isinstance(wait, int | float) else ANSWER_TIMEOUT) + WAIT_MARGIN
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise _Signalled(signum)
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in sigs}
+    try:
+        _say(r.get("message"))  # after the handlers: whoever reads this line may signal us at once
+        return conn.recv(timeout)
+    except _Signalled as got:
+        # Closing the connection is the cancel: the broker marks the request
+        # cancelled and audits it (SPEC §4: a waiting xguard killed by a signal).
+        conn.close()
+        name = signal.Signals(got.signum).name
+        _say(f"xguard: cancelled approval request {rid} ({name})")
+        return {"status": "exit", "code": 128 + got.signum}
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
+    from .execenv import run_child, scrub, which
+
+    keep = [k for k in r.get("keep") or [] if isinstance(k, str)]
+    set_ = {
+        k: v for k, v in (r.get("set") or {}).items() if isinstance(k, str) and isinstance(v, str)
+    }
+    env = scrub(dict(os.environ), keep, set_)
+    # Marks the command as gated (no self-approval, issue 3) and keeps nested
+    # xguards going to the same broker.
+    env["XGUARD_GATED"] = str(r.get("id"))
+    if os.environ.get(ENV_VAR):
+        env[ENV_VAR] = os.environ[ENV_VAR]
+    if req.argv is not None:
+        path = which(req.argv[0], env.get("PATH", os.defpath))
+        if path is None:
+            sys.stderr.write(f"xguard: {req.argv[0]}: command not found\n")
+            _report(conn, {"exit_code": 127, "duration_ms": 0})
+            return 127
+        argv = list(req.argv)
+    else:
+        path = str(r.get("shell") or "/bin/bash")
+        argv = [path, *req.shell_args, "-c", req.exec_text or req.text, *req.positional]
+    max_runtime = r.get("max_runtime") if isinstance(r.get("max_runtime"), int | float) else None
+    grace = float(r["kill_grace"]) if isinstance(r.get("kill_grace"), int | float) else 5.0
+    try:
+        out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace)
+    except OSError as e:
+        sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
+        _report(conn, {"exit_code": 126, "duration_ms": 0})
+        return 126
+    _report(
+        conn,
+        {
+            "exit_code": out.exit_code,
+            "duration_ms": out.duration_ms,
+            "signal": out.signal,
+            "timed_out": out.timed_out,
+        },
+    )
+    if out.timed_out:
+        sys.stderr.write(
+            f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n"
+        )
+    return out.exit_code
+
+
+def _report(conn: Conn, fields: dict[str, Any]) -> None:
+    """Tell the broker how the command ended, so it writes the exit record."""
+    try:
+        conn.send({"op": "exit", **fields})
+        conn.recv(ACK_TIMEOUT)
+    except XguardError as e:
+        sys.stderr.write(
+            f"xguard: warning: the command ran but its exit was not logged: {e.message}\n"
+        )
+
+
+# ---------------------------------------------------------------------------
+# The other verbs.
+
+
+def check_via_broker(
+    sock_path: str, text: str | None, argv: list[str] | None, as_json: bool, profile: str | None
+) -> int:
+    """`xguard check` in strict mode: the broker's rules decide; nothing is logged, nothing runs."""
+    r = request(
+        sock_path,
+        {
+            "op": "check",
+            "text": text,
+            "argv": argv,
+            "cwd": _cwd(),
+            "profile": profile or os.environ.get("XGUARD_PROFILE") or None,
+        },
+    )
+    if r.get("status") != "ok":
+        return _exit_answer(r)
+    d = r.get("result") or {}
+    if as_json:
+        import json  # as the local `check --json` prints it
+
+        sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
+    else:
+        from .runner import printable
+
+        sys.stdout.write(f"{d.get('decision')}\n")
+        for u in d.get("units") or []:
+            rule = f" [{u.get('rule')}]" if u.get("rule") else ""
+            shown = printable(str(u.get("text")), 120)
+            sys.stdout.write(f"  {u.get('decision'):<17} {u.get('kind'):<8} {shown}{rule}\n")
+            if u.get("decision") != "allow" and u.get("why"):
+                sys.stdout.write(f"  {'':<17} {'':<8} └ {u.get('why')}\n")
+    return {"allow": 0, "require_approval": 1, "deny": 2}.get(
+        str(d.get("decision")), int(ExitCode.SOFTWARE)
+    )
+
+
+def remote_decide(
+    sock_path: str,
+    ref: str,
+    state: str,
+    *,
+    for_seconds: float | None = None,
+    note: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """`xguard approve|deny` through the broker: it accepts decisions only from reviewer uids."""
+    r = request(
+        sock_path,
+        {
+            "op": "decide",
+            "id": ref,
+            "state": state,
+            "for_seconds": for_seconds,
+            "note": note,
+            "reason": reason,
+        },
+    )
+    if r.get("status") != "ok":
+        return _exit_answer(r)
+    from .runner import printable
+
+    how = f" for {for_seconds:g}s" if for_seconds else (" (once)" if state == "approved" else "")
+    sys.stdout.write(f"{state} {r.get('id')}{how}: {printable(str(r.get('command') or ''), 200)}\n")
+    return 0
+
+
+def remote_pending(sock_path: str, show_all: bool = False) -> list[dict[str, Any]]:
+    """The broker's queue (reviewers only)."""
+    r = request(sock_path, {"op": "pending", "all": show_all})
+    if r.get("status") != "ok":
+        _say(r.get("message"))
+        code = r.get("code")
+        raise SystemExit(code if type(code) is int else int(ExitCode.SOFTWARE))
+    reqs = r.get("requests")
+    return reqs if isinstance(reqs, list) else []
+
+
+def report_refusal(sock_path: str, command: str, why: str, source: str = "ssh") -> None:
+    """Have the broker audit something this side refused on its own (an
+    interactive SSH login, a subsystem); best effort."""
+    try:
+        request(
+            sock_path,
+            {
+                "op": "refuse",
+                "text": command,
+                "why": why,
+                "source": source,
+                "cwd": _cwd(),
+                "ssh": os.environ.get("SSH_CONNECTION"),
+            },
+            timeout=ACK_TIMEOUT,
+        )
+    except XguardError as e:
+        sys.stderr.write(f"xguard: warning: the refusal was not logged: {e.message}\n")
