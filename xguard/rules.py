@@ -315,6 +315,61 @@ def _required_literals(rx: str) -> list[list[str]] | None:
     return need or None
 
 
+def _anchored_prefixes(rx: str) -> tuple[list[str], bool] | None:
+    """Literal prefixes one of which every match must start with, for a regex
+    anchored with `^` (`^(grep|egrep)( .*)?…` -> ["grep", "egrep"]), and
+    whether they are case-insensitive. Checked with one str.startswith at run
+    time, before any regex is compiled."""
+    import re
+
+    try:
+        from re import _constants as C  # type: ignore[attr-defined]
+        from re import _parser as P  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        tree = P.parse(rx)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    items = list(tree)
+    if not items or items[0] != (C.AT, C.AT_BEGINNING):
+        return None
+    ci = bool(tree.state.flags & re.IGNORECASE)
+
+    def literal_run(seq: Any) -> tuple[str, bool]:
+        """The literal characters a sequence starts with, and whether that is all of it."""
+        out = []
+        for op, av in seq:
+            if op is not C.LITERAL:
+                return "".join(out), False
+            out.append(chr(av))
+        return "".join(out), True
+
+    prefixes = [""]
+    for op, av in items[1:]:
+        if op is C.LITERAL:
+            prefixes = [p + chr(av) for p in prefixes]
+            continue
+        if op is not C.SUBPATTERN:
+            break
+        ci = ci or bool(av[1] & re.IGNORECASE)  # a (?i:…) group
+        sub = list(av[-1])
+        if len(sub) == 1 and sub[0][0] is C.BRANCH:
+            alts = [literal_run(b) for b in sub[0][1][1]]
+        else:
+            alts = [literal_run(sub)]
+        if any(not a for a, _ in alts):
+            break
+        prefixes = [p + a for p in prefixes for a, _ in alts]
+        if len(prefixes) > 256:
+            return None
+        if not all(complete for _, complete in alts):
+            break
+    if any(not p for p in prefixes) or not all(p.isascii() for p in prefixes):
+        return None
+    return sorted(set(prefixes)), ci
+
+
 def pattern_regex(pattern: str) -> str:
     """SPEC §3 `pattern`: `*` and `.*` match any text, blanks match one word break,
     everything else is literal; anchored at the start, ending at a word break."""
@@ -464,12 +519,14 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["literal"] = _literal_pattern(r["pattern"])
         c["first"] = r["pattern"].split()[0] if "*" not in r["pattern"].split()[0] else None
         c["need"] = _required_literals(c["rx"])
+        c["prefixes"] = _anchored_prefixes(c["rx"])
     elif "regex" in r:
         c["type"] = "regex"
         c["src"] = r["regex"]
         c["rx"] = r["regex"]
         c["first"] = _regex_first_word(r["regex"])
         c["need"] = _required_literals(r["regex"])
+        c["prefixes"] = _anchored_prefixes(r["regex"])
     else:
         c["type"] = "path"
         c["src"] = r["path"]
@@ -520,7 +577,7 @@ def compile_config(data: dict[str, Any], file: str, settings_files: list[tuple[s
 
 class Rule:
     __slots__ = ("_rx", "access", "action", "caps", "dynamic", "first", "id", "literal", "max_runtime",
-                 "need", "need1", "notify", "read", "reason", "rx_src", "src", "type")
+                 "need", "need1", "notify", "pre", "pre_ci", "pre_low", "read", "reason", "rx_src", "src", "type")
 
     def __init__(self, d: dict[str, Any]) -> None:
         self.id = d["id"]
@@ -543,6 +600,10 @@ class Rule:
         self.need1: tuple[str, ...] | None = (
             tuple(max(self.need, key=lambda alt: min(len(x) for x in alt))) if self.need else None)
         self._rx: Any = None
+        pre = d.get("prefixes")
+        self.pre: tuple[str, ...] | None = tuple(pre[0]) if pre else None
+        self.pre_ci: bool = bool(pre and pre[1])
+        self.pre_low: tuple[str, ...] | None = tuple(x.lower() for x in pre[0]) if pre else None
 
     def regex(self, home: str = "") -> Any:
         """The compiled regex (re.Pattern), compiled on first use (per home
@@ -562,6 +623,15 @@ class Rule:
         if self.type == "pattern" and self.literal is not None:
             t, p = (text.lower(), self.literal.lower()) if sql else (text, self.literal)
             return t == p or t.startswith(p + " ")
+        if self.pre is not None:
+            # Anchored regexes: one C-level startswith before anything else.
+            if sql or self.pre_ci:
+                if low is None and text.isascii():
+                    low = text.lower()
+                if low is not None and not low.startswith(self.pre_low):  # type: ignore[arg-type]
+                    return False
+            elif not text.startswith(self.pre):
+                return False
         need = self.need1
         if need is not None:
             if low is None and text.isascii():
