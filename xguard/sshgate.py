@@ -69,8 +69,11 @@ def _parse(args: list[str]) -> tuple[bool, set[str]]:
         a = args[i]
         if a in ("-h", "--help"):
             sys.stdout.write(
-                USAGE + "\n\nGate SSH_ORIGINAL_COMMAND (an OpenSSH forced command).\n"
-                "In sshd_config:  Match User agent / ForceCommand xguard ssh-gate\n"
+                USAGE + "\n\nGate SSH_ORIGINAL_COMMAND (an OpenSSH forced command).\n\n"
+                "Examples:\n"
+                "  sshd_config:      Match User agent / ForceCommand xguard ssh-gate\n"
+                '  authorized_keys:  command="xguard ssh-gate",restrict ssh-ed25519 AAAA… agent\n'
+                "  then, from the agent's side:  ssh agent@host 'ls -la'\n"
             )
             raise SystemExit(0)
         if a == "--allow-interactive":

@@ -299,3 +299,19 @@ def test_zsh_completion_completes() -> None:
         screen_after(["xguard hook --require-approval ", "Tab"], r"ask\s+deny\s+wait")
     finally:
         tmux("kill-server")
+
+
+def test_every_command_help_has_examples() -> None:
+    """Issue 7 conventions: helpful --help with examples on every command."""
+    import subprocess
+
+    from tests.conftest import xguard_exe
+
+    verbs = ["run", "check", "hook", "ssh-gate", "rules lint", "rules test", "rules replay", "init", "audit",
+             "audit verify", "audit report", "pending", "approve", "deny", "review", "session start",
+             "session list", "session show", "session end", "session reset", "serve", "setup strict", "doctor"]
+    for v in verbs:
+        p = subprocess.run([*xguard_exe(), *v.split(), "--help"], capture_output=True, text=True, timeout=30,
+                           check=False)
+        assert p.returncode == 0, (v, p.stderr)
+        assert "Example" in p.stdout, v

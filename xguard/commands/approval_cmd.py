@@ -263,7 +263,8 @@ def deny(request_id: str, reason: str | None) -> int:
     return _decide(request_id, "denied", reason=reason)
 
 
-@click.command()
+@click.command(epilog="\b\nExamples:\n  xguard review            # in a terminal beside the agent's\n"
+                       "  xguard review --no-bell  # quiet, unless a rule asks for the bell")
 @click.option(
     "--no-bell", is_flag=True, help="Ring only for requests whose rule notifies a bell target."
 )

@@ -273,7 +273,9 @@ def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None
         raise click.BadParameter(str(e)) from None
 
 
-@audit.command("verify")
+@audit.command("verify", epilog="\b\nExamples:\n  xguard audit verify > head.txt          # keep the head somewhere safe\n"
+                                "  xguard audit verify --anchor head.txt   # later: still there, and extended?\n"
+                                "  xguard audit verify --syslog /var/log/xguard.log")
 @click.option(
     "--anchor",
     metavar="FILE",
@@ -343,7 +345,7 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
     return 0 if ok else 1
 
 
-@audit.command("report")
+@audit.command("report", epilog="\b\nExamples:\n  xguard audit report\n  xguard audit report --since 7d --json")
 @click.option(
     "--since",
     metavar="TIME",

@@ -65,7 +65,7 @@ def hook_cmd(agent: str, require_approval: str | None, timeout: str | None, args
     return _delegate("hook", (agent, *opts, *args))
 
 
-@click.command("ssh-gate", epilog="\b\nIn ~/.ssh/authorized_keys:\n  command=\"xguard ssh-gate\",restrict ssh-ed25519 AAAA… agent")
+@click.command("ssh-gate", epilog="\b\nExample, in ~/.ssh/authorized_keys:\n  command=\"xguard ssh-gate\",restrict ssh-ed25519 AAAA… agent")
 def ssh_gate_cmd() -> int:
     """Gate SSH_ORIGINAL_COMMAND (an OpenSSH forced command)."""
     return _delegate("ssh-gate", ())

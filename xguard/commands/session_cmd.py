@@ -54,7 +54,8 @@ def session() -> None:
     """
 
 
-@session.command()
+@session.command(epilog="\b\nExamples:\n  eval \"$(xguard session start --ttl 30m --name 'fix flaky test')\"\n"
+                         "  eval \"$(xguard session start --profile staging)\"")
 @click.option(
     "--ttl",
     metavar="DURATION",
@@ -112,7 +113,7 @@ def _with_limits(gate: Any, rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-@session.command("list")
+@session.command("list", epilog="\b\nExamples:\n  xguard session list\n  xguard session list --all --json")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of session objects.")
 @click.option(
     "--all", "show_all", is_flag=True, help="Also sessions that ended or expired over a day ago."
@@ -156,7 +157,7 @@ def list_(as_json: bool, show_all: bool) -> int:
     return 0
 
 
-@session.command()
+@session.command(epilog="\b\nExamples:\n  xguard session show 7kq2mz\n  xguard session show 7kq2mz --json")
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def show(session_id: str, as_json: bool) -> int:
@@ -221,7 +222,7 @@ def show(session_id: str, as_json: bool) -> int:
     return 0
 
 
-@session.command()
+@session.command(epilog="\b\nExample:\n  xguard session end 7kq2mz")
 @click.argument("session_id")
 def end(session_id: str) -> int:
     """End a session now: its commands and its `--for` approvals stop working,
@@ -250,7 +251,8 @@ def end(session_id: str) -> int:
     return 0
 
 
-@session.command()
+@session.command(epilog="\b\nExamples:\n  xguard session reset 7kq2mz   # after the loop breaker tripped\n"
+                         "  xguard session reset -        # the commands that run without a session")
 @click.argument("session_id")
 def reset(session_id: str) -> int:
     """Clear a session's loop-breaker trip and counters (a reviewer's verb).

@@ -53,7 +53,7 @@ def serve(socket_path: str | None, check_only: bool, verbose: bool, allow_same_u
     )
 
 
-@click.group()
+@click.group(epilog="\b\nExample:\n  sudo xguard setup strict --agent-user claude")
 def setup() -> None:
     """Set xguard up on this machine."""
 
