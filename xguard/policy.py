@@ -185,11 +185,7 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     if sql:
         cands = ruleset.text_rules()
     else:
-        first = u.words[0] if u.words else ""
-        cands = ruleset.command_rules(first)
-        if u.alt_text is not None:
-            base = u.alt_text.split(" ", 1)[0]
-            cands = cands + [r for r in ruleset.by_first.get(base, []) if r not in cands]
+        cands = ruleset.candidates(u.text, u.alt_text)
     hits = []
     low = u.text.lower() if u.text.isascii() else None
     alt_low = u.alt_text.lower() if u.alt_text is not None and u.alt_text.isascii() else None

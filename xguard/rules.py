@@ -676,8 +676,36 @@ class Ruleset:
             else:
                 self.unindexed.append(r)
 
+        # Unindexed rules with anchored prefixes, bucketed by the (lowercase)
+        # first character a matching unit must start with.
+        self.by_char: dict[str, list[Rule]] = {}
+        self.no_prefix: list[Rule] = []
+        for r in self.unindexed:
+            if r.pre_low:
+                for ch in {x[0] for x in r.pre_low}:
+                    self.by_char.setdefault(ch, []).append(r)
+            else:
+                self.no_prefix.append(r)
+
     def command_rules(self, first: str) -> list[Rule]:
         return self.by_first.get(first, []) + self.unindexed
+
+    def candidates(self, text: str, alt_text: str | None) -> list[Rule]:
+        """The rules that can match a command unit (its text or its alt text):
+        those indexed under its first word, plus the unindexed ones whose
+        anchored prefix can start it. Other rules cannot match."""
+        first = text.split(" ", 1)[0]
+        out = list(self.by_first.get(first, ()))
+        if alt_text is not None:
+            out += self.by_first.get(alt_text.split(" ", 1)[0], ())
+        if not text.isascii() or (alt_text is not None and not alt_text.isascii()):
+            out += self.unindexed  # IGNORECASE can match non-ASCII letters: no bucketing
+        else:
+            out += self.by_char.get(text[:1].lower(), ())
+            if alt_text is not None:
+                out += self.by_char.get(alt_text[:1].lower(), ())
+            out += self.no_prefix
+        return list(dict.fromkeys(out)) if alt_text is not None else out
 
     def text_rules(self) -> list[Rule]:
         return [r for r in self.rules if r.type != "path"]

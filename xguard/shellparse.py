@@ -548,6 +548,9 @@ class _Walker:
         nm = name.value
         if not nm.isascii():
             u.require("non-ASCII character in the command name")
+        if any(c.isspace() for c in nm):
+            # Unit text joins words with blanks: `'git status' x` would read as `git status x`.
+            u.require("blank inside the command name")
         base = nm.rsplit("/", 1)[-1] if "/" in nm else nm
         if "/" in nm and base:
             u.alt_text = " ".join([base, *u.words[1:]])

@@ -70,6 +70,7 @@ CASES = [
     ("env printenv", "deny"),
     ("echo $(printenv)", "deny"),
     ("./ls", "require_approval"),  # not the system's ls: an allow for ls does not apply
+    ("'git status' x", "require_approval"),  # a blank inside the name is not a word break
     ("/usr/bin/ls", "allow"),
     ("/usr/bin/../bin/ls", "allow"),
     ("kubectl exec web-0 -- rm -rf /data", "deny"),
