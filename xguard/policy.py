@@ -42,16 +42,27 @@ class Context:
     expand_glob: Callable[[str, str], list[str] | None] | None = None  # (pattern, cwd) -> matches, None if too many
 
 
-@dataclass
 class UnitDecision:
-    kind: str
-    text: str
-    decision: str
-    rule: str | None
-    why: str
-    unit: Unit | None = None
-    notify: list[str] = field(default_factory=list)
-    rule_ids: list[str] = field(default_factory=list)
+    """The decision for one unit: what SPEC §2's `check --json` calls a unit.
+
+    A plain slotted class: batch checks make these by the hundred thousand.
+    """
+
+    __slots__ = ("decision", "kind", "notify", "rule", "rule_ids", "text", "unit", "why")
+
+    def __init__(self, kind: str, text: str, decision: str, rule: str | None, why: str, unit: Unit | None = None,
+                 notify: list[str] | None = None, rule_ids: list[str] | None = None) -> None:
+        self.kind = kind
+        self.text = text
+        self.decision = decision
+        self.rule = rule
+        self.why = why
+        self.unit = unit
+        self.notify = notify if notify is not None else []
+        self.rule_ids = rule_ids if rule_ids is not None else []
+
+    def __repr__(self) -> str:
+        return f"UnitDecision({self.kind!r}, {self.text!r}, {self.decision!r}, rule={self.rule!r})"
 
     def to_json(self) -> dict[str, object]:
         return {"kind": self.kind, "text": self.text, "decision": self.decision, "rule": self.rule, "why": self.why}

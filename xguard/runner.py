@@ -94,8 +94,14 @@ class Gate:
             raise ConfigError(f"unknown profile '{self.profile}'", str(self.ruleset.sources[0]), 1)
         self.cwd = _cwd(self.environ)
         self.home = self.environ.get("HOME") or os.path.expanduser("~")
+        self._contexts: dict[str, object] = {}
 
     def context(self, cwd: str | None = None):  # type: ignore[no-untyped-def]
+        """The policy context for a cwd (made once per cwd: batch checks reuse it)."""
+        key = cwd or self.cwd
+        cached = self._contexts.get(key)
+        if cached is not None:
+            return cached
         from .policy import Context, real_glob
 
         protected = self.paths.protected_s()
@@ -103,7 +109,9 @@ class Gate:
         for s in self.ruleset.sources:
             if s and not s.startswith(package):
                 protected.append(s)
-        return Context(cwd=cwd or self.cwd, home=self.home, protected=protected, expand_glob=real_glob)
+        ctx = Context(cwd=key, home=self.home, protected=protected, expand_glob=real_glob)
+        self._contexts[key] = ctx
+        return ctx
 
     def decide_text(self, text: str, cwd: str | None = None):  # type: ignore[no-untyped-def]
         from .policy import decide
