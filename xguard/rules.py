@@ -338,7 +338,7 @@ def _anchored_prefixes(rx: str) -> tuple[list[str], bool] | None:
 
     def literal_run(seq: Any) -> tuple[str, bool]:
         """The literal characters a sequence starts with, and whether that is all of it."""
-        out = []
+        out: list[str] = []
         for op, av in seq:
             if op is not C.LITERAL:
                 return "".join(out), False

@@ -583,6 +583,7 @@ def _hook(args: list[str], stdin: Any) -> int:
         return _emit(
             "deny", f"xguard: `{shown}` did not run: {stop.message if stop else 'refused'}"
         )
+    assert decision is not None  # set whenever stop is None
     record = gate.base_record(req, decision, new_id())
     record.update(cwd=cwd, claude_session_id=session_id, tool_use_id=tool_use_id)
     log = gate.audit()
