@@ -19,7 +19,7 @@ import time
 from ._record import dataclass
 
 from .cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
-from .shellwords import Word, dequote, fast_words, lit
+from .shellwords import Word, dequote, fast_list, lit
 
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
 MAX_DEPTH = 16  # nested shell code (bash -c "bash -c …")
@@ -239,9 +239,10 @@ class _Walker:
     # -- parsing --------------------------------------------------------------
     def parse_text(self, src: bytes, depth: int) -> None:
         text = src.decode("utf-8", "surrogateescape")
-        fw = fast_words(text) if self.fast else None
-        if fw is not None:
-            self.simple_command([lit(w) for w in fw], [], depth, False, None)
+        fl = fast_list(text) if self.fast else None
+        if fl is not None:
+            for fw in fl:
+                self.simple_command([lit(w) for w in fw], [], depth, False, None)
             return
         self.parses += 1
         if self.parses > MAX_PARSES:

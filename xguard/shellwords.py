@@ -285,3 +285,48 @@ def fast_words(text: str) -> list[str] | None:
     if not _NAME_CHARS.issuperset(first):
         return None
     return words
+
+
+_LIST_CHARS = _FAST_CHARS | frozenset("|&;")
+
+
+def fast_list(text: str) -> list[list[str]] | None:
+    """Split a plain list or pipeline (`a && b | c; d`) into plain commands.
+
+    Only the operators `|`, `&&`, `||` and `;` between plain commands
+    (fast_words) are accepted; a lone `&`, `|&`, `;;`, an empty command or
+    anything else sends the text to the tree-sitter path. The order of the
+    commands is the source order, as the tree-sitter walk gives it (the
+    differential property test checks both agree).
+    """
+    if not text or not _LIST_CHARS.issuperset(text):
+        return None
+    segments: list[str] = []
+    start = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in "|&;":
+            two = text[i : i + 2]
+            if two in ("&&", "||"):
+                step = 2
+            elif c == "|" and two != "|&":
+                step = 1
+            elif c == ";" and two != ";;":
+                step = 1
+            else:
+                return None  # background `&`, `|&`, `;;`
+            segments.append(text[start:i])
+            i += step
+            start = i
+            continue
+        i += 1
+    segments.append(text[start:])
+    out = []
+    for seg in segments:
+        words = fast_words(seg)
+        if words is None:
+            return None
+        out.append(words)
+    return out

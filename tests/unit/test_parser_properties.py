@@ -13,7 +13,7 @@ from xguard._record import asdict
 from xguard.policy import Context, decide
 from xguard.rules import Ruleset, compile_config
 from xguard.shellparse import parse
-from xguard.shellwords import fast_words
+from xguard.shellwords import fast_list, fast_words
 
 SHELL_ALPHABET = st.sampled_from(
     list("abcdefgrmlsxyz01-_./~*?[]{},=:@%+ \t\n;&|<>()$`'\"\\#!")
@@ -78,17 +78,17 @@ def test_mutated_commands(text: str, pos: int, insert: str) -> None:
     _check(text[:pos] + insert + text[pos:])
 
 
-FAST_ALPHABET = st.sampled_from(list("abcgilmrstxy01-_./:,@%+= ") + ["git", "ls", "rm", "status", "psql", "xargs",
-                                                                        "sudo", "env", "nice", "bash", "-c", "find",
-                                                                        "-exec", "export", "if", "time", "cat"])
+FAST_ALPHABET = st.sampled_from(list("abcgilmrstxy01-_./:,@%+= |&;") + [
+    "git", "ls", "rm", "status", "psql", "xargs", "sudo", "env", "nice", "bash", "-c", "find", "-exec", "export",
+    "if", "time", "cat", "cd", " && ", " || ", " | ", "; ", "cd /tmp", "cd .."])
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(st.lists(FAST_ALPHABET, min_size=1, max_size=20).map("".join))
 def test_fast_lexer_equals_tree_sitter(text: str) -> None:
     """Differential: wherever the fast lexer accepts a line, the units are the
     same as the tree-sitter path's (field by field)."""
-    if fast_words(text) is None:
+    if fast_list(text) is None:
         return
     fast = [asdict(u) for u in parse(text)]
     slow = [asdict(u) for u in parse(text, fast=False)]
@@ -100,3 +100,7 @@ def test_fast_lexer_rejects_everything_with_meaning() -> None:
                  "~/x", "a#b", "X=1 ls", "if x", "export A=1", "a\nb", "a\tb", "(a)", "!x"]:
         assert fast_words(text) is None, text
     assert fast_words("git status --porcelain=v2") == ["git", "status", "--porcelain=v2"]
+    for text in ["a & b", "a |& b", "a ;; b", "a &&", "&& a", "a || ", "a | | b", "a;&b"]:
+        assert fast_list(text) is None, text
+    assert fast_list("git status && git diff --stat | tail -1; ls") == [
+        ["git", "status"], ["git", "diff", "--stat"], ["tail", "-1"], ["ls"]]
