@@ -789,25 +789,9 @@ class Broker:
 
     def _limit_refusal(self, view: _AgentView, rq: Any, decision: Any, why: Any) -> dict[str, Any]:
         """limits.refuse, with the message going to the agent instead of our stderr."""
-        from .limits import _Undecided
+        from .limits import audit_refusal
 
-        record = view.base_record(rq, decision if decision is not None else _Undecided(), new_id())
-        record["decision"] = "deny"
-        log = view.audit()
-        log.append("decision", **record, limit=why.limit, note=why.message)
-        if why.tripped is not None:
-            log.append(
-                "session_tripped",
-                **{k: record[k] for k in EXIT_FIELDS if k != "source"},
-                note=why.tripped.get("why"),
-                limit=why.limit,
-            )
-        msg = (
-            why.message
-            if why.limit.startswith("session")
-            else f"denied: {printable(rq.text, 200)} — {why.message}"
-        )
-        return _answer(ExitCode.NOPERM, f"xguard: {msg}")
+        return _answer(ExitCode.NOPERM, f"xguard: {audit_refusal(view, rq, decision, why)}")
 
     def _run_answer(
         self, view: _AgentView, decision: Any, record: dict[str, Any]
