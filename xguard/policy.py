@@ -39,6 +39,8 @@ class Context:
     home: str
     protected: list[str] = field(default_factory=list)  # xguard's config/spool/audit folders and files
     exists: Callable[[str], bool] = os.path.exists
+    # Where a path really leads: `notes -> ~/.ssh/id_rsa` is the key, for rules and self-protection.
+    realpath: Callable[[str], str] = os.path.realpath
     expand_glob: Callable[[str, str], list[str] | None] | None = None  # (pattern, cwd) -> matches, None if too many
 
 
@@ -281,6 +283,13 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         paths = [p for p in paths if ctx.exists(p)]
         if not paths:
             return None  # a bare word that names no file is not a path
+    for p in list(paths):
+        try:
+            real = ctx.realpath(p)
+        except (OSError, ValueError):
+            continue
+        if real != p and real not in paths:
+            paths.append(real)
     access = u.access
     for prot in ctx.protected:
         if access == "write" and any(_under(p, prot) for p in paths):

@@ -267,3 +267,21 @@ def test_version_and_help(home: Path) -> None:
 
     assert xg("--version").stdout.decode().strip().endswith(__version__)
     assert b"Examples" in xg("--help").stdout
+
+
+def test_symlinks_are_followed_for_path_rules(home: Path, tmp_path: Path) -> None:
+    """A link to a secret is the secret; a link into xguard's files is xguard's files."""
+    (home / "rules.yaml").write_text(RULES.replace("env:\n", "  - {path: '**/secret.key', action: deny}\nenv:\n", 1))
+    secret = tmp_path / "vault" / "secret.key"
+    secret.parent.mkdir()
+    secret.write_text("s3cr3t")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes").symlink_to(secret)
+    (work / "log").symlink_to(home / "audit" / "audit.jsonl")
+    p = subprocess.run([*xguard_exe(), "-c", "cat notes"], cwd=work, capture_output=True, check=False,
+                       env={**os.environ, "XGUARD_WAIT": "0"})
+    assert p.returncode == 77 and b"s3cr3t" not in p.stdout
+    p = subprocess.run([*xguard_exe(), "-c", "echo x > log"], cwd=work, capture_output=True, check=False,
+                       env={**os.environ, "XGUARD_WAIT": "0"})
+    assert p.returncode == 77 and b"self-protection" in p.stderr
