@@ -495,6 +495,7 @@ class Broker:
             fn = {
                 "run": self.op_run,
                 "check": self.op_check,
+                "hook": self.op_hook,
                 "decide": self.op_decide,
                 "pending": self.op_pending,
                 "refuse": self.op_refuse,
@@ -597,6 +598,46 @@ class Broker:
         gate = self._checked_gate(peer, _text(msg, "profile", limit=200), text, cwd)
         d = self._decide(gate, text, argv, cwd)
         lc.send({"status": "ok", "result": d.to_json()})
+
+    def op_hook(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
+        """Decide, and audit, a command an agent runtime's pre-command hook asks
+        about (Claude Code's PreToolUse). Nothing runs here: the runtime runs the
+        command itself, through its shell, which in strict mode asks again."""
+        from . import limits
+        from .runner import Request
+
+        agents, _ = self.identity(self.gate(None))
+        text = _text(msg, "text", "") or ""
+        if peer.uid not in agents:
+            self.audit_refusal(peer, f"hook from {peer.name} (uid {peer.uid}), who is not an agent of this broker",
+                               command=text)
+            lc.send(_answer(ExitCode.NOPERM, f"xguard: denied: {peer.name} is not an agent of this broker"))
+            return
+        if not text.strip():
+            raise XguardError("broker: bad request: hook needs text")
+        session = _text(msg, "session", limit=200) or None
+        profile = _text(msg, "profile", limit=200) or limits.session_profile(self.environ, session)
+        answer = _text(msg, "answer", "ask", limit=20) or "ask"
+        req: dict[str, Any] = {"text": text, "argv": None, "shell_args": [], "positional": [],
+                               "cwd": self._cwd(msg, peer), "session": session, "profile": profile, "wait": 0,
+                               "source": _text(msg, "source", "hook", limit=100) or "hook", "ssh": None}
+        gate = self._checked_gate(peer, profile, text, req["cwd"])
+        view = _AgentView(self, gate, peer, req)
+        rq = Request(text=text, session=session, profile=profile, source=req["source"])  # type: ignore[call-arg]
+        decision = None
+        stop = limits.before_decision(view, rq)
+        if stop is None:
+            decision = self._decide(gate, text, None, req["cwd"])
+            stop = limits.after_decision(view, rq, decision)
+        if stop is not None:
+            refused = self._limit_refusal(view, rq, decision, stop)  # audits the refusal
+            lc.send({"status": "ok", "result": {"decision": "deny", "units": [],
+                                                "reasons": [str(refused.get("message", "refused"))]}})
+            return
+        assert decision is not None  # set whenever stop is None
+        hook_answer = decision.decision if decision.decision != "require_approval" else answer
+        view.audit().append("decision", **view.base_record(rq, decision, new_id()), hook_answer=hook_answer)
+        lc.send({"status": "ok", "result": decision.to_json()})
 
     def op_refuse(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
         """Audit what the agent side refused on its own (ssh-gate: a login, a subsystem)."""

@@ -659,22 +659,23 @@ def test_check_asks_the_broker(world: World) -> None:
     assert p.returncode == 2, p.stderr
     assert json.loads(p.stdout)["decision"] == "deny"
     assert world.agent_xg("check", "-c", "ls").returncode == 0
-    # The agent's own rules (which it can write) decide nothing in strict mode.
+    # The agent's own rules (which it can write) decide nothing in strict mode:
+    # the Claude Code hook asks the broker, which decides and audits.
     own = world.agent_home / ".config" / "xguard"
-    p = world.agent_xg(
-        "hook",
-        "claude-code",
-        stdin=json.dumps(
-            {
-                "session_id": "s",
-                "cwd": str(world.agent_home),
-                "hook_event_name": "PreToolUse",
-                "tool_name": "Bash",
-                "tool_input": {"command": "ls"},
-            }
-        ),
-    )
-    assert p.returncode != 0 and "strict mode" in p.stderr
+
+    def hook(command: str) -> dict[str, Any]:
+        p = world.agent_xg("hook", "claude-code", stdin=json.dumps({
+            "session_id": "s", "cwd": str(world.agent_home), "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": command}}))
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)["hookSpecificOutput"]
+
+    assert hook("ls")["permissionDecision"] == "allow"
+    assert hook("printenv")["permissionDecision"] == "deny"
+    assert hook("rm -rf build")["permissionDecision"] == "ask"
+    answers = [(r["command"], r.get("hook_answer")) for r in world.audit()
+               if r.get("source") == "hook:claude-code" and r["event"] == "decision"]
+    assert answers == [("ls", "allow"), ("printenv", "deny"), ("rm -rf build", "ask")]
     assert not own.exists()
 
 

@@ -568,6 +568,14 @@ def _hook(args: list[str], stdin: Any) -> int:
     session = os.environ.get("XGUARD_SESSION") or session_id
     req = Request(text=command, session=session, source=SOURCE)
     shown = printable(command, 200)
+    from ..runner import _maybe_strict
+
+    if _maybe_strict():
+        from ..brokerclient import broker_socket
+
+        sock = broker_socket()
+        if sock:  # strict mode (issue 6): the broker decides and audits, never this process
+            return _hook_via_broker(sock, req, cwd, shown, mode)
     gate = _gate(req, cwd)
     if mode is None:
         mode = ((gate.ruleset.setting("hook", {}) or {}).get("claude_code", {}) or {}).get(
@@ -606,6 +614,29 @@ def _hook(args: list[str], stdin: Any) -> int:
             f"commands ({why}). It did not run. Ask the user to run it, or use another approach.",
         )
     return _wait_for_reviewer(gate, req, decision, record, log, shown, why, hook_timeout)
+
+
+def _hook_via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str | None) -> int:
+    """The hook's answer in strict mode: the broker decides and audits.
+
+    `wait` is not offered here (the broker's queue answers the shell, which in
+    strict mode asks the broker again when Claude Code runs the command), so a
+    command that needs approval becomes `ask`, or `deny` when so configured.
+    """
+    from ..brokerclient import request
+
+    mode = mode or "ask"
+    ans = request(sock, {"op": "hook", "text": req.text, "cwd": cwd, "session": req.session or "",
+                         "source": SOURCE, "answer": "deny" if mode == "deny" else "ask"})
+    if ans.get("status") != "ok" or not isinstance(ans.get("result"), dict):
+        return _block(f"xguard: the broker did not decide: {ans.get('message') or 'no answer'}")
+    res = ans["result"]
+    why = "; ".join(str(r) for r in res.get("reasons") or []) or "no reason given"
+    if res.get("decision") == "allow":
+        return _emit("allow", f"xguard: allowed by rules: {shown}")
+    if res.get("decision") == "require_approval" and mode != "deny":
+        return _emit("ask", f"xguard: needs a human's approval: {shown} — {why}")
+    return _emit("deny", _deny_reason(shown, why))
 
 
 def _gate(req: Any, cwd: str | None) -> Any:
