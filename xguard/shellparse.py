@@ -367,23 +367,30 @@ class _Walker:
     def command_node(self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
         self.evaluating = False
         assigns = []
-        words: list[Word] = []
-        for c in node.named_children:
+        pieces = []
+        for c in node.children:
             t = c.type
-            if t == "variable_assignment":
+            if t == "variable_assignment" and not pieces:
                 assigns.append(c)
-            elif t == "command_name":
-                inner = c.named_children[0] if c.named_children else c
-                words.append(self.word(inner, src, stack))
             elif t in ("file_redirect", "herestring_redirect", "heredoc_redirect"):
                 self.redirect(c, src, depth, stack)
-            elif t in _WORD_NODES:
-                words.append(self.word(c, src, stack))
             elif t == "comment":
                 continue
-            else:
+            elif c.is_named and t not in _WORD_NODES and t not in ("command_name", "variable_assignment"):
                 self.units.append(_input_unit(f"unsupported shell construct in a command: {t}"))
                 self.scan_substitutions(c, stack)
+            else:
+                pieces.append(c)
+        # bash delimits words by blanks, not by tree-sitter's tokens: adjacent
+        # pieces are one word (tree-sitter splits `=="x"` into an anonymous
+        # `==` token and a string; dropping the token would lose text bash runs).
+        groups: list[list] = []  # type: ignore[type-arg]
+        for c in pieces:
+            if groups and groups[-1][-1].end_byte == c.start_byte:
+                groups[-1].append(c)
+            else:
+                groups.append([c])
+        words = [self.word_group(g, src, stack) for g in groups]
         evaluating = self.evaluating
         if assigns:
             self.assign_unit(assigns, src, stack, standalone=not words)
@@ -392,6 +399,28 @@ class _Walker:
         if evaluating:
             self.units.append(_input_unit("arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash "
                                           "evaluates a variable's value as code or assigns it"))
+
+    def word_group(self, nodes: list, src: bytes, stack: list) -> Word:  # type: ignore[type-arg]
+        """One shell word made of adjacent tree-sitter nodes."""
+        if len(nodes) == 1:
+            n = nodes[0]
+            if n.type == "command_name" and n.named_children:
+                n = n.named_children[0]
+            return self.word(n, src, stack) if n.is_named else dequote(src[n.start_byte : n.end_byte])
+        start = nodes[0].start_byte
+        spans = []
+        for n in nodes:
+            todo = [n] if n.type in _EXPANSION_NODES else list(reversed(n.children))
+            while todo:
+                m = todo.pop()
+                if m.type in _EXPANSION_NODES:
+                    spans.append((m.start_byte - start, m.end_byte - start))
+                    self.scan_substitutions(m, stack)
+                    if _evaluates(m, src):
+                        self.evaluating = True
+                    continue
+                todo.extend(reversed(m.children))
+        return dequote(src[start : nodes[-1].end_byte], tuple(spans))
 
     def assign_unit(self, assigns: list, src: bytes, stack: list, standalone: bool) -> None:  # type: ignore[type-arg]
         names = []

@@ -266,15 +266,69 @@ _RESERVED = frozenset(
 _DECLARATIONS = frozenset("export declare typeset local readonly unset".split())
 
 
+# Inside quotes on the fast path: printable ASCII, but never what a double
+# quote still expands ($ ` \\) nor either quote character.
+_QUOTED_CHARS = frozenset(chr(c) for c in range(32, 127)) - frozenset("$`\\'\"!")
+
+
+def _fast_split(text: str) -> list[str] | None:
+    """Split on blanks, removing plain quotes; None if anything is not plain."""
+    words: list[str] = []
+    cur: list[str] = []
+    in_word = False
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == " ":
+            if in_word:
+                words.append("".join(cur))
+                cur = []
+                in_word = False
+            i += 1
+            continue
+        if c in "'\"":
+            j = text.find(c, i + 1)
+            if j < 0 or not _QUOTED_CHARS.issuperset(text[i + 1 : j]):
+                return None
+            cur.append(text[i + 1 : j])
+            in_word = True
+            i = j + 1
+            continue
+        if c not in _FAST_CHARS:
+            return None
+        cur.append(c)
+        in_word = True
+        i += 1
+    if in_word:
+        words.append("".join(cur))
+    return words
+
+
 def fast_words(text: str) -> list[str] | None:
     """Split a plain one-command line, or return None if it is not plain."""
-    if not text or not _FAST_CHARS.issuperset(text):
+    if not text:
         return None
-    words = text.split(" ")
-    words = [w for w in words if w]
+    if text.lstrip(" ").startswith("=") or " =" in text:
+        # tree-sitter-bash reads a word that starts with `=`, `==` or `=~` as
+        # an operator; keep such text on that path so both paths agree.
+        return None
+    if not _FAST_CHARS.issuperset(text):
+        if "'" not in text and '"' not in text:
+            return None
+        words = _fast_split(text)
+        if words is None:
+            return None
+    else:
+        words = [w for w in text.split(" ") if w]
     if not words:
         return None
     first = words[0]
+    # The command name is never quoted on the fast path (a quoted name can hide
+    # a keyword or an assignment from the checks below).
+    raw_first = text.lstrip(" ").split(" ", 1)[0]
+    if "'" in raw_first or '"' in raw_first:
+        return None
     # An assignment (X=1 cmd) or a reserved word changes what runs: full parse.
     if "=" in first or first in _RESERVED or first in _DECLARATIONS:
         return None
@@ -288,6 +342,7 @@ def fast_words(text: str) -> list[str] | None:
 
 
 _LIST_CHARS = _FAST_CHARS | frozenset("|&;")
+_LIST_QUOTED = _LIST_CHARS | _QUOTED_CHARS | frozenset("'\"")
 
 
 def fast_list(text: str) -> list[list[str]] | None:
@@ -299,7 +354,7 @@ def fast_list(text: str) -> list[list[str]] | None:
     commands is the source order, as the tree-sitter walk gives it (the
     differential property test checks both agree).
     """
-    if not text or not _LIST_CHARS.issuperset(text):
+    if not text or not _LIST_QUOTED.issuperset(text):
         return None
     segments: list[str] = []
     start = 0
@@ -307,6 +362,12 @@ def fast_list(text: str) -> list[list[str]] | None:
     n = len(text)
     while i < n:
         c = text[i]
+        if c in "'\"":
+            j = text.find(c, i + 1)  # operators inside quotes are text
+            if j < 0:
+                return None
+            i = j + 1
+            continue
         if c in "|&;":
             two = text[i : i + 2]
             if two in ("&&", "||"):

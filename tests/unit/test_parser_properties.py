@@ -80,7 +80,9 @@ def test_mutated_commands(text: str, pos: int, insert: str) -> None:
 
 FAST_ALPHABET = st.sampled_from(list("abcgilmrstxy01-_./:,@%+= |&;") + [
     "git", "ls", "rm", "status", "psql", "xargs", "sudo", "env", "nice", "bash", "-c", "find", "-exec", "export",
-    "if", "time", "cat", "cd", " && ", " || ", " | ", "; ", "cd /tmp", "cd .."])
+    "if", "time", "cat", "cd", " && ", " || ", " | ", "; ", "cd /tmp", "cd ..", "'", '"', "'a b'", '"x y"',
+    "'*.py'", '"~/x"', "''", '""', "'a|b'", '"c;d"', "'#'", '"{a,b}"', "'$x'", '"$x"', "'\\'", "'!'", "=",
+    "--format='%H %s'", '"%"', "'@'", "'e&f'", "\t", "==", " == ", "=~", " =", "!=", 'x=="y"'])
 
 
 @settings(max_examples=2000, deadline=None)
@@ -100,7 +102,9 @@ def test_fast_lexer_rejects_everything_with_meaning() -> None:
                  "~/x", "a#b", "X=1 ls", "if x", "export A=1", "a\nb", "a\tb", "(a)", "!x"]:
         assert fast_words(text) is None, text
     assert fast_words("git status --porcelain=v2") == ["git", "status", "--porcelain=v2"]
-    for text in ["a & b", "a |& b", "a ;; b", "a &&", "&& a", "a || ", "a | | b", "a;&b"]:
+    for text in ["a & b", "a |& b", "a ;; b", "a &&", "&& a", "a || ", "a | | b", "a;&b", "'ls' x", 'g"it" x',
+                 "echo 'a", "echo \"$x\"", "echo \"`id`\"", "echo '\\'"]:
         assert fast_list(text) is None, text
+    assert fast_list("grep -rn \"TODO: fix\" src | wc -l") == [["grep", "-rn", "TODO: fix", "src"], ["wc", "-l"]]
     assert fast_list("git status && git diff --stat | tail -1; ls") == [
         ["git", "status"], ["git", "diff", "--stat"], ["tail", "-1"], ["ls"]]

@@ -66,6 +66,8 @@ CASES = [
     ('$"rm" x', ["command:rm x", "write:x"], False),
     ("r\\m x", ["command:rm x", "write:x"], False),
     ('"sh"red -u f', ["command:shred -u f", "write:f"], False),
+    # tree-sitter splits `=="x"` into an operator token and a string; bash reads one word
+    ('cat =="x y"', ["command:cat ==x y"], False),
     ("r\\\nm x", None, True),  # backslash-newline inside a word; see test_joined_word
     # wrappers, with their real option syntax
     ("nice -n 10 rm x", ["command:nice -n 10 rm x", "command:rm x", "write:x"], False),
