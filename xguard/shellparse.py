@@ -367,7 +367,7 @@ class _Walker:
     def command_node(self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
         self.evaluating = False
         assigns = []
-        pieces = []
+        pieces: list = []  # type: ignore[type-arg]
         for c in node.children:
             t = c.type
             if t == "variable_assignment" and not pieces:
