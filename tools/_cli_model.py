@@ -10,7 +10,9 @@ hot path parses it by hand), so its flags are listed here once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 
@@ -157,3 +159,30 @@ def _build(cmd: click.Command, ctx: click.Context, path: list[str]) -> Cmd:
 
 def valued(cmd: Cmd) -> list[str]:
     return [n for o in cmd.options if o.takes_value for n in o.names]
+
+
+def write_or_check(render: Callable[[], dict[str, str]], out_dir: Path, script: str, what: str,
+                   argv: list[str] | None = None) -> int:
+    """The generators' command line: write the files, or with --check exit 1
+    naming each committed file that differs from what the CLI generates now."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=f"Generate {what} from xguard's CLI.")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a committed file differs")
+    ap.add_argument("--out", default=str(out_dir))
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    stale = []
+    for name, text in render().items():
+        p = out / name
+        if a.check:
+            if not p.exists() or p.read_text() != text:
+                stale.append(str(p))
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    if stale:
+        sys.stderr.write(f"stale (run python3 tools/{script}): " + ", ".join(stale) + "\n")
+        return 1
+    return 0

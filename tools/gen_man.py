@@ -18,7 +18,6 @@ fails when the pages drift from the CLI or the schema.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _cli_model import SHELL_OPTIONS, Cmd, Opt, build  # noqa: E402
+from _cli_model import write_or_check, SHELL_OPTIONS, Cmd, Opt, build  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -580,24 +579,7 @@ def render() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 when a committed page differs")
-    ap.add_argument("--out", default=str(ROOT / "man"))
-    a = ap.parse_args(argv)
-    out = Path(a.out)
-    stale = []
-    for name, text in render().items():
-        p = out / name
-        if a.check:
-            if not p.exists() or p.read_text() != text:
-                stale.append(str(p))
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    if stale:
-        sys.stderr.write("stale (run python3 tools/gen_man.py): " + ", ".join(stale) + "\n")
-        return 1
-    return 0
+    return write_or_check(render, ROOT / "man", "gen_man.py", "the man pages", argv)
 
 
 if __name__ == "__main__":
