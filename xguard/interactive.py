@@ -172,7 +172,7 @@ class Shell:
     def run_line(self, text: str) -> int:
         """Gate the line like `xguard -c` does, run it, keep its folder and exports."""
         from . import limits
-        from .runner import Gate, Request, new_id, printable
+        from .runner import Gate, Request, _env_wait, new_id, printable
 
         try:
             os.chdir(self.cwd)
@@ -501,12 +501,6 @@ def _tty_write(s: str) -> None:
         sys.stdout.flush()
     except OSError:
         pass
-
-
-def _env_wait() -> float | None:
-    from .runner import _env_wait as w
-
-    return w()
 
 
 def _xguard_exe() -> str | None:
