@@ -687,9 +687,6 @@ class Ruleset:
             else:
                 self.no_prefix.append(r)
 
-    def command_rules(self, first: str) -> list[Rule]:
-        return self.by_first.get(first, []) + self.unindexed
-
     def candidates(self, text: str, alt_text: str | None) -> list[Rule]:
         """The rules that can match a command unit (its text or its alt text):
         those indexed under its first word, plus the unindexed ones whose
