@@ -665,6 +665,7 @@ class Ruleset:
         self.profiles: dict[str, Any] = d.get("profiles", {})
         self.settings: dict[str, Any] = d.get("settings", {})
         self.with_runtime = {r.id: r.max_runtime for r in self.rules if r.max_runtime}
+        self._text_rules = [r for r in self.rules if r.type != "path"]
         self.by_first: dict[str, list[Rule]] = {}
         self.unindexed: list[Rule] = []
         self.path_rules: list[Rule] = []
@@ -705,7 +706,8 @@ class Ruleset:
         return list(dict.fromkeys(out)) if alt_text is not None else out
 
     def text_rules(self) -> list[Rule]:
-        return [r for r in self.rules if r.type != "path"]
+        """Every pattern and regex rule (what an SQL unit is matched against)."""
+        return self._text_rules
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
