@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xguard.paths import get_paths  # noqa: E402
-from xguard.queue import Listener, Spool  # noqa: E402
+from xguard.approval.queue import Listener, Spool  # noqa: E402
 
 XG = os.path.join(os.path.dirname(sys.executable), "xguard")
 

@@ -25,7 +25,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from xguard.audit import GENESIS, build_record, seal, utc_timestamp
+from xguard.audit.log import GENESIS, build_record, seal, utc_timestamp
 
 TEMPLATES: list[tuple[str, dict[str, Any]]] = [
     (

@@ -47,7 +47,9 @@ def median_ms(cmd: list[str], env: dict[str, str], runs: int) -> float:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1000
 
@@ -55,7 +57,9 @@ def median_ms(cmd: list[str], env: dict[str, str], runs: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--session", action="store_true", help="also run with a live session and limits on")
+    ap.add_argument(
+        "--session", action="store_true", help="also run with a live session and limits on"
+    )
     a = ap.parse_args()
 
     exe = shutil.which("xguard", path=str(Path(sys.executable).parent)) or shutil.which("xguard")
@@ -64,7 +68,11 @@ def main() -> int:
         return 1
     home = Path(tempfile.mkdtemp(prefix="xguard-bench-"))
     (home / "rules.yaml").write_text(RULES)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XGUARD_HOME": str(home)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XGUARD_HOME": str(home),
+    }
     subprocess.run([exe, "-c", "true"], env=env, check=True)  # warm the rules cache
 
     rows = [
@@ -81,11 +89,15 @@ def main() -> int:
     if a.session:  # issue 5: the same allowed commands in a live session, with rate caps and the loop breaker on
         shome = home / "session"
         shome.mkdir()
-        (shome / "rules.yaml").write_text(RULES + "sessions: {required: true}\nlimits: {max_runtime: 10m, rate: "
-                                          "{commands_per_minute: 100000, approvals_per_hour: 20}, loop: "
-                                          "{same_rule: 3, same_command: 3, window: 5m, trip_at: 6}}\n")
+        (shome / "rules.yaml").write_text(
+            RULES + "sessions: {required: true}\nlimits: {max_runtime: 10m, rate: "
+            "{commands_per_minute: 100000, approvals_per_hour: 20}, loop: "
+            "{same_rule: 3, same_command: 3, window: 5m, trip_at: 6}}\n"
+        )
         senv = {**env, "XGUARD_HOME": str(shome)}
-        out = subprocess.run([exe, "session", "start", "--ttl", "1h"], env=senv, check=True, capture_output=True)
+        out = subprocess.run(
+            [exe, "session", "start", "--ttl", "1h"], env=senv, check=True, capture_output=True
+        )
         senv["XGUARD_SESSION"] = out.stdout.decode().split("XGUARD_SESSION=")[1].split()[0]
         subprocess.run([exe, "-c", "true"], env=senv, check=True)  # warm the rules cache
         for name, cmd in rows[2:6]:
@@ -98,7 +110,9 @@ def main() -> int:
     print(f"whole-process medians over {a.runs} runs ({os.cpu_count()} cores)")
     for name, ms in results.items():
         print(f"  {name:<42} {ms:7.1f} ms   {ms / base:5.2f}x python   {ms / bash:6.1f}x bash")
-    print(f"  target: xguard -c true <= 2.5x python -I (goal 2.0x): {results['xguard -c true'] / base:.2f}x")
+    print(
+        f"  target: xguard -c true <= 2.5x python -I (goal 2.0x): {results['xguard -c true'] / base:.2f}x"
+    )
     for name, delta in extra:
         print(f"  session+limits cost, paired median: {name:<40} {delta:+6.1f} ms")
 
@@ -110,17 +124,28 @@ def main() -> int:
     if corpus:
         batch = home / "batch.jsonl"
         reps = max(1, 20000 // len(corpus))
-        batch.write_text("".join(json.dumps({"command": c["command"]}) + "\n" for c in corpus * reps))
+        batch.write_text(
+            "".join(json.dumps({"command": c["command"]}) + "\n" for c in corpus * reps)
+        )
         n = len(corpus) * reps
         builtin = home / "builtin"  # no rules.yaml here: the built-in defaults (322 rules)
         builtin.mkdir()
-        for label, e in (("the small rules above", env), ("the built-in defaults", {**env, "XGUARD_HOME": str(builtin)})):
-            subprocess.run([exe, "check", "-c", "true"], env=e, stdout=subprocess.DEVNULL, check=False)  # warm cache
+        for label, e in (
+            ("the small rules above", env),
+            ("the built-in defaults", {**env, "XGUARD_HOME": str(builtin)}),
+        ):
+            subprocess.run(
+                [exe, "check", "-c", "true"], env=e, stdout=subprocess.DEVNULL, check=False
+            )  # warm cache
             t = time.perf_counter()
-            subprocess.run([exe, "check", "--batch", str(batch)], env=e, stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                [exe, "check", "--batch", str(batch)], env=e, stdout=subprocess.DEVNULL, check=True
+            )
             dt = time.perf_counter() - t
-            print(f"  check --batch under {label}: {n} commands in {dt:.2f} s = {n / dt:,.0f} commands/s "
-                  "(target >= 5,000)")
+            print(
+                f"  check --batch under {label}: {n} commands in {dt:.2f} s = {n / dt:,.0f} commands/s "
+                "(target >= 5,000)"
+            )
     shutil.rmtree(home, ignore_errors=True)
     return 0
 

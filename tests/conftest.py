@@ -5,7 +5,6 @@ unusable so a test that forgets to choose a home fails loudly."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,10 +18,25 @@ FIXTURES = SHARED / "fixtures"
 
 
 def xguard_exe() -> list[str]:
-    """The installed console script (end-to-end tests run what users run)."""
-    exe = shutil.which("xguard", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    assert exe, "the xguard console script is not installed (pip install -e .)"
+    """The installed launcher: the one way every test reaches the program.
+
+    It is the `xguard` pip installed beside this interpreter, never whatever
+    `PATH` happens to hold (a clean clone's CI has no virtual environment's
+    bin on PATH)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "xguard")
+    assert os.access(exe, os.X_OK), (
+        f"xguard is not installed beside {sys.executable} (pip install -e .)"
+    )
     return [exe]
+
+
+def xguard_tool(name: str) -> str:
+    """Another launcher installed with xguard (xguard-prefix), found the same way."""
+    exe = os.path.join(os.path.dirname(sys.executable), name)
+    assert os.access(exe, os.X_OK), (
+        f"{name} is not installed beside {sys.executable} (pip install -e .)"
+    )
+    return exe
 
 
 @pytest.fixture(autouse=True)

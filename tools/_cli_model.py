@@ -123,7 +123,7 @@ def _arg(p: click.Argument) -> Arg:
 def build(cli: click.Command | None = None) -> Cmd:
     """The whole tree, lazily loaded subcommands included (list_commands/get_command)."""
     if cli is None:
-        from xguard.cli import cli as xcli
+        from xguard.commands.cli import cli as xcli
 
         cli = xcli
     root_ctx = cli.make_context("xguard", [], resilient_parsing=True)
@@ -161,8 +161,13 @@ def valued(cmd: Cmd) -> list[str]:
     return [n for o in cmd.options if o.takes_value for n in o.names]
 
 
-def write_or_check(render: Callable[[], dict[str, str]], out_dir: Path, script: str, what: str,
-                   argv: list[str] | None = None) -> int:
+def write_or_check(
+    render: Callable[[], dict[str, str]],
+    out_dir: Path,
+    script: str,
+    what: str,
+    argv: list[str] | None = None,
+) -> int:
     """The generators' command line: write the files, or with --check exit 1
     naming each committed file that differs from what the CLI generates now."""
     import argparse

@@ -325,7 +325,9 @@ def render() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return write_or_check(render, ROOT / "completions", "gen_completions.py", "bash, zsh and fish completions", argv)
+    return write_or_check(
+        render, ROOT / "completions", "gen_completions.py", "bash, zsh and fish completions", argv
+    )
 
 
 if __name__ == "__main__":

@@ -373,7 +373,7 @@ RULE_KEY_HELP = {
     "ask (sensible for echo). Default: require_approval.",
     "max_runtime": "Stop the command after this long.",
     "caps": "Upper bounds on the command's numeric options (OPTION: number); above the lower of caps and "
-            "growth times baseline, the command needs approval.",
+    "growth times baseline, the command needs approval.",
     "caps.NAME": "The bound for one option.",
     "baseline": "Usual values of numeric options (OPTION: number); above growth times baseline needs approval.",
     "baseline.NAME": "The usual value of one option.",
@@ -421,7 +421,7 @@ def schema_keys(
 
 
 def xguard_rules_5(version: str) -> str:
-    from xguard import rules as r
+    from xguard.policy import rules as r
 
     keys = schema_keys(r.TOP_SCHEMA)
     rule_schema = getattr(r, "_RULE_SCHEMA", {})

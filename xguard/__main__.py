@@ -1,9 +1,9 @@
 """Entry point. Dispatches the hot path before anything heavy is imported.
 
 `xguard -c …`, `xguard run …`, `xguard check …`, `xguard hook …` and a script on
-stdin are what an agent runs hundreds of times; they go to `xguard.runner`,
+stdin are what an agent runs hundreds of times; they go to `xguard.gate.runner`,
 which imports only the standard library (plus tree-sitter when a command is
-not plain). Everything else goes to the click CLI in `xguard.cli`.
+not plain). Everything else goes to the click CLI in `xguard.commands.cli`.
 """
 
 from __future__ import annotations
@@ -36,23 +36,23 @@ def main(argv: list[str] | None = None) -> int:
         debug = True
         os.environ["XGUARD_DEBUG"] = "1"
         args = args[1:]
-    from .errors import ExitCode, XguardError
+    from xguard.errors import ExitCode, XguardError
 
     try:
         if _is_shell_invocation(args) or (not args and not sys.stdin.isatty()):
-            from .runner import shell_main
+            from xguard.gate.runner import shell_main
 
             return shell_main(args)
         if not args:
             # No arguments on a terminal: the interactive gated shell.
-            from .interactive import interactive_main
+            from xguard.frontends.interactive import interactive_main
 
             return interactive_main([])
         if args[0] in HOT_COMMANDS:
-            from . import runner
+            from xguard.gate import runner
 
             return runner.dispatch(args[0], args[1:])
-        from .cli import cli_main
+        from xguard.commands.cli import cli_main
 
         return cli_main(args)
     except XguardError as e:

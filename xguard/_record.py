@@ -33,6 +33,7 @@ def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] | None 
 if TYPE_CHECKING:
     from typing import dataclass_transform
 else:
+
     def dataclass_transform(**_kw: object) -> Any:  # PEP 681 marker; a no-op at run time
         return lambda f: f
 
@@ -97,9 +98,12 @@ def dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
         c.__init__ = __init__
         c.__repr__ = __repr__
         c.__eq__ = __eq__
-        c.__hash__ = None if not frozen else (lambda self: hash(tuple(getattr(self, n) for n in fields)))
+        c.__hash__ = (
+            None if not frozen else (lambda self: hash(tuple(getattr(self, n) for n in fields)))
+        )
         c.__record_fields__ = fields
         if frozen:
+
             def __setattr__(self: Any, name: str, value: Any) -> None:
                 raise AttributeError(f"{c.__name__} is frozen")
 

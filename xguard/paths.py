@@ -31,7 +31,9 @@ class Paths:
 
     __slots__ = ("config_dir_s", "state_dir_s")
 
-    def __init__(self, config_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, config_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str]
+    ) -> None:
         self.config_dir_s = os.fspath(config_dir)
         self.state_dir_s = os.fspath(state_dir)
 
@@ -40,7 +42,9 @@ class Paths:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Paths) and (self.config_dir_s, self.state_dir_s) == (
-            other.config_dir_s, other.state_dir_s)
+            other.config_dir_s,
+            other.state_dir_s,
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -165,7 +169,7 @@ def ensure_dir(path: str | os.PathLike[str]) -> str:
     try:
         os.makedirs(p, mode=0o700, exist_ok=True)
     except OSError as e:
-        from .errors import XguardError
+        from xguard.errors import XguardError
 
         raise XguardError(f"cannot create {p}: {e.strerror}") from e
     return p

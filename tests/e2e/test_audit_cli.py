@@ -6,9 +6,7 @@ import json
 import os
 import pty
 import queue
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, UTC
@@ -17,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from xguard.audit import GENESIS, AuditLog, build_record, seal
+from tests.conftest import xguard_exe
+from xguard.audit.log import GENESIS, AuditLog, build_record, seal
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -42,10 +41,7 @@ def log_path(home: Path) -> Path:
 def xguard(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which(
-        "xguard", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    )
-    assert exe, "the xguard console script is not installed (pip install -e .)"
+    exe = xguard_exe()[0]
     return subprocess.run(
         [exe, *args],
         capture_output=True,
@@ -289,8 +285,7 @@ def test_output_cut_short_by_the_reader(log_path: Path) -> None:
     log = AuditLog(log_path)
     for i in range(3000):
         log.append("decision", command=f"cmd {i}")
-    exe = shutil.which("xguard")
-    assert exe
+    exe = xguard_exe()[0]
     xg = subprocess.Popen([exe, "audit"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert xg.stdout is not None and xg.stderr is not None
     head = subprocess.run(
@@ -308,8 +303,7 @@ def test_table_on_a_terminal(log_path: Path) -> None:
 
     def on_pty(env: dict[str, str]) -> str:
         parent, child = pty.openpty()
-        exe = shutil.which("xguard")
-        assert exe
+        exe = xguard_exe()[0]
         proc = subprocess.Popen(
             [exe, "audit"], stdout=child, stderr=child, env={**os.environ, **env}
         )
@@ -460,8 +454,7 @@ class Follower:
     """`xguard audit --follow --json` in the background; lines arrive on a queue."""
 
     def __init__(self, *args: str) -> None:
-        exe = shutil.which("xguard")
-        assert exe
+        exe = xguard_exe()[0]
         self.proc = subprocess.Popen(
             [exe, "audit", "--follow", "--json", *args],
             stdout=subprocess.PIPE,

@@ -39,10 +39,13 @@ def test_forwarded_copy_catches_truncation_and_edits(xguard_home: Path, tmp_path
         xguard_home.mkdir(parents=True)
         (xguard_home / "rules.yaml").write_text(
             "default: require_approval\nrules:\n  - {pattern: echo, action: allow}\n"
-            f"audit: {{forward: {{syslog: {{address: '127.0.0.1:{port}', protocol: udp}}}}}}\n")
+            f"audit: {{forward: {{syslog: {{address: '127.0.0.1:{port}', protocol: udp}}}}}}\n"
+        )
         env = {**os.environ, "XGUARD_WAIT": "0"}
         for i in range(4):
-            subprocess.run([*xguard_exe(), "-c", f"echo {i}"], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [*xguard_exe(), "-c", f"echo {i}"], env=env, check=True, capture_output=True
+            )
         for _ in range(50):
             if received.exists() and received.read_text().count('"hash":"') >= 8:
                 break
@@ -57,7 +60,14 @@ def test_forwarded_copy_catches_truncation_and_edits(xguard_home: Path, tmp_path
 
     log = xguard_home / "audit" / "audit.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)
-    log.write_bytes(b"".join(lines[:-2]))  # an agent cuts the tail: a chain check alone still passes
-    assert subprocess.run([*xguard_exe(), "audit", "verify"], capture_output=True, check=False).returncode == 0
+    log.write_bytes(
+        b"".join(lines[:-2])
+    )  # an agent cuts the tail: a chain check alone still passes
+    assert (
+        subprocess.run(
+            [*xguard_exe(), "audit", "verify"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     p = subprocess.run(verify, capture_output=True, text=True, check=False)
     assert p.returncode == 1 and "BROKEN" in p.stdout

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import xguard_exe
+from tests.conftest import xguard_exe, xguard_tool
 from xguard.adapters.claude_code import parse_claude_code_wrapper, unwrap_claude_code
 
 RULES = """\
@@ -554,16 +553,7 @@ def test_a_lookalike_is_gated_whole(env: dict[str, str], tmp_path: Path) -> None
 
 
 def _prefix() -> list[str]:
-    exe = shutil.which(
-        "xguard-prefix", path=os.path.dirname(xguard_exe()[0]) + os.pathsep + os.environ["PATH"]
-    )
-    if exe:
-        return [exe]
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from xguard.adapters.claude_code import prefix_main; sys.exit(prefix_main())",
-    ]
+    return [xguard_tool("xguard-prefix")]
 
 
 def test_shell_prefix(env: dict[str, str], tmp_path: Path) -> None:

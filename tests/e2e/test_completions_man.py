@@ -102,7 +102,7 @@ def test_every_command_and_option_is_documented_and_completed() -> None:
 
 
 def test_the_drift_check_catches_a_new_command_and_option() -> None:
-    from xguard.cli import cli
+    from xguard.commands.cli import cli
 
     @click.group(cls=type(cli), commands={})
     def fake() -> None:
@@ -138,7 +138,7 @@ def test_the_drift_check_catches_a_new_command_and_option() -> None:
 
 
 def test_rules_page_names_every_config_key() -> None:
-    from xguard.rules import TOP_SCHEMA
+    from xguard.policy.rules import TOP_SCHEMA
 
     src = (MAN / "xguard-rules.5").read_text()
     for key, _ in gen_man.schema_keys(TOP_SCHEMA):
@@ -307,11 +307,38 @@ def test_every_command_help_has_examples() -> None:
 
     from tests.conftest import xguard_exe
 
-    verbs = ["run", "check", "hook", "ssh-gate", "rules lint", "rules test", "rules replay", "init", "audit",
-             "audit verify", "audit report", "pending", "approve", "deny", "review", "session start",
-             "session list", "session show", "session end", "session reset", "serve", "setup strict", "doctor"]
+    verbs = [
+        "run",
+        "check",
+        "hook",
+        "ssh-gate",
+        "rules lint",
+        "rules test",
+        "rules replay",
+        "init",
+        "audit",
+        "audit verify",
+        "audit report",
+        "pending",
+        "approve",
+        "deny",
+        "review",
+        "session start",
+        "session list",
+        "session show",
+        "session end",
+        "session reset",
+        "serve",
+        "setup strict",
+        "doctor",
+    ]
     for v in verbs:
-        p = subprocess.run([*xguard_exe(), *v.split(), "--help"], capture_output=True, text=True, timeout=30,
-                           check=False)
+        p = subprocess.run(
+            [*xguard_exe(), *v.split(), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert p.returncode == 0, (v, p.stderr)
         assert "Example" in p.stdout, v

@@ -45,12 +45,19 @@ def home(xguard_home: Path) -> Path:
     return xguard_home
 
 
-def xg(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
-       timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+def xg(
+    *args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[bytes]:
     # No test here waits for a reviewer: a command needing approval ends at once.
     e = {**os.environ, "XGUARD_WAIT": "0", **(env or {})}
-    return subprocess.run([*xguard_exe(), *args], env=e, input=input, capture_output=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [*xguard_exe(), *args],
+        env=e,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def audit_lines(home: Path) -> list[dict[str, object]]:
@@ -65,8 +72,19 @@ def test_allowed_command_runs_with_stdout_untouched(home: Path) -> None:
     assert p.stderr == b""
 
 
-@pytest.mark.parametrize("flags", [["-c"], ["-lc"], ["-l", "-c"], ["--login", "-c"], ["-ic"], ["-e", "-c"],
-                                   ["-o", "pipefail", "-c"], ["-c", "-l"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["-c"],
+        ["-lc"],
+        ["-l", "-c"],
+        ["--login", "-c"],
+        ["-ic"],
+        ["-e", "-c"],
+        ["-o", "pipefail", "-c"],
+        ["-c", "-l"],
+    ],
+)
 def test_shell_flag_shapes(home: Path, flags: list[str]) -> None:
     p = xg(*flags, "echo ok")
     assert (p.returncode, p.stdout) == (0, b"ok\n"), p.stderr
@@ -94,7 +112,9 @@ def test_signal_death_is_128_plus_n(home: Path) -> None:
 
 
 def test_sigterm_to_xguard_reaches_the_command(home: Path, tmp_path: Path) -> None:
-    proc = subprocess.Popen([*xguard_exe(), "-c", "sleep 30"], env=os.environ.copy(), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*xguard_exe(), "-c", "sleep 30"], env=os.environ.copy(), stderr=subprocess.PIPE
+    )
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM
@@ -121,12 +141,26 @@ def test_script_on_stdin(home: Path) -> None:
 
 
 def test_secrets_never_reach_the_command(home: Path) -> None:
-    p = xg("-c", "env", env={"AWS_SECRET_ACCESS_KEY": "s3cr3t", "GITHUB_TOKEN": "ghp_x", "LANG": "C.UTF-8"})
+    p = xg(
+        "-c",
+        "env",
+        env={"AWS_SECRET_ACCESS_KEY": "s3cr3t", "GITHUB_TOKEN": "ghp_x", "LANG": "C.UTF-8"},
+    )
     out = p.stdout.decode()
     assert "s3cr3t" not in out and "ghp_x" not in out
     names = {line.split("=", 1)[0] for line in out.splitlines()}
     # XGUARD_GATED marks a gated child so approving verbs refuse to run there.
-    assert names <= {"PATH", "HOME", "LANG", "PAGER", "PWD", "SHLVL", "_", "OLDPWD", "XGUARD_GATED"}, names
+    assert names <= {
+        "PATH",
+        "HOME",
+        "LANG",
+        "PAGER",
+        "PWD",
+        "SHLVL",
+        "_",
+        "OLDPWD",
+        "XGUARD_GATED",
+    }, names
     assert "PAGER=cat" in out and "LANG=C.UTF-8" in out
 
 
@@ -144,8 +178,18 @@ def test_denied_command_never_runs(home: Path, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("cmd", ["/usr/bin/printenv", "env printenv", "echo $(printenv)", "p''rintenv",
-                                 "\\printenv", "$'\\x70rintenv'", "sh -c printenv"])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "/usr/bin/printenv",
+        "env printenv",
+        "echo $(printenv)",
+        "p''rintenv",
+        "\\printenv",
+        "$'\\x70rintenv'",
+        "sh -c printenv",
+    ],
+)
 def test_deny_cannot_be_dodged(home: Path, cmd: str) -> None:
     assert xg("-c", cmd).returncode == 77
 
@@ -164,8 +208,15 @@ def test_audit_chain_is_valid_and_complete(home: Path) -> None:
     xg("-c", "printenv")
     xg("-c", "false")
     recs = audit_lines(home)
-    assert [(r["event"], r["decision"] if r["event"] == "decision" else r["exit_code"]) for r in recs] == [
-        ("decision", "allow"), ("exit", 0), ("decision", "deny"), ("decision", "allow"), ("exit", 1)]
+    assert [
+        (r["event"], r["decision"] if r["event"] == "decision" else r["exit_code"]) for r in recs
+    ] == [
+        ("decision", "allow"),
+        ("exit", 0),
+        ("decision", "deny"),
+        ("decision", "allow"),
+        ("exit", 1),
+    ]
     assert recs[0]["prev"] == "0" * 64
     for a, b in zip(recs, recs[1:], strict=False):
         assert b["prev"] == a["hash"] and b["seq"] == a["seq"] + 1
@@ -176,8 +227,24 @@ def test_audit_chain_is_valid_and_complete(home: Path) -> None:
         body, _, h = line.rpartition(b',"hash":"')
         assert hashlib.sha256(body).hexdigest() == h[:-2].decode()
     first = recs[0]
-    for key in ("ts", "seq", "event", "id", "session", "profile", "user", "host", "pid", "cwd", "command",
-                "units", "decision", "rules", "prev", "hash"):
+    for key in (
+        "ts",
+        "seq",
+        "event",
+        "id",
+        "session",
+        "profile",
+        "user",
+        "host",
+        "pid",
+        "cwd",
+        "command",
+        "units",
+        "decision",
+        "rules",
+        "prev",
+        "hash",
+    ):
         assert key in first
     assert list(first)[-1] == "hash"
 
@@ -190,12 +257,18 @@ def test_audit_chain_is_valid_and_complete(home: Path) -> None:
         ("rules:\n  - regex: '(unclosed'\n    action: deny\n", 2, "invalid regex"),
         ("rules: [\n", 2, "invalid YAML"),
         ("", 1, "empty file"),
-        ("rules:\n  - {pattern: ls, action: allow}\n  - {pattern: ls, action: allow, pattern: rm}\n", 3, "duplicate key"),
+        (
+            "rules:\n  - {pattern: ls, action: allow}\n  - {pattern: ls, action: allow, pattern: rm}\n",
+            3,
+            "duplicate key",
+        ),
         ("default: maybe\n", 1, "must be one of"),
         ("rules:\n  - {action: allow}\n", 2, "exactly one of pattern, regex, path"),
     ],
 )
-def test_bad_rules_fail_closed(home: Path, tmp_path: Path, content: str, line: int, what: str) -> None:
+def test_bad_rules_fail_closed(
+    home: Path, tmp_path: Path, content: str, line: int, what: str
+) -> None:
     (home / "rules.yaml").write_text(content)
     marker = tmp_path / "ran"
     p = xg("-c", f"echo x > {marker}")
@@ -246,10 +319,16 @@ def test_check_exit_codes_and_json(home: Path) -> None:
 
 def test_check_batch(home: Path, tmp_path: Path) -> None:
     f = tmp_path / "in.jsonl"
-    f.write_text('{"command": "echo hi", "id": 1}\n{"command": "printenv", "id": 2}\n{"command": "rm x", "id": 3}\n')
+    f.write_text(
+        '{"command": "echo hi", "id": 1}\n{"command": "printenv", "id": 2}\n{"command": "rm x", "id": 3}\n'
+    )
     p = xg("check", "--batch", str(f))
     out = [json.loads(x) for x in p.stdout.splitlines()]
-    assert [(o["id"], o["decision"]) for o in out] == [(1, "allow"), (2, "deny"), (3, "require_approval")]
+    assert [(o["id"], o["decision"]) for o in out] == [
+        (1, "allow"),
+        (2, "deny"),
+        (3, "require_approval"),
+    ]
     assert p.returncode == 0
     p = xg("check", "--batch", "-", input=b'{"command": "echo"}\n')
     assert json.loads(p.stdout)["decision"] == "allow"
@@ -271,7 +350,9 @@ def test_version_and_help(home: Path) -> None:
 
 def test_symlinks_are_followed_for_path_rules(home: Path, tmp_path: Path) -> None:
     """A link to a secret is the secret; a link into xguard's files is xguard's files."""
-    (home / "rules.yaml").write_text(RULES.replace("env:\n", "  - {path: '**/secret.key', action: deny}\nenv:\n", 1))
+    (home / "rules.yaml").write_text(
+        RULES.replace("env:\n", "  - {path: '**/secret.key', action: deny}\nenv:\n", 1)
+    )
     secret = tmp_path / "vault" / "secret.key"
     secret.parent.mkdir()
     secret.write_text("s3cr3t")
@@ -279,9 +360,19 @@ def test_symlinks_are_followed_for_path_rules(home: Path, tmp_path: Path) -> Non
     work.mkdir()
     (work / "notes").symlink_to(secret)
     (work / "log").symlink_to(home / "audit" / "audit.jsonl")
-    p = subprocess.run([*xguard_exe(), "-c", "cat notes"], cwd=work, capture_output=True, check=False,
-                       env={**os.environ, "XGUARD_WAIT": "0"})
+    p = subprocess.run(
+        [*xguard_exe(), "-c", "cat notes"],
+        cwd=work,
+        capture_output=True,
+        check=False,
+        env={**os.environ, "XGUARD_WAIT": "0"},
+    )
     assert p.returncode == 77 and b"s3cr3t" not in p.stdout
-    p = subprocess.run([*xguard_exe(), "-c", "echo x > log"], cwd=work, capture_output=True, check=False,
-                       env={**os.environ, "XGUARD_WAIT": "0"})
+    p = subprocess.run(
+        [*xguard_exe(), "-c", "echo x > log"],
+        cwd=work,
+        capture_output=True,
+        check=False,
+        env={**os.environ, "XGUARD_WAIT": "0"},
+    )
     assert p.returncode == 77 and b"self-protection" in p.stderr

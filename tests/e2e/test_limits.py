@@ -300,8 +300,11 @@ def test_reset_is_a_persons_verb(home: Path) -> None:
 def test_max_runtime_stops_grandchildren_too(home: Path, tmp_path: Path) -> None:
     # `sleep` is bash's child here, not exec'd: killing only bash would leave it
     # running and holding our stdout pipe open for 30 s.
-    rules(home, f"  - {{pattern: 'touch', action: allow}}\n  - {{path: '{tmp_path}/**', access: write, action: allow}}\n"
-                "limits: {max_runtime: 1s, kill_grace: 1s}\n")
+    rules(
+        home,
+        f"  - {{pattern: 'touch', action: allow}}\n  - {{path: '{tmp_path}/**', access: write, action: allow}}\n"
+        "limits: {max_runtime: 1s, kill_grace: 1s}\n",
+    )
     marker = tmp_path / "after"
     t = time.monotonic()
     p = xg("-c", f"sleep 30; touch {marker}")

@@ -399,17 +399,27 @@ def test_prompt_off_in_config(tmux: Tmux, tmp_path: Path, env: dict[str, str]) -
     assert "EXIT=75" in s and "[y/N/d]" not in s
 
 
-def test_reset_a_tripped_session_from_the_keyboard(tmux: Tmux, tmp_path: Path, env: dict[str, str]) -> None:
+def test_reset_a_tripped_session_from_the_keyboard(
+    tmux: Tmux, tmp_path: Path, env: dict[str, str]
+) -> None:
     rules = Path(env["XGUARD_RULES"])
     # `kill -0 $$` is allowed and, not being a read, counts toward the loop breaker.
-    rules.write_text("default: require_approval\nrules:\n  - {pattern: 'kill -0', action: allow, dynamic: allow}\n"
-                     "limits: {loop: {same_rule: 1, same_command: 1, window: 1m, trip_at: 2}}\n")
+    rules.write_text(
+        "default: require_approval\nrules:\n  - {pattern: 'kill -0', action: allow, dynamic: allow}\n"
+        "limits: {loop: {same_rule: 1, same_command: 1, window: 1m, trip_at: 2}}\n"
+    )
     run_env = {**os.environ, **env, "XGUARD_WAIT": "0"}
-    out = subprocess.run([*XG, "session", "start"], env=run_env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*XG, "session", "start"], env=run_env, capture_output=True, text=True, check=True
+    )
     sid = out.stdout.split("XGUARD_SESSION=")[1].split()[0]
     run_env["XGUARD_SESSION"] = sid
-    codes = [subprocess.run([*XG, "-c", "kill -0 $$"], env=run_env, capture_output=True, check=False).returncode
-             for _ in range(4)]
+    codes = [
+        subprocess.run(
+            [*XG, "-c", "kill -0 $$"], env=run_env, capture_output=True, check=False
+        ).returncode
+        for _ in range(4)
+    ]
     assert codes[-1] == 77  # tripped: nothing but reads runs
     tmux.start("r", [*XG, "review"])
     tmux.wait("r", lambda s: "TRIPPED" in s)
@@ -418,5 +428,7 @@ def test_reset_a_tripped_session_from_the_keyboard(tmux: Tmux, tmp_path: Path, e
     tmux.keys("r", "y")
     tmux.wait("r", lambda s: f"session {sid} reset by" in s and "TRIPPED" not in s)
     tmux.keys("r", "q")
-    p = subprocess.run([*XG, "-c", "kill -0 $$"], env=run_env, capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [*XG, "-c", "kill -0 $$"], env=run_env, capture_output=True, text=True, check=False
+    )
     assert p.returncode == 0, p.stderr

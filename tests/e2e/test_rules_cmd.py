@@ -28,8 +28,15 @@ rules:
 
 
 def xg(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*xguard_exe(), *args], capture_output=True, text=True, timeout=60, check=False,
-                          cwd=cwd, env={**os.environ, "XGUARD_WAIT": "0"})
+    return subprocess.run(
+        [*xguard_exe(), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "XGUARD_WAIT": "0"},
+    )
 
 
 def test_lint_and_test(xguard_home: Path, tmp_path: Path) -> None:
@@ -79,5 +86,7 @@ def test_replay_shows_what_would_change(xguard_home: Path, tmp_path: Path) -> No
     assert res["decisions"] == 4 and res["distinct"] == 3
     assert res["transitions"] == {"allow -> deny": 2, "require_approval -> allow": 1}
     assert [(c["command"], c["from"], c["to"], c["times"]) for c in res["commands"]] == [
-        ("echo hi", "allow", "deny", 2), ("ls", "require_approval", "allow", 1)]
+        ("echo hi", "allow", "deny", 2),
+        ("ls", "require_approval", "allow", 1),
+    ]
     assert xg("rules", "replay", "--rules", str(new), "--since", "yesterdayish").returncode == 64

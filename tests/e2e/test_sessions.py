@@ -169,14 +169,14 @@ def test_grant_is_checked_where_it_is_honoured(home: Path, tmp_path: Path) -> No
     answers = [json.loads(p.read_text()) for p in Path(paths.spool_dir_s, "answers").iterdir()]
     assert answers and answers[0]["session"] == sid
     time.sleep(1.2)
-    from xguard import sessions
+    from xguard.gate import sessions
 
     assert sessions.grant_alive(paths, answers[0]) is False
     assert sessions.grant_alive(paths, {**answers[0], "session": "not-an-xguard-session"}) is True
     # In process, as an adapter calls it: the queue still holds the grant,
     # and approval refuses to ride on it.
-    from xguard.approval import obtain_approval
-    from xguard.runner import Gate, Request
+    from xguard.approval.wait import obtain_approval
+    from xguard.gate.runner import Gate, Request
 
     gate = Gate()
     req = Request(text="touch b", session=sid, wait=0)

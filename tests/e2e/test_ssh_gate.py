@@ -333,7 +333,7 @@ def test_the_sshd_snippet_of_setup_strict_is_valid(tmp_path: Path) -> None:
         pytest.skip("sshd is missing: install Debian's openssh-server (and openssh-client)")
     if os.geteuid() != 0:
         pytest.skip("sshd -t reads its host key and privilege-separation setup as root")
-    from xguard.strict import sshd_snippet
+    from xguard.strict.setup import sshd_snippet
 
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hk")],

@@ -664,17 +664,30 @@ def test_check_asks_the_broker(world: World) -> None:
     own = world.agent_home / ".config" / "xguard"
 
     def hook(command: str) -> dict[str, Any]:
-        p = world.agent_xg("hook", "claude-code", stdin=json.dumps({
-            "session_id": "s", "cwd": str(world.agent_home), "hook_event_name": "PreToolUse",
-            "tool_name": "Bash", "tool_input": {"command": command}}))
+        p = world.agent_xg(
+            "hook",
+            "claude-code",
+            stdin=json.dumps(
+                {
+                    "session_id": "s",
+                    "cwd": str(world.agent_home),
+                    "hook_event_name": "PreToolUse",
+                    "tool_name": "Bash",
+                    "tool_input": {"command": command},
+                }
+            ),
+        )
         assert p.returncode == 0, p.stderr
         return json.loads(p.stdout)["hookSpecificOutput"]
 
     assert hook("ls")["permissionDecision"] == "allow"
     assert hook("printenv")["permissionDecision"] == "deny"
     assert hook("rm -rf build")["permissionDecision"] == "ask"
-    answers = [(r["command"], r.get("hook_answer")) for r in world.audit()
-               if r.get("source") == "hook:claude-code" and r["event"] == "decision"]
+    answers = [
+        (r["command"], r.get("hook_answer"))
+        for r in world.audit()
+        if r.get("source") == "hook:claude-code" and r["event"] == "decision"
+    ]
     assert answers == [("ls", "allow"), ("printenv", "deny"), ("rm -rf build", "ask")]
     assert not own.exists()
 
@@ -857,7 +870,7 @@ def test_setup_strict_apply_makes_the_agent_ask_the_broker(world: World) -> None
 
 
 def test_client_conf_must_be_roots_and_not_writable(tmp_path: Path) -> None:
-    from xguard.brokerclient import _client_conf, parse_client_conf
+    from xguard.strict.client import _client_conf, parse_client_conf
     from xguard.errors import ConfigError
 
     assert parse_client_conf(["# c", "socket: /run/x.sock", "agents: [a, 'b']"], "f") == {

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from xguard.audit import FIELDS, GENESIS, TORN_TAIL, AuditLog
-from xguard.auditread import verify
+from xguard.audit.log import FIELDS, GENESIS, TORN_TAIL, AuditLog
+from xguard.audit.read import verify
 from xguard.errors import AuditError, ConfigError
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -263,7 +263,7 @@ def test_record_bigger_than_rotate_bytes_is_written_whole(log_path: Path) -> Non
 WRITER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from xguard.audit import AuditLog
+    from xguard.audit.log import AuditLog
     path, n, rotate = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
     sys.stdin.read()  # start together
     for i in range(n):
@@ -420,13 +420,13 @@ def test_forwarding_failure_never_fails_the_append(log_path: Path, forward: dict
 
 def test_writer_imports_nothing_heavy() -> None:
     code = (
-        "import sys; before = set(sys.modules); import xguard.audit; "
+        "import sys; before = set(sys.modules); import xguard.audit.log; "
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "xguard.audit" in out
+    assert "xguard.audit.log" in out
     for heavy in (
         "filelock",
         "click",

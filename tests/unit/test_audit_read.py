@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from xguard.audit import GENESIS, AuditLog, build_record, seal
-from xguard.auditread import (
+from xguard.audit.log import GENESIS, AuditLog, build_record, seal
+from xguard.audit.read import (
     AuditReadError,
     Filter,
     Head,

@@ -24,20 +24,46 @@ import pytest
 
 from tests.conftest import CORPUS, FIXTURES
 from xguard.paths import Paths
-from xguard.policy import Context, Decision, decide, real_glob
-from xguard.rules import BUILTIN_RULES, Ruleset, load_ruleset
-from xguard.shellparse import parse
+from xguard.policy.decide import Context, Decision, decide, real_glob
+from xguard.policy.rules import BUILTIN_RULES, Ruleset, load_ruleset
+from xguard.shell.parser import parse
 
 BENIGN_FLOOR = 0.85
 
 PROJECT_FILES = [
-    "README.md", "CHANGELOG.md", "Makefile", "package.json", "package-lock.json", ".gitignore",
-    "go.mod", "requirements.txt", "pyproject.toml", "config.ini", "data.json", "data.csv",
-    "app.log", "output.txt", "notes.txt", "names.txt", "a.txt", "b.txt", "x.yml",
-    "docker-compose.yml", "release.tar", "release.zip",
-    "src/app.py", "src/main.py", "src/config.py", "src/settings.py", "src/index.ts",
-    "tests/test_app.py", "logs/app.log", "data/users.csv", "scripts/setup.sh",
-    ".github/workflows/ci.yml", "node_modules/.bin/tsc",
+    "README.md",
+    "CHANGELOG.md",
+    "Makefile",
+    "package.json",
+    "package-lock.json",
+    ".gitignore",
+    "go.mod",
+    "requirements.txt",
+    "pyproject.toml",
+    "config.ini",
+    "data.json",
+    "data.csv",
+    "app.log",
+    "output.txt",
+    "notes.txt",
+    "names.txt",
+    "a.txt",
+    "b.txt",
+    "x.yml",
+    "docker-compose.yml",
+    "release.tar",
+    "release.zip",
+    "src/app.py",
+    "src/main.py",
+    "src/config.py",
+    "src/settings.py",
+    "src/index.ts",
+    "tests/test_app.py",
+    "logs/app.log",
+    "data/users.csv",
+    "scripts/setup.sh",
+    ".github/workflows/ci.yml",
+    "node_modules/.bin/tsc",
 ]
 
 
@@ -271,8 +297,10 @@ DEFAULTS_BLOCK = [
     ("psql -c 'SELECT public.cleanup()'", "require_approval"),
     ("psql -c 'SELECT \"evil\"()'", "require_approval"),
     ("psql -c 'SELECT lo_import($$/etc/passwd$$)'", "require_approval"),
-    ("psql -c 'SELECT query_to_xml($$DELETE FROM users RETURNING 1$$, true, true, $$$$)'",
-     "require_approval"),
+    (
+        "psql -c 'SELECT query_to_xml($$DELETE FROM users RETURNING 1$$, true, true, $$$$)'",
+        "require_approval",
+    ),
     ("psql -c 'WITH x AS (UPDATE users SET a=1 RETURNING *) SELECT * FROM x'", "require_approval"),
     ("psql -c 'EXPLAIN (ANALYZE) DELETE FROM users'", "require_approval"),
     ("psql -c 'COPY users TO PROGRAM $$id$$'", "deny"),
@@ -516,9 +544,12 @@ def test_engine_cases(command: str, expect: str, default_rules: Ruleset, ctx: Co
 
 def test_xargs_optional_arguments(tmp_path: Path, ctx: Context) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text("default: require_approval\nrules:\n"
-                     "  - {pattern: ls, action: allow}\n  - {pattern: xargs, action: allow}\n"
-                     "  - {pattern: echo, action: allow, dynamic: allow}\n", encoding="utf-8")
+    rules.write_text(
+        "default: require_approval\nrules:\n"
+        "  - {pattern: ls, action: allow}\n  - {pattern: xargs, action: allow}\n"
+        "  - {pattern: echo, action: allow, dynamic: allow}\n",
+        encoding="utf-8",
+    )
     rs = load_ruleset(Paths(tmp_path, tmp_path), rules, use_cache=False)
     # GNU xargs runs `rm -rf` here (verified: `echo a | xargs --max-lines echo X` prints "X a").
     d = verdict(rs, ctx, "ls | xargs --max-lines rm -rf")

@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import FIXTURES
 from xguard.paths import Paths
-from xguard.policy import Context, decide, real_glob
-from xguard.rules import BUILTIN_RULES, STRICTNESS, Ruleset, load_ruleset, load_yaml_file
-from xguard.shellparse import parse, parse_argv
+from xguard.policy.decide import Context, decide, real_glob
+from xguard.policy.rules import BUILTIN_RULES, STRICTNESS, Ruleset, load_ruleset, load_yaml_file
+from xguard.shell.parser import parse, parse_argv
 
 _RAW = load_yaml_file(BUILTIN_RULES)
 EXAMPLES = _RAW.get("tests", [])
@@ -74,8 +74,11 @@ def test_examples_cover_every_action() -> None:
 
 
 def test_every_strict_rule_gives_a_reason() -> None:
-    missing = [f"line {r['line']}: {r.get('pattern') or r.get('regex') or r.get('path')}"
-               for r in _RAW["rules"] if r["action"] != "allow" and not r.get("reason")]
+    missing = [
+        f"line {r['line']}: {r.get('pattern') or r.get('regex') or r.get('path')}"
+        for r in _RAW["rules"]
+        if r["action"] != "allow" and not r.get("reason")
+    ]
     assert not missing, missing
 
 
@@ -94,6 +97,11 @@ def test_at_least_as_protective_as_the_fixture() -> None:
         ours[m] = max(ours.get(m, 0), STRICTNESS[r["action"]])
     theirs = load_yaml_file(fixture)
     assert STRICTNESS[_RAW["default"]] >= STRICTNESS[theirs.get("default", "require_approval")]
-    weaker = [f"{m}: {r['action']}" for r in theirs["rules"] if r["action"] != "allow"
-              for m in [_matcher(r)] if ours.get(m, -1) < STRICTNESS[r["action"]]]
+    weaker = [
+        f"{m}: {r['action']}"
+        for r in theirs["rules"]
+        if r["action"] != "allow"
+        for m in [_matcher(r)]
+        if ours.get(m, -1) < STRICTNESS[r["action"]]
+    ]
     assert not weaker, weaker

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-FORBIDDEN = ["click", "rich", "yaml", "filelock", "platformdirs", "_hashlib", "subprocess", "threading"]
+FORBIDDEN = [
+    "click",
+    "rich",
+    "yaml",
+    "filelock",
+    "platformdirs",
+    "_hashlib",
+    "subprocess",
+    "threading",
+]
 
 PROBE = r"""
 import os, sys
@@ -35,17 +44,33 @@ os.write(2, ("\nFOUND=" + ",".join(found) + "\n").encode())
 """
 
 
-def _probe(args: list[str], home: Path, stdin: str = "", extra_env: dict[str, str] | None = None,
-           forbidden: list[str] = FORBIDDEN) -> list[str]:
-    env = {"XGUARD_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home), **(extra_env or {})}
+def _probe(
+    args: list[str],
+    home: Path,
+    stdin: str = "",
+    extra_env: dict[str, str] | None = None,
+    forbidden: list[str] = FORBIDDEN,
+) -> list[str]:
+    env = {
+        "XGUARD_HOME": str(home),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        **(extra_env or {}),
+    }
     code = PROBE.replace("{forbidden}", repr(forbidden))
     # Warm the rules cache first (building it is allowed to import yaml).
     for _ in range(2):
-        p = subprocess.run([sys.executable, "-c", code, stdin, *args], env=env, capture_output=True,
-                           text=True, timeout=60, check=False)
+        p = subprocess.run(
+            [sys.executable, "-c", code, stdin, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("FOUND=")]
     assert line, p.stderr
-    return [m for m in line[-1][len("FOUND="):].split(",") if m]
+    return [m for m in line[-1][len("FOUND=") :].split(",") if m]
 
 
 @pytest.mark.parametrize(
@@ -66,18 +91,38 @@ def test_hot_path_imports_nothing_heavy(args: list[str], xguard_home: Path) -> N
 
 
 def test_hook_imports_nothing_heavy(xguard_home: Path) -> None:
-    hook = json.dumps({"session_id": "s1", "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Bash",
-                       "tool_input": {"command": "ls"}})
+    hook = json.dumps(
+        {
+            "session_id": "s1",
+            "cwd": "/tmp",
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Bash",
+            "tool_input": {"command": "ls"},
+        }
+    )
     assert _probe(["hook", "claude-code"], xguard_home, stdin=hook) == []
 
 
 # An allowed plain command under the built-in rules pays for none of these
 # either (each costs milliseconds): the launcher, the rules cache (marshal),
 # the audit writer (its own JSON) and the literal prefilters keep them out.
-LEAN = [*FORBIDDEN, "re", "json", "pathlib", "enum", "typing", "dataclasses", "inspect", "tree_sitter"]
+LEAN = [
+    *FORBIDDEN,
+    "re",
+    "json",
+    "pathlib",
+    "enum",
+    "typing",
+    "dataclasses",
+    "inspect",
+    "tree_sitter",
+]
 
 
-@pytest.mark.parametrize("args", [["-c", "true"], ["-c", "ls -la"], ["-c", "cat README.md"], ["run", "--", "true"]],
-                         ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "args",
+    [["-c", "true"], ["-c", "ls -la"], ["-c", "cat README.md"], ["run", "--", "true"]],
+    ids=lambda a: " ".join(a),
+)
 def test_allowed_plain_command_is_lean(args: list[str], xguard_home: Path) -> None:
     assert _probe(args, xguard_home, forbidden=LEAN) == []

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from xguard import limits, sessions
+from xguard.gate import limits
+from xguard.gate import sessions
 from xguard.errors import ConfigError
-from xguard.rules import Ruleset, build_ruleset_dict
-from xguard.runner import Gate, Request
+from xguard.policy.rules import Ruleset, build_ruleset_dict
+from xguard.gate.runner import Gate, Request
 
 RULES = """\
 default: require_approval
@@ -368,7 +369,7 @@ def test_hot_path_modules_stay_light() -> None:
     import sys
 
     code = (
-        "import sys; b=set(sys.modules); import xguard.limits, xguard.sessions; "
+        "import sys; b=set(sys.modules); import xguard.gate.limits, xguard.gate.sessions; "
         "print(sorted(m for m in {'json','re','pathlib','typing','dataclasses'}"
         " if m in sys.modules and m not in b))"
     )

@@ -10,39 +10,97 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xguard._record import asdict
-from xguard.policy import Context, decide
-from xguard.rules import Ruleset, compile_config
-from xguard.shellparse import parse
-from xguard.shellwords import fast_list, fast_words
+from xguard.policy.decide import Context, decide
+from xguard.policy.rules import Ruleset, compile_config
+from xguard.shell.parser import parse
+from xguard.shell.words import fast_list, fast_words
 
 SHELL_ALPHABET = st.sampled_from(
     list("abcdefgrmlsxyz01-_./~*?[]{},=:@%+ \t\n;&|<>()$`'\"\\#!")
-    + ["$(", "`", "<(", "<<EOF\n", "\nEOF\n", "&&", "||", "2>&1", "${", "}", "$'", "\\\n", "\r", "\x00", "\u200b", "é"]
+    + [
+        "$(",
+        "`",
+        "<(",
+        "<<EOF\n",
+        "\nEOF\n",
+        "&&",
+        "||",
+        "2>&1",
+        "${",
+        "}",
+        "$'",
+        "\\\n",
+        "\r",
+        "\x00",
+        "\u200b",
+        "é",
+    ]
 )
 SHELLISH = st.lists(SHELL_ALPHABET, max_size=60).map("".join)
-WORDS = st.sampled_from(["ls", "rm", "git", "status", "-rf", "~", "/etc/x", "$(rm x)", "'a b'", ";", "|", "&&",
-                         "bash", "-c", "eval", "xargs", "sudo", "env", "X=1", ">", "out", "<<EOF", "EOF", "\n",
-                         "printenv", "cat", ".env", "(", ")", "{", "}", "`", "$X", "*", "psql", "'SELECT 1; DROP t'"])
+WORDS = st.sampled_from(
+    [
+        "ls",
+        "rm",
+        "git",
+        "status",
+        "-rf",
+        "~",
+        "/etc/x",
+        "$(rm x)",
+        "'a b'",
+        ";",
+        "|",
+        "&&",
+        "bash",
+        "-c",
+        "eval",
+        "xargs",
+        "sudo",
+        "env",
+        "X=1",
+        ">",
+        "out",
+        "<<EOF",
+        "EOF",
+        "\n",
+        "printenv",
+        "cat",
+        ".env",
+        "(",
+        ")",
+        "{",
+        "}",
+        "`",
+        "$X",
+        "*",
+        "psql",
+        "'SELECT 1; DROP t'",
+    ]
+)
 COMMANDLIKE = st.lists(WORDS, max_size=14).map(" ".join)
 
-RULES = Ruleset(compile_config(
-    {
-        "default": "require_approval",
-        "rules": [
-            {"pattern": "ls", "action": "allow", "line": 1, "dynamic": "allow"},
-            {"pattern": "git status", "action": "allow", "line": 2},
-            {"pattern": "cat", "action": "allow", "line": 3},
-            {"pattern": "echo", "action": "allow", "line": 4, "dynamic": "allow"},
-            {"pattern": "printenv", "action": "deny", "line": 5},
-            {"pattern": "SELECT", "action": "allow", "line": 6},
-            {"path": "**/.env", "action": "deny", "line": 7},
-            {"path": "/dev/null", "access": "write", "action": "allow", "line": 8},
-        ],
-    },
-    "prop.yaml",
-    [],
-))
-CTX = Context(cwd="/tmp", home="/home/agent", protected=["/home/agent/.xguard"], exists=lambda p: False)
+RULES = Ruleset(
+    compile_config(
+        {
+            "default": "require_approval",
+            "rules": [
+                {"pattern": "ls", "action": "allow", "line": 1, "dynamic": "allow"},
+                {"pattern": "git status", "action": "allow", "line": 2},
+                {"pattern": "cat", "action": "allow", "line": 3},
+                {"pattern": "echo", "action": "allow", "line": 4, "dynamic": "allow"},
+                {"pattern": "printenv", "action": "deny", "line": 5},
+                {"pattern": "SELECT", "action": "allow", "line": 6},
+                {"path": "**/.env", "action": "deny", "line": 7},
+                {"path": "/dev/null", "access": "write", "action": "allow", "line": 8},
+            ],
+        },
+        "prop.yaml",
+        [],
+    )
+)
+CTX = Context(
+    cwd="/tmp", home="/home/agent", protected=["/home/agent/.xguard"], exists=lambda p: False
+)
 STRICT = {"allow": 0, "require_approval": 1, "deny": 2}
 
 
@@ -72,17 +130,73 @@ def test_random_commands(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(COMMANDLIKE, st.integers(0, 200), st.sampled_from(["\x00", "\r", "\u202e", "\\\n", "$(", "'", '"', "`", "\u00a0"]))
+@given(
+    COMMANDLIKE,
+    st.integers(0, 200),
+    st.sampled_from(["\x00", "\r", "\u202e", "\\\n", "$(", "'", '"', "`", "\u00a0"]),
+)
 def test_mutated_commands(text: str, pos: int, insert: str) -> None:
     pos = min(pos, len(text))
     _check(text[:pos] + insert + text[pos:])
 
 
-FAST_ALPHABET = st.sampled_from(list("abcgilmrstxy01-_./:,@%+= |&;") + [
-    "git", "ls", "rm", "status", "psql", "xargs", "sudo", "env", "nice", "bash", "-c", "find", "-exec", "export",
-    "if", "time", "cat", "cd", " && ", " || ", " | ", "; ", "cd /tmp", "cd ..", "'", '"', "'a b'", '"x y"',
-    "'*.py'", '"~/x"', "''", '""', "'a|b'", '"c;d"', "'#'", '"{a,b}"', "'$x'", '"$x"', "'\\'", "'!'", "=",
-    "--format='%H %s'", '"%"', "'@'", "'e&f'", "\t", "==", " == ", "=~", " =", "!=", 'x=="y"'])
+FAST_ALPHABET = st.sampled_from(
+    list("abcgilmrstxy01-_./:,@%+= |&;")
+    + [
+        "git",
+        "ls",
+        "rm",
+        "status",
+        "psql",
+        "xargs",
+        "sudo",
+        "env",
+        "nice",
+        "bash",
+        "-c",
+        "find",
+        "-exec",
+        "export",
+        "if",
+        "time",
+        "cat",
+        "cd",
+        " && ",
+        " || ",
+        " | ",
+        "; ",
+        "cd /tmp",
+        "cd ..",
+        "'",
+        '"',
+        "'a b'",
+        '"x y"',
+        "'*.py'",
+        '"~/x"',
+        "''",
+        '""',
+        "'a|b'",
+        '"c;d"',
+        "'#'",
+        '"{a,b}"',
+        "'$x'",
+        '"$x"',
+        "'\\'",
+        "'!'",
+        "=",
+        "--format='%H %s'",
+        '"%"',
+        "'@'",
+        "'e&f'",
+        "\t",
+        "==",
+        " == ",
+        "=~",
+        " =",
+        "!=",
+        'x=="y"',
+    ]
+)
 
 
 @settings(max_examples=2000, deadline=None)
@@ -98,13 +212,57 @@ def test_fast_lexer_equals_tree_sitter(text: str) -> None:
 
 
 def test_fast_lexer_rejects_everything_with_meaning() -> None:
-    for text in ["a;b", "a|b", "a&b", "a>b", "a<b", "$x", "`x`", "'a'", '"a"', "a\\b", "a*", "a?", "[a]", "{a,b}",
-                 "~/x", "a#b", "X=1 ls", "if x", "export A=1", "a\nb", "a\tb", "(a)", "!x"]:
+    for text in [
+        "a;b",
+        "a|b",
+        "a&b",
+        "a>b",
+        "a<b",
+        "$x",
+        "`x`",
+        "'a'",
+        '"a"',
+        "a\\b",
+        "a*",
+        "a?",
+        "[a]",
+        "{a,b}",
+        "~/x",
+        "a#b",
+        "X=1 ls",
+        "if x",
+        "export A=1",
+        "a\nb",
+        "a\tb",
+        "(a)",
+        "!x",
+    ]:
         assert fast_words(text) is None, text
     assert fast_words("git status --porcelain=v2") == ["git", "status", "--porcelain=v2"]
-    for text in ["a & b", "a |& b", "a ;; b", "a &&", "&& a", "a || ", "a | | b", "a;&b", "'ls' x", 'g"it" x',
-                 "echo 'a", "echo \"$x\"", "echo \"`id`\"", "echo '\\'"]:
+    for text in [
+        "a & b",
+        "a |& b",
+        "a ;; b",
+        "a &&",
+        "&& a",
+        "a || ",
+        "a | | b",
+        "a;&b",
+        "'ls' x",
+        'g"it" x',
+        "echo 'a",
+        'echo "$x"',
+        'echo "`id`"',
+        "echo '\\'",
+    ]:
         assert fast_list(text) is None, text
-    assert fast_list("grep -rn \"TODO: fix\" src | wc -l") == [["grep", "-rn", "TODO: fix", "src"], ["wc", "-l"]]
+    assert fast_list('grep -rn "TODO: fix" src | wc -l') == [
+        ["grep", "-rn", "TODO: fix", "src"],
+        ["wc", "-l"],
+    ]
     assert fast_list("git status && git diff --stat | tail -1; ls") == [
-        ["git", "status"], ["git", "diff", "--stat"], ["tail", "-1"], ["ls"]]
+        ["git", "status"],
+        ["git", "diff", "--stat"],
+        ["tail", "-1"],
+        ["ls"],
+    ]

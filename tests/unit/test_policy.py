@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from xguard.paths import Paths
-from xguard.policy import Context, decide
-from xguard.rules import glob_regex, load_ruleset, pattern_regex
-from xguard.shellparse import parse, parse_argv
+from xguard.policy.decide import Context, decide
+from xguard.policy.rules import glob_regex, load_ruleset, pattern_regex
+from xguard.shell.parser import parse, parse_argv
 
 RULES = """\
 default: require_approval
@@ -53,9 +53,13 @@ def ruleset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 
 def ctx() -> Context:
-    return Context(cwd="/srv/app", home=HOME, protected=["/home/agent/.local/state/xguard"],
-                   exists=lambda p: p in EXISTING,
-                   expand_glob=lambda pat, cwd: sorted(p for p in EXISTING if Path(p).match(pat)))
+    return Context(
+        cwd="/srv/app",
+        home=HOME,
+        protected=["/home/agent/.local/state/xguard"],
+        exists=lambda p: p in EXISTING,
+        expand_glob=lambda pat, cwd: sorted(p for p in EXISTING if Path(p).match(pat)),
+    )
 
 
 CASES = [
@@ -75,7 +79,10 @@ CASES = [
     ("/usr/bin/../bin/ls", "allow"),
     ("kubectl exec web-0 -- rm -rf /data", "deny"),
     ("kubectl scale deploy/api --replicas=3", "require_approval"),
-    ("kubectl scale deploy/api --replicas=30", "deny"),  # deny > require_approval, order never matters
+    (
+        "kubectl scale deploy/api --replicas=30",
+        "deny",
+    ),  # deny > require_approval, order never matters
     ("cat $F", "require_approval"),  # dynamic argument, no dynamic: allow
     ("ls $HOME", "allow"),  # dynamic: allow
     ("$CMD", "require_approval"),  # a run-time command name is never allowed

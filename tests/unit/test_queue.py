@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from xguard.commands.approval_cmd import is_gate_cmdline
-from xguard.notify import payload
+from xguard.approval.notify import payload
 from xguard.paths import Paths
-from xguard.queue import Listener, Spool, request_key, wake_all, write_atomic
-from xguard.runner import new_id
+from xguard.approval.queue import Listener, Spool, request_key, wake_all, write_atomic
+from xguard.gate.runner import new_id
 
 
 class Log:

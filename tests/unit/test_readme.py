@@ -17,7 +17,9 @@ def test_cited_tests_exist() -> None:
         f = ROOT / path
         assert f.exists(), path
         if name:
-            assert re.search(rf"^def {name}\(", f.read_text(encoding="utf-8"), re.M), f"{path}::{name}"
+            assert re.search(rf"^def {name}\(", f.read_text(encoding="utf-8"), re.M), (
+                f"{path}::{name}"
+            )
 
 
 def test_readme_opens_with_install_and_test_commands() -> None:

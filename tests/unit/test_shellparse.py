@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from xguard.shellparse import parse, parse_argv
-from xguard.shellwords import dequote
+from xguard.shell.parser import parse, parse_argv
+from xguard.shell.words import dequote
 
 
 def summary(units):  # type: ignore[no-untyped-def]
@@ -30,8 +30,16 @@ CASES = [
     # lists, pipelines, groups, subshells
     ("git status", ["command:git status"], False),
     ("ls -la; rm -rf ~", ["command:ls -la", "command:rm -rf ~", "write:~"], False),
-    ("head -n 5 README.md;chmod -R 777 ~", ["command:head -n 5 README.md", "command:chmod -R 777 ~", "write:~"], False),
-    ("git status || rm -rf .git", ["command:git status", "command:rm -rf .git", "write:.git"], False),
+    (
+        "head -n 5 README.md;chmod -R 777 ~",
+        ["command:head -n 5 README.md", "command:chmod -R 777 ~", "write:~"],
+        False,
+    ),
+    (
+        "git status || rm -rf .git",
+        ["command:git status", "command:rm -rf .git", "write:.git"],
+        False,
+    ),
     ("pwd & rm x", ["command:pwd", "command:rm x", "write:x"], False),
     ("cat a |& rm b", ["command:cat a", "command:rm b", "write:b"], False),
     ("( ( ( rm -rf ~ ) ) )", ["command:rm -rf ~", "write:~"], False),
@@ -40,13 +48,35 @@ CASES = [
     # substitutions, also in double quotes, expansions and arithmetic
     ("echo $(rm -rf ~)", ["command:echo $(rm -rf ~)", "command:rm -rf ~", "write:~"], False),
     ('echo "$(rm x)"', ["command:echo $(rm x)", "command:rm x", "write:x"], False),
-    ('echo "${HOME:+$(rm x)}"', ["command:echo ${HOME:+$(rm x)}", "command:rm x", "write:x"], False),
+    (
+        'echo "${HOME:+$(rm x)}"',
+        ["command:echo ${HOME:+$(rm x)}", "command:rm x", "write:x"],
+        False,
+    ),
     ("echo `rm x`", ["command:echo `rm x`", "command:rm x", "write:x"], False),
     # arithmetic evaluates values as code: at least require_approval
-    ("head -n $(( $(rm x; echo 1) )) f", ["command:head -n $(( $(rm x; echo 1) )) f", "input:arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash evaluates a variable's value as code or assigns it", "command:rm x", "write:x", "command:echo 1"], True),
-    ("diff <(ls) <(rm x)", ["command:diff <(ls) <(rm x)", "command:ls", "command:rm x", "write:x"], False),
+    (
+        "head -n $(( $(rm x; echo 1) )) f",
+        [
+            "command:head -n $(( $(rm x; echo 1) )) f",
+            "input:arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash evaluates a variable's value as code or assigns it",
+            "command:rm x",
+            "write:x",
+            "command:echo 1",
+        ],
+        True,
+    ),
+    (
+        "diff <(ls) <(rm x)",
+        ["command:diff <(ls) <(rm x)", "command:ls", "command:rm x", "write:x"],
+        False,
+    ),
     ("ls > >(sh)", ["command:ls", "command:sh"], True),
-    ("[[ -n $(rm x) ]] && ls", ["command:[[ -n $(rm x) ]]", "command:rm x", "write:x", "command:ls"], False),
+    (
+        "[[ -n $(rm x) ]] && ls",
+        ["command:[[ -n $(rm x) ]]", "command:rm x", "write:x", "command:ls"],
+        False,
+    ),
     # heredocs: unquoted bodies are scanned, quoted ones are literal text
     ("cat <<EOF\n$(rm x)\nEOF", ["command:cat", "command:rm x", "write:x"], False),
     ("cat <<'EOF'\n$(rm x)\nEOF", ["command:cat"], False),
@@ -72,42 +102,106 @@ CASES = [
     # wrappers, with their real option syntax
     ("nice -n 10 rm x", ["command:nice -n 10 rm x", "command:rm x", "write:x"], False),
     ("nice -10 rm x", ["command:nice -10 rm x", "command:rm x", "write:x"], False),
-    ("timeout -k 1 -s KILL 60 rm x", ["command:timeout -k 1 -s KILL 60 rm x", "command:rm x", "write:x"], False),
-    ("sudo -u postgres dropdb app", ["command:sudo -u postgres dropdb app", "command:dropdb app"], False),
-    ("env -u HOME --chdir=/ rm x", ["command:env -u HOME --chdir=/ rm x", "command:rm x", "write:x"], False),
-    ("env GIT_PAGER=x git log", ["command:env GIT_PAGER=x git log", "assign:GIT_PAGER", "command:git log"], False),
+    (
+        "timeout -k 1 -s KILL 60 rm x",
+        ["command:timeout -k 1 -s KILL 60 rm x", "command:rm x", "write:x"],
+        False,
+    ),
+    (
+        "sudo -u postgres dropdb app",
+        ["command:sudo -u postgres dropdb app", "command:dropdb app"],
+        False,
+    ),
+    (
+        "env -u HOME --chdir=/ rm x",
+        ["command:env -u HOME --chdir=/ rm x", "command:rm x", "write:x"],
+        False,
+    ),
+    (
+        "env GIT_PAGER=x git log",
+        ["command:env GIT_PAGER=x git log", "assign:GIT_PAGER", "command:git log"],
+        False,
+    ),
     ("exec -a ls rm x", ["command:exec -a ls rm x", "command:rm x", "write:x"], False),
     ("command -p rm x", ["command:command -p rm x", "command:rm x", "write:x"], False),
-    ("builtin eval 'rm x'", ["command:builtin eval rm x", "command:eval rm x", "command:rm x", "write:x"], False),
+    (
+        "builtin eval 'rm x'",
+        ["command:builtin eval rm x", "command:eval rm x", "command:rm x", "write:x"],
+        False,
+    ),
     ("time rm x", ["command:time rm x", "command:rm x", "write:x"], False),
-    ("xargs -I{} rm -rf {}", ["command:xargs -I{} rm -rf {}", "command:rm -rf {}", "write:{}"], False),
-    ("xargs -n1 kubectl delete", ["command:xargs -n1 kubectl delete", "command:kubectl delete"], False),
+    (
+        "xargs -I{} rm -rf {}",
+        ["command:xargs -I{} rm -rf {}", "command:rm -rf {}", "write:{}"],
+        False,
+    ),
+    (
+        "xargs -n1 kubectl delete",
+        ["command:xargs -n1 kubectl delete", "command:kubectl delete"],
+        False,
+    ),
     ("find . -exec rm {} +", ["command:find . -exec rm {} +", "command:rm {}", "write:{}"], False),
     ("find . -fprint out", ["command:find . -fprint out", "write:out"], False),
-    ("bash -c 'ls; rm x'", ["command:bash -c ls; rm x", "command:ls", "command:rm x", "write:x"], False),
+    (
+        "bash -c 'ls; rm x'",
+        ["command:bash -c ls; rm x", "command:ls", "command:rm x", "write:x"],
+        False,
+    ),
     ("bash -lc 'rm x'", ["command:bash -lc rm x", "command:rm x", "write:x"], False),
-    ("sh -o pipefail -c 'rm x'", ["command:sh -o pipefail -c rm x", "command:rm x", "write:x"], False),
+    (
+        "sh -o pipefail -c 'rm x'",
+        ["command:sh -o pipefail -c rm x", "command:rm x", "write:x"],
+        False,
+    ),
     ("su -c 'rm x' root", ["command:su -c rm x root", "command:rm x", "write:x"], False),
     ("ssh host rm x", ["command:ssh host rm x", "command:rm x", "write:x"], False),
-    ("ssh -p 22 host 'ls; rm x'", ["command:ssh -p 22 host ls; rm x", "command:ls", "command:rm x", "write:x"], False),
-    ("kubectl exec web-0 -- rm -rf /data", ["command:kubectl exec web-0 -- rm -rf /data", "command:rm -rf /data", "write:/data"], False),
-    ("docker exec -u root c rm x", ["command:docker exec -u root c rm x", "command:rm x", "write:x"], False),
+    (
+        "ssh -p 22 host 'ls; rm x'",
+        ["command:ssh -p 22 host ls; rm x", "command:ls", "command:rm x", "write:x"],
+        False,
+    ),
+    (
+        "kubectl exec web-0 -- rm -rf /data",
+        ["command:kubectl exec web-0 -- rm -rf /data", "command:rm -rf /data", "write:/data"],
+        False,
+    ),
+    (
+        "docker exec -u root c rm x",
+        ["command:docker exec -u root c rm x", "command:rm x", "write:x"],
+        False,
+    ),
     ("watch rm x", ["command:watch rm x", "command:rm x", "write:x"], False),
     ("flock /tmp/l -c 'rm x'", ["command:flock /tmp/l -c rm x", "command:rm x", "write:x"], False),
-    ("script -qc 'rm x' /dev/null", ["command:script -qc rm x /dev/null", "command:rm x", "write:x"], False),
+    (
+        "script -qc 'rm x' /dev/null",
+        ["command:script -qc rm x /dev/null", "command:rm x", "write:x"],
+        False,
+    ),
     # nested shell code is parsed after the text that holds it
-    ("trap 'rm x' EXIT; ls", ["command:trap rm x EXIT", "command:ls", "command:rm x", "write:x"], False),
+    (
+        "trap 'rm x' EXIT; ls",
+        ["command:trap rm x EXIT", "command:ls", "command:rm x", "write:x"],
+        False,
+    ),
     # writers
     ("tee -a f1 f2", ["command:tee -a f1 f2", "write:f1", "write:f2"], False),
     ("cp a b", ["command:cp a b", "write:b"], False),
     ("cp -t dir a b", ["command:cp -t dir a b", "write:dir"], False),
     ("mv a b", ["command:mv a b", "write:b", "write:a"], False),
-    ("dd if=/dev/zero of=/dev/sda", ["command:dd if=/dev/zero of=/dev/sda", "write:/dev/sda"], False),
+    (
+        "dd if=/dev/zero of=/dev/sda",
+        ["command:dd if=/dev/zero of=/dev/sda", "write:/dev/sda"],
+        False,
+    ),
     ("sed -i 's/a/b/' f", ["command:sed -i s/a/b/ f", "write:f"], False),
     ("sed -n 1p f", ["command:sed -n 1p f"], False),
     ("chmod 600 f", ["command:chmod 600 f", "write:f"], False),
     ("sort -o out in", ["command:sort -o out in", "write:out"], False),
-    ("git log --output=/etc/passwd", ["command:git log --output=/etc/passwd", "write:/etc/passwd"], False),
+    (
+        "git log --output=/etc/passwd",
+        ["command:git log --output=/etc/passwd", "write:/etc/passwd"],
+        False,
+    ),
     # assignments
     ("X=1 ls", ["assign:X=1", "command:ls"], False),
     ("X=$(rm x) ls", ["assign:X=$(rm x)", "command:ls", "command:rm x", "write:x"], False),
@@ -118,7 +212,7 @@ CASES = [
     ("/???/r? -rf ~", ["command:/???/r? -rf ~"], True),
     ("{rm,-rf,~}", None, True),
     ("f() { rm x; }", ["function:function f", "command:rm x", "write:x"], True),
-    ("eval \"$(cat p)\"", ["command:eval $(cat p)", "command:cat p"], True),
+    ('eval "$(cat p)"', ["command:eval $(cat p)", "command:cat p"], True),
     ("source ./x.sh", ["command:source ./x.sh"], True),
     (". ./x.sh", ["command:. ./x.sh"], True),
     ("alias ls='rm -rf ~'", ["command:alias ls=rm -rf ~"], True),
@@ -134,7 +228,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("command", "expected", "floor"), CASES, ids=[repr(c[0])[:40] for c in CASES])
+@pytest.mark.parametrize(
+    ("command", "expected", "floor"), CASES, ids=[repr(c[0])[:40] for c in CASES]
+)
 def test_units(command: str, expected: list[str] | None, floor: bool) -> None:
     units = parse(command)
     if expected is not None:

@@ -1,4 +1,4 @@
-"""xguard.sqlunits: the SQL statements a database client runs, as policy units.
+"""xguard.shell.sql: the SQL statements a database client runs, as policy units.
 
 Rows are (argv words, unit texts, meta flags, issue fragments, write paths, read paths).
 Many rows were checked against the real clients (psql 15, MariaDB 10.11, sqlite3 3.40):
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xguard.sqlunits import (
+from xguard.shell.sql import (
     DB_CLIENTS,
     ClientSql,
     SqlUnit,

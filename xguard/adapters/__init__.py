@@ -47,7 +47,7 @@ def hook_main(args: list[str]) -> int:
         return 2
     name, rest = args[0], args[1:]
     if name == "claude-code":
-        from .claude_code import hook_main as claude_hook
+        from xguard.adapters.claude_code import hook_main as claude_hook
 
         return claude_hook(rest)
     sys.stderr.write(

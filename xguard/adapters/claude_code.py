@@ -343,7 +343,7 @@ def prefix_main(argv: list[str] | None = None) -> int:
             f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n"
         )
         return 64
-    from ..__main__ import main
+    from xguard.__main__ import main
 
     # `--` so a command line that starts with '-' is still the string, not a flag.
     return main(["-c", "--", args[0]])
@@ -496,7 +496,7 @@ def _parse_args(args: list[str]) -> tuple[str | None, float]:
 def hook_main(args: list[str], stdin: Any = None) -> int:
     """`xguard hook claude-code`: decide one tool call; never crash, never allow by mistake."""
     if args[:1] in (["-h"], ["--help"]):
-        from . import HELP
+        from xguard.adapters import HELP
 
         sys.stdout.write(HELP)
         return 0
@@ -517,7 +517,7 @@ def hook_main(args: list[str], stdin: Any = None) -> int:
     except SystemExit:
         raise
     except BaseException as e:  # fail closed on anything, including KeyboardInterrupt
-        from ..errors import XguardError
+        from xguard.errors import XguardError
 
         if isinstance(e, XguardError):
             return _block(f"{e.message}; nothing runs until this is fixed")
@@ -560,18 +560,18 @@ def _hook(args: list[str], stdin: Any) -> int:
             "tool_input.command is not valid Unicode (it holds a lone surrogate)"
         ) from None
 
-    from .. import limits
-    from ..runner import Request, new_id, printable
+    from xguard.gate import limits
+    from xguard.gate.runner import Request, new_id, printable
 
     # Claude Code's session id is the session unless XGUARD_SESSION names one:
     # the blast-radius limits (issue 5) then count per Claude Code session.
     session = os.environ.get("XGUARD_SESSION") or session_id
     req = Request(text=command, session=session, source=SOURCE)
     shown = printable(command, 200)
-    from ..runner import _maybe_strict
+    from xguard.gate.runner import _maybe_strict
 
     if _maybe_strict():
-        from ..brokerclient import broker_socket
+        from xguard.strict.client import broker_socket
 
         sock = broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits, never this process
@@ -623,11 +623,20 @@ def _hook_via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str | None
     strict mode asks the broker again when Claude Code runs the command), so a
     command that needs approval becomes `ask`, or `deny` when so configured.
     """
-    from ..brokerclient import request
+    from xguard.strict.client import request
 
     mode = mode or "ask"
-    ans = request(sock, {"op": "hook", "text": req.text, "cwd": cwd, "session": req.session or "",
-                         "source": SOURCE, "answer": "deny" if mode == "deny" else "ask"})
+    ans = request(
+        sock,
+        {
+            "op": "hook",
+            "text": req.text,
+            "cwd": cwd,
+            "session": req.session or "",
+            "source": SOURCE,
+            "answer": "deny" if mode == "deny" else "ask",
+        },
+    )
     if ans.get("status") != "ok" or not isinstance(ans.get("result"), dict):
         return _block(f"xguard: the broker did not decide: {ans.get('message') or 'no answer'}")
     res = ans["result"]
@@ -642,8 +651,9 @@ def _hook_via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str | None
 def _gate(req: Any, cwd: str | None) -> Any:
     """The Gate for this request, as runner.gate_and_run builds it: a session's
     own profile, and a config error audited before it is reported."""
-    from .. import limits, runner
-    from ..errors import ConfigError
+    from xguard.gate import limits
+    from xguard.gate import runner
+    from xguard.errors import ConfigError
 
     if not os.environ.get("XGUARD_PROFILE"):
         req.profile = limits.session_profile(os.environ, req.session)
@@ -671,8 +681,8 @@ def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     """How long to wait for a reviewer: the configured wait, but always less than
     the hook's timeout, because a hook that times out does not block
     (https://code.claude.com/docs/en/hooks, "Timeouts")."""
-    from ..approval import settings
-    from ..rules import parse_duration
+    from xguard.approval.wait import settings
+    from xguard.policy.rules import parse_duration
 
     budget = max(1.0, hook_timeout - HOOK_MARGIN)
     w = gate.environ.get("XGUARD_WAIT")
@@ -721,7 +731,7 @@ def _wait_for_reviewer(
 ) -> int:
     import signal
 
-    from ..approval import obtain_approval
+    from xguard.approval.wait import obtain_approval
 
     def on_alarm(_s: int, _f: object) -> NoReturn:
         raise TimeoutError("no answer from a reviewer before the hook's timeout")
@@ -747,7 +757,7 @@ def _wait_for_reviewer(
     said = " ".join(x.strip() for x in "".join(tee.lines).splitlines() if x.strip())
     rid = outcome.request_id or record["id"]
     if outcome.exit_code is None:
-        from .. import limits
+        from xguard.gate import limits
 
         stop = limits.before_decision(gate, req)  # the session may have ended during the wait
         if stop is not None:
@@ -791,7 +801,7 @@ def _file_tool(
         if isinstance(data.get("cwd"), str) and str(data.get("cwd")).startswith("/")
         else None
     )
-    from ..runner import Request, new_id
+    from xguard.gate.runner import Request, new_id
 
     req = Request(
         text=f"{tool} {path}", session=os.environ.get("XGUARD_SESSION") or session_id, source=SOURCE

@@ -25,9 +25,9 @@ from typing import Any
 
 import click
 
-from ..errors import ExitCode, UsageError
-from ..queue import Spool, format_age, user_name
-from ..runner import printable
+from xguard.errors import ExitCode, UsageError
+from xguard.approval.queue import Spool, format_age, user_name
+from xguard.gate.runner import printable
 
 GATE_MARKER = "XGUARD_GATED"
 # Arguments with which an xguard process gates commands (SPEC §2): shell mode
@@ -121,7 +121,7 @@ def refuse_if_gated(verb: str) -> None:
 
 # ---------------------------------------------------------------------------
 def _gate() -> Any:
-    from ..runner import Gate
+    from xguard.gate.runner import Gate
 
     return Gate()
 
@@ -139,7 +139,7 @@ def pending(as_json: bool, show_all: bool) -> int:
       xguard pending
       xguard pending --json | jq -r '.[].id'
     """
-    from ..brokerclient import broker_socket, remote_pending
+    from xguard.strict.client import broker_socket, remote_pending
 
     if broker_socket():  # strict mode: the broker's queue, for reviewers only (issue 6)
         reqs = remote_pending(str(broker_socket()), show_all)
@@ -184,8 +184,8 @@ def _decide(
     note: str | None = None,
     reason: str | None = None,
 ) -> int:
-    from ..approval import settings
-    from ..rules import parse_duration
+    from xguard.approval.wait import settings
+    from xguard.policy.rules import parse_duration
 
     refuse_if_gated("approve" if state == "approved" else "deny")
     for_seconds = None
@@ -193,10 +193,14 @@ def _decide(
         for_seconds = parse_duration(for_)
         if not for_seconds:
             raise UsageError(f"--for {for_!r} is not a duration (like 30s, 15m, 2h)")
-    from ..brokerclient import broker_socket, remote_decide
+    from xguard.strict.client import broker_socket, remote_decide
 
-    if broker_socket():  # strict mode: the broker accepts decisions from reviewer uids only (issue 6)
-        return remote_decide(str(broker_socket()), ref, state, for_seconds=for_seconds, note=note, reason=reason)
+    if (
+        broker_socket()
+    ):  # strict mode: the broker accepts decisions from reviewer uids only (issue 6)
+        return remote_decide(
+            str(broker_socket()), ref, state, for_seconds=for_seconds, note=note, reason=reason
+        )
     gate = _gate()
     spool = Spool(gate.paths)
     log = gate.audit()
@@ -263,8 +267,10 @@ def deny(request_id: str, reason: str | None) -> int:
     return _decide(request_id, "denied", reason=reason)
 
 
-@click.command(epilog="\b\nExamples:\n  xguard review            # in a terminal beside the agent's\n"
-                       "  xguard review --no-bell  # quiet, unless a rule asks for the bell")
+@click.command(
+    epilog="\b\nExamples:\n  xguard review            # in a terminal beside the agent's\n"
+    "  xguard review --no-bell  # quiet, unless a rule asks for the bell"
+)
 @click.option(
     "--no-bell", is_flag=True, help="Ring only for requests whose rule notifies a bell target."
 )
@@ -281,6 +287,6 @@ def review(no_bell: bool) -> int:
         raise UsageError(
             "xguard review needs a terminal; use xguard pending / approve / deny in scripts"
         )
-    from ..review import review_main
+    from xguard.approval.review import review_main
 
     return review_main(_gate(), bell=not no_bell)

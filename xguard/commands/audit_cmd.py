@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import click
 
-from ..auditread import (
+from xguard.audit.read import (
     Entry,
     Filter,
     Head,
@@ -30,8 +30,8 @@ from ..auditread import (
     tail,
     verify,
 )
-from ..paths import get_paths
-from ..runner import printable
+from xguard.paths import get_paths
+from xguard.gate.runner import printable
 
 
 class BadLines:
@@ -273,9 +273,12 @@ def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None
         raise click.BadParameter(str(e)) from None
 
 
-@audit.command("verify", epilog="\b\nExamples:\n  xguard audit verify > head.txt          # keep the head somewhere safe\n"
-                                "  xguard audit verify --anchor head.txt   # later: still there, and extended?\n"
-                                "  xguard audit verify --syslog /var/log/xguard.log")
+@audit.command(
+    "verify",
+    epilog="\b\nExamples:\n  xguard audit verify > head.txt          # keep the head somewhere safe\n"
+    "  xguard audit verify --anchor head.txt   # later: still there, and extended?\n"
+    "  xguard audit verify --syslog /var/log/xguard.log",
+)
 @click.option(
     "--anchor",
     metavar="FILE",
@@ -323,7 +326,7 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
     """`verify --syslog FILE`: the log must agree with, and extend, its forwarded copy."""
     from pathlib import Path
 
-    from ..auditread import cross_check, forwarded_heads
+    from xguard.audit.read import cross_check, forwarded_heads
 
     forwarded = forwarded_heads(Path(syslog_file))
     if not forwarded:
@@ -332,20 +335,34 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
     result, mismatches = cross_check(get_paths().audit_file, forwarded)
     ok = result.ok and not mismatches
     if as_json:
-        click.echo(json.dumps({**result.to_json(), "ok": ok, "forwarded": len(forwarded),
-                               "mismatches": mismatches}))
+        click.echo(
+            json.dumps(
+                {
+                    **result.to_json(),
+                    "ok": ok,
+                    "forwarded": len(forwarded),
+                    "mismatches": mismatches,
+                }
+            )
+        )
     else:
         top = max(forwarded)
         if result.problem is not None:
-            click.echo(f"audit log BROKEN against the forwarded copy (up to seq {top}): {result.problem}")
+            click.echo(
+                f"audit log BROKEN against the forwarded copy (up to seq {top}): {result.problem}"
+            )
         for m in mismatches:
             click.echo(f"audit log differs from the forwarded copy at {m}")
         if ok:
-            click.echo(f"audit log intact and agrees with {len(forwarded)} forwarded records (up to seq {top})")
+            click.echo(
+                f"audit log intact and agrees with {len(forwarded)} forwarded records (up to seq {top})"
+            )
     return 0 if ok else 1
 
 
-@audit.command("report", epilog="\b\nExamples:\n  xguard audit report\n  xguard audit report --since 7d --json")
+@audit.command(
+    "report", epilog="\b\nExamples:\n  xguard audit report\n  xguard audit report --since 7d --json"
+)
 @click.option(
     "--since",
     metavar="TIME",
@@ -372,7 +389,7 @@ def report_cmd(since: str, as_json: bool) -> int:
 def _rule_ids() -> list[str] | None:
     """Every rule id in effect, or None when the rules cannot be read (the report then says so)."""
     try:
-        from ..rules import load_ruleset_for_report
+        from xguard.policy.rules import load_ruleset_for_report
 
         ruleset = load_ruleset_for_report()
         return None if ruleset is None else [r.id for r in ruleset.rules]

@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from ..errors import ExitCode, XguardError
+from xguard.errors import ExitCode, XguardError
 
 MIN_FREE = 16 * 1024 * 1024  # below this the audit log may fail mid-line: nothing would run
 HOOK_NEEDLE = "xguard hook claude-code"
@@ -193,9 +193,9 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
     import pwd
     import shutil
 
-    from .. import __version__
-    from ..paths import get_paths
-    from ..rules import BUILTIN_RULES, load_ruleset, rules_source
+    from xguard import __version__
+    from xguard.paths import get_paths
+    from xguard.policy.rules import BUILTIN_RULES, load_ruleset, rules_source
 
     env = dict(os.environ if environ is None else environ)
     cwd = cwd or Path(os.getcwd())

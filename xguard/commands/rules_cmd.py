@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, ExitCode
-from ..paths import ensure_dir, get_paths
-from ..rules import BUILTIN_RULES, load_ruleset, rules_source
+from xguard.errors import ConfigError, ExitCode
+from xguard.paths import ensure_dir, get_paths
+from xguard.policy.rules import BUILTIN_RULES, load_ruleset, rules_source
 
 
 def _resolve(file: str | None) -> Path:
@@ -21,21 +21,27 @@ def _resolve(file: str | None) -> Path:
 
 def run_rule_tests(path: Path) -> tuple[int, list[str]]:
     """Decide every `tests:` example of a rules file; -> (count, failure lines)."""
-    from ..policy import Context, decide, real_glob
-    from ..shellparse import parse, parse_argv
+    from xguard.policy.decide import Context, decide, real_glob
+    from xguard.shell.parser import parse, parse_argv
 
     rs = load_ruleset(get_paths(), path, use_cache=False)
     paths = get_paths()
     failures = []
     home = os.environ.get("HOME", "/root")
     for t in rs.tests:
-        ctx = Context(cwd=t.get("cwd") or os.getcwd(), home=home, protected=[str(p) for p in paths.protected()],
-                      expand_glob=real_glob)
+        ctx = Context(
+            cwd=t.get("cwd") or os.getcwd(),
+            home=home,
+            protected=[str(p) for p in paths.protected()],
+            expand_glob=real_glob,
+        )
         units = parse_argv(t["argv"]) if "argv" in t else parse(t["command"])
         d = decide(units, rs, ctx)
         if d.decision != t["expect"]:
             why = "; ".join(d.reasons[:2]) or "every unit allowed"
-            failures.append(f"{t.get('command') or t.get('argv')!r}: expected {t['expect']}, got {d.decision} ({why})")
+            failures.append(
+                f"{t.get('command') or t.get('argv')!r}: expected {t['expect']}, got {d.decision} ({why})"
+            )
     return len(rs.tests), failures
 
 
@@ -44,7 +50,9 @@ def rules() -> None:
     """Validate rules files and run the examples they carry."""
 
 
-@rules.command("lint", epilog="\b\nExamples:\n  xguard rules lint\n  xguard rules lint ./my-rules.yaml")
+@rules.command(
+    "lint", epilog="\b\nExamples:\n  xguard rules lint\n  xguard rules lint ./my-rules.yaml"
+)
 @click.argument("file", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def lint(file: str | None, as_json: bool) -> int:
@@ -58,16 +66,24 @@ def lint(file: str | None, as_json: bool) -> int:
         n, failures = run_rule_tests(path)
     except ConfigError as e:
         if as_json:
-            click.echo(__import__("json").dumps({"file": str(path), "ok": False, "error": e.message}))
+            click.echo(
+                __import__("json").dumps({"file": str(path), "ok": False, "error": e.message})
+            )
         else:
             click.echo(f"xguard: {e.message}", err=True)
         return int(ExitCode.CONFIG)
     if as_json:
-        click.echo(__import__("json").dumps({"file": str(path), "ok": not failures, "tests": n, "failures": failures}))
+        click.echo(
+            __import__("json").dumps(
+                {"file": str(path), "ok": not failures, "tests": n, "failures": failures}
+            )
+        )
     else:
         for f in failures:
             click.echo(f"{path}: test failed: {f}", err=True)
-        click.echo(f"{path}: {'ok' if not failures else 'FAILED'} ({n} examples, {len(failures)} failed)")
+        click.echo(
+            f"{path}: {'ok' if not failures else 'FAILED'} ({n} examples, {len(failures)} failed)"
+        )
     return 0 if not failures else 1
 
 
@@ -80,9 +96,14 @@ def test(ctx: click.Context, file: str | None, as_json: bool) -> int:
     return ctx.invoke(lint, file=file, as_json=as_json)
 
 
-@click.command("init", epilog="\b\nExamples:\n  xguard init\n  xguard init --force   # replace an existing file")
+@click.command(
+    "init",
+    epilog="\b\nExamples:\n  xguard init\n  xguard init --force   # replace an existing file",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing rules file.")
-@click.option("--print", "to_stdout", is_flag=True, help="Print the default rules instead of writing them.")
+@click.option(
+    "--print", "to_stdout", is_flag=True, help="Print the default rules instead of writing them."
+)
 def init(force: bool, to_stdout: bool) -> int:
     """Write the commented built-in rules to the config location for editing."""
     text = BUILTIN_RULES.read_text(encoding="utf-8")
@@ -106,7 +127,9 @@ def init(force: bool, to_stdout: bool) -> int:
     return 0
 
 
-def replay_history(new_rules: Path, since: str | None, until: str | None = None) -> dict[str, object]:
+def replay_history(
+    new_rules: Path, since: str | None, until: str | None = None
+) -> dict[str, object]:
     """Decide every logged command again under `new_rules`; report what changes.
 
     Each command is decided in the cwd it ran in, as shell text or (for
@@ -116,14 +139,17 @@ def replay_history(new_rules: Path, since: str | None, until: str | None = None)
     import shlex
     from collections import Counter
 
-    from ..auditread import Filter, entries, parse_time
-    from ..policy import Context, decide, real_glob
-    from ..shellparse import parse, parse_argv
+    from xguard.audit.read import Filter, entries, parse_time
+    from xguard.policy.decide import Context, decide, real_glob
+    from xguard.shell.parser import parse, parse_argv
 
     paths = get_paths()
     rs = load_ruleset(paths, new_rules, use_cache=False)
-    filt = Filter(since=parse_time(since) if since else None, until=parse_time(until) if until else None,
-                  event=("decision", "pending"))
+    filt = Filter(
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+        event=("decision", "pending"),
+    )
     home = os.environ.get("HOME", "/root")
     protected = [str(p) for p in paths.protected()]
     seen: dict[tuple[str, str, str], tuple[str, str, list[str]]] = {}
@@ -160,32 +186,58 @@ def replay_history(new_rules: Path, since: str | None, until: str | None = None)
     for key, (old, new, reasons) in seen.items():
         if old != new:
             changes[f"{old} -> {new}"] += counts[key]
-            changed.append({"command": key[0], "cwd": key[1], "from": old, "to": new, "times": counts[key],
-                            "why": reasons})
+            changed.append(
+                {
+                    "command": key[0],
+                    "cwd": key[1],
+                    "from": old,
+                    "to": new,
+                    "times": counts[key],
+                    "why": reasons,
+                }
+            )
     changed.sort(key=lambda c: (-int(c["times"]), str(c["command"])))  # type: ignore[call-overload]
-    return {"rules": str(new_rules), "decisions": total, "distinct": len(seen),
-            "changed": sum(changes.values()), "transitions": dict(changes), "commands": changed}
+    return {
+        "rules": str(new_rules),
+        "decisions": total,
+        "distinct": len(seen),
+        "changed": sum(changes.values()),
+        "transitions": dict(changes),
+        "commands": changed,
+    }
 
 
-@rules.command("replay", epilog="\b\nExamples:\n  xguard rules replay --rules new.yaml\n"
-                                "  xguard rules replay --rules new.yaml --since 7d --json")
-@click.option("--rules", "new_rules", required=True, metavar="FILE", help="The rules file to preview.")
-@click.option("--since", metavar="TIME", default="7d", show_default=True,
-              help="Replay decisions since this time (ISO time, or 15m, 2h, 7d ago).")
+@rules.command(
+    "replay",
+    epilog="\b\nExamples:\n  xguard rules replay --rules new.yaml\n"
+    "  xguard rules replay --rules new.yaml --since 7d --json",
+)
+@click.option(
+    "--rules", "new_rules", required=True, metavar="FILE", help="The rules file to preview."
+)
+@click.option(
+    "--since",
+    metavar="TIME",
+    default="7d",
+    show_default=True,
+    help="Replay decisions since this time (ISO time, or 15m, 2h, 7d ago).",
+)
 @click.option("--until", metavar="TIME", help="…and until this time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
     """Decide logged commands again under a new rules file; show what would change."""
     import json
 
-    from ..auditread import parse_time
+    from xguard.audit.read import parse_time
 
     for flag, value in (("--since", since), ("--until", until)):
         if value:
             try:
                 parse_time(value)
             except ValueError:
-                raise click.BadParameter(f"{value!r} is not a time (ISO, or 15m, 2h, 7d)", param_hint=flag) from None
+                raise click.BadParameter(
+                    f"{value!r} is not a time (ISO, or 15m, 2h, 7d)", param_hint=flag
+                ) from None
     try:
         res = replay_history(Path(new_rules), since, until)
     except ConfigError as e:
@@ -197,14 +249,18 @@ def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(res, ensure_ascii=False))
         return 0
-    from ..runner import printable
+    from xguard.gate.runner import printable
 
-    click.echo(f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "
-               f"{res['changed']} would change")
+    click.echo(
+        f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "
+        f"{res['changed']} would change"
+    )
     transitions: dict[str, int] = res["transitions"]  # type: ignore[assignment]
     commands: list[dict[str, object]] = res["commands"]  # type: ignore[assignment]
     for t, n in sorted(transitions.items()):
         click.echo(f"  {t}: {n}")
     for c in commands:
-        click.echo(f"  {c['from']} -> {c['to']}  x{c['times']}  {printable(str(c['command']), 100)}  (in {c['cwd']})")
+        click.echo(
+            f"  {c['from']} -> {c['to']}  x{c['times']}  {printable(str(c['command']), 100)}  (in {c['cwd']})"
+        )
     return 0

@@ -21,19 +21,20 @@ from typing import Any
 
 import click
 
-from .. import limits, sessions
-from ..errors import UsageError
-from ..runner import printable
+from xguard.gate import limits
+from xguard.gate import sessions
+from xguard.errors import UsageError
+from xguard.gate.runner import printable
 
 
 def _gate(profile: str | None = None) -> Any:
-    from ..runner import Gate
+    from xguard.gate.runner import Gate
 
     return Gate(profile=profile)
 
 
 def _left(rec: dict[str, Any], now: float) -> str:
-    from ..queue import format_age
+    from xguard.approval.queue import format_age
 
     st = rec.get("state") or sessions.state(rec, now)[0]
     if st == "live":
@@ -54,8 +55,10 @@ def session() -> None:
     """
 
 
-@session.command(epilog="\b\nExamples:\n  eval \"$(xguard session start --ttl 30m --name 'fix flaky test')\"\n"
-                         "  eval \"$(xguard session start --profile staging)\"")
+@session.command(
+    epilog="\b\nExamples:\n  eval \"$(xguard session start --ttl 30m --name 'fix flaky test')\"\n"
+    '  eval "$(xguard session start --profile staging)"'
+)
 @click.option(
     "--ttl",
     metavar="DURATION",
@@ -72,9 +75,9 @@ def session() -> None:
 )
 def start(ttl: str | None, profile: str | None, name: str | None) -> int:
     """Start a session; prints `export XGUARD_SESSION=…` for eval."""
-    from ..commands.approval_cmd import refuse_if_gated
-    from ..queue import user_name
-    from ..rules import parse_duration
+    from xguard.commands.approval_cmd import refuse_if_gated
+    from xguard.approval.queue import user_name
+    from xguard.policy.rules import parse_duration
 
     refuse_if_gated("session start")
     seconds = None
@@ -113,7 +116,9 @@ def _with_limits(gate: Any, rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-@session.command("list", epilog="\b\nExamples:\n  xguard session list\n  xguard session list --all --json")
+@session.command(
+    "list", epilog="\b\nExamples:\n  xguard session list\n  xguard session list --all --json"
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of session objects.")
 @click.option(
     "--all", "show_all", is_flag=True, help="Also sessions that ended or expired over a day ago."
@@ -157,7 +162,9 @@ def list_(as_json: bool, show_all: bool) -> int:
     return 0
 
 
-@session.command(epilog="\b\nExamples:\n  xguard session show 7kq2mz\n  xguard session show 7kq2mz --json")
+@session.command(
+    epilog="\b\nExamples:\n  xguard session show 7kq2mz\n  xguard session show 7kq2mz --json"
+)
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def show(session_id: str, as_json: bool) -> int:
@@ -227,7 +234,7 @@ def show(session_id: str, as_json: bool) -> int:
 def end(session_id: str) -> int:
     """End a session now: its commands and its `--for` approvals stop working,
     and its pending requests are cancelled."""
-    from ..queue import Spool, user_name
+    from xguard.approval.queue import Spool, user_name
 
     gate = _gate()
     log = gate.audit()
@@ -251,16 +258,18 @@ def end(session_id: str) -> int:
     return 0
 
 
-@session.command(epilog="\b\nExamples:\n  xguard session reset 7kq2mz   # after the loop breaker tripped\n"
-                         "  xguard session reset -        # the commands that run without a session")
+@session.command(
+    epilog="\b\nExamples:\n  xguard session reset 7kq2mz   # after the loop breaker tripped\n"
+    "  xguard session reset -        # the commands that run without a session"
+)
 @click.argument("session_id")
 def reset(session_id: str) -> int:
     """Clear a session's loop-breaker trip and counters (a reviewer's verb).
 
     Use `-` for the commands that run without a session.
     """
-    from ..commands.approval_cmd import refuse_if_gated
-    from ..queue import user_name
+    from xguard.commands.approval_cmd import refuse_if_gated
+    from xguard.approval.queue import user_name
 
     refuse_if_gated("session reset")
     gate = _gate()

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import ConfigError, UsageError
+from xguard.errors import ConfigError, UsageError
 
 
 @click.command(
@@ -46,7 +46,7 @@ def serve(socket_path: str | None, check_only: bool, verbose: bool, allow_same_u
     naming the file, when an agent, a group or others could write anything
     it trusts.
     """
-    from ..broker import serve_main
+    from xguard.strict.broker import serve_main
 
     return serve_main(
         socket_path, check_only=check_only, allow_same_user=allow_same_user, verbose=verbose
@@ -122,7 +122,7 @@ def setup_strict(
     reviewer's rules, queue and audit log stay the reviewer's; a broker
     service owns them; SSH logins of the agent go through `xguard ssh-gate`.
     """
-    from .. import strict
+    from xguard.strict import setup as strict
 
     reviewer = reviewer or _default_reviewer()
     exe = os.path.abspath(exe) if exe else strict.xguard_executable()

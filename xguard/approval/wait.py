@@ -28,10 +28,11 @@ import signal
 import sys
 import time
 
-from . import notify, sessions
-from .errors import ExitCode
-from .queue import POLL, Listener, Spool, Ticket, request_key, user_name, wake_all
-from .runner import new_id, printable
+from xguard.approval import notify
+from xguard.gate import sessions
+from xguard.errors import ExitCode
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, user_name, wake_all
+from xguard.gate.runner import new_id, printable
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Any
 else:
-    from ._record import dataclass
+    from xguard._record import dataclass
 
 DEFAULT_WAIT = 60.0
 DEFAULT_EXPIRY = 3600.0
@@ -98,7 +99,7 @@ def _how(req: Any) -> list[str]:
 
 def settings(gate: Any, profile: str | None) -> tuple[float, float]:
     """(wait, expiry) in seconds from the config: the profile's wait first."""
-    from .rules import parse_duration
+    from xguard.policy.rules import parse_duration
 
     prof = gate.ruleset.profiles.get(profile or "", {}) if profile else {}
     wait = parse_duration(prof.get("wait", gate.ruleset.setting("wait", DEFAULT_WAIT)))
@@ -213,7 +214,7 @@ class _Waiter:
         return ticket
 
     def _request(self, now: float) -> dict[str, Any]:
-        from .audit import utc_timestamp
+        from xguard.audit.log import utc_timestamp
 
         ppid = os.getppid()
         rec = self.record

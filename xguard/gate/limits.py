@@ -35,13 +35,13 @@ import fcntl
 import os
 import time
 
-from .sessions import NO_SESSION, loads, safe_name
+from xguard.gate.sessions import NO_SESSION, loads, safe_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
     from typing import Any
 
-    from .paths import Paths
+    from xguard.paths import Paths
 
 RATE_WINDOW = 60.0
 ASK_WINDOW = 3600.0
@@ -116,7 +116,7 @@ def effective(gate: Any) -> dict[str, Any]:
 
 
 def _seconds(value: Any, default: float) -> float:
-    from .rules import parse_duration
+    from xguard.policy.rules import parse_duration
 
     v = parse_duration(value) if value is not None else None
     return default if v is None else v
@@ -207,7 +207,7 @@ def bucket(session: str | None) -> str:
         return "_nosession"
     if safe_name(session) and not session.startswith("_"):
         return session
-    from .audit import sha256
+    from xguard.audit.log import sha256
 
     return "_h" + sha256(session.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
@@ -231,7 +231,7 @@ class _Locked:
                 self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
             )
         except FileNotFoundError:
-            from .paths import ensure_dir
+            from xguard.paths import ensure_dir
 
             ensure_dir(os.path.dirname(self.path))
             self.fd = os.open(
@@ -262,7 +262,7 @@ class _Locked:
                 }
 
     def save(self, sync: bool = False) -> None:
-        from .audit import dumps
+        from xguard.audit.log import dumps
 
         data = dumps(self.state).encode("utf-8", "surrogateescape")
         # Padding with blanks (valid JSON) instead of truncating: no moment
@@ -292,7 +292,7 @@ def session_profile(environ: Any, session: str | None) -> str | None:
     sid = session or environ.get("XGUARD_SESSION")
     if not sid:
         return None
-    from .sessions import profile_of
+    from xguard.gate.sessions import profile_of
 
     return profile_of(environ, sid)
 
@@ -301,7 +301,7 @@ def before_decision(gate: Any, req: Any) -> Refusal | None:
     """Session checks, before the command is decided (sessions.check)."""
     if not req.session and not gate.ruleset.settings.get("sessions") and not gate.ruleset.profiles:
         return None  # fast path: no session and no session policy anywhere
-    from .sessions import check
+    from xguard.gate.sessions import check
 
     r = check(gate, req.session, gate.profile)
     return Refusal(*r) if r else None
@@ -460,13 +460,13 @@ def _new_ask(gate: Any, req: Any) -> bool:
     (a `--for` approval, a late denial) or a pending request for exactly
     this command already exists. Peeks at the queue's files, read-only, with
     the queue's own key (same text, cwd, session, profile, flags)."""
-    from .queue import request_key
+    from xguard.approval.queue import request_key
 
     how = ["argv"] if req.argv is not None else ["shell", *req.shell_args, "--", *req.positional]
     key = request_key(req.text, gate.cwd, req.session, req.profile or gate.profile, how)
     spool = gate.paths.spool_dir_s
     answers = os.path.join(spool, "answers")
-    from .sessions import read_json
+    from xguard.gate.sessions import read_json
 
     now = time.time()
     try:
@@ -494,7 +494,7 @@ def audit_refusal(gate: Any, req: Any, decision: Any, why: Refusal) -> str:
     deny and `limit`, and `session_tripped` when this command tripped the
     session); return the line to show the agent, without the `xguard: ` prefix.
     For front ends that answer the agent otherwise than on stderr (hooks, the broker)."""
-    from .runner import new_id, printable
+    from xguard.gate.runner import new_id, printable
 
     d = decision if decision is not None else _Undecided()
     record = gate.base_record(req, d, new_id())
@@ -518,7 +518,7 @@ def refuse(gate: Any, req: Any, decision: Any, why: Refusal) -> int:
     """Audit a refusal and tell the agent on stderr; the exit status (77)."""
     import sys
 
-    from .errors import ExitCode
+    from xguard.errors import ExitCode
 
     sys.stderr.write(f"xguard: {audit_refusal(gate, req, decision, why)}\n")
     return int(ExitCode.NOPERM)
@@ -551,14 +551,14 @@ def clear(paths: Paths, session: str, by: str) -> dict[str, Any]:
 
 def snapshot(paths: Paths, session: str) -> dict[str, Any]:
     """A session's counters as they are now (read-only; for `session show`)."""
-    from .sessions import read_json
+    from xguard.gate.sessions import read_json
 
     return read_json(_state_path(paths, session)) or {}
 
 
 def tripped_sessions(paths: Paths) -> list[dict[str, Any]]:
     """Sessions whose loop breaker has tripped: [{"session", "at", "why"}] (for the reviewer)."""
-    from .sessions import read_json
+    from xguard.gate.sessions import read_json
 
     folder = os.path.join(paths.state_dir_s, "limits")
     try:

@@ -17,17 +17,20 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 import os
-from ._record import dataclass, field
+from xguard._record import dataclass, field
 
-from .rules import STRICTNESS, Rule, Ruleset
-from .shellparse import Unit
+from xguard.policy.rules import STRICTNESS, Rule, Ruleset
+from xguard.shell.parser import Unit
 
 ALLOW, REQUIRE, DENY = "allow", "require_approval", "deny"
 GLOB_LIMIT = 1000  # beyond this many matches a glob is too broad to check
 
 # xguard's own verbs that decide or reconfigure (SPEC §3 built-in deny).
 SELF_VERBS = frozenset({"approve", "deny", "review", "init", "serve", "setup"})
-SELF_SUBVERBS = {"session": frozenset({"reset", "start"}), "rules": frozenset({"edit", "add", "remove", "set"})}
+SELF_SUBVERBS = {
+    "session": frozenset({"reset", "start"}),
+    "rules": frozenset({"edit", "add", "remove", "set"}),
+}
 PYTHONS = ("python", "python3")
 
 
@@ -37,11 +40,15 @@ class Context:
 
     cwd: str
     home: str
-    protected: list[str] = field(default_factory=list)  # xguard's config/spool/audit folders and files
+    protected: list[str] = field(
+        default_factory=list
+    )  # xguard's config/spool/audit folders and files
     exists: Callable[[str], bool] = os.path.exists
     # Where a path really leads: `notes -> ~/.ssh/id_rsa` is the key, for rules and self-protection.
     realpath: Callable[[str], str] = os.path.realpath
-    expand_glob: Callable[[str, str], list[str] | None] | None = None  # (pattern, cwd) -> matches, None if too many
+    expand_glob: Callable[[str, str], list[str] | None] | None = (
+        None  # (pattern, cwd) -> matches, None if too many
+    )
 
 
 class UnitDecision:
@@ -52,8 +59,17 @@ class UnitDecision:
 
     __slots__ = ("decision", "kind", "notify", "rule", "rule_ids", "text", "unit", "why")
 
-    def __init__(self, kind: str, text: str, decision: str, rule: str | None, why: str, unit: Unit | None = None,
-                 notify: list[str] | None = None, rule_ids: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        text: str,
+        decision: str,
+        rule: str | None,
+        why: str,
+        unit: Unit | None = None,
+        notify: list[str] | None = None,
+        rule_ids: list[str] | None = None,
+    ) -> None:
         self.kind = kind
         self.text = text
         self.decision = decision
@@ -67,7 +83,13 @@ class UnitDecision:
         return f"UnitDecision({self.kind!r}, {self.text!r}, {self.decision!r}, rule={self.rule!r})"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "text": self.text, "decision": self.decision, "rule": self.rule, "why": self.why}
+        return {
+            "kind": self.kind,
+            "text": self.text,
+            "decision": self.decision,
+            "rule": self.rule,
+            "why": self.why,
+        }
 
 
 @dataclass
@@ -205,18 +227,34 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     for r in cands:
         if r.matches_text(u.text, sql, low):
             hits.append(r)
-        elif u.alt_text is not None and (r.action != ALLOW or u.alt_trusted) and r.matches_text(u.alt_text, sql, alt_low):
+        elif (
+            u.alt_text is not None
+            and (r.action != ALLOW or u.alt_trusted)
+            and r.matches_text(u.alt_text, sql, alt_low)
+        ):
             # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
             hits.append(r)
     if u.kind == "command":
         selfwhy = _self_protect_command(u)
         if selfwhy:
-            return UnitDecision(u.kind, u.text, DENY, "builtin:self-protection", selfwhy, u, rule_ids=["builtin:self-protection"])
+            return UnitDecision(
+                u.kind,
+                u.text,
+                DENY,
+                "builtin:self-protection",
+                selfwhy,
+                u,
+                rule_ids=["builtin:self-protection"],
+            )
     if hits:
         best = _strictest(hits)
         decision, rule, why = best.action, best.id, _rule_why(best)
     else:
-        decision, rule, why = ruleset.default, "default", f"no rule matches; default is {ruleset.default}"
+        decision, rule, why = (
+            ruleset.default,
+            "default",
+            f"no rule matches; default is {ruleset.default}",
+        )
     notify = sorted({t for r in hits for t in r.notify})
     ud = UnitDecision(u.kind, u.text, decision, rule, why, u, notify, [r.id for r in hits])
     capped = _over_cap(u.words, hits) if decision == ALLOW and u.kind == "command" else None
@@ -260,10 +298,16 @@ def _decide_assign(u: Unit, ruleset: Ruleset) -> UnitDecision:
     ok = ruleset.env.get("assign_ok", [])
     bad = [n for n in u.names if not any(fnmatch.fnmatchcase(n, pat) for pat in ok)]
     if not bad:
-        return UnitDecision("assign", u.text, ALLOW, None, "assigns only variables in env.assign_ok", u)
+        return UnitDecision(
+            "assign", u.text, ALLOW, None, "assigns only variables in env.assign_ok", u
+        )
     return UnitDecision(
-        "assign", u.text, REQUIRE, None,
-        f"assigns {', '.join(bad)}, which can change what a later command runs (not in env.assign_ok)", u,
+        "assign",
+        u.text,
+        REQUIRE,
+        None,
+        f"assigns {', '.join(bad)}, which can change what a later command runs (not in env.assign_ok)",
+        u,
     )
 
 
@@ -293,21 +337,33 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
     access = u.access
     for prot in ctx.protected:
         if access == "write" and any(_under(p, prot) for p in paths):
-            return UnitDecision("path", u.text, DENY, "builtin:self-protection",
-                                f"writes xguard's own files under {prot} (built-in self-protection)", u,
-                                rule_ids=["builtin:self-protection"])
+            return UnitDecision(
+                "path",
+                u.text,
+                DENY,
+                "builtin:self-protection",
+                f"writes xguard's own files under {prot} (built-in self-protection)",
+                u,
+                rule_ids=["builtin:self-protection"],
+            )
     hits = _match_path_rules(paths, access, ruleset, ctx.home)
     if hits:
         best = _strictest(hits)
         decision, rule, why = best.action, best.id, _rule_why(best)
     elif access == "write":
-        decision, rule, why = ruleset.default, "default", f"writes a file no rule names; default is {ruleset.default}"
+        decision, rule, why = (
+            ruleset.default,
+            "default",
+            f"writes a file no rule names; default is {ruleset.default}",
+        )
     elif u.floor or why_extra:
         decision, rule, why = REQUIRE, None, ""
     else:
         return None
     notify = sorted({t for r in hits for t in r.notify})
-    ud = UnitDecision("path", f"{access} {paths[0]}", decision, rule, why, u, notify, [r.id for r in hits])
+    ud = UnitDecision(
+        "path", f"{access} {paths[0]}", decision, rule, why, u, notify, [r.id for r in hits]
+    )
     reasons = [*u.why, *why_extra]
     if reasons and decision == ALLOW:
         ud.decision = REQUIRE

@@ -14,9 +14,19 @@ from __future__ import annotations
 
 # ANSI-C escapes of $'…' (bash(1), QUOTING).
 _C_ESCAPES = {
-    ord("a"): b"\a", ord("b"): b"\b", ord("e"): b"\x1b", ord("E"): b"\x1b",
-    ord("f"): b"\f", ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t",
-    ord("v"): b"\v", ord("\\"): b"\\", ord("'"): b"'", ord('"'): b'"', ord("?"): b"?",
+    ord("a"): b"\a",
+    ord("b"): b"\b",
+    ord("e"): b"\x1b",
+    ord("E"): b"\x1b",
+    ord("f"): b"\f",
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+    ord("v"): b"\v",
+    ord("\\"): b"\\",
+    ord("'"): b"'",
+    ord('"'): b'"',
+    ord("?"): b"?",
 }
 _HEX = b"0123456789abcdefABCDEF"
 _OCT = b"01234567"
@@ -45,8 +55,17 @@ class Word:
 
     __slots__ = ("approx", "brace", "dynamic", "glob", "joined", "missed", "tilde", "value")
 
-    def __init__(self, value: str, dynamic: bool = False, glob: bool = False, brace: bool = False,
-                 tilde: bool = False, approx: str = "", missed: bool = False, joined: bool = False) -> None:
+    def __init__(
+        self,
+        value: str,
+        dynamic: bool = False,
+        glob: bool = False,
+        brace: bool = False,
+        tilde: bool = False,
+        approx: str = "",
+        missed: bool = False,
+        joined: bool = False,
+    ) -> None:
         self.value = value
         self.dynamic = dynamic
         self.glob = glob

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import ExitCode, UsageError
+from xguard.errors import ExitCode, UsageError
 
 USAGE = "usage: xguard ssh-gate [--allow-interactive] [--allow-subsystem NAME]..."
 # What sshd runs for a subsystem request, by program name -> subsystem name.
@@ -95,14 +95,14 @@ def _parse(args: list[str]) -> tuple[bool, set[str]]:
 
 def _refuse(what: str, why: str) -> int:
     """Audit and refuse; exit 77."""
-    from .brokerclient import broker_socket, report_refusal
+    from xguard.strict.client import broker_socket, report_refusal
 
     sock = broker_socket()
     if sock:
         report_refusal(sock, what, why)
     else:
         try:
-            from .runner import Gate, new_id
+            from xguard.gate.runner import Gate, new_id
 
             gate = Gate()
             gate.audit().append(
@@ -140,7 +140,7 @@ def ssh_gate_main(args: list[str]) -> int:
     sub = subsystem_of(command)
     if sub is not None and sub not in subsystems:
         return _refuse(command, f"the SSH subsystem '{sub}' is refused for this user")
-    from .runner import Request, _env_wait, gate_and_run
+    from xguard.gate.runner import Request, _env_wait, gate_and_run
 
     req = Request(text=command, source="ssh", wait=_env_wait())  # type: ignore[call-arg]
     return gate_and_run(req)
@@ -148,17 +148,17 @@ def ssh_gate_main(args: list[str]) -> int:
 
 def _interactive() -> int:
     """An allowed interactive login: the gated shell (through the broker in strict mode)."""
-    from .brokerclient import broker_socket
+    from xguard.strict.client import broker_socket
 
     sock = broker_socket()
     if not sock:
-        from .interactive import interactive_main
+        from xguard.frontends.interactive import interactive_main
 
         return interactive_main([])
     # Strict mode: each line is one `xguard -c`, decided by the broker. No
     # state carries from line to line (cd, exports): say so once.
-    from .brokerclient import gate_via_broker
-    from .runner import Request, _env_wait
+    from xguard.strict.client import gate_via_broker
+    from xguard.gate.runner import Request, _env_wait
 
     tty = sys.stdin.isatty()
     if tty:

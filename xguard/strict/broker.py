@@ -44,11 +44,11 @@ import time
 import traceback
 from typing import Any
 
-from . import strict
-from .errors import ConfigError, ExitCode, XguardError
-from .paths import get_paths
-from .queue import POLL, Listener, Spool, Ticket, request_key, wake_all
-from .runner import Gate, new_id, printable
+from xguard.strict import setup as strict
+from xguard.errors import ConfigError, ExitCode, XguardError
+from xguard.paths import get_paths
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, wake_all
+from xguard.gate.runner import Gate, new_id, printable
 
 PROTOCOL = 1
 MAX_LINE = 4 << 20
@@ -278,7 +278,7 @@ class Broker:
             sys.stderr.flush()
 
     def _sources_key(self, profile: str | None) -> tuple[Any, ...]:
-        from .rules import BUILTIN_RULES
+        from xguard.policy.rules import BUILTIN_RULES
 
         names = [
             self.environ.get("XGUARD_RULES", "").strip(),
@@ -530,8 +530,8 @@ class Broker:
 
     # -- deciding -----------------------------------------------------------
     def _decide(self, gate: Gate, text: str | None, argv: list[str] | None, cwd: str) -> Any:
-        from .policy import decide
-        from .shellparse import parse, parse_argv
+        from xguard.policy.decide import decide
+        from xguard.shell.parser import parse, parse_argv
 
         ctx = gate.context(cwd)
         with self._decide_lock:
@@ -603,24 +603,40 @@ class Broker:
         """Decide, and audit, a command an agent runtime's pre-command hook asks
         about (Claude Code's PreToolUse). Nothing runs here: the runtime runs the
         command itself, through its shell, which in strict mode asks again."""
-        from . import limits
-        from .runner import Request
+        from xguard.gate import limits
+        from xguard.gate.runner import Request
 
         agents, _ = self.identity(self.gate(None))
         text = _text(msg, "text", "") or ""
         if peer.uid not in agents:
-            self.audit_refusal(peer, f"hook from {peer.name} (uid {peer.uid}), who is not an agent of this broker",
-                               command=text)
-            lc.send(_answer(ExitCode.NOPERM, f"xguard: denied: {peer.name} is not an agent of this broker"))
+            self.audit_refusal(
+                peer,
+                f"hook from {peer.name} (uid {peer.uid}), who is not an agent of this broker",
+                command=text,
+            )
+            lc.send(
+                _answer(
+                    ExitCode.NOPERM, f"xguard: denied: {peer.name} is not an agent of this broker"
+                )
+            )
             return
         if not text.strip():
             raise XguardError("broker: bad request: hook needs text")
         session = _text(msg, "session", limit=200) or None
         profile = _text(msg, "profile", limit=200) or limits.session_profile(self.environ, session)
         answer = _text(msg, "answer", "ask", limit=20) or "ask"
-        req: dict[str, Any] = {"text": text, "argv": None, "shell_args": [], "positional": [],
-                               "cwd": self._cwd(msg, peer), "session": session, "profile": profile, "wait": 0,
-                               "source": _text(msg, "source", "hook", limit=100) or "hook", "ssh": None}
+        req: dict[str, Any] = {
+            "text": text,
+            "argv": None,
+            "shell_args": [],
+            "positional": [],
+            "cwd": self._cwd(msg, peer),
+            "session": session,
+            "profile": profile,
+            "wait": 0,
+            "source": _text(msg, "source", "hook", limit=100) or "hook",
+            "ssh": None,
+        }
         gate = self._checked_gate(peer, profile, text, req["cwd"])
         view = _AgentView(self, gate, peer, req)
         rq = Request(text=text, session=session, profile=profile, source=req["source"])  # type: ignore[call-arg]
@@ -631,12 +647,22 @@ class Broker:
             stop = limits.after_decision(view, rq, decision)
         if stop is not None:
             refused = self._limit_refusal(view, rq, decision, stop)  # audits the refusal
-            lc.send({"status": "ok", "result": {"decision": "deny", "units": [],
-                                                "reasons": [str(refused.get("message", "refused"))]}})
+            lc.send(
+                {
+                    "status": "ok",
+                    "result": {
+                        "decision": "deny",
+                        "units": [],
+                        "reasons": [str(refused.get("message", "refused"))],
+                    },
+                }
+            )
             return
         assert decision is not None  # set whenever stop is None
         hook_answer = decision.decision if decision.decision != "require_approval" else answer
-        view.audit().append("decision", **view.base_record(rq, decision, new_id()), hook_answer=hook_answer)
+        view.audit().append(
+            "decision", **view.base_record(rq, decision, new_id()), hook_answer=hook_answer
+        )
         lc.send({"status": "ok", "result": decision.to_json()})
 
     def op_refuse(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
@@ -691,7 +717,7 @@ class Broker:
         lc.send({"status": "ok", "requests": reqs})
 
     def op_decide(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
-        from .approval import settings
+        from xguard.approval.wait import settings
 
         state = msg.get("state")
         ref = _text(msg, "id", "", limit=100) or ""
@@ -742,8 +768,8 @@ class Broker:
         lc.send({"status": "ok", "id": rid, "state": state, "command": req.get("command")})
 
     def op_run(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
-        from . import limits
-        from .runner import Request
+        from xguard.gate import limits
+        from xguard.gate.runner import Request
 
         agents, _ = self.identity(self.gate(None))
         text = _text(msg, "text", "")
@@ -830,15 +856,15 @@ class Broker:
 
     def _limit_refusal(self, view: _AgentView, rq: Any, decision: Any, why: Any) -> dict[str, Any]:
         """limits.refuse, with the message going to the agent instead of our stderr."""
-        from .limits import audit_refusal
+        from xguard.gate.limits import audit_refusal
 
         return _answer(ExitCode.NOPERM, f"xguard: {audit_refusal(view, rq, decision, why)}")
 
     def _run_answer(
         self, view: _AgentView, decision: Any, record: dict[str, Any]
     ) -> dict[str, Any]:
-        from .limits import effective
-        from .rules import parse_duration
+        from xguard.gate.limits import effective
+        from xguard.policy.rules import parse_duration
 
         gate = view.gate
         env_cfg = gate.ruleset.env
@@ -896,7 +922,7 @@ class Broker:
         The same spool and the same rules as the local path (xguard/approval.py),
         minus the terminal prompt: the agent's terminal is the agent's, never
         a reviewer's."""
-        from .approval import settings
+        from xguard.approval.wait import settings
 
         spool = Spool(gate.paths).ensure()
         how = (
@@ -907,7 +933,7 @@ class Broker:
         key = request_key(req["text"], req["cwd"], req["session"], req["profile"], how)
         answer = spool.use_answer(key)
         if answer is not None:
-            from .sessions import grant_alive
+            from xguard.gate.sessions import grant_alive
 
             if not grant_alive(gate.paths, answer):
                 answer = None  # issue 5: a grant dies with the session it was given in
@@ -1030,9 +1056,9 @@ class Broker:
         key: str,
         expiry: float,
     ) -> Ticket:
-        from . import notify
-        from .approval import git_branch, is_production, proc_name
-        from .audit import utc_timestamp
+        from xguard.approval import notify
+        from xguard.approval.wait import git_branch, is_production, proc_name
+        from xguard.audit.log import utc_timestamp
 
         now = time.time()
         ppid = _proc_ppid(peer.pid)

@@ -25,8 +25,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from .audit import GENESIS, HASH_MARK, PREV_MARK, TORN_TAIL, lines_backwards, scan_tail
-from .errors import ExitCode, XguardError
+from xguard.audit.log import GENESIS, HASH_MARK, PREV_MARK, TORN_TAIL, lines_backwards, scan_tail
+from xguard.errors import ExitCode, XguardError
 
 _TS_LEN = 27  # 2024-05-01T10:00:00.123456Z
 _TS_AT = len(b'{"ts":"')
@@ -1068,7 +1068,7 @@ def forwarded_heads(file: Path) -> dict[int, str]:
     syslog header before it is skipped, and a line counts only when its hash
     matches its bytes (see audit.parse_link).
     """
-    from .audit import parse_link
+    from xguard.audit.log import parse_link
 
     out: dict[int, str] = {}
     with open(file, "rb") as f:
@@ -1097,6 +1097,9 @@ def cross_check(path: Path, forwarded: dict[int, str]) -> tuple[VerifyResult, li
         if isinstance(seq, int) and isinstance(digest, str):
             local[seq] = digest
     first = min(local) if local else top + 1
-    mismatches = [f"seq {s}: local {local.get(s, 'missing')}, forwarded {h}"
-                  for s, h in sorted(forwarded.items()) if s >= first and local.get(s) != h]
+    mismatches = [
+        f"seq {s}: local {local.get(s, 'missing')}, forwarded {h}"
+        for s, h in sorted(forwarded.items())
+        if s >= first and local.get(s) != h
+    ]
     return result, mismatches

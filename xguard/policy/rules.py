@@ -16,11 +16,12 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
-from . import __version__
-from .errors import ConfigError
-from .paths import Paths, ensure_dir
+from xguard import __version__
+from xguard.errors import ConfigError
+from xguard.paths import Paths, ensure_dir
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,7 +31,9 @@ ACTIONS = ("allow", "require_approval", "deny")
 STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 # The hot path never imports re, json or pathlib (each pulls in several ms of
 # imports); YAML, regex compilation and Path objects belong to the cold path.
-BUILTIN_RULES_S = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "default-rules.yaml")
+BUILTIN_RULES_S = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "default-rules.yaml"
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -40,7 +43,19 @@ def __getattr__(name: str) -> Any:
         return Path(BUILTIN_RULES_S)
     raise AttributeError(name)
 
-DEFAULT_ENV_KEEP = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TERM", "TZ", "TMPDIR", "PWD"]
+
+DEFAULT_ENV_KEEP = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_*",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "PWD",
+]
 DEFAULT_ASSIGN_OK = ["LANG", "LC_*", "TZ", "NO_COLOR", "TERM", "COLUMNS", "LINES"]
 
 # ---------------------------------------------------------------------------
@@ -96,8 +111,14 @@ _SETTINGS: dict[str, Any] = {
     "strict": "bool",
     "socket": "str",
 }
-_PROFILE = {"rules": "str", "env": _ENV, "limits": _LIMITS, "sessions": _SETTINGS["sessions"],
-            "production": "bool", "wait": _DURATION}
+_PROFILE = {
+    "rules": "str",
+    "env": _ENV,
+    "limits": _LIMITS,
+    "sessions": _SETTINGS["sessions"],
+    "production": "bool",
+    "wait": _DURATION,
+}
 TOP_SCHEMA: dict[str, Any] = {
     "default": ACTIONS,
     "rules": ["rule"],
@@ -123,9 +144,17 @@ def parse_duration(value: object) -> float | None:
         if v.endswith(u):
             unit, v = u, v[: -len(u)].rstrip()
             break
-    if not v or not all(c.isdigit() or c == "." for c in v) or v.count(".") > 1 or v.startswith(".") or v.endswith("."):
+    if (
+        not v
+        or not all(c.isdigit() or c == "." for c in v)
+        or v.count(".") > 1
+        or v.startswith(".")
+        or v.endswith(".")
+    ):
         return None
-    return float(v) * {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    return (
+        float(v) * {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    )
 
 
 class _Checker:
@@ -186,7 +215,9 @@ class _Checker:
         if schema == "strlist":
             if isinstance(node, yaml.ScalarNode) and not node.tag.endswith(":null"):
                 return [str(node.value)]
-            if not isinstance(node, yaml.SequenceNode) or not all(isinstance(x, yaml.ScalarNode) for x in node.value):
+            if not isinstance(node, yaml.SequenceNode) or not all(
+                isinstance(x, yaml.ScalarNode) for x in node.value
+            ):
                 raise self.fail(node, f"{where}: expected a list of text")
             return [str(x.value) for x in node.value]
         if schema == "bool":
@@ -196,7 +227,10 @@ class _Checker:
         if schema in ("int", "number"):
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
             if not ok or (schema == "int" and not isinstance(value, int)):
-                raise self.fail(node, f"{where}: expected a non-negative {'whole ' if schema == 'int' else ''}number")
+                raise self.fail(
+                    node,
+                    f"{where}: expected a non-negative {'whole ' if schema == 'int' else ''}number",
+                )
             return value
         if schema == _DURATION:
             if parse_duration(value) is None:
@@ -295,7 +329,10 @@ def _required_literals(rx: str) -> list[list[str]] | None:
                 run = []
             if op is C.SUBPATTERN:
                 out.extend(seq(av[-1]))
-            elif op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) and av[0] >= 1:
+            elif (
+                op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None))
+                and av[0] >= 1
+            ):
                 out.extend(seq(av[2]))
             elif op is C.ASSERT and av[0] == 1:
                 out.extend(seq(av[1]))
@@ -537,7 +574,9 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
     return c
 
 
-def compile_config(data: dict[str, Any], file: str, settings_files: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def compile_config(
+    data: dict[str, Any], file: str, settings_files: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
     """Turn validated YAML data into the cacheable ruleset dict."""
     env = {"keep": list(DEFAULT_ENV_KEEP), "set": {}, "assign_ok": list(DEFAULT_ASSIGN_OK)}
     settings: dict[str, Any] = {}
@@ -557,7 +596,9 @@ def compile_config(data: dict[str, Any], file: str, settings_files: list[tuple[s
     for r, src in zip(rules, data.get("rules", []), strict=True):
         for t in r["notify"]:
             if notify and t not in notify:
-                raise ConfigError(f"rule notifies '{t}', which is not defined under notify:", file, src["line"])
+                raise ConfigError(
+                    f"rule notifies '{t}', which is not defined under notify:", file, src["line"]
+                )
     return {
         "xguard": __version__,
         "sources": [file, *[f for f, _ in settings_files]],
@@ -576,8 +617,28 @@ def compile_config(data: dict[str, Any], file: str, settings_files: list[tuple[s
 
 
 class Rule:
-    __slots__ = ("_rx", "access", "action", "caps", "dynamic", "first", "id", "literal", "max_runtime",
-                 "need", "need1", "notify", "pre", "pre_ci", "pre_low", "read", "reason", "rx_src", "src", "type")
+    __slots__ = (
+        "_rx",
+        "access",
+        "action",
+        "caps",
+        "dynamic",
+        "first",
+        "id",
+        "literal",
+        "max_runtime",
+        "need",
+        "need1",
+        "notify",
+        "pre",
+        "pre_ci",
+        "pre_low",
+        "read",
+        "reason",
+        "rx_src",
+        "src",
+        "type",
+    )
 
     def __init__(self, d: dict[str, Any]) -> None:
         self.id = d["id"]
@@ -598,7 +659,8 @@ class Rule:
         # At run time only the most selective alternative set is checked:
         # one necessary condition is enough to skip a rule, and cheaper.
         self.need1: tuple[str, ...] | None = (
-            tuple(max(self.need, key=lambda alt: min(len(x) for x in alt))) if self.need else None)
+            tuple(max(self.need, key=lambda alt: min(len(x) for x in alt))) if self.need else None
+        )
         self._rx: Any = None
         pre = d.get("prefixes")
         self.pre: tuple[str, ...] | None = tuple(pre[0]) if pre else None
@@ -725,7 +787,9 @@ def _digest(parts: list[bytes]) -> str:
     return h.hexdigest()
 
 
-def rules_source_s(paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None) -> str:
+def rules_source_s(
+    paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None
+) -> str:
     """Which rules file is in effect: XGUARD_RULES, a profile's file, the user's, or the built-in."""
     env = os.environ if environ is None else environ
     explicit = env.get("XGUARD_RULES", "").strip()
@@ -740,7 +804,9 @@ def rules_source_s(paths: Paths, environ: dict[str, str] | None = None, profile:
     return BUILTIN_RULES_S
 
 
-def rules_source(paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None) -> Path:
+def rules_source(
+    paths: Paths, environ: dict[str, str] | None = None, profile: str | None = None
+) -> Path:
     """rules_source_s as a Path (for the CLI)."""
     from pathlib import Path
 
@@ -772,21 +838,37 @@ def load_ruleset(
     reads), keyed by the SHA-256 of the source files' bytes, their paths,
     xguard's version and the Python version.
     """
-    src = os.fspath(rules_file) if rules_file is not None else rules_source_s(paths, environ, profile)
+    src = (
+        os.fspath(rules_file) if rules_file is not None else rules_source_s(paths, environ, profile)
+    )
     settings_path = paths.config_file_s
     raw = _read(src, "rules file")
     if raw is None:
         raise ConfigError("rules file not found", src, 1)
     sraw = _read(settings_path, "config")
-    key = _digest([__version__.encode(), sys.version.encode(), src.encode(), raw, settings_path.encode(),
-                   sraw if sraw is not None else b"\x00none", (profile or "").encode()])
+    key = _digest(
+        [
+            __version__.encode(),
+            sys.version.encode(),
+            src.encode(),
+            raw,
+            settings_path.encode(),
+            sraw if sraw is not None else b"\x00none",
+            (profile or "").encode(),
+        ]
+    )
     cache = os.path.join(paths.cache_dir_s, f"ruleset-{key[:32]}.marshal")
     if use_cache:
         try:
             with open(cache, "rb") as f:
                 d = marshal.load(f)
-            if isinstance(d, dict) and d.get("key") == key and all(  # a profile's own rules file (issue 5)
-                    _digest([_read(p, "rules file") or b""]) == h for p, h in d.get("deps", ())):
+            if (
+                isinstance(d, dict)
+                and d.get("key") == key
+                and all(  # a profile's own rules file (issue 5)
+                    _digest([_read(p, "rules file") or b""]) == h for p, h in d.get("deps", ())
+                )
+            ):
                 return Ruleset(d)
         except (OSError, ValueError, EOFError, TypeError, KeyError):
             pass
@@ -797,27 +879,45 @@ def load_ruleset(
     return Ruleset(d)
 
 
-def build_ruleset_dict(src: str | os.PathLike[str], settings_path: str | os.PathLike[str] | None,
-                       profile: str | None = None) -> dict[str, Any]:
+def build_ruleset_dict(
+    src: str | os.PathLike[str],
+    settings_path: str | os.PathLike[str] | None,
+    profile: str | None = None,
+) -> dict[str, Any]:
     """Parse and validate from YAML (the slow path)."""
     from pathlib import Path
 
     data = load_yaml_file(Path(src))
     if "rules" not in data and "default" not in data:
-        raise ConfigError("no 'rules' and no 'default': this is not a rules file", os.fspath(src), 1)
+        raise ConfigError(
+            "no 'rules' and no 'default': this is not a rules file", os.fspath(src), 1
+        )
     settings_files = []
     if settings_path is not None:
         sd = load_yaml_file(Path(settings_path))
         for k in ("rules", "tests", "default"):
             if k in sd:
-                raise ConfigError(f"'{k}' belongs in the rules file, not in config.yaml", os.fspath(settings_path), 1)
+                raise ConfigError(
+                    f"'{k}' belongs in the rules file, not in config.yaml",
+                    os.fspath(settings_path),
+                    1,
+                )
         settings_files.append((os.fspath(settings_path), sd))
-    sub = ({**(settings_files[0][1].get("profiles", {}) if settings_files else {}), **data.get("profiles", {})}
-           .get(profile or "") or {}).get("rules")
+    sub = (
+        {
+            **(settings_files[0][1].get("profiles", {}) if settings_files else {}),
+            **data.get("profiles", {}),
+        }.get(profile or "")
+        or {}
+    ).get("rules")
     if sub:  # issue 5: `profiles: {NAME: {rules: FILE}}`: that file's rules, this file's settings under them
-        folder = os.path.dirname(os.fspath(src if profile in data.get("profiles", {}) else settings_path or src))
+        folder = os.path.dirname(
+            os.fspath(src if profile in data.get("profiles", {}) else settings_path or src)
+        )
         path = os.path.join(folder, os.path.expanduser(sub))
-        d = compile_config(load_yaml_file(Path(path)), path, [*settings_files, (os.fspath(src), data)])
+        d = compile_config(
+            load_yaml_file(Path(path)), path, [*settings_files, (os.fspath(src), data)]
+        )
         d["deps"] = [[path, _digest([_read(path, "rules file") or b""])]]
         return d
     return compile_config(data, os.fspath(src), settings_files)
@@ -836,7 +936,7 @@ def _write_cache(paths: Paths, cache: str, d: dict[str, Any]) -> None:
 
 def load_ruleset_for_report() -> Ruleset | None:
     """The rules in effect (for `audit report`), or None when they cannot be read."""
-    from .paths import get_paths
+    from xguard.paths import get_paths
 
     try:
         return load_ruleset(get_paths())

@@ -40,7 +40,7 @@ except ImportError:
     except ImportError:  # pragma: no cover - interpreters without the built-in module
         from hashlib import sha256  # type: ignore[assignment]
 
-from .errors import AuditError, ConfigError
+from xguard.errors import AuditError, ConfigError
 
 FIELDS = (
     "ts",
@@ -103,7 +103,15 @@ def build_record(
 # JSON without the `json` package: json imports re (and enum), ~6 ms on every
 # command. The output is byte for byte what json.dumps(obj, separators=(",",
 # ":"), ensure_ascii=False) gives (tests/unit/test_audit_json.py checks it).
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
 for _i in range(0x20):
     _ESCAPES.setdefault(chr(_i), f"\\u{_i:04x}")
 _ESCAPE_TABLE = str.maketrans(_ESCAPES)
@@ -143,7 +151,13 @@ def dumps(obj: Any, ascii_only: bool = False) -> str:
             return "null"  # not JSON; never produced by xguard itself
         return float.__repr__(obj)
     if isinstance(obj, dict):
-        return "{" + ",".join(_jstr(str(k), ascii_only) + ":" + dumps(v, ascii_only) for k, v in obj.items()) + "}"
+        return (
+            "{"
+            + ",".join(
+                _jstr(str(k), ascii_only) + ":" + dumps(v, ascii_only) for k, v in obj.items()
+            )
+            + "}"
+        )
     if isinstance(obj, list | tuple):
         return "[" + ",".join(dumps(v, ascii_only) for v in obj) + "]"
     return _jstr(str(obj), ascii_only)

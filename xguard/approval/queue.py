@@ -38,9 +38,9 @@ import socket
 import time
 from pathlib import Path
 
-from .audit import sha256, utc_timestamp
-from .errors import XguardError
-from .paths import Paths, ensure_dir
+from xguard.audit.log import sha256, utc_timestamp
+from xguard.errors import XguardError
+from xguard.paths import Paths, ensure_dir
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Any
 else:
-    from ._record import dataclass
+    from xguard._record import dataclass
 
 STATES = ("pending", "approved", "denied", "expired", "cancelled")
 # Listeners re-read the spool this often, so a decision arrives in under a

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .paths import Paths
+from xguard.errors import ConfigError
+from xguard.paths import Paths
 
 DEFAULT_SOCKET = "/run/xguard/broker.sock"
 CLIENT_CONF = "/etc/xguard/client.conf"

@@ -46,7 +46,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ExitCode, XguardError
+from xguard.errors import ExitCode, XguardError
 
 TRAILER = (
     "\n__xguard_st=$?\nPOSIXLY_CORRECT=1\n__XGUARD_STATUS=$__xguard_st \\exec {stopper} -STOP $$\n"
@@ -101,7 +101,7 @@ class Shell:
     # -- environment -------------------------------------------------------
     def base_env(self, gate: Any) -> dict[str, str]:
         """The scrubbed start environment (SPEC §5), as shell mode gives each command."""
-        from .execenv import scrub
+        from xguard.gate.execenv import scrub
 
         env_cfg = gate.ruleset.env
         prof = gate.ruleset.profiles.get(gate.profile or "", {}) if gate.profile else {}
@@ -171,8 +171,8 @@ class Shell:
     # -- one line --------------------------------------------------------------
     def run_line(self, text: str) -> int:
         """Gate the line like `xguard -c` does, run it, keep its folder and exports."""
-        from . import limits
-        from .runner import Gate, Request, _env_wait, new_id, printable
+        from xguard.gate import limits
+        from xguard.gate.runner import Gate, Request, _env_wait, new_id, printable
 
         try:
             os.chdir(self.cwd)
@@ -210,7 +210,7 @@ class Shell:
                 return int(ExitCode.NOPERM)
             reviewer = None
             if decision.decision == "require_approval":
-                from .approval import obtain_approval
+                from xguard.approval.wait import obtain_approval
 
                 outcome = obtain_approval(gate, req, decision, record, log)
                 if outcome.exit_code is not None:
@@ -222,8 +222,8 @@ class Shell:
                 reviewer = outcome.reviewer
             log.append("decision", **record, reviewer=reviewer)
         except XguardError as e:
-            from . import runner
-            from .errors import ConfigError
+            from xguard.gate import runner
+            from xguard.errors import ConfigError
 
             if isinstance(e, ConfigError) and hasattr(runner, "_audit_config_error"):
                 runner._audit_config_error(e, Request(text=text, source="interactive"))
@@ -234,7 +234,7 @@ class Shell:
     def _execute(self, gate: Any, text: str, record: dict[str, Any], log: Any) -> int:
         import time
 
-        from .execenv import RESET_IN_CHILD
+        from xguard.gate.execenv import RESET_IN_CHILD
 
         assert self.env is not None
         bash = gate.ruleset.setting("shell", "/bin/bash")
@@ -356,7 +356,7 @@ class Shell:
         else:
             readline.parse_and_bind("tab: complete")
         try:
-            from .paths import ensure_dir, get_paths
+            from xguard.paths import ensure_dir, get_paths
 
             state = get_paths().state_dir
             ensure_dir(state)
@@ -392,8 +392,8 @@ class Shell:
         if os.environ.get("XGUARD_QUIET"):
             return
         try:
-            from .paths import get_paths
-            from .rules import rules_source
+            from xguard.paths import get_paths
+            from xguard.policy.rules import rules_source
 
             src = rules_source(
                 get_paths(), dict(os.environ), os.environ.get("XGUARD_PROFILE") or None
@@ -523,7 +523,7 @@ def interactive_main(args: list[str]) -> int:
     )
     login = login or (bool(sys.argv) and sys.argv[0].startswith("-"))
     if not sys.stdin.isatty():
-        from .errors import UsageError
+        from xguard.errors import UsageError
 
         raise UsageError(
             "the interactive shell needs a terminal; use xguard -c STRING or xguard -s"

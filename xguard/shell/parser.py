@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 import time
-from ._record import dataclass
+from xguard._record import dataclass
 
-from .cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
-from .shellwords import Word, dequote, fast_list, lit
+from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
+from xguard.shell.words import Word, dequote, fast_list, lit
 
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
 MAX_DEPTH = 16  # nested shell code (bash -c "bash -c …")
@@ -29,9 +29,13 @@ TIME_BUDGET = 0.25  # seconds; a hostile command costs milliseconds, then fails 
 
 # Directories whose programs are the system's own: `/usr/bin/ls` may match an
 # allow rule for `ls`, but `./ls` or `/tmp/x/ls` may not (they are other programs).
-SYSTEM_BIN_DIRS = frozenset({"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"})
+SYSTEM_BIN_DIRS = frozenset(
+    {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
+)
 
-DB_CLIENTS = frozenset({"psql", "mysql", "mariadb", "sqlite3", "sqlite", "clickhouse-client", "cockroach"})
+DB_CLIENTS = frozenset(
+    {"psql", "mysql", "mariadb", "sqlite3", "sqlite", "clickhouse-client", "cockroach"}
+)
 
 # Words bash treats as reserved where a command name stands. tree-sitter-bash
 # sometimes parses constructs it does not know (coproc, some `function`
@@ -41,8 +45,24 @@ RESERVED_NAMES = frozenset(
 )
 
 
-_UNIT_FIELDS = ("kind", "text", "words", "floor", "why", "dynamic", "alt_text", "alt_trusted", "access", "path",
-                "glob", "must_exist", "tilde", "meta", "names", "bases")
+_UNIT_FIELDS = (
+    "kind",
+    "text",
+    "words",
+    "floor",
+    "why",
+    "dynamic",
+    "alt_text",
+    "alt_trusted",
+    "access",
+    "path",
+    "glob",
+    "must_exist",
+    "tilde",
+    "meta",
+    "names",
+    "bases",
+)
 
 
 class Unit:
@@ -142,7 +162,11 @@ def input_issues(text: str) -> list[str]:
             if ord(c) < 128:
                 continue
             cat = unicodedata.category(c)
-            if cat in ("Cf", "Cc", "Zl", "Zp", "Co", "Cn", "Cs") or (cat == "Zs") or c in _INVISIBLE_EXTRA:
+            if (
+                cat in ("Cf", "Cc", "Zl", "Zp", "Co", "Cn", "Cs")
+                or (cat == "Zs")
+                or c in _INVISIBLE_EXTRA
+            ):
                 issues.append(f"invisible or bidirectional character U+{ord(c):04X} in the command")
                 break
     return issues
@@ -163,18 +187,50 @@ def _ts_parser():  # type: ignore[no-untyped-def]
     return _PARSER
 
 
-_EXPANSION_NODES = frozenset({"simple_expansion", "expansion", "command_substitution", "process_substitution", "arithmetic_expansion"})
+_EXPANSION_NODES = frozenset(
+    {
+        "simple_expansion",
+        "expansion",
+        "command_substitution",
+        "process_substitution",
+        "arithmetic_expansion",
+    }
+)
 _SUBST_NODES = frozenset({"command_substitution", "process_substitution"})
-_WORD_NODES = frozenset({
-    "word", "string", "raw_string", "concatenation", "number", "ansi_c_string", "translated_string",
-    "simple_expansion", "expansion", "command_substitution", "process_substitution",
-    "arithmetic_expansion", "brace_expression", "string_content",
-})
-_STRUCTURAL = frozenset({
-    "program", "list", "pipeline", "subshell", "do_group", "if_statement", "elif_clause",
-    "else_clause", "while_statement", "negated_command", "command_substitution",
-    "process_substitution",
-})
+_WORD_NODES = frozenset(
+    {
+        "word",
+        "string",
+        "raw_string",
+        "concatenation",
+        "number",
+        "ansi_c_string",
+        "translated_string",
+        "simple_expansion",
+        "expansion",
+        "command_substitution",
+        "process_substitution",
+        "arithmetic_expansion",
+        "brace_expression",
+        "string_content",
+    }
+)
+_STRUCTURAL = frozenset(
+    {
+        "program",
+        "list",
+        "pipeline",
+        "subshell",
+        "do_group",
+        "if_statement",
+        "elif_clause",
+        "else_clause",
+        "while_statement",
+        "negated_command",
+        "command_substitution",
+        "process_substitution",
+    }
+)
 
 
 _ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
@@ -250,14 +306,18 @@ class _Walker:
         tree = _ts_parser().parse(src)
         root = tree.root_node
         if root.has_error:
-            self.units.append(_input_unit(f"bash syntax the parser could not read: {_error_excerpt(root, src)}"))
+            self.units.append(
+                _input_unit(f"bash syntax the parser could not read: {_error_excerpt(root, src)}")
+            )
             # Error recovery can swallow whole commands into an ERROR node;
             # also check each statement-like piece on its own. More units can
             # only make the decision stricter.
             pieces = _split_statements(text)
             if len(pieces) > 1:
                 for piece in pieces:
-                    self.queue.append(_Job(text=piece.encode("utf-8", "surrogateescape"), depth=depth + 1))
+                    self.queue.append(
+                        _Job(text=piece.encode("utf-8", "surrogateescape"), depth=depth + 1)
+                    )
         self.walk(root, src, depth)
 
     def walk(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
@@ -288,15 +348,25 @@ class _Walker:
         elif t in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
             self.redirect(node, src, depth, stack)
         elif t in ("variable_assignment", "variable_assignments"):
-            assigns = [node] if t == "variable_assignment" else [c for c in node.named_children if c.type == "variable_assignment"]
+            assigns = (
+                [node]
+                if t == "variable_assignment"
+                else [c for c in node.named_children if c.type == "variable_assignment"]
+            )
             self.assign_unit(assigns, src, stack, standalone=True)
         elif t in ("declaration_command", "unset_command"):
             self.declaration(node, src, depth, stack)
         elif t == "function_definition":
             name = node.child_by_field_name("name")
             nm = name.text.decode("utf-8", "surrogateescape") if name is not None else "?"
-            self.units.append(Unit("function", f"function {nm}", floor=True,
-                                   why=[f"defines a shell function '{nm}' that can shadow a command"]))
+            self.units.append(
+                Unit(
+                    "function",
+                    f"function {nm}",
+                    floor=True,
+                    why=[f"defines a shell function '{nm}' that can shadow a command"],
+                )
+            )
             body = node.child_by_field_name("body")
             if body is not None:
                 stack.append(body)
@@ -313,23 +383,53 @@ class _Walker:
         elif t in ("for_statement", "c_style_for_statement", "case_statement", "case_item"):
             # Loop values, case words and arithmetic: only their substitutions run.
             for c in node.named_children:
-                if c.type in ("do_group", "compound_statement") or c.type in _STRUCTURAL or c.type in (
-                    "command", "redirected_statement", "list", "pipeline", "case_item",
-                    "variable_assignment", "declaration_command", "function_definition",
-                    "test_command", "if_statement", "for_statement", "while_statement",
-                    "case_statement", "c_style_for_statement", "unset_command",
+                if (
+                    c.type in ("do_group", "compound_statement")
+                    or c.type in _STRUCTURAL
+                    or c.type
+                    in (
+                        "command",
+                        "redirected_statement",
+                        "list",
+                        "pipeline",
+                        "case_item",
+                        "variable_assignment",
+                        "declaration_command",
+                        "function_definition",
+                        "test_command",
+                        "if_statement",
+                        "for_statement",
+                        "while_statement",
+                        "case_statement",
+                        "c_style_for_statement",
+                        "unset_command",
+                    )
                 ):
                     stack.append(c)
                 else:
                     self.scan_substitutions(c, stack)
         elif t == "ERROR":
             stack.extend(node.named_children)
-        elif t in _WORD_NODES or t in ("variable_name", "special_variable_name", "regex", "extglob_pattern",
-                                         "test_operator", "file_descriptor", "heredoc_body",
-                                         "heredoc_start", "heredoc_end", "heredoc_content",
-                                         "subscript", "array", "binary_expression", "unary_expression",
-                                         "ternary_expression", "postfix_expression",
-                                         "parenthesized_expression", "command_name"):
+        elif t in _WORD_NODES or t in (
+            "variable_name",
+            "special_variable_name",
+            "regex",
+            "extglob_pattern",
+            "test_operator",
+            "file_descriptor",
+            "heredoc_body",
+            "heredoc_start",
+            "heredoc_end",
+            "heredoc_content",
+            "subscript",
+            "array",
+            "binary_expression",
+            "unary_expression",
+            "ternary_expression",
+            "postfix_expression",
+            "parenthesized_expression",
+            "command_name",
+        ):
             self.scan_substitutions(node, stack)
         else:
             self.units.append(_input_unit(f"unsupported shell construct: {t}"))
@@ -364,7 +464,9 @@ class _Walker:
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
-    def command_node(self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def command_node(
+        self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list
+    ) -> None:  # type: ignore[no-untyped-def,type-arg]
         self.evaluating = False
         assigns = []
         pieces: list = []  # type: ignore[type-arg]
@@ -376,7 +478,11 @@ class _Walker:
                 self.redirect(c, src, depth, stack)
             elif t == "comment":
                 continue
-            elif c.is_named and t not in _WORD_NODES and t not in ("command_name", "variable_assignment"):
+            elif (
+                c.is_named
+                and t not in _WORD_NODES
+                and t not in ("command_name", "variable_assignment")
+            ):
                 self.units.append(_input_unit(f"unsupported shell construct in a command: {t}"))
                 self.scan_substitutions(c, stack)
             else:
@@ -397,8 +503,12 @@ class _Walker:
         if words:
             self.simple_command(words, [], depth, False, stdin_text)
         if evaluating:
-            self.units.append(_input_unit("arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash "
-                                          "evaluates a variable's value as code or assigns it"))
+            self.units.append(
+                _input_unit(
+                    "arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash "
+                    "evaluates a variable's value as code or assigns it"
+                )
+            )
 
     def word_group(self, nodes: list, src: bytes, stack: list) -> Word:  # type: ignore[type-arg]
         """One shell word made of adjacent tree-sitter nodes."""
@@ -406,7 +516,9 @@ class _Walker:
             n = nodes[0]
             if n.type == "command_name" and n.named_children:
                 n = n.named_children[0]
-            return self.word(n, src, stack) if n.is_named else dequote(src[n.start_byte : n.end_byte])
+            return (
+                self.word(n, src, stack) if n.is_named else dequote(src[n.start_byte : n.end_byte])
+            )
         start = nodes[0].start_byte
         spans = []
         for n in nodes:
@@ -452,7 +564,9 @@ class _Walker:
             else:
                 words.append(self.word(c, src, stack))
         if names:
-            self.units.append(Unit("assign", " ".join(w.value for w in words[1:]), names=tuple(names)))
+            self.units.append(
+                Unit("assign", " ".join(w.value for w in words[1:]), names=tuple(names))
+            )
         self.simple_command(words, [], depth, False, None)
 
     def test_node(self, node, src: bytes, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -462,8 +576,21 @@ class _Walker:
         leaves = []
         while todo:
             n = todo.pop()
-            if n.type in _EXPANSION_NODES or n.type in ("word", "string", "raw_string", "number", "ansi_c_string",
-                                                        "test_operator", "regex", "extglob_pattern") or not n.children:
+            if (
+                n.type in _EXPANSION_NODES
+                or n.type
+                in (
+                    "word",
+                    "string",
+                    "raw_string",
+                    "number",
+                    "ansi_c_string",
+                    "test_operator",
+                    "regex",
+                    "extglob_pattern",
+                )
+                or not n.children
+            ):
                 leaves.append(n)
                 continue
             todo.extend(reversed(n.children))
@@ -554,15 +681,30 @@ class _Walker:
         if not quoted:
             # Re-scan: tree-sitter does not expose every substitution in a
             # heredoc body; if the text has more than it reported, fail closed.
-            expected = body_text.count(b"$(") + body_text.count(b"`") // 2 + body_text.count(b"<(") + body_text.count(b">(")
+            expected = (
+                body_text.count(b"$(")
+                + body_text.count(b"`") // 2
+                + body_text.count(b"<(")
+                + body_text.count(b">(")
+            )
             if expected > found:
-                self.units.append(_input_unit("here-document holds command substitutions the parser could not read"))
+                self.units.append(
+                    _input_unit(
+                        "here-document holds command substitutions the parser could not read"
+                    )
+                )
             return None if b"$" in body_text or b"`" in body_text else body_text
         return body_text
 
     # -- the simple command ---------------------------------------------------
-    def simple_command(self, words: list[Word], _assigns: list, depth: int, inherited_dynamic: bool,
-                       stdin_text: bytes | None) -> None:  # type: ignore[type-arg]
+    def simple_command(
+        self,
+        words: list[Word],
+        _assigns: list,
+        depth: int,
+        inherited_dynamic: bool,
+        stdin_text: bytes | None,
+    ) -> None:  # type: ignore[type-arg]
         name = words[0]
         args = words[1:]
         text = " ".join(w.value for w in words)
@@ -625,7 +767,11 @@ class _Walker:
                 if v.startswith("--") and "=" in v:
                     val = v.split("=", 1)[1]
                     approx = w.approx.split("=", 1)[1] if "=" in w.approx else val
-                    self.path_unit(Word(val, dynamic=w.dynamic, glob=w.glob, approx=approx), "read", must_exist=True)
+                    self.path_unit(
+                        Word(val, dynamic=w.dynamic, glob=w.glob, approx=approx),
+                        "read",
+                        must_exist=True,
+                    )
                 continue
             self.path_unit(w, "read", must_exist=True)
 
@@ -640,8 +786,14 @@ class _Walker:
         if inner.assigns:
             self.units.append(Unit("assign", " ".join(inner.assigns), names=tuple(inner.assigns)))
         for argv in inner.commands:
-            self.queue.append(_Job(words=argv, depth=depth + 1, dynamic=inherited_dynamic or inner.dynamic,
-                                   stdin_text=stdin_text))
+            self.queue.append(
+                _Job(
+                    words=argv,
+                    depth=depth + 1,
+                    dynamic=inherited_dynamic or inner.dynamic,
+                    stdin_text=stdin_text,
+                )
+            )
         for s in inner.shell:
             self.push_shell(s, depth, base, u)
         if base in SHELLS and stdin_text is not None and not inner.shell:
@@ -651,7 +803,7 @@ class _Walker:
         if not all(w.literal or w.glob for w in words):
             u.require("SQL known only at run time")
             return
-        from .sqlunits import client_sql
+        from xguard.shell.sql import client_sql
 
         stdin = stdin_text.decode("utf-8", "surrogateescape") if stdin_text is not None else None
         res = client_sql([base, *(w.value for w in words[1:])], stdin=stdin)
@@ -682,9 +834,16 @@ class _Walker:
             if not must_exist or w.dynamic or w.missed:
                 return
             exists_check = True
-        u = Unit("path", w.value, access=access, path=v, glob=w.glob or w.dynamic or w.missed,
-                 dynamic=w.dynamic or w.missed, tilde=w.tilde or v.startswith("$HOME"),
-                 must_exist=exists_check)
+        u = Unit(
+            "path",
+            w.value,
+            access=access,
+            path=v,
+            glob=w.glob or w.dynamic or w.missed,
+            dynamic=w.dynamic or w.missed,
+            tilde=w.tilde or v.startswith("$HOME"),
+            must_exist=exists_check,
+        )
         if not v.startswith(("/", "~", "$HOME")):
             u.bases = tuple(self.cd_bases)
             if self.cd_dynamic:
@@ -772,7 +931,9 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
     units: list[Unit] = []
     try:
         size = len(text.encode("utf-8", "surrogateescape"))
-    except UnicodeEncodeError:  # a lone surrogate (from JSON input, say): not text bash could be given
+    except (
+        UnicodeEncodeError
+    ):  # a lone surrogate (from JSON input, say): not text bash could be given
         return [_input_unit("the command is not valid Unicode text (a lone surrogate)")]
     if len(text) > MAX_INPUT or size > MAX_INPUT:
         return [_input_unit("command longer than 64 KiB")]
@@ -784,7 +945,9 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
         # bash joins `r\<newline>m` into `rm`; tree-sitter splits it in two.
         # Check the joined reading as well (SPEC §3: at least require_approval).
         units.append(_input_unit("backslash-newline inside a word"))
-        w.queue.append(_Job(text=text.replace("\\\n", "").encode("utf-8", "surrogateescape"), depth=1))
+        w.queue.append(
+            _Job(text=text.replace("\\\n", "").encode("utf-8", "surrogateescape"), depth=1)
+        )
     try:
         w.run()
     except _Budget as e:
@@ -792,7 +955,10 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
     except RecursionError:
         w.units.append(_input_unit("command too deeply nested to check"))
     units.extend(w.units)
-    if not any(u.kind in ("command", "assign", "function", "path", "sql") for u in units) and text.strip():
+    if (
+        not any(u.kind in ("command", "assign", "function", "path", "sql") for u in units)
+        and text.strip()
+    ):
         # Only comments or blanks, or nothing the walker understood.
         if _only_comments(text):
             return units

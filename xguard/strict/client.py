@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import ConfigError, ExitCode, XguardError
+from xguard.errors import ConfigError, ExitCode, XguardError
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
@@ -404,7 +404,7 @@ def _wait(conn: Conn, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
-    from .execenv import run_child, scrub, which
+    from xguard.gate.execenv import run_child, scrub, which
 
     keep = [k for k in r.get("keep") or [] if isinstance(k, str)]
     set_ = {
@@ -487,7 +487,7 @@ def check_via_broker(
 
         sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
     else:
-        from .runner import printable
+        from xguard.gate.runner import printable
 
         sys.stdout.write(f"{d.get('decision')}\n")
         for u in d.get("units") or []:
@@ -524,7 +524,7 @@ def remote_decide(
     )
     if r.get("status") != "ok":
         return _exit_answer(r)
-    from .runner import printable
+    from xguard.gate.runner import printable
 
     how = f" for {for_seconds:g}s" if for_seconds else (" (once)" if state == "approved" else "")
     sys.stdout.write(f"{state} {r.get('id')}{how}: {printable(str(r.get('command') or ''), 200)}\n")

@@ -22,10 +22,24 @@ except ImportError:  # pragma: no cover - other Pythons
     import signal  # type: ignore[no-redef]
 
 # Signals that xguard passes on to the running command.
-FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
+FORWARD = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCONT,
+    signal.SIGWINCH,
+)
 # Python ignores SIGPIPE (and SIGXFSZ) at start-up; a child must get the defaults
 # back, or `yes | head` never ends. These are reset in the child.
-RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+RESET_IN_CHILD = (
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+)
 
 
 def scrub(environ: dict[str, str], keep: list[str], set_: dict[str, str]) -> dict[str, str]:
@@ -58,8 +72,14 @@ class Outcome:
         self.duration_ms = duration_ms
 
 
-def run_child(path: str, argv: list[str], env: dict[str, str], *, max_runtime: float | None = None,
-              kill_grace: float = 5.0) -> Outcome:
+def run_child(
+    path: str,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    max_runtime: float | None = None,
+    kill_grace: float = 5.0,
+) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
 
     With max_runtime: SIGTERM when it is over, SIGKILL `kill_grace` seconds

@@ -14,9 +14,9 @@ decision stricter.
 
 from __future__ import annotations
 
-from ._record import dataclass, field
+from xguard._record import dataclass, field
 
-from .shellwords import Word, lit
+from xguard.shell.words import Word, lit
 
 
 @dataclass
@@ -116,7 +116,24 @@ def _expand_long(name: str, known: frozenset[str]) -> str:
 # wrapper needs special handling in `unwrap`.
 _W = tuple[str, frozenset[str], int]
 WRAPPERS: dict[str, _W | None] = {
-    "sudo": ("ugCDhprtTU", frozenset({"user", "group", "close-from", "chdir", "host", "prompt", "role", "type", "other-user", "command-timeout"}), 0),
+    "sudo": (
+        "ugCDhprtTU",
+        frozenset(
+            {
+                "user",
+                "group",
+                "close-from",
+                "chdir",
+                "host",
+                "prompt",
+                "role",
+                "type",
+                "other-user",
+                "command-timeout",
+            }
+        ),
+        0,
+    ),
     "doas": ("uC", frozenset(), 0),
     "pkexec": ("", frozenset({"user"}), 0),
     "nice": ("n", frozenset({"adjustment"}), 0),
@@ -132,11 +149,54 @@ WRAPPERS: dict[str, _W | None] = {
     "taskset": ("", frozenset(), 1),
     "chrt": ("T", frozenset({"sched-runtime", "sched-period", "sched-deadline"}), 1),
     "chroot": ("", frozenset({"userspec", "groups"}), 1),
-    "unshare": ("S", frozenset({"setuid", "setgid", "wd", "root", "map-user", "map-group", "map-users", "map-groups"}), 0),
-    "nsenter": ("tSGrwTUmunipC", frozenset({"target", "setuid", "setgid", "root", "wd", "wdns", "env"}), 0),
-    "setpriv": ("", frozenset({"reuid", "regid", "ruid", "euid", "rgid", "egid", "groups", "inh-caps", "ambient-caps", "bounding-set", "securebits", "pdeathsig", "selinux-label", "apparmor-profile", "landlock-access", "landlock-rule"}), 0),
-    "runuser": ("ugGw", frozenset({"user", "group", "supp-group", "whitelist-environment", "shell", "command"}), 0),
-    "strace": ("abeEIoOpPsSuXU", frozenset({"output", "signal", "trace", "trace-path", "env", "user", "attach", "string-limit"}), 0),
+    "unshare": (
+        "S",
+        frozenset(
+            {"setuid", "setgid", "wd", "root", "map-user", "map-group", "map-users", "map-groups"}
+        ),
+        0,
+    ),
+    "nsenter": (
+        "tSGrwTUmunipC",
+        frozenset({"target", "setuid", "setgid", "root", "wd", "wdns", "env"}),
+        0,
+    ),
+    "setpriv": (
+        "",
+        frozenset(
+            {
+                "reuid",
+                "regid",
+                "ruid",
+                "euid",
+                "rgid",
+                "egid",
+                "groups",
+                "inh-caps",
+                "ambient-caps",
+                "bounding-set",
+                "securebits",
+                "pdeathsig",
+                "selinux-label",
+                "apparmor-profile",
+                "landlock-access",
+                "landlock-rule",
+            }
+        ),
+        0,
+    ),
+    "runuser": (
+        "ugGw",
+        frozenset({"user", "group", "supp-group", "whitelist-environment", "shell", "command"}),
+        0,
+    ),
+    "strace": (
+        "abeEIoOpPsSuXU",
+        frozenset(
+            {"output", "signal", "trace", "trace-path", "env", "user", "attach", "string-limit"}
+        ),
+        0,
+    ),
     "ltrace": ("aAeEfnoOpsuw", frozenset({"output"}), 0),
     "eatmydata": ("", frozenset(), 0),
     "fakeroot": ("ls", frozenset({"lib", "faked"}), 0),
@@ -144,10 +204,33 @@ WRAPPERS: dict[str, _W | None] = {
     "proxychains4": ("f", frozenset(), 0),
     "torsocks": ("udaP", frozenset(), 0),
     "caffeinate": ("tw", frozenset(), 0),
-    "systemd-run": ("pMEuH", frozenset({"unit", "property", "description", "slice", "setenv", "uid", "gid", "working-directory", "machine", "host"}), 0),
+    "systemd-run": (
+        "pMEuH",
+        frozenset(
+            {
+                "unit",
+                "property",
+                "description",
+                "slice",
+                "setenv",
+                "uid",
+                "gid",
+                "working-directory",
+                "machine",
+                "host",
+            }
+        ),
+        0,
+    ),
     "catchsegv": ("", frozenset(), 0),
     "firejail": ("", frozenset(), 0),
-    "xvfb-run": ("nsfepaw", frozenset({"server-num", "server-args", "auth-file", "error-file", "xauth-protocol", "wait"}), 0),
+    "xvfb-run": (
+        "nsfepaw",
+        frozenset(
+            {"server-num", "server-args", "auth-file", "error-file", "xauth-protocol", "wait"}
+        ),
+        0,
+    ),
     "dbus-run-session": ("", frozenset({"config-file", "dbus-daemon"}), 0),
     "sg": ("", frozenset(), 1),
     "busybox": ("", frozenset(), 0),
@@ -168,13 +251,30 @@ WRAPPERS: dict[str, _W | None] = {
 }
 
 # Shells: `NAME [opts] -c STRING` runs STRING as shell code.
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh", "rbash", "fish", "busybox-sh"})
+SHELLS = frozenset(
+    {
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "mksh",
+        "ash",
+        "yash",
+        "posh",
+        "rbash",
+        "fish",
+        "busybox-sh",
+    }
+)
 # Options of bash/sh that take a value (so `bash -o pipefail -c X` finds X).
 _SHELL_SHORT_ARG = "oO"
 _SHELL_LONG_ARG = frozenset({"rcfile", "init-file"})
 
 _XARGS_SHORT = "aEdIsLnP"
-_XARGS_LONG = frozenset({"arg-file", "delimiter", "max-chars", "max-args", "max-procs", "process-slot-var"})
+_XARGS_LONG = frozenset(
+    {"arg-file", "delimiter", "max-chars", "max-args", "max-procs", "process-slot-var"}
+)
 # GNU xargs: these take a value only when it is attached with '=' (optional_argument).
 _XARGS_LONG_OPTIONAL = frozenset({"eof", "replace", "max-lines"})
 
@@ -192,7 +292,22 @@ _DOCKER_RUN_LONG = frozenset(
     "userns uts volume volume-driver volumes-from workdir".split()
 )
 _KUBECTL_EXEC_SHORT = "cfn"
-_KUBECTL_EXEC_LONG = frozenset({"container", "filename", "namespace", "pod-running-timeout", "context", "kubeconfig", "cluster", "user", "server", "token", "as", "as-group"})
+_KUBECTL_EXEC_LONG = frozenset(
+    {
+        "container",
+        "filename",
+        "namespace",
+        "pod-running-timeout",
+        "context",
+        "kubeconfig",
+        "cluster",
+        "user",
+        "server",
+        "token",
+        "as",
+        "as-group",
+    }
+)
 
 
 @dataclass
@@ -287,7 +402,9 @@ def _unwrap_shell(args: list[Word]) -> Unwrapped:
                 out.issues.append("bash -k turns argument words into variable assignments")
             if "o" in letters or "O" in letters:
                 if i + 1 < len(args) and args[i + 1].value == "keyword" and v[0] == "-":
-                    out.issues.append("bash -o keyword turns argument words into variable assignments")
+                    out.issues.append(
+                        "bash -o keyword turns argument words into variable assignments"
+                    )
                 i += 1  # the option name
             i += 1
             continue
@@ -307,7 +424,11 @@ def _unwrap_shell(args: list[Word]) -> Unwrapped:
 
 def _env(args: list[Word], out: Unwrapped) -> Unwrapped:
     o = getopt(
-        args, "uCS", frozenset({"unset", "chdir", "split-string", "block-signal", "default-signal", "ignore-signal"}),
+        args,
+        "uCS",
+        frozenset(
+            {"unset", "chdir", "split-string", "block-signal", "default-signal", "ignore-signal"}
+        ),
         stop_at_operand=True,
         long_optional=frozenset({"block-signal", "default-signal", "ignore-signal"}),
     )
@@ -325,8 +446,14 @@ def _env(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 
 def _xargs(args: list[Word], out: Unwrapped) -> Unwrapped:
-    o = getopt(args, _XARGS_SHORT, _XARGS_LONG, stop_at_operand=True, short_optional="ile",
-               long_optional=_XARGS_LONG_OPTIONAL)
+    o = getopt(
+        args,
+        _XARGS_SHORT,
+        _XARGS_LONG,
+        stop_at_operand=True,
+        short_optional="ile",
+        long_optional=_XARGS_LONG_OPTIONAL,
+    )
     rest = args[o.rest_index :]
     out.commands.append(rest or [lit("echo")])
     out.dynamic = True
@@ -347,7 +474,9 @@ def _parallel(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 def _flock(args: list[Word], out: Unwrapped) -> Unwrapped:
     # flock [opts] FILE CMD [ARGS] | flock [opts] FILE -c CMDSTRING | flock [opts] FD
-    o = getopt(args, "wEc", frozenset({"timeout", "conflict-exit-code", "command"}), stop_at_operand=True)
+    o = getopt(
+        args, "wEc", frozenset({"timeout", "conflict-exit-code", "command"}), stop_at_operand=True
+    )
     for k, v in o.opts:
         if k in ("c", "command") and v is not None:
             out.shell.append(v)
@@ -361,8 +490,13 @@ def _flock(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 
 def _watch(args: list[Word], out: Unwrapped) -> Unwrapped:
-    o = getopt(args, "nqd", frozenset({"interval", "differences", "equexit", "chgexit"}), stop_at_operand=True,
-               long_optional=frozenset({"differences"}))
+    o = getopt(
+        args,
+        "nqd",
+        frozenset({"interval", "differences", "equexit", "chgexit"}),
+        stop_at_operand=True,
+        long_optional=frozenset({"differences"}),
+    )
     rest = args[o.rest_index :]
     if not rest:
         return out
@@ -370,12 +504,29 @@ def _watch(args: list[Word], out: Unwrapped) -> Unwrapped:
         out.commands.append(rest)
     else:
         # watch joins its arguments and runs them with `sh -c`.
-        out.shell.append(Word(" ".join(w.value for w in rest), dynamic=any(w.dynamic for w in rest)))
+        out.shell.append(
+            Word(" ".join(w.value for w in rest), dynamic=any(w.dynamic for w in rest))
+        )
     return out
 
 
 def _script(args: list[Word], out: Unwrapped) -> Unwrapped:
-    o = getopt(args, "cEIOBTmo", frozenset({"command", "echo", "log-in", "log-out", "log-io", "log-timing", "logging-format", "output-limit"}))
+    o = getopt(
+        args,
+        "cEIOBTmo",
+        frozenset(
+            {
+                "command",
+                "echo",
+                "log-in",
+                "log-out",
+                "log-io",
+                "log-timing",
+                "logging-format",
+                "output-limit",
+            }
+        ),
+    )
     for k, v in o.opts:
         if k in ("c", "command") and v is not None:
             out.shell.append(v)
@@ -385,7 +536,13 @@ def _script(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 
 def _su(args: list[Word], out: Unwrapped) -> Unwrapped:
-    o = getopt(args, "cgGsCw", frozenset({"command", "group", "supp-group", "shell", "session-command", "whitelist-environment"}))
+    o = getopt(
+        args,
+        "cgGsCw",
+        frozenset(
+            {"command", "group", "supp-group", "shell", "session-command", "whitelist-environment"}
+        ),
+    )
     found = False
     for k, v in o.opts:
         if k in ("c", "C", "command", "session-command") and v is not None:
@@ -428,7 +585,12 @@ def _kubectl(args: list[Word], out: Unwrapped) -> Unwrapped:
 
 def _docker(args: list[Word], out: Unwrapped) -> Unwrapped:
     # docker [global opts] exec|run [opts] CONTAINER|IMAGE [CMD …]
-    g = getopt(args, "cHl", frozenset({"config", "context", "host", "log-level", "tlscacert", "tlscert", "tlskey"}), stop_at_operand=True)
+    g = getopt(
+        args,
+        "cHl",
+        frozenset({"config", "context", "host", "log-level", "tlscacert", "tlscert", "tlskey"}),
+        stop_at_operand=True,
+    )
     rest = args[g.rest_index :]
     if not rest:
         return out
@@ -453,7 +615,9 @@ def _ssh(args: list[Word], out: Unwrapped) -> Unwrapped:
     rest = args[o.rest_index :]
     if len(rest) > 1:
         # The remote shell re-parses the joined words.
-        out.shell.append(Word(" ".join(w.value for w in rest[1:]), dynamic=any(w.dynamic for w in rest[1:])))
+        out.shell.append(
+            Word(" ".join(w.value for w in rest[1:]), dynamic=any(w.dynamic for w in rest[1:]))
+        )
     elif rest:
         out.issues.append("ssh with no command opens a remote shell")
     return out
@@ -542,7 +706,9 @@ def _last_is_target(short: str, long: frozenset[str], *, all_written: bool = Fal
         o = getopt(args, short + "t", long | {"target-directory"})
         targets = [v for k, v in o.opts if k in ("t", "target-directory") and v is not None]
         if targets:
-            return targets + (o.operands if all_written else []), ([] if all_written else o.operands)
+            return targets + (o.operands if all_written else []), (
+                [] if all_written else o.operands
+            )
         if len(o.operands) >= 2:
             src = o.operands[:-1]
             return [o.operands[-1], *(src if all_written else [])], ([] if all_written else src)
@@ -573,7 +739,13 @@ def _dd(args: list[Word]) -> tuple[list[Word], list[Word]]:
 
 
 def _sed(args: list[Word]) -> tuple[list[Word], list[Word]]:
-    o = getopt(args, "efl", frozenset({"expression", "file", "line-length"}), short_optional="i", long_optional=frozenset({"in-place"}))
+    o = getopt(
+        args,
+        "efl",
+        frozenset({"expression", "file", "line-length"}),
+        short_optional="i",
+        long_optional=frozenset({"in-place"}),
+    )
     inplace = any(k in ("i", "in-place") for k, _ in o.opts)
     has_script = any(k in ("e", "f", "expression", "file") for k, _ in o.opts)
     files = o.operands if has_script else o.operands[1:]
@@ -589,7 +761,11 @@ def _opt_targets(short: str, long: frozenset[str], write_opts: set[str]):  # typ
 
 
 def _uniq(args: list[Word]) -> tuple[list[Word], list[Word]]:
-    o = getopt(args, "fsw", frozenset({"skip-fields", "skip-chars", "check-chars", "group", "all-repeated"}))
+    o = getopt(
+        args,
+        "fsw",
+        frozenset({"skip-fields", "skip-chars", "check-chars", "group", "all-repeated"}),
+    )
     return o.operands[1:2], o.operands[:1]
 
 
@@ -601,7 +777,22 @@ def _compress(args: list[Word]) -> tuple[list[Word], list[Word]]:
 
 
 def _split(args: list[Word]) -> tuple[list[Word], list[Word]]:
-    o = getopt(args, "abCdlnt", frozenset({"suffix-length", "bytes", "line-bytes", "lines", "number", "additional-suffix", "separator", "filter"}))
+    o = getopt(
+        args,
+        "abCdlnt",
+        frozenset(
+            {
+                "suffix-length",
+                "bytes",
+                "line-bytes",
+                "lines",
+                "number",
+                "additional-suffix",
+                "separator",
+                "filter",
+            }
+        ),
+    )
     return o.operands[1:2], o.operands[:1]
 
 
@@ -610,7 +801,7 @@ def _git(args: list[Word]) -> tuple[list[Word], list[Word]]:
     for a in args:
         for pre in ("--output=", "--output-directory="):
             if a.value.startswith(pre):
-                w.append(Word(a.value[len(pre):], dynamic=a.dynamic, approx=a.approx[len(pre):]))
+                w.append(Word(a.value[len(pre) :], dynamic=a.dynamic, approx=a.approx[len(pre) :]))
     return w, []
 
 
@@ -633,23 +824,112 @@ WRITERS = {
     "mkfifo": _all_operands("m", frozenset({"mode", "context"})),
     "mknod": _all_operands("m", frozenset({"mode", "context"})),
     "truncate": _all_operands("sr", frozenset({"size", "reference"})),
-    "cp": _last_is_target("S", frozenset({"suffix", "backup", "sparse", "reflink", "preserve", "no-preserve"})),
+    "cp": _last_is_target(
+        "S", frozenset({"suffix", "backup", "sparse", "reflink", "preserve", "no-preserve"})
+    ),
     "ln": _last_is_target("S", frozenset({"suffix", "backup"})),
     "install": _last_is_target("gmoS", frozenset({"group", "mode", "owner", "suffix", "backup"})),
     "mv": _last_is_target("S", frozenset({"suffix", "backup"}), all_written=True),
-    "rsync": _last_is_target("e", frozenset({"rsh", "rsync-path", "exclude", "include", "filter", "files-from", "exclude-from", "include-from", "log-file", "backup-dir", "temp-dir", "partial-dir"})),
+    "rsync": _last_is_target(
+        "e",
+        frozenset(
+            {
+                "rsh",
+                "rsync-path",
+                "exclude",
+                "include",
+                "filter",
+                "files-from",
+                "exclude-from",
+                "include-from",
+                "log-file",
+                "backup-dir",
+                "temp-dir",
+                "partial-dir",
+            }
+        ),
+    ),
     "scp": _last_is_target("cFiJloPS", frozenset()),
     "chmod": _after_first("", frozenset({"reference"})),
     "chown": _after_first("", frozenset({"reference", "from"})),
     "chgrp": _after_first("", frozenset({"reference"})),
     "dd": _dd,
     "sed": _sed,
-    "sort": _opt_targets("okStT", frozenset({"output", "key", "buffer-size", "field-separator", "temporary-directory", "parallel", "files0-from", "batch-size", "compress-program", "random-source"}), {"o", "output"}),
-    "curl": _opt_targets("oDcKdFHuTxXeEAbrwm", frozenset({"output", "dump-header", "cookie-jar", "trace", "trace-ascii", "stderr", "config", "data", "header", "user", "upload-file", "proxy", "request", "referer", "user-agent", "cookie", "range", "write-out", "max-time", "etag-save", "hsts", "alt-svc"}), {"o", "output", "D", "dump-header", "c", "cookie-jar", "trace", "trace-ascii", "stderr", "etag-save"}),
-    "wget": _opt_targets("OoaPe", frozenset({"output-document", "output-file", "append-output", "directory-prefix", "execute"}), {"O", "output-document", "o", "output-file", "a", "append-output", "P", "directory-prefix"}),
+    "sort": _opt_targets(
+        "okStT",
+        frozenset(
+            {
+                "output",
+                "key",
+                "buffer-size",
+                "field-separator",
+                "temporary-directory",
+                "parallel",
+                "files0-from",
+                "batch-size",
+                "compress-program",
+                "random-source",
+            }
+        ),
+        {"o", "output"},
+    ),
+    "curl": _opt_targets(
+        "oDcKdFHuTxXeEAbrwm",
+        frozenset(
+            {
+                "output",
+                "dump-header",
+                "cookie-jar",
+                "trace",
+                "trace-ascii",
+                "stderr",
+                "config",
+                "data",
+                "header",
+                "user",
+                "upload-file",
+                "proxy",
+                "request",
+                "referer",
+                "user-agent",
+                "cookie",
+                "range",
+                "write-out",
+                "max-time",
+                "etag-save",
+                "hsts",
+                "alt-svc",
+            }
+        ),
+        {
+            "o",
+            "output",
+            "D",
+            "dump-header",
+            "c",
+            "cookie-jar",
+            "trace",
+            "trace-ascii",
+            "stderr",
+            "etag-save",
+        },
+    ),
+    "wget": _opt_targets(
+        "OoaPe",
+        frozenset(
+            {"output-document", "output-file", "append-output", "directory-prefix", "execute"}
+        ),
+        {"O", "output-document", "o", "output-file", "a", "append-output", "P", "directory-prefix"},
+    ),
     "uniq": _uniq,
-    "gzip": _compress, "gunzip": _compress, "bzip2": _compress, "bunzip2": _compress,
-    "xz": _compress, "unxz": _compress, "zstd": _compress, "unzstd": _compress,
+    "gzip": _compress,
+    "gunzip": _compress,
+    "bzip2": _compress,
+    "bunzip2": _compress,
+    "xz": _compress,
+    "unxz": _compress,
+    "zstd": _compress,
+    "unzstd": _compress,
     "git": _git,
     "find": _find_w,
     "time": _opt_targets("fo", frozenset({"format", "output"}), {"o", "output"}),
@@ -657,5 +937,7 @@ WRITERS = {
     "ltrace": _opt_targets("aAeEfnoOpsuw", frozenset({"output"}), {"o", "output"}),
     "split": _split,
     "sdiff": _opt_targets("ow", frozenset({"output", "width"}), {"o", "output"}),
-    "patch": _opt_targets("oiBdDFprVYzg", frozenset({"output", "input", "directory"}), {"o", "output"}),
+    "patch": _opt_targets(
+        "oiBdDFprVYzg", frozenset({"output", "input", "directory"}), {"o", "output"}
+    ),
 }

@@ -24,15 +24,15 @@ from __future__ import annotations
 import os
 import time
 
-from .audit import dumps, utc_timestamp
-from .errors import ConfigError
-from .paths import ensure_dir
+from xguard.audit.log import dumps, utc_timestamp
+from xguard.errors import ConfigError
+from xguard.paths import ensure_dir
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
     from typing import Any
 
-    from .paths import Paths
+    from xguard.paths import Paths
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # the runner's: easy to read aloud and type
 ID_LENGTH = 8
@@ -155,7 +155,7 @@ def profile_of(environ: dict[str, str] | os._Environ[str], sid: str | None) -> s
     without the agent having to set XGUARD_PROFILE as well."""
     if not sid or not safe_name(sid):
         return None
-    from .paths import get_paths
+    from xguard.paths import get_paths
 
     rec = load(get_paths(dict(environ)), sid)
     return rec.get("profile") if rec else None
@@ -293,7 +293,7 @@ def reset(paths: Paths, session_id: str, by: str, log: Any = None) -> dict[str, 
     session. Returns what was cleared ({"tripped": {...} | None, ...});
     LookupError when xguard knows nothing about that id.
     """
-    from . import limits
+    from xguard.gate import limits
 
     rec = load(paths, session_id)
     if rec is None and session_id != NO_SESSION and not limits.has_state(paths, session_id):
@@ -340,7 +340,7 @@ def resolve(paths: Paths, ref: str) -> str:
         return hits[0]
     if hits:
         raise LookupError(f"{ref!r} is ambiguous: {', '.join(hits)}")
-    from . import limits
+    from xguard.gate import limits
 
     if safe_name(ref) and limits.has_state(paths, ref):
         return ref  # an unmanaged id the limits know (an agent runtime's session)
@@ -348,7 +348,7 @@ def resolve(paths: Paths, ref: str) -> str:
 
 
 def _duration(value: Any, default: float) -> float:
-    from .rules import parse_duration
+    from xguard.policy.rules import parse_duration
 
     if value is None:
         return default

@@ -14,8 +14,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import ExitCode, XguardError
+from xguard import __version__
+from xguard.errors import ExitCode, XguardError
 
 # name -> "module:attribute". The hot-path verbs (run, check, hook, ssh-gate)
 # are listed too so that `xguard --help` shows them; __main__ routes them to

@@ -39,10 +39,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .queue import POLL, Listener, Spool, user_name
-from .queue import format_age as age
-from .rules import parse_duration
-from .runner import printable
+from xguard.approval.queue import POLL, Listener, Spool, user_name
+from xguard.approval.queue import format_age as age
+from xguard.policy.rules import parse_duration
+from xguard.gate.runner import printable
 
 DEFAULT_FOR = "15m"
 PROD_BADGE = "‼ PRODUCTION ‼"
@@ -108,7 +108,7 @@ class Reviewer:
     """State and drawing of one reviewer's screen; `run()` drives it."""
 
     def __init__(self, gate: Any, console: Console, bell: bool = True) -> None:
-        from .approval import settings
+        from xguard.approval.wait import settings
 
         self.gate = gate
         self.console = console
@@ -136,7 +136,7 @@ class Reviewer:
         """Re-read the spool; ring for new requests; say who decided what vanished."""
         self.spool.sweep(self.log)
         current = self.spool.pending()
-        from .limits import tripped_sessions
+        from xguard.gate.limits import tripped_sessions
 
         self.tripped = tripped_sessions(self.gate.paths)
         self.last_load = time.monotonic()
@@ -236,8 +236,11 @@ class Reviewer:
                 self.status = "no tripped session"
             else:
                 t = self.tripped[0]
-                self.ask = _Ask("reset", str(t["session"]),
-                                f"Reset tripped session {t['session']} ({t.get('why') or 'loop breaker'})? [y/N] ")
+                self.ask = _Ask(
+                    "reset",
+                    str(t["session"]),
+                    f"Reset tripped session {t['session']} ({t.get('why') or 'loop breaker'})? [y/N] ",
+                )
 
     def _ask_key(self, k: str) -> None:
         a = self.ask
@@ -284,7 +287,7 @@ class Reviewer:
             self.status = "not approved"
 
     def _reset(self, session_id: str) -> None:
-        from .sessions import reset
+        from xguard.gate.sessions import reset
 
         try:
             reset(self.gate.paths, session_id, self.who, self.log)

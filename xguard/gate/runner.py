@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import sys
-from ._record import dataclass, field
+from xguard._record import dataclass, field
 
-from .errors import ConfigError, ExitCode, UsageError, XguardError
-from .paths import Paths, ensure_dir, get_paths
+from xguard.errors import ConfigError, ExitCode, UsageError, XguardError
+from xguard.paths import Paths, ensure_dir, get_paths
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to read aloud and type
 
@@ -34,8 +34,10 @@ _SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 def shell_join(argv: list[str]) -> str:
     """shlex.join without shlex (it imports re: ~6 ms on the `run` path);
     tests/unit/test_runner_helpers.py proves the two equal."""
-    return " ".join(a if a and _SHELL_SAFE.issuperset(a) else "'" + a.replace("'", "'\"'\"'") + "'"
-                    for a in argv)
+    return " ".join(
+        a if a and _SHELL_SAFE.issuperset(a) else "'" + a.replace("'", "'\"'\"'") + "'"
+        for a in argv
+    )
 
 
 def printable(text: str, limit: int = 400) -> str:
@@ -75,21 +77,29 @@ class Request:
 class Gate:
     """Everything the hot path needs, loaded once per process."""
 
-    def __init__(self, environ: dict[str, str] | None = None, rules_file: str | None = None,
-                 profile: str | None = None) -> None:
-        from .rules import load_ruleset
+    def __init__(
+        self,
+        environ: dict[str, str] | None = None,
+        rules_file: str | None = None,
+        profile: str | None = None,
+    ) -> None:
+        from xguard.policy.rules import load_ruleset
 
         if environ is None and rules_file is None and _maybe_strict():
-            from .brokerclient import refuse_local
+            from xguard.strict.client import refuse_local
 
             refuse_local()  # strict mode (issue 6): the broker decides, never the agent's own rules
         self.environ = dict(os.environ if environ is None else environ)
         self.paths: Paths = get_paths(self.environ)
-        self.profile = profile if profile is not None else (self.environ.get("XGUARD_PROFILE") or None)
+        self.profile = (
+            profile if profile is not None else (self.environ.get("XGUARD_PROFILE") or None)
+        )
         ensure_dir(self.paths.state_dir_s)
         self.ruleset = load_ruleset(self.paths, rules_file, self.environ, profile=self.profile)
-        if self.profile and self.profile not in self.ruleset.profiles and not os.path.exists(
-            os.path.join(self.paths.rules_d_s, f"{self.profile}.yaml")
+        if (
+            self.profile
+            and self.profile not in self.ruleset.profiles
+            and not os.path.exists(os.path.join(self.paths.rules_d_s, f"{self.profile}.yaml"))
         ):
             raise ConfigError(f"unknown profile '{self.profile}'", str(self.ruleset.sources[0]), 1)
         self.cwd = _cwd(self.environ)
@@ -102,10 +112,10 @@ class Gate:
         cached = self._contexts.get(key)
         if cached is not None:
             return cached
-        from .policy import Context, real_glob
+        from xguard.policy.decide import Context, real_glob
 
         protected = self.paths.protected_s()
-        package = os.path.dirname(os.path.abspath(__file__))
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         for s in self.ruleset.sources:
             if s and not s.startswith(package):
                 protected.append(s)
@@ -114,26 +124,30 @@ class Gate:
         return ctx
 
     def decide_text(self, text: str, cwd: str | None = None):  # type: ignore[no-untyped-def]
-        from .policy import decide
-        from .shellparse import parse
+        from xguard.policy.decide import decide
+        from xguard.shell.parser import parse
 
         return decide(parse(text), self.ruleset, self.context(cwd))
 
     def decide_argv(self, argv: list[str], cwd: str | None = None):  # type: ignore[no-untyped-def]
-        from .policy import decide
-        from .shellparse import parse_argv
+        from xguard.policy.decide import decide
+        from xguard.shell.parser import parse_argv
 
         return decide(parse_argv(argv), self.ruleset, self.context(cwd))
 
     def audit(self):  # type: ignore[no-untyped-def]
-        from .audit import AuditLog
+        from xguard.audit.log import AuditLog
 
         a = self.ruleset.setting("audit", {}) or {}
         forward = a.get("forward")
         if forward == "syslog":
             forward = {"syslog": {"address": "/dev/log"}}
-        return AuditLog(self.paths.audit_file_s, rotate_bytes=a.get("rotate_bytes"), keep=a.get("keep", 10),
-                        forward=forward)
+        return AuditLog(
+            self.paths.audit_file_s,
+            rotate_bytes=a.get("rotate_bytes"),
+            keep=a.get("keep", 10),
+            forward=forward,
+        )
 
     def base_record(self, req: Request, decision, cmd_id: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
         import pwd
@@ -174,12 +188,18 @@ def _cwd(environ: dict[str, str]) -> str:
 def _audit_config_error(e: ConfigError, req: Request) -> None:
     """Best effort: a broken config is itself an event worth keeping (SPEC §6)."""
     try:
-        from .audit import AuditLog
+        from xguard.audit.log import AuditLog
 
         paths = get_paths()
-        AuditLog(paths.audit_file_s).append("config_error", command=req.text, cwd=_cwd(dict(os.environ)),
-                                          pid=os.getpid(), session=os.environ.get("XGUARD_SESSION"), note=e.message,
-                                          profile=req.profile or os.environ.get("XGUARD_PROFILE"))
+        AuditLog(paths.audit_file_s).append(
+            "config_error",
+            command=req.text,
+            cwd=_cwd(dict(os.environ)),
+            pid=os.getpid(),
+            session=os.environ.get("XGUARD_SESSION"),
+            note=e.message,
+            profile=req.profile or os.environ.get("XGUARD_PROFILE"),
+        )
     except Exception:  # noqa: S110 - the config error itself is what the user must see
         pass
 
@@ -187,12 +207,12 @@ def _audit_config_error(e: ConfigError, req: Request) -> None:
 def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     """Decide, audit, maybe wait for a human, run; return the exit status."""
     if gate is None and _maybe_strict():
-        from .brokerclient import broker_socket, gate_via_broker
+        from xguard.strict.client import broker_socket, gate_via_broker
 
         sock = broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits; this process runs
             return gate_via_broker(req, sock)
-    from . import limits  # issue 5: sessions and blast-radius limits
+    from xguard.gate import limits  # issue 5: sessions and blast-radius limits
 
     if gate is None:
         if req.profile is None and not os.environ.get("XGUARD_PROFILE"):  # a session's own profile
@@ -207,7 +227,9 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     if stop is not None:
         return limits.refuse(gate, req, None, stop)
     decision = gate.decide_argv(req.argv) if req.argv is not None else gate.decide_text(req.text)
-    stop = limits.after_decision(gate, req, decision)  # loop breaker (may escalate), rate caps, trip
+    stop = limits.after_decision(
+        gate, req, decision
+    )  # loop breaker (may escalate), rate caps, trip
     if stop is not None:
         return limits.refuse(gate, req, decision, stop)
     cmd_id = new_id()
@@ -223,7 +245,7 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
 
     approved_by = None
     if decision.decision == "require_approval":
-        from .approval import obtain_approval
+        from xguard.approval.wait import obtain_approval
 
         outcome = obtain_approval(gate, req, decision, record, log)
         if outcome.exit_code is not None:
@@ -241,7 +263,7 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
 
 
 def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log) -> int:  # type: ignore[no-untyped-def]
-    from .execenv import run_child, scrub, which
+    from xguard.gate.execenv import run_child, scrub, which
 
     env_cfg = gate.ruleset.env
     profile_cfg = gate.ruleset.profiles.get(gate.profile or "", {}) if gate.profile else {}
@@ -260,8 +282,8 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
     else:
         path = gate.ruleset.setting("shell", "/bin/bash")
         argv = [path, *req.shell_args, "-c", req.exec_text or req.text, *req.positional]
-    from .limits import effective
-    from .rules import parse_duration
+    from xguard.gate.limits import effective
+    from xguard.policy.rules import parse_duration
 
     limits = effective(gate)  # the profile's limits over the top-level ones (issue 5)
 
@@ -279,17 +301,30 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
         extra: dict[str, object] = {"timed_out": True} if out.timed_out else {}
         if out.signal:
             extra["signal"] = out.signal
-        log.append("exit", **_exit_fields(record), exit_code=out.exit_code, duration_ms=out.duration_ms, **extra)
+        log.append(
+            "exit",
+            **_exit_fields(record),
+            exit_code=out.exit_code,
+            duration_ms=out.duration_ms,
+            **extra,
+        )
     except XguardError as e:
-        sys.stderr.write(f"xguard: warning: the command ran but its exit was not logged: {e.message}\n")
+        sys.stderr.write(
+            f"xguard: warning: the command ran but its exit was not logged: {e.message}\n"
+        )
     if out.timed_out:
-        sys.stderr.write(f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n")
+        sys.stderr.write(
+            f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n"
+        )
     return out.exit_code
 
 
 def _exit_fields(record: dict[str, object]) -> dict[str, object]:
     """The identity fields every record carries (SPEC §6), for the exit line."""
-    return {k: record[k] for k in ("id", "session", "profile", "user", "host", "pid", "cwd", "command", "source")}
+    return {
+        k: record[k]
+        for k in ("id", "session", "profile", "user", "host", "pid", "cwd", "command", "source")
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -349,17 +384,19 @@ def shell_main(args: list[str]) -> int:
     text, flags, positional, from_stdin = parse_shell_args(args)
     source, exec_text = "shell", None
     if text is not None and "ssh-gate" in text and "SSH_CONNECTION" in os.environ:
-        from .sshgate import forced_command_args  # sshd runs a ForceCommand through the login shell (issue 6)
+        from xguard.strict.sshgate import (
+            forced_command_args,
+        )  # sshd runs a ForceCommand through the login shell (issue 6)
 
         ssh_args = forced_command_args(text)
         if ssh_args is not None:
-            from .sshgate import ssh_gate_main
+            from xguard.strict.sshgate import ssh_gate_main
 
             return ssh_gate_main(ssh_args)
     if text is not None and " && pwd -P >| " in text:
         # Claude Code's Bash-tool wrapper (SHELL or CLAUDE_CODE_SHELL_PREFIX is
         # xguard): the model's command inside it is what is gated (issue 7).
-        from .adapters.claude_code import parse_claude_code_wrapper
+        from xguard.adapters.claude_code import parse_claude_code_wrapper
 
         wrapper = parse_claude_code_wrapper(text, os.environ)
         if wrapper is not None:
@@ -367,7 +404,7 @@ def shell_main(args: list[str]) -> int:
     if text is None:
         if from_stdin:
             if sys.stdin.isatty() and not positional:
-                from .interactive import interactive_main
+                from xguard.frontends.interactive import interactive_main
 
                 return interactive_main(args)
             text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
@@ -380,12 +417,20 @@ def shell_main(args: list[str]) -> int:
             except OSError as e:
                 sys.stderr.write(f"xguard: {script}: {e.strerror}\n")
                 return 127
-    return gate_and_run(Request(text=text, shell_args=flags, positional=positional,
-                                wait=_env_wait(), source=source, exec_text=exec_text))
+    return gate_and_run(
+        Request(
+            text=text,
+            shell_args=flags,
+            positional=positional,
+            wait=_env_wait(),
+            source=source,
+            exec_text=exec_text,
+        )
+    )
 
 
 def _env_wait() -> float | None:
-    from .rules import parse_duration
+    from xguard.policy.rules import parse_duration
 
     w = os.environ.get("XGUARD_WAIT")
     if not w:
@@ -412,7 +457,7 @@ def _take(args: list[str], i: int, flag: str, usage: str) -> tuple[str, int]:
 
 
 def run_main(args: list[str]) -> int:
-    from .rules import parse_duration
+    from xguard.policy.rules import parse_duration
 
     wait = _env_wait()
     session = profile = None
@@ -423,8 +468,10 @@ def run_main(args: list[str]) -> int:
             i += 1
             break
         if a in ("-h", "--help"):
-            sys.stdout.write(RUN_USAGE + "\n\nGate ARGV as one simple command and run it directly (no shell).\n"
-                             "Example: xguard run -- git status\n")
+            sys.stdout.write(
+                RUN_USAGE + "\n\nGate ARGV as one simple command and run it directly (no shell).\n"
+                "Example: xguard run -- git status\n"
+            )
             return 0
         if a.split("=", 1)[0] == "--wait":
             v, i = _take(args, i, "--wait", RUN_USAGE)
@@ -442,7 +489,9 @@ def run_main(args: list[str]) -> int:
     argv = args[i:]
     if not argv:
         raise UsageError(f"nothing to run\n{RUN_USAGE}")
-    req = Request(text=shell_join(argv), argv=argv, wait=wait, session=session, profile=profile, source="run")
+    req = Request(
+        text=shell_join(argv), argv=argv, wait=wait, session=session, profile=profile, source="run"
+    )
     return gate_and_run(req)
 
 
@@ -460,9 +509,11 @@ def check_main(args: list[str]) -> int:
             as_json = True
             i += 1
         elif a in ("-h", "--help"):
-            sys.stdout.write(CHECK_USAGE + "\n\nSay what would happen to a command; run nothing.\n"
-                             "Exit 0 allow, 1 require_approval, 2 deny, 78 config error.\n"
-                             "Example: xguard check --json -c 'rm -rf ~'\n")
+            sys.stdout.write(
+                CHECK_USAGE + "\n\nSay what would happen to a command; run nothing.\n"
+                "Exit 0 allow, 1 require_approval, 2 deny, 78 config error.\n"
+                "Example: xguard check --json -c 'rm -rf ~'\n"
+            )
             return 0
         elif key == "--rules":
             rules, i = _take(args, i, "--rules", CHECK_USAGE)
@@ -478,7 +529,7 @@ def check_main(args: list[str]) -> int:
         else:
             raise UsageError(f"unexpected argument {a!r}\n{CHECK_USAGE}")
     if rules is None and batch is None and (text is not None or argv) and _maybe_strict():
-        from .brokerclient import broker_socket, check_via_broker
+        from xguard.strict.client import broker_socket, check_via_broker
 
         sock = broker_socket()
         if sock:  # strict mode: the broker's rules decide (issue 6)
@@ -518,7 +569,10 @@ def _check_batch(gate: Gate, batch: str) -> int:
                     raise TypeError
             except (ValueError, KeyError, TypeError):
                 bad += 1
-                out.write(json.dumps({"line": n, "error": "not a JSON object with a \"command\" string"}) + "\n")
+                out.write(
+                    json.dumps({"line": n, "error": 'not a JSON object with a "command" string'})
+                    + "\n"
+                )
                 continue
             d = gate.decide_text(cmd, obj.get("cwd"))
             obj.update(d.to_json())
@@ -532,11 +586,11 @@ def dispatch(verb: str, args: list[str]) -> int:
     if verb == "check":
         return check_main(args)
     if verb == "hook":
-        from .adapters import hook_main
+        from xguard.adapters import hook_main
 
         return hook_main(args)
     if verb == "ssh-gate":
-        from .sshgate import ssh_gate_main
+        from xguard.strict.sshgate import ssh_gate_main
 
         return ssh_gate_main(args)
     raise UsageError(f"unknown command {verb}")  # pragma: no cover

@@ -58,8 +58,8 @@ def _slack_escape(s: str) -> str:
 
 def payload(request: dict[str, Any]) -> dict[str, Any]:
     """The JSON every target gets: Slack's `text` plus the request's fields."""
-    from .audit import utc_timestamp
-    from .runner import printable
+    from xguard.audit.log import utc_timestamp
+    from xguard.gate.runner import printable
 
     rid = request["id"]
     cmd = printable(str(request.get("command", "")), 300)
@@ -199,7 +199,7 @@ class _Failure(Exception):
 
 
 def _timeout(target: dict[str, Any]) -> float:
-    from .rules import parse_duration
+    from xguard.policy.rules import parse_duration
 
     t = parse_duration(target.get("timeout", DEFAULT_TIMEOUT))
     return t if t else DEFAULT_TIMEOUT
@@ -269,7 +269,7 @@ def _run(argv: list[str], body: bytes, rid: str, timeout: float) -> str | None:
 def _log_failures(
     log_factory: Callable[[], Any], request: dict[str, Any], failures: list[tuple[str, str]]
 ) -> None:
-    from .queue import audit_fields
+    from xguard.approval.queue import audit_fields
 
     try:
         log = log_factory()
