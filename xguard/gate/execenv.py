@@ -14,6 +14,10 @@ import os
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 try:
     # The C module behind `signal`: the same functions and numbers, without
     # the IntEnum wrappers whose `enum` import costs ~3 ms per command.
@@ -79,30 +83,78 @@ def run_child(
     *,
     max_runtime: float | None = None,
     kill_grace: float = 5.0,
+    recorder: Any = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
 
     With max_runtime: SIGTERM when it is over, SIGKILL `kill_grace` seconds
     later, and exit status 124 as timeout(1) gives.
+
+    With a recorder (audit/recording.py's Recorder, or strict mode's relay to
+    the broker): the command's stdout and stderr go through xguard, which
+    passes every byte on at once and records it (gate/capture.py); a pty
+    when the caller's stdout or stderr is a terminal.
     """
     t0 = time.monotonic()
+    interactive = sys.stdin.isatty() if sys.stdin else False
+    plumbing = None
+    if recorder is not None:
+        from xguard.gate.capture import Plumbing
+
+        plumbing = Plumbing.make()
+        recorder.begin(plumbing.pty, plumbing.cols, plumbing.rows)
+    pty = plumbing is not None and plumbing.pty
     # With a time limit the command must be stopped whole, grandchildren too
     # (`bash -c 'sleep 30; true'`). Off a terminal it gets a process group of
     # its own to signal; on a terminal it stays in the foreground group (job
     # control and Ctrl-C keep working) and its descendants are found in /proc.
-    own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
-    if own_group:
-        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
-    else:
-        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+    # On a pty of its own it is a session of its own.
+    own_group = pty or (bool(max_runtime) and not interactive)
+    try:
+        if pty:
+            pid = os.posix_spawn(
+                path,
+                argv,
+                env,
+                setsigdef=RESET_IN_CHILD,
+                setsid=True,
+                file_actions=plumbing.file_actions,  # type: ignore[union-attr]
+            )
+        elif plumbing is not None:
+            pid = os.posix_spawn(
+                path,
+                argv,
+                env,
+                setsigdef=RESET_IN_CHILD,
+                file_actions=plumbing.file_actions,
+                **({"setpgroup": 0} if own_group else {}),  # type: ignore[arg-type]
+            )
+        elif own_group:
+            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
+        else:
+            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+    except BaseException:
+        if plumbing is not None:
+            plumbing.close()
+        raise
     timed_out = False
     stage = 0
 
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
+            if pty and signum in (signal.SIGINT, signal.SIGQUIT):
+                # What the terminal would do: the pty's foreground group gets it.
+                os.killpg(plumbing.foreground_group() or pid, signum)  # type: ignore[union-attr]
+            else:
+                os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
             pass
+
+    def on_winch(signum: int, _frame: object) -> None:
+        # The pty tells its foreground group itself (TIOCSWINSZ sends SIGWINCH).
+        size = plumbing.resize()  # type: ignore[union-attr]
+        if size is not None:
+            recorder.resize(*size)
 
     def on_alarm(_signum: int, _frame: object) -> None:
         nonlocal timed_out, stage
@@ -124,22 +176,41 @@ def run_child(
             signal.setitimer(signal.ITIMER_REAL, kill_grace)
 
     old = {s: signal.signal(s, forward) for s in FORWARD}
+    if pty:
+        old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, on_winch)
     # A terminal's Ctrl-C / Ctrl-\ reach the whole foreground process group,
     # the child included; xguard itself waits for the child to decide.
-    # Sent to xguard alone (not from a terminal), they are passed on.
-    interactive = sys.stdin.isatty() if sys.stdin else False
+    # Sent to xguard alone (not from a terminal), they are passed on. On a pty
+    # of its own the command is in no group of the caller's terminal: pass on.
     for s in (signal.SIGINT, signal.SIGQUIT):
-        old[s] = signal.signal(s, signal.SIG_IGN if interactive else forward)
+        old[s] = signal.signal(s, signal.SIG_IGN if interactive and not pty else forward)
     if max_runtime:
         old[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, max_runtime)
+    status = 0
     try:
+        if plumbing is not None:
+            from xguard.gate.capture import pump
+
+            plumbing.started()
+
+            def exited() -> bool:
+                nonlocal status
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+                    return True
+                return False
+
+            try:
+                pump(plumbing, pid, recorder, exited)
+            finally:
+                plumbing.close()
         while True:
             try:
                 _, status = os.waitpid(pid, 0)
                 break
-            except ChildProcessError:  # pragma: no cover - reaped elsewhere
-                status = 0
+            except ChildProcessError:  # reaped by exited() above
                 break
     finally:
         if max_runtime:

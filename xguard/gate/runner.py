@@ -291,14 +291,26 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
     if max_runtime is None and limits.get("max_runtime") is not None:
         max_runtime = parse_duration(limits["max_runtime"])
     grace = parse_duration(limits.get("kill_grace", 5)) or 5.0
+    # Issue 14: what the command prints is recorded beside the audit log.
+    from xguard.audit import recording
+
+    recorder, output = recording.start(
+        gate.ruleset, gate.profile, decision, gate.paths.audit_dir_s, str(record["id"])
+    )
     try:
-        out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace)
+        out = run_child(
+            path, argv, env, max_runtime=max_runtime, kill_grace=grace, recorder=recorder
+        )
     except OSError as e:
         sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
         log.append("exit", **_exit_fields(record), exit_code=126, duration_ms=0)
         return 126
+    if recorder is not None:
+        output = recorder.finish()
     try:
         extra: dict[str, object] = {"timed_out": True} if out.timed_out else {}
+        if output is not None:
+            extra["output"] = output
         if out.signal:
             extra["signal"] = out.signal
         log.append(

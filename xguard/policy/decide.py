@@ -100,6 +100,8 @@ class Decision:
     notify: list[str]
     rules: list[str]
     max_runtime: float | None = None
+    # Rules that matched and say `record: false` (issue 14): "id: reason" each.
+    no_record: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -394,7 +396,14 @@ def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
     notify = sorted({t for d in decided if d.decision != ALLOW for t in d.notify})
     rules = sorted({r for d in decided for r in d.rule_ids} | {d.rule for d in decided if d.rule})
     runtimes = [ruleset.with_runtime[r] for r in rules if r in ruleset.with_runtime]
-    return Decision(final, decided, reasons, notify, rules, min(runtimes) if runtimes else None)
+    no_record = [
+        f"{r}: {ruleset.no_record[r]}" if ruleset.no_record[r] else r
+        for r in rules
+        if r in ruleset.no_record
+    ]
+    return Decision(
+        final, decided, reasons, notify, rules, min(runtimes) if runtimes else None, no_record
+    )
 
 
 def real_glob(pattern: str, cwd: str) -> list[str] | None:

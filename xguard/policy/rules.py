@@ -77,6 +77,7 @@ _RULE_SCHEMA: dict[str, Any] = {
     "growth": "number",
     "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
     "name": "str",
+    "record": "bool",  # issue 14: `record: false` keeps no output of what this rule matches
 }
 _TEST_SCHEMA = {"command": "str", "expect": ACTIONS, "cwd": "str", "argv": "strlist"}
 _NOTIFY_TARGET = {
@@ -93,6 +94,9 @@ _LIMITS = {
     "loop": {"same_rule": "int", "same_command": "int", "window": _DURATION, "trip_at": "int"},
 }
 _ENV = {"keep": "strlist", "set": {"*": "str"}, "assign_ok": "strlist"}
+_SIZE = "size"
+# Output recordings (issue 14); a profile may also say just `record: false`.
+_RECORD = {"output": "bool", "max_bytes": _SIZE, "mask": "bool"}
 _SETTINGS: dict[str, Any] = {
     "wait": _DURATION,
     "expiry": _DURATION,
@@ -110,6 +114,7 @@ _SETTINGS: dict[str, Any] = {
     "agents": "strlist",
     "strict": "bool",
     "socket": "str",
+    "record": _RECORD,
 }
 _PROFILE = {
     "rules": "str",
@@ -118,6 +123,7 @@ _PROFILE = {
     "sessions": _SETTINGS["sessions"],
     "production": "bool",
     "wait": _DURATION,
+    "record": "record",
 }
 TOP_SCHEMA: dict[str, Any] = {
     "default": ACTIONS,
@@ -155,6 +161,25 @@ def parse_duration(value: object) -> float | None:
     return (
         float(v) * {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
     )
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(value: object) -> int | None:
+    """`10MB`, `512k`, `1GiB` (powers of 1024) or a bare number of bytes -> bytes."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = v[-1:] if v[-1:] in ("k", "m", "g") else ""
+    v = v[: len(v) - len(unit)].strip()
+    if not v.isdigit():
+        return None
+    return int(v) * _SIZE_UNITS[unit]
 
 
 class _Checker:
@@ -232,6 +257,16 @@ class _Checker:
                     f"{where}: expected a non-negative {'whole ' if schema == 'int' else ''}number",
                 )
             return value
+        if schema == _SIZE:
+            if parse_size(value) is None:
+                raise self.fail(node, f"{where}: expected a size like 10MB, 512KB or 1048576")
+            return value
+        if schema == "record":
+            if isinstance(node, yaml.ScalarNode):
+                if not isinstance(value, bool):
+                    raise self.fail(node, f"{where}: expected true, false or a mapping")
+                return {"output": value}
+            return self.check(node, _RECORD, where)
         if schema == _DURATION:
             if parse_duration(value) is None:
                 raise self.fail(node, f"{where}: expected a duration like 30s, 15m, 2h")
@@ -546,6 +581,7 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "max_runtime": parse_duration(r["max_runtime"]) if "max_runtime" in r else None,
         "caps": _caps(r),
         "read": r.get("read"),
+        "record": r.get("record"),
         "first": None,
         "literal": None,
     }
@@ -635,6 +671,7 @@ class Rule:
         "pre_low",
         "read",
         "reason",
+        "record",
         "rx_src",
         "src",
         "type",
@@ -652,6 +689,7 @@ class Rule:
         self.max_runtime = d.get("max_runtime")
         self.caps = d.get("caps")
         self.read: bool | None = d.get("read")
+        self.record: bool | None = d.get("record")
         self.first = d.get("first")
         self.literal = d.get("literal")
         self.access = d.get("access", "any")
@@ -727,6 +765,8 @@ class Ruleset:
         self.profiles: dict[str, Any] = d.get("profiles", {})
         self.settings: dict[str, Any] = d.get("settings", {})
         self.with_runtime = {r.id: r.max_runtime for r in self.rules if r.max_runtime}
+        # Rules that say `record: false` (issue 14), with why, for the exit record.
+        self.no_record = {r.id: r.reason or "" for r in self.rules if r.record is False}
         self._text_rules = [r for r in self.rules if r.type != "path"]
         self.by_first: dict[str, list[Rule]] = {}
         self.unindexed: list[Rule] = []
