@@ -43,8 +43,10 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 FRAME_HEAD = 13
 
 # Masking: a cheap substring test first (C-speed `in`), the regex only when
-# one of these occurs. A secret split between two reads is caught because the
-# last WINDOW bytes of a stream wait for the next read before being stored.
+# one of these occurs. A secret split between two reads is caught because a
+# read that ends inside a word (or in "Bearer ", or in a BEGIN line) keeps
+# that word back until the next read; output that ends at a line or word
+# break is stored at once, with its own timing.
 TRIGGERS = (
     b"AKIA",
     b"ASIA",
@@ -60,7 +62,8 @@ TRIGGERS = (
     b"earer ",
     b"EARER ",
 )
-WINDOW = 512  # longer than any token the patterns accept (they stop at 255 characters)
+WINDOW = 512  # the most kept back: longer than any token the patterns accept (255)
+TOKEN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~"
 _KEY_END_KEEP = 64  # what stays held back inside a private key, for a split END line
 _SECRETS = (
     rb"(?P<aws>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
@@ -94,7 +97,7 @@ class Masker:
         self.masked = 0
 
     def feed(self, data: bytes, final: bool = False) -> bytes:
-        """The bytes now safe to store; up to WINDOW bytes wait for more input."""
+        """The bytes now safe to store; a word cut by the end of `data` waits for more."""
         buf = self.carry + data if self.carry else data
         out: list[bytes] = []
         pos = 0
@@ -102,7 +105,7 @@ class Masker:
             pos = self._skip_key(buf, 0, final)
             if self.in_key:
                 return b""
-        limit = len(buf) if final else len(buf) - WINDOW
+        limit = len(buf) if final else _held_from(buf)
         if limit <= pos:
             self.carry = buf[pos:]
             return b""
@@ -142,6 +145,20 @@ class Masker:
         if final:
             self.in_key = False
         return len(buf)
+
+
+def _held_from(buf: bytes) -> int:
+    """Where the part of `buf` that may be the start of a secret begins: the
+    word it ends in, with a "Bearer " or an unfinished BEGIN line before it."""
+    n = len(buf)
+    p = len(buf.rstrip(TOKEN_BYTES))
+    before = buf[max(0, p - 8) : p]
+    if before.lower().endswith(b"bearer "):
+        p -= 7
+    k = buf.rfind(b"-----BEGIN", max(0, n - 80))
+    if k >= 0 and buf.find(b"KEY-----", k) < 0:
+        p = min(p, k)
+    return max(p, n - WINDOW)
 
 
 class Recorder:
@@ -206,6 +223,12 @@ class Recorder:
                 m = self._maskers[stream] = Masker()
             data = m.feed(data)
         self._keep(stream, data, t_us)
+
+    def count(self, n: int) -> None:
+        """Bytes the command wrote past the cap that were counted, not sent (strict mode)."""
+        self.total += n
+        if n:
+            self.truncated = True
 
     def resize(self, cols: int, rows: int, t_us: int | None = None) -> None:
         """The terminal's size changed."""

@@ -79,7 +79,14 @@ def outcome(rec: dict[str, Any]) -> str:
     ev = rec.get("event")
     if ev == "exit":
         dur = rec.get("duration_ms")
-        return f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+        text = f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+        out = rec.get("output")
+        if isinstance(out, dict) and out.get("file"):
+            # Where to read what it printed (issue 14).
+            text += f", output {out.get('bytes')}B: xguard audit show {rec.get('id')}"
+        elif isinstance(out, dict) and out.get("error"):
+            text += f", output {out.get('bytes')}B not kept: {out['error']}"
+        return text
     if ev in ("approved", "denied") or rec.get("reviewer"):
         who = rec.get("reviewer")
         base = str(rec.get("decision") or ev) if ev == "decision" else str(ev)
@@ -227,6 +234,7 @@ def audit(
       xguard audit --follow
       xguard audit verify --anchor head.txt
       xguard audit report --since 30d
+      xguard audit show ID --output
     """
     if ctx.invoked_subcommand is not None:
         return 0
@@ -262,6 +270,12 @@ def audit(
         return 0
     bad.warn()
     return 0
+
+
+from xguard.commands.audit_show import replay_cmd, show_cmd  # noqa: E402 - after the group
+
+audit.add_command(show_cmd)
+audit.add_command(replay_cmd)
 
 
 def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Head | None:

@@ -155,6 +155,33 @@ class LineConn:
 # Validating what a client sends.
 
 
+def _int(v: Any, low: int = 0, high: int = 1 << 62) -> int | None:
+    return v if type(v) is int and low <= v <= high else None
+
+
+def _relayed(recorder: Any, msg: dict[str, Any]) -> None:
+    """One message of the agent side's output relay (issue 14), into the recorder."""
+    import binascii
+
+    op, t = msg.get("op"), _int(msg.get("t"))
+    if op == "begin":
+        cols, rows = _int(msg.get("cols"), 1, 10_000), _int(msg.get("rows"), 1, 10_000)
+        recorder.begin(msg.get("tty") is True, cols or 80, rows or 24)
+    elif op == "resize":
+        cols, rows = _int(msg.get("cols"), 1, 10_000), _int(msg.get("rows"), 1, 10_000)
+        if cols and rows:
+            recorder.resize(cols, rows, t)
+    elif op == "out" and msg.get("s") in (1, 2, 3):
+        if _int(msg.get("n")):
+            recorder.count(msg["n"])
+        elif isinstance(msg.get("d"), str):
+            try:
+                data = binascii.a2b_base64(msg["d"])
+            except (binascii.Error, ValueError):
+                return
+            recorder.write(msg["s"], data, t)
+
+
 def _text(
     msg: dict[str, Any], key: str, default: str | None = None, limit: int = 1 << 20
 ) -> str | None:
@@ -851,8 +878,18 @@ class Broker:
                 return
         # The decision line is written before the agent may start (SPEC §6).
         log.append("decision", **record, reviewer=reviewer)
-        lc.send(self._run_answer(view, decision, record))
-        self._await_exit(lc, record, log)
+        from xguard.audit import recording
+
+        # Issue 14: the agent side relays what the command prints; it is kept
+        # here, out of the agent's reach.
+        recorder, output = recording.start(
+            gate.ruleset, view.profile, decision, gate.paths.audit_dir_s, str(record["id"])
+        )
+        answer = self._run_answer(view, decision, record)
+        if recorder is not None:
+            answer["record"] = {"max_bytes": recorder.max_bytes}
+        lc.send(answer)
+        self._await_exit(lc, record, log, recorder, output)
 
     def _limit_refusal(self, view: _AgentView, rq: Any, decision: Any, why: Any) -> dict[str, Any]:
         """limits.refuse, with the message going to the agent instead of our stderr."""
@@ -885,10 +922,26 @@ class Broker:
             "kill_grace": parse_duration(limits.get("kill_grace", 5)) or 5.0,
         }
 
-    def _await_exit(self, lc: LineConn, record: dict[str, Any], log: Any) -> None:
-        rep = lc.read(None, until_stop=True)
+    def _await_exit(
+        self,
+        lc: LineConn,
+        record: dict[str, Any],
+        log: Any,
+        recorder: Any = None,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        while True:
+            rep = lc.read(None, until_stop=True)
+            if rep is None or rep.get("op") not in ("begin", "out", "resize"):
+                break
+            if recorder is not None:
+                _relayed(recorder, rep)
+        if recorder is not None:
+            output = recorder.finish()
         fields = {k: record.get(k) for k in EXIT_FIELDS}
         extra: dict[str, Any] = {"reported": "agent"}
+        if output is not None:
+            extra["output"] = output
         code = duration = None
         if rep is not None and rep.get("op") == "exit":
             code = rep.get("exit_code") if type(rep.get("exit_code")) is int else None
