@@ -365,7 +365,7 @@ def start(
 ) -> tuple[Recorder | None, dict[str, Any] | None]:
     """(the recorder for a command about to run, or None; the exit record's
     `output` when nothing will be recorded and the record should say why)."""
-    from xguard.policy.rules import parse_size
+    from xguard.util import parse_size
 
     conf = settings(ruleset, profile)
     if not conf.get("output", True):

@@ -226,11 +226,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def pump(plumbing: Plumbing, pid: int, recorder: Any, exited: Any) -> None:
+def pump(plumbing: Plumbing, pid: int, recorder: Any, exited: Any, use_pidfd: bool = True) -> None:
     """Copy output to the caller and the recorder until the command has exited.
 
-    `exited()` says whether the command ended (used where there is no
-    pidfd). After it ends, what it already wrote is drained; output that
+    `exited()` says whether the command ended (asked every 50 ms where no
+    pidfd is used). After it ends, what it already wrote is drained; output that
     background processes it left write later is not waited for: they get
     EPIPE (or a hung-up terminal), as under sudo's I/O log.
     """
@@ -241,11 +241,12 @@ def pump(plumbing: Plumbing, pid: int, recorder: Any, exited: Any) -> None:
     for fd in sources:
         poller.register(fd, select.POLLIN)
     pidfd = -1
-    try:
-        pidfd = os.pidfd_open(pid)
-        poller.register(pidfd, select.POLLIN)
-    except (AttributeError, OSError):  # pragma: no cover - kernels before 5.3
-        pass
+    if use_pidfd:
+        try:
+            pidfd = os.pidfd_open(pid)
+            poller.register(pidfd, select.POLLIN)
+        except (AttributeError, OSError):  # pragma: no cover - kernels before 5.3
+            pidfd = -1
     if plumbing.copy_stdin:
         poller.register(0, select.POLLIN)
     timeout = None if pidfd >= 0 else 50
