@@ -503,3 +503,51 @@ def test_a_full_disk_cuts_the_recording_not_the_command(home: Path, tiny_output_
     # The disk has room again: the next command is recorded as usual.
     assert xg("-c", "echo fine").returncode == 0
     assert last_exit(home)["output"].get("file")
+
+
+# ---------------------------------------------------------------------------
+# Strict mode: the agent side relays, the broker keeps (a real second user).
+
+
+@pytest.fixture(scope="module")
+def strict_world() -> Any:
+    from tests.e2e.test_strict_mode import World
+
+    w = World()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_in_strict_mode_the_broker_keeps_the_recording_out_of_the_agents_reach(
+    strict_world: Any,
+) -> None:
+    w = strict_world
+    cmd = "echo shown to the agent; echo AKIAIOSFODNN7EXAMPLE; pwd"
+    p = w.agent_xg("-c", cmd)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"shown to the agent\nAKIAIOSFODNN7EXAMPLE\n{w.agent_home}\n"
+    ex = [r for r in w.records(command=cmd) if r["event"] == "exit"][-1]
+    out = ex["output"]
+    assert ex["reported"] == "agent" and out["masked"] == 1 and out["bytes"] == len(p.stdout)
+    path = w.home / "audit" / out["file"]
+    st = path.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    # The agent can neither read nor change nor remove what it was shown.
+    tries = w.agent_python(
+        "import sys\n"
+        "for how in ('rb', 'ab'):\n"
+        "    try:\n"
+        "        open(sys.argv[1], how); print('opened', how)\n"
+        "    except OSError as e:\n"
+        "        print(type(e).__name__)\n",
+        str(path),
+    )
+    assert tries.stdout.split() == ["PermissionError", "PermissionError"], tries
+    shown = w.reviewer("audit", "show", ex["id"], "--output", via_socket=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"shown to the agent\n[masked:aws]\n{w.agent_home}\n"
+    verify = w.reviewer("audit", "verify", via_socket=False)
+    assert verify.returncode == 0, verify.stdout

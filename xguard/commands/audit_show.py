@@ -23,8 +23,8 @@ import click
 from xguard.audit.playback import Recording, RecordingError, check, recording_path
 from xguard.audit.read import Filter, entries
 from xguard.audit.recording import RESIZE, STDERR, STREAM_NAMES
-from xguard.gate.runner import printable
 from xguard.paths import get_paths
+from xguard.util import printable
 
 # Control characters shown as escapes; newline and tab stay as they are.
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c not in (0x09, 0x0A)}
