@@ -8,7 +8,7 @@
 _xguard_subcommands() {
     case "$1" in
         "") echo "approve audit check deny doctor hook init pending review rules run serve session setup ssh-gate" ;;
-        "audit") echo "report verify" ;;
+        "audit") echo "replay report show verify" ;;
         "rules") echo "lint replay test" ;;
         "session") echo "end list reset show start" ;;
         "setup") echo "strict" ;;
@@ -20,7 +20,9 @@ _xguard_options() {
         "") echo "-c -s -l --login -i -e -o --debug -V --version -h --help" ;;
         "approve") echo "--for --note -h --help" ;;
         "audit") echo "--since --until --session --decision --event --grep --cwd --user --last --json -f --follow -h --help" ;;
+        "audit replay") echo "--speed --max-wait --format -h --help" ;;
         "audit report") echo "--since --json -h --help" ;;
+        "audit show") echo "--output --raw --json -h --help" ;;
         "audit verify") echo "--anchor --syslog --json -h --help" ;;
         "check") echo "--json --rules --profile -c --batch -h --help" ;;
         "deny") echo "--reason -h --help" ;;
@@ -52,6 +54,7 @@ _xguard_valued() {
         "") echo "-c -o" ;;
         "approve") echo "--for --note" ;;
         "audit") echo "--since --until --session --decision --event --grep --cwd --user --last" ;;
+        "audit replay") echo "--speed --max-wait --format" ;;
         "audit report") echo "--since" ;;
         "audit verify") echo "--anchor --syslog" ;;
         "check") echo "--rules --profile -c --batch" ;;
@@ -79,6 +82,7 @@ _xguard_filevalued() {
 
 _xguard_choices() {
     case "$1" in
+        "audit replay|--format") echo "raw asciicast" ;;
         "hook|--require-approval") echo "ask wait deny" ;;
     esac
 }

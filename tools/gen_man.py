@@ -326,6 +326,7 @@ KEY_HELP: dict[str, str] = {
     "profiles.NAME.sessions": "As sessions, for this profile.",
     "profiles.NAME.production": "Mark the profile as production: reviewers see it flagged.",
     "profiles.NAME.wait": "As wait, for this profile.",
+    "profiles.NAME.record": "As record, for this profile; record: false keeps no output of its commands.",
     "wait": "How long an agent's xguard waits for approval before exit 75 (the request stays queued). "
     "Default: 60s.",
     "expiry": "How long a pending request can still be approved. Default: 1h.",
@@ -358,6 +359,11 @@ KEY_HELP: dict[str, str] = {
     "agents": "Agent users (strict mode).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
+    "record": "Output recordings beside the audit log (xguard audit show, replay).",
+    "record.output": "Record what each command prints. Default: true.",
+    "record.max_bytes": "The most kept per command; past it the rest is counted, not kept. Default: 10MB.",
+    "record.mask": "Replace secret-shaped strings (AWS keys, private keys, GitHub and Slack tokens, "
+    "bearer tokens) before storing. Default: true.",
 }
 RULE_KEY_HELP = {
     "pattern": "Match a unit's text: * (and .*) match any text, a run of blanks matches one word break, "
@@ -380,6 +386,7 @@ RULE_KEY_HELP = {
     "growth": "The factor applied to baseline. Default: 2.",
     "read": "Whether the matched command only reads, for the loop breaker (limits.loop).",
     "name": "A name for the rule in reports and the audit log.",
+    "record": "false: keep no output of the commands this rule matches (say why in reason).",
 }
 
 
@@ -399,6 +406,8 @@ def _kind(s: Any) -> str:
         "int": "whole number",
         "number": "number",
         "duration": "duration (30s, 15m, 2h, 1d)",
+        "size": "size (10MB, 512KB, bytes)",
+        "record": "true | false | mapping (as record)",
         "regex": "regular expression",
         "any": "any",
     }.get(str(s), str(s))

@@ -105,7 +105,8 @@ def test_round_trip_is_byte_exact_and_hashed(home: Path) -> None:
     path = home / "audit" / out["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == out["file_sha256"]
     assert path.stat().st_mode & 0o777 == 0o600
-    assert xg("audit", "verify").returncode == 0
+    v = xg("audit", "verify")
+    assert v.returncode == 0 and b"1 output recording" in v.stdout
 
 
 def _flip_byte(p: Path) -> None:
@@ -439,11 +440,26 @@ def test_show_unknown_id_and_unreadable_recording_exit_1(home: Path) -> None:
         assert s.returncode == 1 and "altered" in s.stderr.decode(), args
 
 
-def test_audit_listing_links_to_the_output(home: Path) -> None:
+def test_audit_listing_and_the_reviewer_link_to_the_output(home: Path) -> None:
+    from xguard.approval.review import ended_line
+
     xg("-c", "echo hi")
     ex = last_exit(home)
     listing = xg("audit", "--last", "1").stdout.decode()
     assert f"xguard audit show {ex['id']}" in listing
+    follow = subprocess.Popen(
+        [*xguard_exe(), "audit", "--follow", "--last", "1"], stdout=subprocess.PIPE
+    )
+    try:
+        assert follow.stdout is not None
+        assert f"xguard audit show {ex['id']}".encode() in follow.stdout.readline()
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    # What `xguard review` says once a command it approved has ended.
+    assert (
+        ended_line(ex) == f"{ex['id']} ran: exit 0 · output 3 bytes: xguard audit show {ex['id']}"
+    )
 
 
 # ---------------------------------------------------------------------------

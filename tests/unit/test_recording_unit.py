@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import random
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_masking_is_the_same_however_the_output_is_cut(
 
 
 def test_masking_random_cuts_of_a_long_stream() -> None:
-    rng = random.Random(14)
+    rng = random.Random(14)  # noqa: S311 - reproducible cuts, not secrets
     parts, want = [], []
     for i in range(300):
         text, stored, _ = TEXTS[i % len(TEXTS)]
@@ -64,7 +65,7 @@ def test_masking_random_cuts_of_a_long_stream() -> None:
             want.append(stored)
     text = "".join(parts)
     sizes = [rng.randint(1, 700) for _ in range(50)]
-    got, n = _mask(text, sizes)
+    got, _n = _mask(text, sizes)
     assert got == "".join(want)
 
 
@@ -90,7 +91,7 @@ def test_recorder_round_trip_cap_and_check(tmp_path: Path) -> None:
     assert check(str(tmp_path), out) is None
     (tmp_path / out["file"]).write_bytes(b"junk")
     assert "altered" in str(check(str(tmp_path), out))
-    with pytest.raises(RecordingError, match="damaged|not an xguard"):
+    with pytest.raises(RecordingError, match=r"damaged|not an xguard"):
         list(Recording(str(tmp_path / out["file"])).frames())
 
 
@@ -105,3 +106,73 @@ def test_a_second_run_of_the_same_id_gets_its_own_file(tmp_path: Path) -> None:
         "output/same22.2.xgrec.gz",
         "output/same22.3.xgrec.gz",
     ]
+
+
+# A reference: the same shapes as regular expressions over the whole text at once.
+_REFERENCE = re.compile(
+    rb"(?P<aws>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
+    rb"|(?P<github>\b(?:gh[pousr]_[A-Za-z0-9]{20,255}|github_pat_[A-Za-z0-9_]{20,255}))"
+    rb"|(?P<slack>\bxox[bp]-[A-Za-z0-9-]{10,255})"
+    rb"|(?P<bearer>\b[Bb](?:earer|EARER) +[A-Za-z0-9._~+/=-]{8,255})"
+    rb"|(?P<key>-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----)"
+)
+_REFERENCE_END = re.compile(rb"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----")
+
+
+def _reference(text: bytes) -> tuple[bytes, int]:
+    out, pos, n = [], 0, 0
+    while (m := _REFERENCE.search(text, pos)) is not None:
+        out.append(text[pos : m.start()])
+        n += 1
+        if m.lastgroup == "key":
+            out.append(b"[masked:private-key]")
+            e = _REFERENCE_END.search(text, m.end())
+            if e is None:
+                return b"".join(out), n
+            pos = e.end()
+        else:
+            out.append(b"[masked:" + str(m.lastgroup).encode() + b"]")
+            pos = m.end()
+    out.append(text[pos:])
+    return b"".join(out), n
+
+
+PIECES = [
+    "AKIA",
+    "ASIA",
+    "IOSFODNN7EXAMPLE",
+    "IOSFODNN7EXAMPL",
+    "ghp_",
+    "gho_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "Bearer ",
+    "bearer",
+    "BEARER  ",
+    " ",
+    " ",
+    "\n",
+    "\n",
+    "-",
+    "_",
+    ".",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----BEGIN PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
+    "-----BEGIN rsa PRIVATE KEY-----",
+    "abc",
+    "XYZ0123456789",
+    "a1B2c3D4e5f6g7h8i9j0",
+    "Q" * 30,
+]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_streaming_masking_agrees_with_regular_expressions(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible inputs, not secrets
+    text = "".join(rng.choice(PIECES) for _ in range(rng.randint(5, 120)))
+    want = _reference(text.encode())
+    sizes = [rng.randint(1, 40) for _ in range(30)]
+    got, n = _mask(text, sizes)
+    assert (got.encode(), n) == want, text

@@ -545,6 +545,7 @@ class VerifyResult:
     records: int
     files: list[Path]
     notes: list[Problem] = field(default_factory=list)
+    recordings: int = 0  # output recordings checked against their exit records (issue 14)
 
     @property
     def ok(self) -> bool:
@@ -559,6 +560,7 @@ class VerifyResult:
             "notes": [n.to_json() for n in self.notes],
             "head": self.head.to_json() if self.head else None,
             "records": self.records,
+            "recordings": self.recordings,
             "files": [str(f) for f in self.files],
         }
 
@@ -632,7 +634,9 @@ def verify(path: Path, anchor: Head | None = None) -> VerifyResult:
     v = _Verifier(files, anchor)
     v.run()
     problem = v.problem or _check_recordings(path.parent, v.outputs)
-    return VerifyResult(problem, _head(files), v.count, files, v.notes)
+    result = VerifyResult(problem, _head(files), v.count, files, v.notes)
+    result.recordings = sum(1 for _f, _n, raw in v.outputs if b'"file":"' in raw)
+    return result
 
 
 # A key, not text: inside a JSON string every `"` is escaped.

@@ -312,7 +312,9 @@ def verify_cmd(anchor: Head | None, syslog_file: str | None, as_json: bool) -> i
 
     Names the first bad line (edited, missing, inserted, reordered, not JSON,
     torn, truncated) and prints the head: keep it, and pass it back with
-    --anchor to catch a log cut short.
+    --anchor to catch a log cut short. Output recordings are checked against
+    the exit records that vouch for them: one edited, cut or deleted names its
+    command.
     """
     if syslog_file is not None:
         return _verify_against_syslog(syslog_file, as_json)
@@ -322,6 +324,10 @@ def verify_cmd(anchor: Head | None, syslog_file: str | None, as_json: bool) -> i
     else:
         n = len(result.files)
         where = f"{result.records} records in {n} file{'s' if n != 1 else ''}"
+        if result.recordings:
+            where += (
+                f", {result.recordings} output recording{'s' if result.recordings != 1 else ''}"
+            )
         for note in result.notes:
             click.echo(f"note: {note}")
         if result.problem is None:
