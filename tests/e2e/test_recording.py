@@ -347,6 +347,18 @@ def test_on_a_terminal_keystrokes_and_ctrl_c_reach_the_command(home: Path) -> No
     assert last_exit(home)["exit_code"] == 130
 
 
+def test_on_a_terminal_keys_typed_ahead_are_given_back(home: Path) -> None:
+    # Typed while the command runs, never read by it: they belong to whatever
+    # reads the terminal next, as without a pty in between.
+    xg_exe = xguard_exe()[0]
+    got, code = _on_pty(
+        ["bash", "-c", f"{xg_exe} -c 'sleep 2'; head -c 12 | od -An -c"],
+        typed=b"typed ahead\r",
+    )
+    assert code == 0
+    assert b"t   y   p   e   d       a   h   e   a   d  \\r" in got, got
+
+
 # ---------------------------------------------------------------------------
 # Exit status and signals are unchanged.
 

@@ -45,6 +45,18 @@ def _isatty(fd: int) -> bool:
         return False
 
 
+def _keyboard_is_ours() -> bool:
+    """Should keystrokes go through the pty? Only when stdin is the terminal the
+    output goes to, and xguard is that terminal's foreground job alone (not
+    `xguard -c cmd | less`, where less reads the keys, nor a background job,
+    which may not read them): otherwise the command reads stdin as it is."""
+    try:
+        same = os.isatty(0) and os.fstat(0).st_rdev == os.fstat(1).st_rdev
+        return same and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def _fd_ok(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -63,6 +75,8 @@ class Plumbing:
         self.pty = False
         self.master = -1
         self.slave_name = ""
+        self.slave = -1  # kept while keystrokes go through: to take back what was not read
+        self.typeahead = b""
         self.copy_stdin = False
         self.term_fd = -1  # the caller's terminal, for size and modes
         self.saved_attrs: Any = None
@@ -110,13 +124,13 @@ class Plumbing:
         return p
 
     def _open_pty(self, out_fd: int) -> None:
+        import contextlib  # a pty is for people at terminals: the import is not on an agent's path
         import fcntl
         import termios
 
-        self.copy_stdin = _isatty(0)
+        self.copy_stdin = out_fd == 1 and _keyboard_is_ours()
         self.term_fd = 0 if self.copy_stdin else out_fd
         master, slave = os.openpty()
-        import contextlib  # a pty is for people at terminals: the import is not on an agent's path
 
         with contextlib.suppress(termios.error):
             termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(self.term_fd))
@@ -128,7 +142,10 @@ class Plumbing:
         except OSError:
             pass
         self.slave_name = os.ttyname(slave)
-        os.close(slave)  # the command opens it by name; our copy would hide its EOF
+        if self.copy_stdin:
+            self.slave = slave  # closed by take_typeahead() once the command has ended
+        else:
+            os.close(slave)  # the command opens it by name; our copy would hide its EOF
         os.set_blocking(master, False)
         self.master = master
         self.pty = True
@@ -161,6 +178,44 @@ class Plumbing:
             return None
         return int.from_bytes(size[2:4], "little"), int.from_bytes(size[0:2], "little")
 
+    def take_typeahead(self, pending: bytes) -> None:
+        """The command has ended: keep what was typed that it never read (the
+        next command line, typed ahead), to hand back to the terminal in close()."""
+        if self.slave < 0:
+            return
+        import termios
+
+        left = b""
+        try:
+            a = termios.tcgetattr(self.slave)
+            eof = a[6][termios.VEOF]
+            os.set_blocking(self.slave, False)
+            # Whole lines first, read as the command would have: a line cut by
+            # Ctrl-D comes without its newline (a lone Ctrl-D as nothing), so
+            # the Ctrl-D is put back after it. They go back as keystrokes.
+            empty = 0
+            for _ in range(256):
+                try:
+                    line = os.read(self.slave, CHUNK)
+                except BlockingIOError:
+                    break
+                empty = empty + 1 if not line else 0
+                if empty > 1:
+                    break  # a hung-up terminal reads as endless end of file
+                # As typed: Enter was \r before the pty's line discipline made it \n.
+                left += line[:-1] + b"\r" if line.endswith(b"\n") else line + eof
+            a[3] &= ~termios.ICANON  # then a line not yet ended
+            a[6][termios.VMIN] = 0
+            a[6][termios.VTIME] = 0
+            termios.tcsetattr(self.slave, termios.TCSANOW, a)
+            while chunk := os.read(self.slave, CHUNK):
+                left += chunk
+        except (OSError, termios.error):
+            pass
+        os.close(self.slave)  # now the master can report EIO when the last user is gone
+        self.slave = -1
+        self.typeahead = left + pending
+
     def foreground_group(self) -> int | None:
         """The pty's foreground process group (where Ctrl-C would go)."""
         try:
@@ -170,6 +225,10 @@ class Plumbing:
 
     def close(self) -> None:
         """Restore the terminal and close every fd this made."""
+        if self.typeahead:
+            # While the terminal is still raw, so that they stay the bytes typed.
+            _type_back(self.typeahead)
+            self.typeahead = b""
         if self.saved_attrs is not None:
             import contextlib
             import termios
@@ -177,6 +236,9 @@ class Plumbing:
             with contextlib.suppress(termios.error):
                 termios.tcsetattr(0, termios.TCSADRAIN, self.saved_attrs)
             self.saved_attrs = None
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
         for fd in [*self.open_fds, *self.child_ends]:
             os.close(fd)  # each is ours and still open: close_source() drops what it closed
         self.open_fds = []
@@ -187,6 +249,19 @@ class Plumbing:
         if fd in self.open_fds:
             self.open_fds.remove(fd)
             os.close(fd)
+
+
+def _type_back(data: bytes) -> None:
+    """Put keystrokes back into the caller's terminal, as if typed again
+    (TIOCSTI; where the system forbids it, they are lost, as under script(1))."""
+    import fcntl
+    import termios
+
+    for i in range(len(data)):
+        try:
+            fcntl.ioctl(0, termios.TIOCSTI, data[i : i + 1])
+        except OSError:
+            return
 
 
 def _raw(attrs: list[Any]) -> list[Any]:
@@ -265,6 +340,7 @@ def pump(plumbing: Plumbing, pid: int, recorder: Any, exited: Any, use_pidfd: bo
                     pending_in = _to_master(poller, master, pending_in)
                 if fd in sources and ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
                     _copy(fd, sources, poller, plumbing, recorder)
+        plumbing.take_typeahead(pending_in)
         _drain(sources, plumbing, recorder)
     finally:
         if pidfd >= 0:
