@@ -180,7 +180,9 @@ class Reviewer:
             rid = e.record.get("id")
             if rid in self.running:
                 del self.running[rid]
-                self.status = ended_line(e.record)
+                line = ended_line(e.record)
+                # After "approved <id>" when that is still showing, else alone.
+                self.status = f"{self.status} · {line}" if str(rid) in self.status else line
         for rid, since in list(self.running.items()):
             if time.monotonic() - since > 3600:  # it never ran (the agent gave up): stop looking
                 del self.running[rid]
