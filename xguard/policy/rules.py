@@ -170,7 +170,7 @@ class _Checker:
         import yaml
 
         if schema == "any":
-            return _plain(node)
+            return _plain(node, self.file)
         if isinstance(schema, dict):
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(node, f"{where}: expected a mapping")
@@ -187,7 +187,10 @@ class _Checker:
                     sub = schema["*"]
                 else:
                     known = ", ".join(sorted(x for x in schema if x != "*"))
-                    raise self.fail(k, f"unknown key '{key}' in {where} (known: {known})")
+                    hint = ""
+                    if ":" in key and key.split(":", 1)[0] in schema:
+                        hint = " (in YAML a ':' needs a space after it)"
+                    raise self.fail(k, f"unknown key '{key}' in {where}{hint} (known: {known})")
                 out[key] = self.check(v, sub, f"{where}.{key}" if where else key)
             return out
         if isinstance(schema, list):
@@ -203,7 +206,7 @@ class _Checker:
             if "expect" not in t or ("command" not in t and "argv" not in t):
                 raise self.fail(node, f"{where}: a test needs 'command' and 'expect'")
             return t
-        value = _plain(node)
+        value = _plain(node, self.file)
         if isinstance(schema, tuple):
             if not isinstance(node, yaml.ScalarNode) or value not in schema:
                 raise self.fail(node, f"{where}: must be one of {', '.join(schema)}, not {value!r}")
@@ -239,10 +242,12 @@ class _Checker:
         if schema == "regex":
             import re
 
+            if not isinstance(node, yaml.ScalarNode) or isinstance(value, bytes | bool | None):
+                raise self.fail(node, f"{where}: expected a regular expression")
             s = str(value)
             try:
                 re.compile(s)
-            except re.error as e:
+            except (re.error, OverflowError, RecursionError, ValueError) as e:
                 raise self.fail(node, f"{where}: invalid regex: {e}") from None
             return s
         raise AssertionError(f"schema kind {schema!r}")  # pragma: no cover
@@ -260,14 +265,30 @@ class _Checker:
             raise self.fail(node, f"{where}: empty pattern")
         if kinds[0] == "path" and not r["path"].strip():
             raise self.fail(node, f"{where}: empty path")
+        if kinds[0] == "path":
+            import re
+
+            # The glob becomes a regex compiled at decision time: a glob that
+            # cannot (`[z-a]`) must fail here, not as an internal error later.
+            try:
+                re.compile(glob_regex(r["path"]).replace("\x00HOME\x00", "/home"))
+            except (re.error, OverflowError, RecursionError, ValueError) as e:
+                raise self.fail(node, f"{where}.path: invalid glob: {e}") from None
         r["line"] = node.start_mark.line + 1
         return r
 
 
-def _plain(node: Any) -> Any:
+def _plain(node: Any, file: str = "") -> Any:
+    """The Python value of a composed node, built by the safe constructor
+    directly (re-serialising the node and loading it again fails on values
+    such as a lone `,` that the emitter writes back unquoted)."""
     import yaml
 
-    return yaml.load(yaml.serialize(node), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid value: {what}", file, node.start_mark.line + 1) from None
 
 
 def load_yaml_file(path: Path, schema: dict[str, Any] = TOP_SCHEMA) -> dict[str, Any]:
