@@ -1,0 +1,56 @@
+"""`check --batch`: one bad line gets one error object, never the whole batch.
+
+A line nested too deeply for the JSON reader, a command (or any field) that is
+not valid Unicode, or bytes that are not UTF-8 are each answered with
+`{"line": N, "error": …}` in their place; every other line is still decided,
+in order, and the exit status says some lines were not decided.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import xguard_exe
+
+RULES = "default: require_approval\nrules:\n  - {pattern: echo, action: allow}\n"
+
+DEEP = '{"command": "ls", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+BAD_LINES = [
+    pytest.param(DEEP.encode(), id="nested-5000-deep"),
+    pytest.param(b'{"command": "echo \\ud800"}', id="lone-surrogate-in-command"),
+    pytest.param(b'{"command": "echo", "note": "\\udfff"}', id="lone-surrogate-in-field"),
+    pytest.param(b'{"command": "echo \xff\xfe"}', id="not-utf8"),
+    pytest.param(b'{"command": "echo", "n": 1e999999}', id="huge-number"),
+    pytest.param(b"[1, 2]", id="not-an-object"),
+]
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+@pytest.mark.parametrize("bad", BAD_LINES)
+def test_one_bad_line_one_error(bad: bytes, source: str, xguard_home: Path, tmp_path: Path) -> None:
+    xguard_home.mkdir(parents=True, exist_ok=True)
+    (xguard_home / "rules.yaml").write_text(RULES)
+    data = b'{"command": "echo a", "id": 1}\n' + bad + b'\n{"command": "rm x", "id": 3}\n'
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(data)
+    p = subprocess.run(
+        [*xguard_exe(), "check", "--batch", str(f) if source == "file" else "-"],
+        input=data if source == "stdin" else None,
+        capture_output=True,
+        env={**os.environ},
+        timeout=60,
+        check=False,
+    )
+    assert p.stderr == b"", p.stderr
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert len(out) == 3, p.stdout[:500]
+    assert (out[0]["id"], out[0]["decision"]) == (1, "allow")
+    assert out[1]["line"] == 2 and out[1]["error"], out[1]
+    assert "decision" not in out[1]
+    assert (out[2]["id"], out[2]["decision"]) == (3, "require_approval")
+    assert p.returncode == 1
