@@ -54,3 +54,36 @@ def test_one_bad_line_one_error(bad: bytes, source: str, xguard_home: Path, tmp_
     assert "decision" not in out[1]
     assert (out[2]["id"], out[2]["decision"]) == (3, "require_approval")
     assert p.returncode == 1
+
+
+def test_batch_answers_equal_fresh_decisions(xguard_home: Path, tmp_path: Path) -> None:
+    """What the batch remembers between lines (parses, rule matches, file
+    facts) never changes an answer: every line, repeated, is answered as a
+    fresh in-process decision under the built-in defaults answers it."""
+    from tests.conftest import CORPUS
+    from xguard.gate.runner import Gate
+
+    commands = []
+    for name in ("evasion.jsonl", "benign.jsonl"):
+        p = CORPUS / name
+        if p.exists():
+            commands += [json.loads(x)["command"] for x in p.read_text().splitlines() if x.strip()]
+    if not commands:
+        pytest.skip("shared/corpus is not beside this checkout")
+    (tmp_path / "README.md").write_text("x")
+    lines = [{"command": c, "cwd": str(tmp_path)} for c in commands] * 2
+    f = tmp_path / "in.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    p = subprocess.run(
+        [*xguard_exe(), "check", "--batch", str(f)],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert len(out) == len(lines)
+    gate = Gate(environ={**os.environ, "XGUARD_HOME": str(xguard_home)})
+    for line, got in zip(lines, out, strict=True):
+        want = gate.decide_text(line["command"], line["cwd"]).to_json()
+        assert {k: got[k] for k in want} == want, line["command"]

@@ -553,52 +553,9 @@ def check_main(args: list[str]) -> int:
 
 
 def _check_batch(gate: Gate, batch: str) -> int:
-    import io
-    import json
+    from xguard.gate.batch import check_batch
 
-    # Bytes that are not UTF-8 reach the line reader as lone surrogates, so a
-    # bad line is answered on its own instead of ending the batch.
-    f = (
-        io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
-        if batch == "-"
-        else open(batch, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-    )
-    out = sys.stdout.buffer
-    bad = 0
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            answer = _batch_answer(gate, line)
-            if isinstance(answer, str):
-                bad += 1
-                answer = (json.dumps({"line": n, "error": answer}) + "\n").encode()
-            out.write(answer)
-    out.flush()
-    return 0 if not bad else 1
-
-
-def _batch_answer(gate: Gate, line: str) -> bytes | str:
-    """One line of `check --batch`: its JSON answer, or why it cannot be
-    answered (one error object for that line, never the end of the batch)."""
-    import json
-
-    try:
-        obj = json.loads(line)
-    except RecursionError:
-        return "nested too deeply to read"
-    except ValueError:
-        obj = None
-    cmd = obj.get("command") if isinstance(obj, dict) else None
-    if not isinstance(cmd, str):
-        return 'not a JSON object with a "command" string'
-    cwd = obj.get("cwd")
-    d = gate.decide_text(cmd, cwd if isinstance(cwd, str) else None)
-    obj.update(d.to_json())
-    try:
-        return (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-    except (RecursionError, ValueError, UnicodeEncodeError):
-        return "not valid Unicode text, or a number or nesting JSON cannot hold"
+    return check_batch(gate, batch)
 
 
 def dispatch(verb: str, args: list[str]) -> int:
