@@ -415,6 +415,11 @@ class Spool:
             owner = None
         if owner is None or (req is None and problem is None):
             raise LookupError(f"no request {rid!r}")
+        if req is None and owner.st_uid != os.geteuid() and os.geteuid() != 0:
+            raise SpoolOwnerError(
+                f"request {rid} belongs to uid {owner.st_uid} and this user (uid "
+                f"{os.geteuid()}) cannot read it ({problem}): decide it as that user or as root"
+            )
         if req is None:
             if state == "approved":
                 raise LookupError(
