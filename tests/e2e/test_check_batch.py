@@ -1,9 +1,11 @@
-"""`check --batch`: one bad line gets one error object, never the whole batch.
+"""`check --batch`: one bad line never ends the batch.
 
-A line nested too deeply for the JSON reader, a command (or any field) that is
-not valid Unicode, or bytes that are not UTF-8 are each answered with
-`{"line": N, "error": …}` in their place; every other line is still decided,
-in order, and the exit status says some lines were not decided.
+A line nested too deeply for the JSON reader, one that is not a JSON object,
+or one whose fields JSON cannot write back (a number out of range) is
+answered with `{"line": N, "error": …}` in its place. A command (or field)
+that is not valid Unicode, or bytes that are not UTF-8, in the file or on
+stdin, is decided (never allowed) and written back with JSON escapes. Every
+other line is still decided, in order.
 """
 
 from __future__ import annotations
@@ -20,19 +22,21 @@ from tests.conftest import xguard_exe
 RULES = "default: require_approval\nrules:\n  - {pattern: echo, action: allow}\n"
 
 DEEP = '{"command": "ls", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+# (line, "error" for an error object or the decision it must not be, exit status)
 BAD_LINES = [
-    pytest.param(DEEP.encode(), id="nested-5000-deep"),
-    pytest.param(b'{"command": "echo \\ud800"}', id="lone-surrogate-in-command"),
-    pytest.param(b'{"command": "echo", "note": "\\udfff"}', id="lone-surrogate-in-field"),
-    pytest.param(b'{"command": "echo \xff\xfe"}', id="not-utf8"),
-    pytest.param(b'{"command": "echo", "n": 1e999999}', id="huge-number"),
-    pytest.param(b"[1, 2]", id="not-an-object"),
+    pytest.param(DEEP.encode(), "error", id="nested-5000-deep"),
+    pytest.param(b'{"command": "echo", "n": 1e999999}', "error", id="huge-number"),
+    pytest.param(b"[1, 2]", "error", id="not-an-object"),
+    pytest.param(b'{"command": "echo \\ud800"}', "allow", id="lone-surrogate-in-command"),
+    pytest.param(b'{"command": "echo \xff\xfe"}', "allow", id="not-utf8"),
 ]
 
 
 @pytest.mark.parametrize("source", ["file", "stdin"])
-@pytest.mark.parametrize("bad", BAD_LINES)
-def test_one_bad_line_one_error(bad: bytes, source: str, xguard_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("bad", "answer"), BAD_LINES)
+def test_one_bad_line_one_answer(
+    bad: bytes, answer: str, source: str, xguard_home: Path, tmp_path: Path
+) -> None:
     xguard_home.mkdir(parents=True, exist_ok=True)
     (xguard_home / "rules.yaml").write_text(RULES)
     data = b'{"command": "echo a", "id": 1}\n' + bad + b'\n{"command": "rm x", "id": 3}\n'
@@ -47,13 +51,19 @@ def test_one_bad_line_one_error(bad: bytes, source: str, xguard_home: Path, tmp_
         check=False,
     )
     assert p.stderr == b"", p.stderr
+    p.stdout.decode("utf-8")  # the output is UTF-8 text
     out = [json.loads(x) for x in p.stdout.splitlines()]
     assert len(out) == 3, p.stdout[:500]
     assert (out[0]["id"], out[0]["decision"]) == (1, "allow")
-    assert out[1]["line"] == 2 and out[1]["error"], out[1]
-    assert "decision" not in out[1]
     assert (out[2]["id"], out[2]["decision"]) == (3, "require_approval")
-    assert p.returncode == 1
+    if answer == "error":
+        assert out[1]["line"] == 2 and out[1]["error"], out[1]
+        assert "decision" not in out[1]
+        assert p.returncode == 1
+    else:
+        assert out[1]["decision"] != answer, out[1]
+        assert out[1]["command"].startswith("echo ")
+        assert p.returncode == 0
 
 
 def test_batch_answers_equal_fresh_decisions(xguard_home: Path, tmp_path: Path) -> None:
@@ -61,7 +71,7 @@ def test_batch_answers_equal_fresh_decisions(xguard_home: Path, tmp_path: Path) 
     facts) never changes an answer: every line, repeated, is answered as a
     fresh in-process decision under the built-in defaults answers it."""
     from tests.conftest import CORPUS
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     commands = []
     for name in ("evasion.jsonl", "benign.jsonl"):

@@ -1,15 +1,18 @@
-"""`xguard check --batch FILE`: many commands decided in one process (SPEC §2).
+"""`xguard check --batch FILE`: decide many commands in one process (SPEC §2).
 
-Each input line is answered on its own: a line that cannot be read or
-written back (nested too deeply, not UTF-8, a lone surrogate, a number JSON
-cannot hold) gets one `{"line": N, "error": …}` object, and the batch goes on.
+Each input line is a JSON object with a "command" string; other fields are
+copied through. A line that cannot be read, decided or written back gets one
+error object of its own; it never ends the batch (issue 10). Bytes that are
+not UTF-8 (in the file or on stdin) reach the reader as lone surrogates and
+go back out as JSON escapes.
 
 Speed: batch files repeat commands (a corpus, a replayed log), so the pure
 steps are remembered, bounded: the parse of a text (the parser reads no
-files) and, in the ruleset, the rules a unit text or a set of paths matches.
-What the file system says (does a word name a file, where does a symlink
-lead, what does a glob expand to) is remembered for at most FS_TTL seconds,
-so a batch read from a pipe for hours still sees the disk as it is.
+files) and, in the ruleset, the rules a unit text or a set of paths matches
+(policy/decide.py). What the file system says (does a word name a file,
+where does a symlink lead, what does a glob expand to) is remembered for at
+most FS_TTL seconds, so a batch read from a pipe for hours still sees the
+disk as it is.
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
     from xguard.policy.decide import Context
     from xguard.shell.parser import Unit
 
+BAD_LINE = 'not a JSON object with a "command" string'
 PARSE_MEMO = 4096  # texts whose units are kept
 FS_TTL = 1.0  # seconds a file-system answer is reused
+
+
+def _error(n: int, what: str) -> str:
+    return json.dumps({"line": n, "error": what}) + "\n"
 
 
 class _FsSnapshot:
@@ -39,7 +47,7 @@ class _FsSnapshot:
     def __init__(self, glob: Callable[[str, str], list[str] | None] | None) -> None:
         self._glob = glob
         self._exists: dict[str, bool] = {}
-        self._real: dict[str, str | BaseException] = {}
+        self._real: dict[str, str | Exception] = {}
         self._globs: dict[tuple[str, str], list[str] | None] = {}
         self._since = time.monotonic()
 
@@ -65,7 +73,7 @@ class _FsSnapshot:
             except (OSError, ValueError) as e:
                 v = e
             self._real[p] = v
-        if isinstance(v, BaseException):
+        if isinstance(v, Exception):
             raise v
         return v
 
@@ -79,6 +87,8 @@ class _FsSnapshot:
 
 
 class _Batch:
+    """One batch run: its remembered parses and its file-system snapshot."""
+
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self.units: dict[str, list[Unit]] = {}
@@ -114,41 +124,43 @@ class _Batch:
             units = self.units[text] = parse(text)
         return units
 
-    def answer(self, line: str) -> bytes | str:
-        """One line's JSON answer, or why it cannot be answered."""
+    def decide_line(self, n: int, line: str) -> tuple[str, bool]:
+        """-> (the output line, True when it is an error object)."""
         from xguard.policy.decide import decide
 
         try:
             obj = json.loads(line)
+            cmd = obj["command"]
+            if not isinstance(cmd, str):
+                raise TypeError
         except RecursionError:
-            return "nested too deeply to read"
-        except ValueError:
-            obj = None
-        cmd = obj.get("command") if isinstance(obj, dict) else None
-        if not isinstance(cmd, str):
-            return 'not a JSON object with a "command" string'
-        assert isinstance(obj, dict)
+            return _error(n, "nested too deeply to read"), True
+        except (ValueError, KeyError, TypeError):
+            return _error(n, BAD_LINE), True
         cwd = obj.get("cwd")
-        ctx = self.context(cwd if isinstance(cwd, str) else None)
+        ctx = self.context(os.path.abspath(cwd) if isinstance(cwd, str) and cwd else None)
         d = decide(self.parse(cmd), self.gate.ruleset, ctx)
         obj.update(d.to_json())
         try:
-            return (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-        except (RecursionError, ValueError, UnicodeEncodeError):
-            return "not valid Unicode text, or a number or nesting JSON cannot hold"
+            # ensure_ascii=False writes the command as it came; a lone surrogate
+            # (valid in JSON's \ud800 escapes, not in UTF-8) needs the escapes back.
+            out = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+            out.encode("utf-8")
+        except UnicodeEncodeError:
+            out = json.dumps(obj, allow_nan=False)
+        except (RecursionError, ValueError, TypeError):
+            return _error(n, "decided, but the line's other fields cannot be written back"), True
+        return out + "\n", False
 
 
 def check_batch(gate: Gate, batch: str) -> int:
-    """Answer every line of `batch` (a path, or '-' for stdin) on stdout, in
-    order. Exit 0 when every line was decided, 1 when some were not."""
-    # Bytes that are not UTF-8 reach the line reader as lone surrogates, so a
-    # bad line is answered on its own instead of ending the batch.
+    """Exit 0 when every line was decided, 1 when a line got an error object."""
     f: Any = (
         io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
         if batch == "-"
         else open(batch, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     )
-    out = sys.stdout.buffer
+    out = sys.stdout
     b = _Batch(gate)
     bad = 0
     with f:
@@ -157,10 +169,7 @@ def check_batch(gate: Gate, batch: str) -> int:
                 continue
             if b.fs is not None and not n % 64:
                 b.fs.tick()
-            answer = b.answer(line)
-            if isinstance(answer, str):
-                bad += 1
-                answer = (json.dumps({"line": n, "error": answer}) + "\n").encode()
-            out.write(answer)
-    out.flush()
+            text, failed = b.decide_line(n, line)
+            bad += failed
+            out.write(text)
     return 0 if not bad else 1
