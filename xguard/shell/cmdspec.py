@@ -844,6 +844,12 @@ def _second_operand(short: str, long: frozenset[str] = frozenset()):  # type: ig
 
 
 WRITERS = {
+    # kubectl's own files: a profile, a log, an HTTP cache (`kubectl get` is a read).
+    "kubectl": _opt_targets(
+        "",
+        frozenset({"profile", "profile-output", "log-file", "cache-dir", "log-dir"}),
+        {"profile-output", "log-file", "cache-dir", "log-dir"},
+    ),
     "xxd": _second_operand("cglosnR"),
     # BSD base64 -o FILE (macOS); GNU base64 has no -o and fails on it.
     "base64": _opt_targets("bio", frozenset({"break", "input", "output"}), {"o", "output"}),
