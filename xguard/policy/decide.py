@@ -61,6 +61,7 @@ class Context:
     # Entries of a folder (folders end with '/'; None when it is not one): a
     # recursive search of a folder reads the secrets inside it.
     listdir: Callable[[str], list[str] | None] | None = real_listdir
+    isdir: Callable[[str], bool] = os.path.isdir
     # name -> (the program the agent's PATH runs, whether it lies in a folder
     # the agent can write); None when the name is not a program on PATH.
     # Built by the gate (policy/resolve.py: path_resolver); None: not checked.
@@ -361,8 +362,7 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         u.names_only
         and not u.dynamic
         and not u.glob
-        and ctx.listdir is not None
-        and all(ctx.listdir(ctx.realpath(p)) is not None for p in paths)
+        and all(ctx.isdir(ctx.realpath(p)) for p in paths)
     ):
         return None  # `ls ~/.ssh`: the folder's names, not its files
     why_extra = []
@@ -483,7 +483,15 @@ def _secrets_inside(
                 if best is None or STRICTNESS[r.action] > STRICTNESS[best[0].action]:
                     best = (r, child)
                 continue
-            if entry.endswith("/") and depth + 1 < WALK_DEPTH and name != "node_modules":
+            # .git holds objects (compressed: a search does not show them) and
+            # config, whose tokens a recursive search of the project would
+            # print; the everyday `grep -rn X .` stays allowed all the same
+            # (reading .git/config by name needs approval).
+            if (
+                entry.endswith("/")
+                and depth + 1 < WALK_DEPTH
+                and name not in ("node_modules", ".git")
+            ):
                 todo.append((child, depth + 1))
     return best
 
