@@ -299,6 +299,21 @@ def test_paths(command: str, expect: str, rules: Ruleset, where: tuple[Path, Pat
     _check(command, expect, rules, where)
 
 
+def test_listed_files_that_link_to_a_secret(
+    tmp_path: Path, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    """A tracked symlink to ~/.ssh/id_rsa: `cat $(git ls-files)` prints the key."""
+    _, home = where
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "README.md").write_text("x\n", encoding="utf-8")
+    c = Context(cwd=str(project), home=str(home), expand_glob=real_glob)
+    assert decide(parse("cat $(git ls-files)"), rules, c).decision == ALLOW
+    (project / "k").symlink_to(home / ".ssh" / "id_rsa")
+    assert decide(parse("cat $(git ls-files)"), rules, c).decision == DENY
+    assert decide(parse("grep -R x ."), rules, c).decision == DENY
+
+
 # ---------------------------------------------------------------------------
 # Which program runs: a name is decided on the program the agent's PATH
 # runs; an allow for `ls` does not cover an `ls` the agent could have written.
@@ -450,6 +465,7 @@ EVERYDAY_LIMITS = [
     ("ip addr add 1.2.3.4 dev eth0", REQUIRE),
     ("ip -b cmds", REQUIRE),
     ("ss -K dst 1.2.3.4", REQUIRE),
+    ("ss -E", REQUIRE),
     ("sqlite3 db \"select writefile('/tmp/x', 1)\"", REQUIRE),
     ("sqlite3 -Axf db", REQUIRE),
     ("tee /dev/sda < f", DENY),

@@ -35,10 +35,18 @@ PYTHONS = ("python", "python3")
 
 
 def real_listdir(path: str) -> list[str] | None:
-    """Entries of a real folder (a folder's name ends with '/'), None if it is not one."""
+    """Entries of a real folder (a folder's name ends with '/', a symlink's
+    with '@'), None if it is not one."""
     try:
         with os.scandir(path) as it:
-            return [e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in it]
+            return [
+                e.name + "/"
+                if e.is_dir(follow_symlinks=False)
+                else e.name + "@"
+                if e.is_symlink()
+                else e.name
+                for e in it
+            ]
     except OSError:
         return None
 
@@ -58,7 +66,8 @@ class Context:
     expand_glob: Callable[[str, str], list[str] | None] | None = (
         None  # (pattern, cwd) -> matches, None if too many
     )
-    # Entries of a folder (folders end with '/'; None when it is not one): a
+    # Entries of a folder (folders end with '/', symlinks with '@'; None when
+    # it is not one): a
     # recursive search of a folder reads the secrets inside it.
     listdir: Callable[[str], list[str] | None] | None = real_listdir
     isdir: Callable[[str], bool] = os.path.isdir
@@ -472,11 +481,18 @@ def _secrets_inside(
             seen += 1
             if seen > WALK_LIMIT:
                 return best
-            name = entry.rstrip("/")
+            name = entry[:-1] if entry.endswith(("/", "@")) else entry
             if not hidden and name.startswith("."):
                 continue  # rg, and git's lists, skip hidden files
             child = folder.rstrip("/") + "/" + name
-            hits = _match_path_rules([child, child + "/x"], "read", ruleset, ctx.home)
+            probe = [child, child + "/x"]
+            if entry.endswith("@"):
+                # `cat $(git ls-files)` and `grep -R` follow a link to ~/.ssh/id_rsa.
+                try:
+                    probe.append(ctx.realpath(child))
+                except (OSError, ValueError):
+                    pass
+            hits = _match_path_rules(probe, "read", ruleset, ctx.home)
             hits = [r for r in hits if r.action != ALLOW]
             if hits:
                 r = _strictest(hits)
