@@ -399,12 +399,14 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
     inside = _secrets_inside(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
     if inside is not None:
         r, found = inside
-        # Reading a folder's tree reads what is in it: the rule decides as
-        # if the file had been named.
+        # Reading a folder's tree reads what is in it. A person decides: the
+        # search may never print the secret (`grep -rn TODO .` beside a .env),
+        # and what a folder holds changes, so the same command must not flip
+        # between allow and deny with the files around it.
         return UnitDecision(
             "path",
             f"read {paths[0]}",
-            r.action,
+            REQUIRE,
             r.id,
             f"a recursive search of {paths[0]} reads {found}: {_rule_why(r)}",
             u,

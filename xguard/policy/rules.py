@@ -110,6 +110,9 @@ _SETTINGS: dict[str, Any] = {
     "hook": {"claude_code": {"require_approval": ("ask", "wait", "deny")}},
     "reviewers": "strlist",
     "agents": "strlist",
+    # issue 11: folders whose programs count as the system's own, though the
+    # agent could write there (a team's tool folder, a test's stand-ins).
+    "trust_path": "strlist",
     "strict": "bool",
     "socket": "str",
 }
