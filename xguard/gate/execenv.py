@@ -44,6 +44,7 @@ RESET_IN_CHILD = (
     signal.SIGQUIT,
     signal.SIGTERM,
     signal.SIGHUP,
+    signal.SIGCHLD,
 )
 
 
@@ -154,9 +155,13 @@ def run_child(
         spawn["setpgroup"] = 0
     if plumbing is not None:
         spawn["file_actions"] = plumbing.file_actions
+    # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
+    # exec) would have the kernel reap the child at once, and its status lost.
+    old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         pid = os.posix_spawn(path, argv, env, **spawn)
     except BaseException:
+        signal.signal(signal.SIGCHLD, old_chld)
         if plumbing is not None:
             plumbing.close()
         raise
@@ -199,6 +204,7 @@ def run_child(
             signal.setitimer(signal.ITIMER_REAL, kill_grace)
 
     old = {s: signal.signal(s, forward) for s in FORWARD}
+    old[signal.SIGCHLD] = old_chld
     if pty:
         old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, on_winch)
     # A terminal's Ctrl-C / Ctrl-\ reach the whole foreground process group,
