@@ -278,9 +278,13 @@ def test_binary_escapes_and_invalid_utf8_are_stored_exactly_and_shown_safely(
 
 
 def _on_pty(
-    argv: list[str], typed: bytes = b"", size: tuple[int, int] = (33, 111), timeout: float = 30
+    argv: list[str],
+    typed: bytes | list[bytes] = b"",
+    size: tuple[int, int] = (33, 111),
+    timeout: float = 30,
 ) -> tuple[bytes, int]:
-    """Run argv on a new pty (its controlling terminal); what appeared, and the exit status."""
+    """Run argv on a new pty (its controlling terminal); what appeared, and the exit status.
+    `typed` is typed after a second (a list: one item a second)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
 
@@ -298,9 +302,10 @@ def _on_pty(
     )
     os.close(slave)
     got = b""
-    if typed:
-        time.sleep(1.0)
-        os.write(master, typed)
+    for keys in [typed] if isinstance(typed, bytes) else typed:
+        if keys:
+            time.sleep(1.0)
+            os.write(master, keys)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         r, _, _ = select.select([master], [], [], 0.2)
@@ -357,6 +362,31 @@ def test_on_a_terminal_keys_typed_ahead_are_given_back(home: Path) -> None:
     )
     assert code == 0
     assert b"t   y   p   e   d       a   h   e   a   d  \\r" in got, got
+
+
+def test_the_interactive_shell_records_each_line(home: Path) -> None:
+    got, code = _on_pty([*xguard_exe()], typed=[b"echo from the prompt\r", b"exit\r"])
+    assert code == 0 and b"from the prompt" in got
+    ex = last_exit(home)
+    back = xg("audit", "show", ex["id"], "--output").stdout
+    assert back == b"from the prompt\r\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ("record: {max_bytes: lots}", "record.max_bytes: expected a size"),
+        ("record: {output: maybe}", "record.output: expected true or false"),
+        ("record: {keep: 3}", "unknown key 'keep' in record"),
+        ("profiles: {p: {record: sometimes}}", "profiles.p.record: expected true, false"),
+        ("rules: [{pattern: ls, action: allow, record: no-thanks}]", "expected true or false"),
+    ],
+)
+def test_bad_record_settings_are_config_errors(home: Path, config: str, said: str) -> None:
+    (home / "rules.yaml").write_text("default: allow\n" + config + "\n")
+    p = xg("-c", "echo never")
+    assert p.returncode == 78 and p.stdout == b""
+    assert said in p.stderr.decode(), p.stderr
 
 
 # ---------------------------------------------------------------------------
