@@ -282,6 +282,7 @@ def _on_pty(
     typed: bytes | list[bytes] = b"",
     size: tuple[int, int] = (33, 111),
     timeout: float = 30,
+    resize_to: tuple[int, int] | None = None,
 ) -> tuple[bytes, int]:
     """Run argv on a new pty (its controlling terminal); what appeared, and the exit status.
     `typed` is typed after a second (a list: one item a second)."""
@@ -306,6 +307,10 @@ def _on_pty(
         if keys:
             time.sleep(1.0)
             os.write(master, keys)
+    if resize_to is not None:
+        time.sleep(1.0)
+        # As a terminal window does: the kernel sends SIGWINCH to xguard.
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *resize_to, 0, 0))
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         r, _, _ = select.select([master], [], [], 0.2)
@@ -340,6 +345,17 @@ def test_on_a_terminal_the_command_gets_a_pty_and_it_is_recorded(home: Path) -> 
     assert (header["tty"], header["cols"], header["rows"]) == (True, 111, 33)
     assert b"".join(d for _, d in output_frames(path)) == got
     assert {k for k, _ in output_frames(path)} == {3}
+
+
+def test_a_window_resize_reaches_the_command_and_is_recorded(home: Path) -> None:
+    got, code = _on_pty(
+        [*xguard_exe(), "-c", "stty size; sleep 2.5; stty size"], resize_to=(40, 132)
+    )
+    assert code == 0 and got == b"33 111\r\n40 132\r\n"
+    path = home / "audit" / last_exit(home)["output"]["file"]
+    assert [d for k, _t, d in frames(path) if k == 4] == [b"132 40"]
+    cast = xg("audit", "replay", last_exit(home)["id"], "--format", "asciicast").stdout
+    assert any(json.loads(x)[1:] == ["r", "132x40"] for x in cast.splitlines()[1:])
 
 
 def test_on_a_terminal_keystrokes_and_ctrl_c_reach_the_command(home: Path) -> None:
