@@ -138,7 +138,7 @@ complete -c xguard -n '__xguard_at \'audit report\'' -l json -d 'Print the repor
 complete -c xguard -n '__xguard_at \'audit report\'' -s h -l help -d 'Show this message and exit'
 complete -c xguard -n '__xguard_at \'audit show\'' -l output -d 'Write only the exact output bytes'
 complete -c xguard -n '__xguard_at \'audit show\'' -l raw -d 'Do not escape control sequences on a terminal'
-complete -c xguard -n '__xguard_at \'audit show\'' -l json -d 'One JSON object: the records and the output'
+complete -c xguard -n '__xguard_at \'audit show\'' -l json -d 'One JSON object: the records, and the output frames (text and base64)'
 complete -c xguard -n '__xguard_at \'audit show\'' -s h -l help -d 'Show this message and exit'
 complete -c xguard -n '__xguard_at \'audit verify\'' -l anchor -r -F -d 'A saved head (an earlier verify\'s output): the log must still hold and extend it'
 complete -c xguard -n '__xguard_at \'audit verify\'' -l syslog -r -F -d 'A syslog file holding the forwarded copy (audit.forward): cross-check against it'

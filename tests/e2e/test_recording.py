@@ -5,6 +5,7 @@ change to a recording must be caught and named."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import gzip
@@ -465,6 +466,8 @@ def test_show_replay_and_asciicast(home: Path) -> None:
     j = json.loads(xg("audit", "show", ex["id"], "--json").stdout)
     assert [r["event"] for r in j["records"]] == ["decision", "exit"]
     assert [f["stream"] for f in j["frames"]] == ["stdout", "stderr", "stdout"]
+    assert [f["text"] for f in j["frames"]] == ["one\n", "two\n", "\\xff\n"]
+    assert base64.b64decode(j["frames"][2]["base64"]) == b"\xff\n"
 
     t = time.monotonic()
     r = xg("audit", "replay", ex["id"])

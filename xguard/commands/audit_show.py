@@ -10,6 +10,7 @@ A recording that is missing, altered or cannot be decoded is an error
 
 from __future__ import annotations
 
+import base64
 import codecs
 import json
 import os
@@ -157,7 +158,10 @@ def _describe(story: _Story, w: IO[str]) -> None:
 @click.option("--output", "only_output", is_flag=True, help="Write only the exact output bytes.")
 @click.option("--raw", is_flag=True, help="Do not escape control sequences on a terminal.")
 @click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object: the records and the output."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: the records, and the output frames (text and base64).",
 )
 def show_cmd(cmd_id: str, only_output: bool, raw: bool, as_json: bool) -> int:
     """Show one command: decision, units, approval, exit, and what it printed.
@@ -206,8 +210,14 @@ def _show_json(story: _Story) -> int:
     code = 0
     if story.output is not None and story.output.get("file"):
         try:
+            # text: readable (bytes that are not UTF-8 as \xNN); base64: the exact bytes.
             frames = [
-                {"stream": STREAM_NAMES[s], "t": t / 1e6, "data": "".join(safe_text(iter([d])))}
+                {
+                    "stream": STREAM_NAMES[s],
+                    "t": t / 1e6,
+                    "text": d.decode("utf-8", "backslashreplace"),
+                    "base64": base64.b64encode(d).decode("ascii"),
+                }
                 for s, t, d in story.recording().output()
             ]
             obj["frames"] = frames
