@@ -464,7 +464,7 @@ class AuditLog:
             while top < self.keep and os.path.lexists(self._rotated(top)):
                 top += 1
             if top == self.keep and os.path.lexists(self._rotated(top)):
-                from xguard.audit.playback import prune
+                from xguard.audit.pruning import prune
 
                 prune(folder, self._rotated(top))  # its output recordings go with it (issue 14)
             for n in range(top - 1, 0, -1):

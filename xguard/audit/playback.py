@@ -5,7 +5,6 @@ The format is described in audit/recording.py, which writes it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import zlib
@@ -13,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from xguard.audit.log import sha256
+from xguard.audit.pruning import FOLDER
 from xguard.audit.recording import (
-    FOLDER,
     FRAME_HEAD,
     HEADER,
     MAGIC,
@@ -116,31 +115,3 @@ def check(audit_dir: str, output: dict[str, Any]) -> str | None:
     if digest != output.get("file_sha256"):
         return f"its recording {output.get('file')} was altered (the hash no longer matches)"
     return None
-
-
-def files_named_in(log_file: str) -> list[str]:
-    """The recording files that the exit records of one audit file name (for pruning)."""
-    out = []
-    try:
-        with open(log_file, "rb") as f:
-            for raw in f:
-                if b'"output":{' not in raw:
-                    continue
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                o = rec.get("output") if isinstance(rec, dict) else None
-                if isinstance(o, dict) and isinstance(o.get("file"), str):
-                    out.append(o["file"])
-    except OSError:
-        return []
-    return out
-
-
-def prune(audit_dir: str, dropped_log: str) -> None:
-    """Delete the recordings of an audit file rotation is about to drop (`keep`)."""
-    for name in files_named_in(dropped_log):
-        if name.startswith(FOLDER + "/") and ".." not in name:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(audit_dir, name))

@@ -29,6 +29,7 @@ import os
 import time
 
 from xguard.audit.log import dumps, sha256
+from xguard.audit.pruning import FOLDER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 MAGIC = b"XGREC1\n"
 SUFFIX = ".xgrec.gz"
-FOLDER = "output"
 HEADER, STDOUT, STDERR, TERMINAL, RESIZE, TRAILER = range(6)
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr", TERMINAL: "terminal"}
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
