@@ -259,6 +259,7 @@ class Recorder:
         self._maskers: dict[int, Masker] = {}
         self._last_stream = -1
         self.started = time.time()
+        self._summary: dict[str, Any] | None = None
 
     # -- what the executor calls ------------------------------------------------
     def begin(self, tty: bool, cols: int, rows: int) -> None:
@@ -297,8 +298,11 @@ class Recorder:
         if not (self.truncated or self.error):
             self._frame(RESIZE, t_us, b"%d %d" % (cols, rows))
 
-    def finish(self) -> dict[str, Any]:
-        """Close the file and return the summary for the exit record."""
+    def end(self) -> None:
+        """The command's output has ended: write the trailer and make the file
+        durable. The executor calls this before it gives the terminal back."""
+        if self._summary is not None:
+            return
         t_us = (time.monotonic_ns() - self.t0) // 1000
         if self.error is None:
             for s in list(self._maskers):
@@ -325,7 +329,13 @@ class Recorder:
         elif self.name is not None:
             summary["file"] = f"{FOLDER}/{self.name}"
             summary["file_sha256"] = self._file.hexdigest()
-        return summary
+        self._summary = summary
+
+    def finish(self) -> dict[str, Any]:
+        """The summary for the exit record (ending the recording if that is not done)."""
+        self.end()
+        assert self._summary is not None
+        return self._summary
 
     @property
     def masked(self) -> int:

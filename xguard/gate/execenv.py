@@ -255,6 +255,9 @@ def run_child(
                 # A pidfd says when the command exits, not when it stops: with
                 # on_stop, the pump asks exited() instead.
                 pump(plumbing, pid, recorder, exited, use_pidfd=on_stop is None)
+                # Before the terminal goes back: whatever reads it next (a
+                # shell's prompt) should find it as the command left it soon.
+                recorder.end()
             finally:
                 plumbing.close()
         while status is None and stopped_with is None:

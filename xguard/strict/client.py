@@ -321,8 +321,6 @@ def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
         kill_grace=grace,
         recorder=relay,
     )
-    if relay is not None:
-        relay.end()
     _report(
         conn,
         {"exit_code": result.exit_code, "duration_ms": result.duration_ms, **result.fields},
@@ -377,6 +375,7 @@ class _Relay:
         self._send({"op": "resize", "t": self._t(), "cols": cols, "rows": rows})
 
     def end(self) -> None:
+        """The output has ended (the executor says so): report what went over the cap."""
         if self.counted:
             self._send({"op": "out", "s": 1, "t": self._t(), "n": self.counted})
 
