@@ -35,7 +35,7 @@ def oracle_sandbox() -> Iterator[Sandbox]:
 def oracle_gates(oracle_sandbox: Sandbox) -> dict[str, object]:
     """The shared fixture's rules and the built-in defaults, as the gate loads them
     for an agent whose HOME is the sandbox's (xguard's own files included)."""
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     env = {
         "HOME": str(oracle_sandbox.home),
