@@ -813,7 +813,51 @@ def _find_w(args: list[Word]) -> tuple[list[Word], list[Word]]:
     return w, []
 
 
+def _script_w(args: list[Word]) -> tuple[list[Word], list[Word]]:
+    # script [opts] [FILE]: FILE (default ./typescript) and every log file are written.
+    o = getopt(
+        args,
+        "cEIOBTmo",
+        frozenset(
+            {
+                "command",
+                "echo",
+                "log-in",
+                "log-out",
+                "log-io",
+                "log-timing",
+                "logging-format",
+                "output-limit",
+            }
+        ),
+    )
+    logs = [v for k, v in o.opts if k in "IOBT" + "log-in log-out log-io log-timing" and v]
+    return (o.operands or [lit("typescript")]) + logs, []
+
+
+def _second_operand(short: str, long: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
+    # TOOL [opts] [INFILE [OUTFILE]]: `-` as INFILE is stdin, OUTFILE is still written.
+    def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
+        o = getopt(args, short, long)
+        return o.operands[1:2], o.operands[:1]
+
+    return f
+
+
 WRITERS = {
+    "xxd": _second_operand("cglosnR"),
+    # BSD base64 -o FILE (macOS); GNU base64 has no -o and fails on it.
+    "base64": _opt_targets("bio", frozenset({"break", "input", "output"}), {"o", "output"}),
+    "shuf": _opt_targets(
+        "eino",
+        frozenset({"echo", "input-range", "head-count", "output", "random-source"}),
+        {"o", "output"},
+    ),
+    "iconv": _opt_targets("oft", frozenset({"output", "from-code", "to-code"}), {"o", "output"}),
+    "csplit": _opt_targets(
+        "bfn", frozenset({"prefix", "suffix-format", "digits"}), {"f", "prefix"}
+    ),
+    "script": _script_w,
     "tee": _all_operands("", frozenset({"output-error"})),
     "rm": _all_operands(),
     "rmdir": _all_operands(),

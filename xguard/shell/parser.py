@@ -19,6 +19,7 @@ import time
 from xguard._record import dataclass
 
 from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
+from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
@@ -31,6 +32,13 @@ TIME_BUDGET = 0.25  # seconds; a hostile command costs milliseconds, then fails 
 # allow rule for `ls`, but `./ls` or `/tmp/x/ls` may not (they are other programs).
 SYSTEM_BIN_DIRS = frozenset(
     {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
+)
+
+# Commands whose shell code runs under /bin/sh or another non-bash shell
+# (watch and flock use `sh -c`; ssh and su use a shell we cannot see).
+POSIX_SHELL_RUNNERS = frozenset(
+    {"sh", "dash", "ash", "posh", "ksh", "mksh", "yash", "busybox-sh", "zsh", "fish"}
+    | {"watch", "flock", "ssh", "su", "runuser", "script", "parallel"}
 )
 
 DB_CLIENTS = frozenset(
@@ -318,7 +326,40 @@ class _Walker:
                     self.queue.append(
                         _Job(text=piece.encode("utf-8", "surrogateescape"), depth=depth + 1)
                     )
+        if b"<<" in src:
+            self.check_heredocs(root, src, depth)
+        why = _evaluation(root, src)
+        if why:
+            self.units.append(_input_unit(why))
         self.walk(root, src, depth)
+
+    def check_heredocs(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
+        """Hold tree-sitter's here-document boundaries against bash's (heredoc.scan).
+
+        Where they differ, tree-sitter filed commands under a body (or a body
+        under commands): the unit is floored, and the text with bash's bodies
+        taken out is read again so the commands that really run are units.
+        """
+        from xguard.shell.heredoc import scan, without_bodies
+
+        docs = scan(src)
+        # Terminator lines are compared (tree-sitter starts a `<<-` body after its tabs).
+        ours = sorted(d.end for d in docs)
+        theirs: list[int | None] = []
+        todo = [root]
+        while todo:
+            n = todo.pop()
+            if n.type == "heredoc_redirect":
+                ends = [c.end_byte for c in n.children if c.type == "heredoc_end"]
+                theirs.append(ends[0] if ends else None)
+            todo.extend(n.children)
+        same = None not in theirs and sorted(e for e in theirs if e is not None) == ours
+        if same and all(d.terminated for d in docs):
+            return
+        self.units.append(
+            _input_unit("here-document ends where bash ends it, not where the parser did")
+        )
+        self.queue.append(_Job(text=without_bodies(src, docs), depth=depth + 1))
 
     def walk(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
         stack = [root]
@@ -497,18 +538,10 @@ class _Walker:
             else:
                 groups.append([c])
         words = [self.word_group(g, src, stack) for g in groups]
-        evaluating = self.evaluating
         if assigns:
             self.assign_unit(assigns, src, stack, standalone=not words)
         if words:
             self.simple_command(words, [], depth, False, stdin_text)
-        if evaluating:
-            self.units.append(
-                _input_unit(
-                    "arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash "
-                    "evaluates a variable's value as code or assigns it"
-                )
-            )
 
     def word_group(self, nodes: list, src: bytes, stack: list) -> Word:  # type: ignore[type-arg]
         """One shell word made of adjacent tree-sitter nodes."""
@@ -650,9 +683,11 @@ class _Walker:
                 dest = c
         if dest is None:
             return None
-        if dest.type in _SUBST_NODES:  # > >(cmd), < <(cmd)
+        if dest.type == "process_substitution":  # > >(cmd), < <(cmd): a pipe
             stack.append(dest)
             return None
+        # `> $(cmd)` and `` > `cmd` `` write to a file named by cmd's output:
+        # a write unit like any other, its name known only at run time.
         w = self.word(dest, src, stack)
         if op in (">&", "<&", ">&-", "<&-") and (w.value.isdigit() or w.value == "-") and w.literal:
             return None  # duplicates or closes a file descriptor
@@ -775,6 +810,18 @@ class _Walker:
                 continue
             self.path_unit(w, "read", must_exist=True)
 
+        # Programs inside arguments: what an awk program or a sed script opens or runs.
+        if base in ("awk", "gawk", "mawk", "nawk", "sed"):
+            from xguard.shell.programs import check_awk, check_sed
+
+            chk = check_sed(args) if base == "sed" else check_awk(args)
+            for why in chk.issues:
+                u.require(why)
+            for p in chk.writes:
+                self.path_unit(lit(p), "write", must_exist=False, redirect=True)
+            for p in chk.reads:
+                self.path_unit(lit(p), "read", must_exist=False, redirect=True)
+
         # SQL given to a database client.
         if base in DB_CLIENTS:
             self.sql(base, words, u, stdin_text)
@@ -795,6 +842,12 @@ class _Walker:
                 )
             )
         for s in inner.shell:
+            if base in POSIX_SHELL_RUNNERS and s.literal:
+                # /bin/sh is dash on Debian and Ubuntu: where the string leaves
+                # the POSIX subset, bash's reading (ours) is not what runs.
+                differs = bash_only(s.value)
+                if differs:
+                    u.require(f"{base} runs this with a POSIX shell, not bash: {differs}")
             self.push_shell(s, depth, base, u)
         if base in SHELLS and stdin_text is not None and not inner.shell:
             self.queue.append(_Job(text=stdin_text, depth=depth + 1))
@@ -888,22 +941,141 @@ def _split_statements(text: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
+# Arithmetic made only of these is evaluated without reading any variable:
+# `$((1+2))` is harmless; `$((x))` evaluates x's *value* as arithmetic, and
+# x='a[$(cmd)]' runs cmd.
+_ARITH_LITERAL = frozenset(b"0123456789 \t+-*/%()<>=!&|^~?:,")
+_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789")
+
+
+def _arith_inner(text: bytes) -> bytes:
+    """The expression of `$((…))`, `$[…]` or `((…))`."""
+    if text.startswith(b"$(("):
+        return text[3:-2]
+    if text.startswith(b"$["):
+        return text[2:-1]
+    if text.startswith(b"(("):
+        return text[2:-2]
+    return text
+
+
 def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
     """Expansions that evaluate a variable's *value* as code — arithmetic
-    (`$((x))`, where x='a[$(cmd)]' runs cmd), array subscripts (arithmetic
-    too), prompt expansion `${x@P}` — or that assign (`${X:=v}`, `${X=v}`:
-    GLOBIGNORE or EXECIGNORE set that way change later commands)."""
+    (`$((x))`), array subscripts (arithmetic too), substring offsets and
+    lengths (`${x:o:l}`, `${@:o}`: arithmetic), indirection (`${!x}`: x's
+    value names what is expanded, `a[$(cmd)]` included), prompt expansion
+    `${x@P}` — or that assign (`${X:=v}`, `${X=v}`: GLOBIGNORE or EXECIGNORE
+    set that way change later commands). A value is dangerous however it
+    was set (a `for` list, `read`, a literal assignment)."""
+    text = src[n.start_byte : n.end_byte]
     if n.type == "arithmetic_expansion":
-        return True
+        return not _ARITH_LITERAL.issuperset(_arith_inner(text))
     if n.type == "expansion":
-        text = src[n.start_byte : n.end_byte]
-        if b"[" in text or b"@P" in text:
+        if text.startswith(b"${!") or b"@P" in text:
             return True
-        name_end = 2
-        while name_end < len(text) and (chr(text[name_end]).isalnum() or text[name_end] == 0x5F):
-            name_end += 1
-        return text[name_end : name_end + 1] == b"=" or text[name_end : name_end + 2] == b":="
+        if b"[" in text:
+            return not _literal_subscripts(text)
+        i = 2
+        if text[i : i + 1] == b"#" and len(text) > 4:
+            i += 1  # ${#x}: a length
+        if i < len(text) and text[i] in _NAME_BYTES:
+            while i < len(text) and text[i] in _NAME_BYTES:
+                i += 1
+        elif i < len(text) and text[i] in b"@*#?$!-":
+            i += 1
+        op = text[i : i + 2]
+        if op[:1] == b"=" or op == b":=":
+            return True
+        # `${x:-d}`, `${x:=d}`, `${x:?m}`, `${x:+a}` are not substrings; any
+        # other `:` starts an arithmetic offset.
+        return op[:1] == b":" and op[1:2] not in (b"-", b"=", b"?", b"+")
     return False
+
+
+def _literal_subscripts(text: bytes) -> bool:
+    """Every `[…]` in the expansion is a number, `@` or `*`."""
+    i = text.find(b"[")
+    while i >= 0:
+        j = text.find(b"]", i)
+        if j < 0:
+            return False
+        inner = text[i + 1 : j].strip()
+        if not (inner in (b"@", b"*") or inner.isdigit()):
+            return False
+        i = text.find(b"[", j)
+    return True
+
+
+def _evaluation(root, src: bytes) -> str | None:  # type: ignore[no-untyped-def]
+    """Why some part of the tree evaluates a run-time value as code, or None.
+
+    One pass over the whole tree, so every context counts: arguments,
+    assignment values, for lists, case words, redirect targets, here-document
+    bodies, `((…))`, `for ((…))` and array subscripts."""
+    todo = [root]
+    while todo:
+        n = todo.pop()
+        t = n.type
+        if t in ("arithmetic_expansion", "expansion"):
+            if _evaluates(n, src):
+                return (
+                    "arithmetic, indirection (${!x}), substring offset (${x:o}), array "
+                    "subscript, ${x@P} or ${x:=v}: bash evaluates a variable's value as "
+                    "code or assigns it"
+                )
+            if t == "arithmetic_expansion":
+                continue
+        elif t == "subscript":
+            idx = n.child_by_field_name("index")
+            inner = src[idx.start_byte : idx.end_byte].strip() if idx is not None else b"?"
+            if not (inner in (b"@", b"*") or inner.isdigit()):
+                return "array subscript: bash evaluates it as arithmetic on variables' values"
+        elif t == "c_style_for_statement" and not _loop_arith_literal(
+            src[n.start_byte : n.end_byte]
+        ):
+            return "for ((…)) arithmetic reads variables' values as code"
+        elif (
+            t == "compound_statement"
+            and n.children
+            and n.children[0].type == "(("
+            and not _ARITH_LITERAL.issuperset(_arith_inner(src[n.start_byte : n.end_byte]))
+        ):
+            return "((…)) arithmetic reads variables' values as code"
+        todo.extend(n.children)
+    return None
+
+
+def _loop_arith_literal(text: bytes) -> bool:
+    """`for ((i=0; i<10; i++))`: every name it reads is set from a number in
+    its own first clause, so no outside value is evaluated."""
+    head_end = text.find(b"))")
+    if not text.startswith(b"for") or head_end < 0:
+        return False
+    head = text[text.find(b"((") + 2 : head_end]
+    if any(c in head for c in b"$`[\"'"):
+        return False
+    init = head.split(b";", 1)[0]
+    assigned = set()
+    for part in init.split(b","):
+        name, eq, val = part.partition(b"=")
+        if not eq or not val.strip().isdigit():
+            return False
+        assigned.add(name.strip())
+    names = set()
+    i = 0
+    while i < len(head):
+        if head[i] in _NAME_BYTES and not head[i : i + 1].isdigit():
+            j = i
+            while j < len(head) and head[j] in _NAME_BYTES:
+                j += 1
+            names.add(head[i:j])
+            i = j
+        elif head[i : i + 1].isdigit():
+            while i < len(head) and head[i] in _NAME_BYTES:
+                i += 1
+        else:
+            i += 1
+    return names <= assigned
 
 
 def _txt(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
