@@ -396,9 +396,9 @@ def _lines(path: Path) -> list[dict[str, str]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def corpus_commands(corpus: Path) -> list[str]:
-    """The shared corpora's commands (benign first: they are what mutations keep allowed)."""
-    rows = _lines(corpus / "benign.jsonl") + _lines(corpus / "evasion.jsonl")
+def corpus_commands(corpus: Path, name: str) -> list[str]:
+    """The commands of one shared corpus (benign.jsonl or evasion.jsonl)."""
+    rows = _lines(corpus / name)
     return [r["command"] for r in rows if isinstance(r.get("command"), str)]
 
 
@@ -529,8 +529,12 @@ def spaced(command: str, how: str) -> str:
 
 
 def mutate(command: str, rng: random.Random) -> str:
-    """One mutation of command, chosen by rng."""
-    p = rng.choice(PAYLOADS)
+    """One mutation of command, chosen by rng.
+
+    Half the time what the mutation slips in is itself an allowed read: then
+    the only possible finding is a program bash runs that the decision did not
+    list, which is exactly a misreading of the command's structure."""
+    p = rng.choice(PAYLOADS) if rng.random() < 0.5 else rng.choice(BASES)
     kind = rng.randrange(14)
     if kind == 0:
         return requote(command, rng.randrange(8), rng.choice(QUOTE_STYLES))
@@ -595,12 +599,16 @@ def attacks() -> list[str]:
 
 
 def corpus_mutations(corpus: Path, n: int, seed: int) -> list[str]:
-    """n commands: the attack table, then 1-3 mutations of corpus and base commands."""
+    """n commands: the attack table, then 1-3 mutations of corpus and base commands.
+
+    Three in four start from a command that is allowed as it stands (the benign
+    corpus, BASES): a mutation of it is what stays near the line."""
     rng = random.Random(seed)  # noqa: S311 (a fixed seed is the point)
-    seeds = corpus_commands(corpus) + BASES + HIDDEN
+    near = corpus_commands(corpus, "benign.jsonl") + BASES
+    far = corpus_commands(corpus, "evasion.jsonl") + HIDDEN
     out = _unique(attacks())[: n // 2]
     while len(out) < n:
-        c = rng.choice(seeds)
+        c = rng.choice(near if rng.random() < 0.75 else far)
         for _ in range(rng.randint(1, 3)):
             c = mutate(c, rng)
         out.append(c)
@@ -660,7 +668,7 @@ def strategies():  # type: ignore[no-untyped-def]
         st.sampled_from(SWEEPS),
         st.builds(secret_read, st.sampled_from(READERS), st.sampled_from(SECRET_PATHS)),
     )
-    payload = st.one_of(st.sampled_from(PAYLOADS), st.sampled_from(HIDDEN))
+    payload = st.one_of(st.sampled_from(PAYLOADS), st.sampled_from(HIDDEN), st.sampled_from(BASES))
 
     def extend(inner):  # type: ignore[no-untyped-def]
         return st.one_of(

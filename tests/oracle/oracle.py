@@ -31,6 +31,7 @@ def allowed_programs(decision) -> set[str]:  # type: ignore[no-untyped-def]
 # specific first: a finding's class says which part of the reading to fix.
 CLASSES = [
     ("here-document delimiter", re.compile(r"<<-?\s*(['\"\\$]|\w+[\"'\\])")),
+    ("login shell", re.compile(r"\bbash (-l|--login|'-l')")),
     ("sh -c is not bash", re.compile(r"\b(sh|dash) (\\\n)?-c\b")),
     ("values evaluated at run time", re.compile(r"\$\{!|\$\{\w+:|\$\(\(\w|\[\$\(|\blet\b|\(\(\w")),
     ("unit never created (redirect to a substitution)", re.compile(r">\s*[\"]?(\$\(|`|\$\{)")),
@@ -45,7 +46,6 @@ CLASSES = [
             r"|\bxxd\b|\buniq\b|\btree\b|\bsort\b|\bbase64 -o|\bfile -C)"
         ),
     ),
-    ("login shell", re.compile(r"\bbash (-l|--login|'-l')")),
     ("secret read", re.compile(r".")),
 ]
 
