@@ -14,6 +14,7 @@ from tests.conftest import CORPUS, FIXTURES
 from tests.oracle.generate import generate
 from tests.oracle.oracle import Report, decide_all, run_all
 from tests.oracle.sandbox import Sandbox, need_root
+from xguard.gate.request import Gate
 
 WORKERS = 4  # strace'd commands mostly wait: a few more than the 2 cores of CI
 REPORT_KEY = pytest.StashKey[Report]()
@@ -32,17 +33,15 @@ def oracle_sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="session")
-def oracle_gates(oracle_sandbox: Sandbox) -> dict[str, object]:
+def oracle_gates(oracle_sandbox: Sandbox) -> dict[str, Gate]:
     """The shared fixture's rules and the built-in defaults, as the gate loads them
     for an agent whose HOME is the sandbox's (xguard's own files included)."""
-    from xguard.gate.request import Gate
-
     env = {
         "HOME": str(oracle_sandbox.home),
         "XGUARD_HOME": str(oracle_sandbox.xguard_home),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
-    gates: dict[str, object] = {"defaults": Gate(environ=env)}
+    gates: dict[str, Gate] = {"defaults": Gate(environ=env)}
     fixture = FIXTURES / "agent-readonly.yaml"
     if fixture.exists():
         gates["agent-readonly.yaml"] = Gate(environ=env, rules_file=str(fixture))
@@ -51,7 +50,7 @@ def oracle_gates(oracle_sandbox: Sandbox) -> dict[str, object]:
 
 @pytest.fixture(scope="session")
 def oracle_report(
-    request: pytest.FixtureRequest, oracle_sandbox: Sandbox, oracle_gates: dict[str, object]
+    request: pytest.FixtureRequest, oracle_sandbox: Sandbox, oracle_gates: dict[str, Gate]
 ) -> Report:
     config = request.config
     n = config.getoption("--oracle-examples")
@@ -68,7 +67,9 @@ def oracle_report(
     return report
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     report = config.stash.get(REPORT_KEY, None)
     if report is not None:
         terminalreporter.section("execution oracle")

@@ -16,6 +16,10 @@ import random
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 # ---------------------------------------------------------------------------
 # Tables
@@ -623,7 +627,7 @@ def _unique(items: Iterable[str]) -> list[str]:
 # Hypothesis strategies over the same tables
 
 
-def strategies():  # type: ignore[no-untyped-def]
+def strategies() -> SearchStrategy[str]:
     """A strategy for whole commands, built from the tables above."""
     from hypothesis import strategies as st
 
@@ -670,7 +674,7 @@ def strategies():  # type: ignore[no-untyped-def]
     )
     payload = st.one_of(st.sampled_from(PAYLOADS), st.sampled_from(HIDDEN), st.sampled_from(BASES))
 
-    def extend(inner):  # type: ignore[no-untyped-def]
+    def extend(inner: SearchStrategy[str]) -> SearchStrategy[str]:
         return st.one_of(
             st.builds(connect, inner, st.sampled_from(CONNECTORS), inner),
             st.builds(redirect, inner, st.sampled_from(REDIRECTS), st.booleans()),

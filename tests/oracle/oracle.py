@@ -15,9 +15,11 @@ from pathlib import Path
 
 from tests.oracle.sandbox import Run, Sandbox
 from tests.oracle.trace import Trace, Violation
+from xguard.gate.request import Gate
+from xguard.policy.decide import Decision
 
 
-def allowed_programs(decision) -> set[str]:  # type: ignore[no-untyped-def]
+def allowed_programs(decision: Decision) -> set[str]:
     """Basenames of the programs an allowed decision's command units name."""
     names = set()
     for u in decision.units:
@@ -113,7 +115,7 @@ class Report:
 
 
 def decide_all(
-    gates: dict[str, object], commands: list[str], cwd: Path, report: Report
+    gates: dict[str, Gate], commands: list[str], cwd: Path, report: Report
 ) -> dict[str, dict[str, set[str]]]:
     """command -> {ruleset: allowed program names} for every command some ruleset allows.
 
@@ -127,7 +129,7 @@ def decide_all(
             report.allowed[name] = 0
             for c in commands:
                 try:
-                    d = gate.decide_text(c, str(cwd))  # type: ignore[attr-defined]
+                    d = gate.decide_text(c, str(cwd))
                 except Exception as e:  # a crash is a finding of its own, never an allow
                     report.errors.setdefault(name, []).append(f"{c!r}: {type(e).__name__}: {e}")
                     continue

@@ -18,11 +18,14 @@ CI runs --oracle-examples (3000) with a fixed seed; before a release:
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.oracle.oracle import Report
 from tests.oracle.sandbox import Sandbox
 from tests.oracle.trace import Trace
+from xguard.gate.request import Gate
 
 pytestmark = pytest.mark.oracle
 
@@ -30,6 +33,9 @@ SHOWN = 60  # violating commands printed in full on failure; --oracle-report has
 
 
 def _judge(sandbox: Sandbox, command: str, allowed: set[str]) -> set[str]:
+    program = command.split(maxsplit=1)[0]
+    if program in ("kubectl", "psql") and not shutil.which(program):
+        pytest.skip(f"{program} is not installed")
     slot = sandbox.slots[0]
     r = sandbox.run(command, slot)
     v = Trace.parse(r.trace).judge(allowed)
@@ -96,7 +102,9 @@ HARMLESS = [
 ]
 
 
-@pytest.mark.parametrize(("command", "allowed", "expect"), HARMFUL, ids=[c for c, _, _ in HARMFUL])
+@pytest.mark.parametrize(
+    ("command", "allowed", "expect"), HARMFUL, ids=[c[0][:60] for c in HARMFUL]
+)
 def test_harness_sees_harm(
     oracle_sandbox: Sandbox, command: str, allowed: set[str], expect: set[str]
 ) -> None:
@@ -104,7 +112,7 @@ def test_harness_sees_harm(
     assert _judge(oracle_sandbox, command, allowed) >= expect
 
 
-@pytest.mark.parametrize(("command", "allowed"), HARMLESS, ids=[c[:60] for c, _ in HARMLESS])
+@pytest.mark.parametrize(("command", "allowed"), HARMLESS, ids=[c[0][:60] for c in HARMLESS])
 def test_harness_passes_reads(oracle_sandbox: Sandbox, command: str, allowed: set[str]) -> None:
     """Reads that harm nothing raise nothing: the oracle's findings are real."""
     assert _judge(oracle_sandbox, command, allowed) == set()
@@ -151,7 +159,7 @@ def test_generation_is_fixed_and_covers_the_shapes(request: pytest.FixtureReques
 
 @pytest.mark.parametrize("ruleset", ["agent-readonly.yaml", "defaults"])
 def test_allowed_commands_do_no_harm(
-    oracle_report: Report, oracle_gates: dict[str, object], ruleset: str
+    oracle_report: Report, oracle_gates: dict[str, Gate], ruleset: str
 ) -> None:
     """Every command allowed under the ruleset ran without writing, connecting,
     running an unlisted program or printing a secret."""
