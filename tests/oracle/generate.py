@@ -200,6 +200,18 @@ SWEEPS = [
     "git show HEAD:.env",
     "ls -la ~/.ssh",
     "cat ~/.ssh/*.pub",
+    # values glued to short options, and operands after `--`
+    "grep -hf.env .env",
+    "grep -he. -- ~/.netrc",
+    "tail -n+1 .env",
+    "head -c1000 -- ~/.netrc",
+    "awk -F: 1 ~/.pgpass",
+    "xxd -ps -c256 ~/.netrc",
+    "sed -n -e p -s ~/.npmrc",
+    "cut -b1- -- ~/.git-credentials",
+    "diff -u /dev/null -- .env",
+    "grep -e. -r -- ~/.aws",
+    "sort -m -o/dev/stdout .env",
 ]
 
 # Here-document delimiters and the line bash ends each at (after quote removal).
@@ -337,6 +349,10 @@ HIDDEN = [
     "xxd -r - pwned < a.txt",
     "base64 -o pwned a.txt",
     "tee pwned",
+    "tee -- pwned < a.txt",
+    "split -l1 a.txt pwned.",
+    "uniq -c a.txt pwned",
+    "sort -mopwned a.txt",
     "tee -a pwned < a.txt",
     "shuf -o pwned a.txt",
     "rg --pre=touch TODO",
@@ -389,6 +405,13 @@ HIDDEN = [
     "ls > /dev/null > pwned",
     "ls 2>&1 >pwned",
     "exec 3>pwned",
+    "ls > pwned <(tr a b < a.txt)",
+    "ls >~/pwned >(uniq a.txt)",
+    "git diff > `echo pwned` <(sort a.txt)",
+    "xxd a.txt --",
+    "xxd -- a.txt pwned",
+    "bash -\\l -c ls",
+    "bash -l''i -c ls",
     "exec 3<>a.txt",
     "cat a.txt 1<>pwned",
 ]

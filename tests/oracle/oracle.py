@@ -32,8 +32,12 @@ def allowed_programs(decision: Decision) -> set[str]:
 # Issue 11's classes of misreading, recognised from the command's text, most
 # specific first: a finding's class says which part of the reading to fix.
 CLASSES = [
+    (
+        "redirect beside a process substitution",
+        re.compile(r">\s*[^\s(]+.*[<>]\(|[<>]\(.*[^<>]>\s*\w"),
+    ),
     ("here-document delimiter", re.compile(r"<<-?\s*(['\"\\$]|\w+[\"'\\])")),
-    ("login shell", re.compile(r"\bbash (-l|--login|'-l')")),
+    ("login shell", re.compile(r"\bbash (-\\?l|--login|'-l')")),
     ("sh -c is not bash", re.compile(r"\b(sh|dash) (\\\n)?-c\b")),
     ("values evaluated at run time", re.compile(r"\$\{!|\$\{\w+:|\$\(\(\w|\[\$\(|\blet\b|\(\(\w")),
     ("unit never created (redirect to a substitution)", re.compile(r">\s*[\"]?(\$\(|`|\$\{)")),
