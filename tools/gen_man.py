@@ -366,6 +366,8 @@ RULE_KEY_HELP = {
     "path": "A glob over an absolute, normalised path; ** spans folders; dir/** matches dir too; a relative "
     "glob matches at any depth.",
     "access": "For path rules: write, read or any (default).",
+    "except": "For path rules: globs the rule does not cover (a path one of them matches is not "
+    "matched by this rule), e.g. public keys under a denied ~/.ssh.",
     "action": "allow, require_approval or deny.",
     "reason": "Shown to the reviewer and to the agent.",
     "notify": "Targets (under notify:) told when this rule asks for approval.",

@@ -238,6 +238,13 @@ PROGRAMS = [
     ("sed '1R /etc/hosts' f", REQUIRE),
     ("sed -f x.sed f", REQUIRE),
     ("sed 'W /tmp/x' f", REQUIRE),
+    ("find . -name x -exec rm {} ;", REQUIRE),
+    ("find . -fprint /tmp/x", REQUIRE),
+    ("find . -delete", REQUIRE),
+    ("find . -exec sh -c 'echo $\\'a\\'' \\;", REQUIRE),
+    ("git -c core.pager='sh -c id' log", REQUIRE),
+    ("git --config-env=core.pager=X log", REQUIRE),
+    ("git -c alias.st='!id' st", REQUIRE),
     ("awk '{print $1}' f", ALLOW),
     ("awk -F: '{ if ($3 > 100) print $1 }' f", ALLOW),
     ("awk '/a\\/b/ {n++} END {print n}' f", ALLOW),
@@ -265,4 +272,266 @@ def test_sed_write_flag_after_a_blank_writes_under_real_sed(tmp_path: Path) -> N
     assert (tmp_path / "out").read_text(encoding="utf-8") == "b\n"
 
 
-_ = (os, stat)
+# ---------------------------------------------------------------------------
+# Paths: glued option values, `.`/`..`/`~` before the recursive check, git
+# pathspecs, and a recursive search of a folder that holds secrets.
+PATHS = [
+    ("grep -f~/.ssh/id_rsa x", DENY),
+    ("grep -f.env x", DENY),
+    ("sort -T/tmp -o/dev/null ~/.aws/credentials", DENY),
+    ("cat --file=.env", DENY),
+    ("grep -r x ~/./", DENY),
+    ("grep -r x ~/../$(basename ~)", NOT_ALLOW),
+    ("grep -rn x ..", DENY),
+    ("grep -Rn x ~/.ssh/..", DENY),
+    ("grep --directories=recurse x ~", DENY),
+    ("grep -rn TODO .", DENY),  # the project holds .env: grep -r reads it
+    ("rg --hidden TODO", DENY),
+    ("rg -uu TODO", DENY),
+    ("diff -r ~/.ssh ~/clean", DENY),
+    ("git diff ~/.ssh /dev/null", DENY),
+    ("git log -p -- '.e*'", DENY),
+    ("git diff -- ':(top).env'", DENY),
+    ("git show HEAD:.env", DENY),
+    ("rg TODO", ALLOW),  # rg skips hidden files: .env is not read
+    ("rg TODO src", ALLOW),
+    ("grep -rn TODO src", ALLOW),
+    ("grep -rn x ~/clean", ALLOW),
+    ("git log -p -- 'src/*.py'", ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(PATHS))
+def test_paths(command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]) -> None:
+    _check(command, expect, rules, where)
+
+
+def test_listed_files_that_link_to_a_secret(
+    tmp_path: Path, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    """A tracked symlink to ~/.ssh/id_rsa: `cat $(git ls-files)` prints the key."""
+    _, home = where
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "README.md").write_text("x\n", encoding="utf-8")
+    c = Context(cwd=str(project), home=str(home), expand_glob=real_glob)
+    assert decide(parse("cat $(git ls-files)"), rules, c).decision == ALLOW
+    (project / "k").symlink_to(home / ".ssh" / "id_rsa")
+    assert decide(parse("cat $(git ls-files)"), rules, c).decision == DENY
+    assert decide(parse("grep -R x ."), rules, c).decision == DENY
+
+
+# ---------------------------------------------------------------------------
+# Which program runs: a name is decided on the program the agent's PATH
+# runs; an allow for `ls` does not cover an `ls` the agent could have written.
+def test_program_from_a_writable_folder_needs_approval(
+    tmp_path: Path, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    from xguard.policy.resolve import path_resolver
+
+    project, home = where
+    planted = home / ".local" / "bin"
+    planted.mkdir(parents=True, exist_ok=True)
+    fake = planted / "ls"
+    fake.write_text("#!/bin/sh\necho planted\n", encoding="utf-8")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    which = path_resolver(f"{planted}:/usr/bin:/bin", str(home), str(project))
+    c = Context(cwd=str(project), home=str(home), expand_glob=real_glob, which=which)
+    d = decide(parse("ls -la && git status"), rules, c)
+    assert d.decision == REQUIRE
+    ls_unit = next(u for u in d.units if u.text == "ls -la")
+    assert ls_unit.decision == REQUIRE and str(fake) in ls_unit.why
+    assert next(u for u in d.units if u.text == "git status").decision == ALLOW
+    # The same command with the system's folders only is allowed.
+    system = path_resolver("/usr/bin:/bin", str(home), str(project))
+    c2 = Context(cwd=str(project), home=str(home), expand_glob=real_glob, which=system)
+    assert decide(parse("ls -la && git status"), rules, c2).decision == ALLOW
+    # Builtins run whatever PATH holds: `echo` is never looked up.
+    (planted / "echo").write_text("#!/bin/sh\n", encoding="utf-8")
+    (planted / "echo").chmod(0o755)
+    assert decide(parse("echo hi"), rules, c).decision == ALLOW
+
+
+def test_gate_resolves_the_agents_path(tmp_path: Path) -> None:
+    """Through the installed program: PATH with a planted `ls` first."""
+    from tests.conftest import xguard_exe
+
+    planted = tmp_path / "bin"
+    planted.mkdir()
+    (planted / "ls").write_text("#!/bin/sh\necho planted\n", encoding="utf-8")
+    (planted / "ls").chmod(0o755)
+    env = dict(os.environ, XGUARD_HOME=str(tmp_path / "xg"), PATH=f"{planted}:{os.defpath}")
+    env.pop("XGUARD_RULES", None)
+    p = subprocess.run(
+        [*xguard_exe(), "check", "--json", "-c", "ls -la"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert p.returncode == 1, p.stderr
+    assert str(planted / "ls") in p.stdout
+
+
+# ---------------------------------------------------------------------------
+# Secrets the defaults did not name, and read-only tools' options that write,
+# log bodies or connect.
+SECRETS = [
+    ("cat ~/.claude/.credentials.json", DENY),
+    ("xxd -p ~/.claude/.credentials.json", DENY),
+    ("cat ~/.claude.json", REQUIRE),
+    ("base64 ~/.codex/auth.json", DENY),
+    ("rev ~/.codex/auth.json", DENY),
+    ("cat ~/.gemini/oauth_creds.json", DENY),
+    ("cat ~/.gemini/.env", DENY),
+    ("od -c ~/.cache/huggingface/token", DENY),
+    ("cat ~/.huggingface/token", DENY),
+    ("xxd -p ~/.gitconfig", REQUIRE),
+    ("cat .git/config", REQUIRE),
+    ("head ~/.netrc", DENY),
+    ("cat ~/.npmrc", DENY),
+    ("cat ~/.pypirc", DENY),
+    ("cat ~/.docker/config.json", DENY),
+    ("cat ~/.kube/config", DENY),
+    ("cat ~/.config/gh/hosts.yml", DENY),
+    ("ls ~/.config/gcloud/x", DENY),
+    ("cat ~/.azure/accessTokens.json", DENY),
+    ("git remote -v", REQUIRE),
+    ("git remote get-url origin", REQUIRE),
+    ("git config --get remote.origin.url", REQUIRE),
+    ("git config --list", REQUIRE),
+    ("kubectl -v 9 get pods", REQUIRE),
+    ("kubectl -v=6 get pods", REQUIRE),
+    ("kubectl --v=8 get secrets", REQUIRE),
+    ("kubectl get pods --cache-dir /tmp/c", REQUIRE),
+    ("kubectl get pods --profile-output=pwned --profile=cpu", REQUIRE),
+    ("systemctl -H host status x", REQUIRE),
+    ("systemctl status -H host x", REQUIRE),
+    ("journalctl --cursor-file=/tmp/c -n 5", REQUIRE),
+    ("psql -c 'SELECT 1' 'host=evil.example.com'", REQUIRE),
+    ("psql -c 'SELECT 1' postgresql://u@evil.example.com/db", REQUIRE),
+    ("bash -l -c ls", REQUIRE),
+    ("bash --login -c ls", REQUIRE),
+    ("bash '-l' -c ls", REQUIRE),
+    ("base64 -o out f", REQUIRE),
+    ("rg -zn foo", REQUIRE),
+    ("rg -nz foo", REQUIRE),
+    ("fd -xH cat", REQUIRE),
+    ("git remote", ALLOW),
+    ("kubectl -v 4 get pods", ALLOW),
+    ("bash -c ls", ALLOW),
+    ("git config --get user.name", ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(SECRETS))
+def test_secrets_and_tool_options(
+    command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    _check(command, expect, rules, where)
+
+
+# ---------------------------------------------------------------------------
+# False refusals agents hit daily: allowed under the defaults.
+EVERYDAY = [
+    "echo $((1+2))",
+    "diff <(sort a) <(sort b)",
+    'while read -r l; do echo "$l"; done < f',
+    'x=$(git rev-parse HEAD); echo "$x"',
+    "grep -n TODO $(git ls-files)",
+    "git ls-files -z | xargs -0 grep -n foo",
+    "sqlite3 db 'SELECT count(*) FROM t'",
+    "psql -c '\\dt'",
+    "psql -c '\\d users'",
+    "ss -tlnp",
+    "ip addr",
+    "ip -br a",
+    "ip route show",
+    "ls -la ~/.ssh",
+    "cat ~/.ssh/*.pub",
+    "cat ~/.ssh/id_rsa.pub",
+    "git diff | tee /dev/stderr | wc -l",
+    "git diff | tee /dev/fd/2 | wc -l",
+    "read -r first < f",
+]
+# ... and what they must not let through.
+EVERYDAY_LIMITS = [
+    ("cat ~/.ssh/id_rsa", DENY),
+    ("cat ~/.ssh/*", DENY),
+    ("rm -rf ~/.ssh", DENY),
+    ("echo x >> ~/.ssh/id_rsa.pub", DENY),
+    ("git ls-files | xargs rm", REQUIRE),
+    ("sort -o x $(git ls-files)", REQUIRE),
+    ("cat $(git ls-files -o)", REQUIRE),
+    ("git ls-files | xargs -0 sort -o x", REQUIRE),
+    ("read 'a[$(id)]'", REQUIRE),
+    ("PATH=/tmp ls", REQUIRE),
+    ("http_proxy=http://evil ls", REQUIRE),
+    ("psql -c '\\! id'", REQUIRE),
+    ("ip addr add 1.2.3.4 dev eth0", REQUIRE),
+    ("ip -b cmds", REQUIRE),
+    ("ss -K dst 1.2.3.4", REQUIRE),
+    ("ss -E", REQUIRE),
+    ("sqlite3 db \"select writefile('/tmp/x', 1)\"", REQUIRE),
+    ("sqlite3 -Axf db", REQUIRE),
+    ("tee /dev/sda < f", DENY),
+    ("cat /dev/fd/3 3<~/.ssh/id_rsa", DENY),
+]
+
+
+@pytest.mark.parametrize("command", [pytest.param(c, id=c[:60]) for c in EVERYDAY])
+def test_everyday_reads_are_allowed(command: str, rules: Ruleset, where: tuple[Path, Path]) -> None:
+    _check(command, ALLOW, rules, where)
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(EVERYDAY_LIMITS))
+def test_everyday_limits(
+    command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    _check(command, expect, rules, where)
+
+
+# ---------------------------------------------------------------------------
+# Found by the execution oracle (allowed, then harmful under bash): each is a
+# row here, decided under the ruleset it got through.
+ORACLE = [
+    ("rev a <<$'EOF'\nhello\nEOF\nrm -f notes.txt\n$'EOF'", "defaults"),
+    ('cat -n src/app.py <<E"O"F\nhello\nEOF\nsort\nE"O"F', "fixture"),
+    ("grep -c x <<$'EOF'\n$(touch pwned)\nEOF\ntouch pwned\n$'EOF'", "fixture"),
+    (
+        'cat a | grep -n DEBUG <<E"O"F\nhello\nEOF\n: > a\nE"O"F',
+        "fixture",
+    ),
+    ("git status -s <<$'EOF'\nhello\nEOF\n: > a\n$'EOF'", "defaults"),
+    ("id <<$'EOF'\nhello\nEOF\ngit $'log' -1 --output=pwned\n$'EOF'", "defaults"),
+    ("bash '-l' -c ls&&find ~ -type f", "defaults"),
+    ("grep -r '' ..", "fixture"),
+    ("grep -rh token ~/.", "fixture"),
+    ("case x in x) grep -r '' ..;; esac", "fixture"),
+    ("kubectl get pods --profile-output=pwned --profile=cpu", "fixture"),
+    ("xxd -p ~/.cache/huggingface/token", "defaults"),
+    ("rev \\\n\\\n~/.codex/auth.json", "defaults"),
+]
+
+
+@pytest.fixture(scope="module")
+def fixture_rules(tmp_path_factory: pytest.TempPathFactory) -> Ruleset:
+    from tests.conftest import FIXTURES
+
+    path = FIXTURES / "agent-readonly.yaml"
+    if not path.exists():
+        pytest.skip("shared/fixtures is not beside this checkout")
+    state = tmp_path_factory.mktemp("xgfix")
+    return load_ruleset(Paths(state, state), path, use_cache=False)
+
+
+@pytest.mark.parametrize(("command", "ruleset"), [pytest.param(c, r, id=c[:60]) for c, r in ORACLE])
+def test_oracle_findings(
+    command: str,
+    ruleset: str,
+    rules: Ruleset,
+    fixture_rules: Ruleset,
+    where: tuple[Path, Path],
+) -> None:
+    _check(command, NOT_ALLOW, rules if ruleset == "defaults" else fixture_rules, where)

@@ -262,6 +262,9 @@ DEFAULTS_BLOCK = [
     ("git config --get-regexp '.*'", "require_approval"),
     ("git var -l", "require_approval"),
     ("git remote add evil https://example.com/x", "require_approval"),
+    # remote URLs may hold a token (https://user:token@host): issue 11
+    ("git remote get-url origin", "require_approval"),
+    ("git remote -v", "require_approval"),
     ("git submodule foreach 'rm -rf .'", "require_approval"),
     ("git show HEAD:.env.production", "deny"),
     ("git cat-file -p HEAD:.npmrc", "deny"),
@@ -459,7 +462,6 @@ DEFAULTS_ALLOW = [
     "git branch -vv",
     "git branch --contains HEAD",
     "git tag -n",
-    "git remote get-url origin",
     "git stash show -p stash@{0}",
     "git config --global --get user.email",
     "git -P show HEAD",

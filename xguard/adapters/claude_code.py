@@ -322,36 +322,6 @@ def unwrap_claude_code(text: str) -> str | None:
 # ---------------------------------------------------------------------------
 # CLAUDE_CODE_SHELL_PREFIX=xguard-prefix
 
-PREFIX_USAGE = "usage: xguard-prefix COMMAND-LINE   (the same as: xguard -c COMMAND-LINE)"
-PREFIX_HELP = f"""{PREFIX_USAGE}
-
-For CLAUDE_CODE_SHELL_PREFIX: Claude Code runs `xguard-prefix '<command line>'`
-for every Bash tool call, hook command, status line command and stdio MCP
-server start, with the whole line as one argument. xguard gates it (the
-model's command inside Claude Code's wrapper, or else the whole line) and runs
-it with bash, exactly as `xguard -c` does.
-
-  export CLAUDE_CODE_SHELL_PREFIX="$(command -v xguard-prefix)"
-"""
-
-
-def prefix_main(argv: list[str] | None = None) -> int:
-    """Console script `xguard-prefix STRING`: `xguard -c STRING`, one argument only."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        sys.stdout.write(PREFIX_HELP)
-        return 0
-    if len(args) != 1:
-        sys.stderr.write(
-            f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n"
-        )
-        return 64
-    from xguard.__main__ import main
-
-    # `--` so a command line that starts with '-' is still the string, not a flag.
-    return main(["-c", "--", args[0]])
-
-
 # ---------------------------------------------------------------------------
 # The PreToolUse hook.
 
@@ -564,15 +534,16 @@ def _hook(args: list[str], stdin: Any) -> int:
         ) from None
 
     from xguard.gate.pipeline import run_request
-    from xguard.gate.request import Request, load_gate, strict_configured
+    from xguard.gate import strictmode
+    from xguard.gate.request import Request, load_gate
 
     # Claude Code's session id is the session unless XGUARD_SESSION names one:
     # the blast-radius limits (issue 5) then count per Claude Code session.
     session = os.environ.get("XGUARD_SESSION") or session_id
     req = Request(text=command, session=session, source=SOURCE, cwd=cwd)
     shown = printable(command, 200)
-    if strict_configured():
-        from xguard.strict.client import broker_socket
+    if strictmode.configured():
+        from xguard.gate.strictmode import broker_socket
 
         sock = broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits, never this process

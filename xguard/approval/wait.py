@@ -33,9 +33,10 @@ from xguard.approval import notify
 from xguard.gate import sessions
 from xguard.errors import ExitCode
 from xguard.gate.pipeline import Asked
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, wake_all
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
+from xguard.gate.request import request_key
 from xguard.util import user_name
-from xguard.util import new_id, printable
+from xguard.util import new_id, printable, say
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
@@ -78,7 +79,7 @@ def obtain_approval(gate: Any, req: Any, decision: Any, record: dict[str, Any], 
 def _say_denied(req: Any, verdict: dict[str, Any]) -> int:
     who = f"denied by {verdict.get('by', '?')}, request {verdict.get('id')}"
     why = f"{verdict['reason']} ({who})" if verdict.get("reason") else who
-    sys.stderr.write(f"xguard: denied: {printable(req.text, 200)} — {why}\n")
+    say(f"xguard: denied: {printable(req.text, 200)} — {why}")
     return int(ExitCode.NOPERM)
 
 
@@ -146,10 +147,7 @@ class _Waiter:
                     self.spool.sweep(self.log)
                     ticket = self.spool.adopt(self.key) or self._publish()
                     self.record["id"] = ticket.id
-                sys.stderr.write(
-                    f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})\n"
-                )
-                sys.stderr.flush()
+                say(f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})")
                 if self.wait > 0:
                     prompt = _Prompt.open(self.gate, ticket)
                 return self._wait(ticket, listener, prompt)
@@ -258,9 +256,9 @@ class _Waiter:
             return self._verdict(
                 ticket, self.spool.verdict(rid) or {"state": "expired", "by": "xguard"}
             )
-        sys.stderr.write(
+        say(
             f"xguard: pending approval {rid}: the command did not run; "
-            "go on with other work and run it again later\n"
+            "go on with other work and run it again later"
         )
         return Asked(False, int(ExitCode.TEMPFAIL), request_id=rid)
 
@@ -289,7 +287,7 @@ class _Waiter:
             return Asked(True, request_id=rid, reviewer=by)
         if state == "denied":
             return Asked(False, _say_denied(self.req, verdict), request_id=rid, reviewer=by)
-        sys.stderr.write(f"xguard: approval request {rid} {state}: the command did not run\n")
+        say(f"xguard: approval request {rid} {state}: the command did not run")
         return Asked(False, int(ExitCode.TEMPFAIL), request_id=rid)
 
     def _cancelled(self, ticket: Ticket | None, signum: int) -> Asked:
@@ -303,7 +301,7 @@ class _Waiter:
                 log=self.log,
             )
             if won:
-                sys.stderr.write(f"xguard: cancelled approval request {ticket.id} ({name})\n")
+                say(f"xguard: cancelled approval request {ticket.id} ({name})")
         return Asked(False, 128 + signum, request_id=ticket.id if ticket else None)
 
 

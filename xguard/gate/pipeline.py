@@ -162,6 +162,8 @@ def run_request(
         return Outcome(int(ExitCode.NOPERM), "deny", decision=decision, message=f"xguard: {line}")
     assert decision is not None  # set whenever stop is None
     record = gate.base_record(req, decision, new_id())
+    if decision.reasons:  # the unit that decided, and why (issue 10)
+        record["reason"] = decision.reasons[0]
     if extra:
         record.update(extra)
     log = gate.audit()
@@ -235,9 +237,8 @@ def run_request(
         )
     except XguardError as e:
         message = f"xguard: warning: the command ran but its exit was not logged: {e.message}"
-    code = result.exit_code
-    if code is None:  # nobody knows how it ended: never report success (issue 10)
-        code = int(ExitCode.SOFTWARE)
+    # Nobody knows how it ended: never report success (issue 10).
+    code = int(ExitCode.SOFTWARE) if result.exit_code is None else result.exit_code
     return Outcome(
         code,
         "allow",

@@ -68,6 +68,7 @@ _RULE_SCHEMA: dict[str, Any] = {
     "regex": "regex",
     "path": "str",
     "access": ("read", "write", "any"),
+    "except": "strlist",  # path rules: globs the rule does not cover (`**/.ssh/*.pub`)
     "action": ACTIONS,
     "reason": "str",
     "notify": "strlist",
@@ -230,6 +231,8 @@ class _Checker:
             raise self.fail(node, f"{where}: a rule needs an action ({', '.join(ACTIONS)})")
         if "access" in r and kinds[0] != "path":
             raise self.fail(node, f"{where}: 'access' applies to path rules only")
+        if "except" in r and kinds[0] != "path":
+            raise self.fail(node, f"{where}: 'except' applies to path rules only")
         if kinds[0] == "pattern" and not r["pattern"].strip():
             raise self.fail(node, f"{where}: empty pattern")
         if kinds[0] == "path" and not r["path"].strip():
@@ -545,6 +548,11 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["access"] = r.get("access", "any")
         # $HOME is only known at run time; the literals after it still hold.
         c["need"] = _required_literals(c["rx"].replace("\x00HOME\x00", ""))
+        if r.get("except"):
+            # A path the rule would match but an `except` glob names is not
+            # covered: a lookahead in front of the rule's own regex.
+            ex = "|".join("(?:" + glob_regex(g)[1:] + ")" for g in r["except"])
+            c["rx"] = "^(?!" + ex + ")" + c["rx"][1:]
     return c
 
 

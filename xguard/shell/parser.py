@@ -18,7 +18,7 @@ import os
 import time
 from xguard._record import dataclass
 
-from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
+from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folders, unwrap
 from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
@@ -70,6 +70,8 @@ _UNIT_FIELDS = (
     "meta",
     "names",
     "bases",
+    "recursive",
+    "names_only",
 )
 
 
@@ -85,7 +87,10 @@ class Unit:
     For path units: access (read | write), path (as written, for matching:
       expansions replaced by '*'), glob (may need pathname expansion),
       dynamic, must_exist (counts only if it names an existing file),
-      bases (folders a `cd` earlier in the text may have moved to).
+      bases (folders a `cd` earlier in the text may have moved to),
+      recursive (a folder whose whole tree the command reads, `grep -r`:
+      "all"; "visible" when hidden files are skipped, as rg and git do),
+      names_only (the command shows a folder's names, not its files: `ls`).
     For sql units: meta (a client command such as psql's backslash commands).
     For assign units: names.
 
@@ -107,6 +112,8 @@ class Unit:
     meta = False
     names: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()
+    recursive = ""
+    names_only = False
 
     def __init__(self, kind: str, text: str, **kw: object) -> None:
         self.kind = kind
@@ -260,6 +267,7 @@ class _Job:
     depth: int = 0
     dynamic: bool = False  # argv gets run-time arguments (xargs, find {})
     stdin_text: bytes | None = None
+    listed: bool = False  # those arguments are the repository's file names
 
 
 class _Walker:
@@ -277,6 +285,10 @@ class _Walker:
         # Set by word() when an expansion evaluates text as code; the unit
         # being built takes a floor (see _evaluates).
         self.evaluating = False
+        # Commands whose stdin is a list of the repository's files (the
+        # command before them in a pipeline is `git ls-files`).
+        self.listing_fed: set[int] = set()
+        self.fed_by_listing = False
 
     # -- queue --------------------------------------------------------------
     def run(self) -> None:
@@ -290,7 +302,9 @@ class _Walker:
                 self.units.append(_input_unit("shell code nested too deep to check"))
                 continue
             if job.words is not None:
-                self.simple_command(job.words, [], job.depth, job.dynamic, job.stdin_text)
+                self.simple_command(
+                    job.words, [], job.depth, job.dynamic, job.stdin_text, job.listed
+                )
             elif job.text is not None:
                 self.parse_text(job.text, job.depth)
 
@@ -304,6 +318,11 @@ class _Walker:
     def parse_text(self, src: bytes, depth: int) -> None:
         text = src.decode("utf-8", "surrogateescape")
         fl = fast_list(text) if self.fast else None
+        if fl is not None and any(
+            fw[0] == "xargs" and _words_list_files(prev)
+            for prev, fw in zip(fl, fl[1:], strict=False)
+        ):
+            fl = None  # `git ls-files | xargs …`: the pipeline's shape matters
         if fl is not None:
             for fw in fl:
                 self.simple_command([lit(w) for w in fw], [], depth, False, None)
@@ -380,10 +399,18 @@ class _Walker:
             stack.extend(reversed(found))
 
     def dispatch(self, node, t: str, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
-        if t in _STRUCTURAL:
+        if t == "pipeline":
+            kids = node.named_children
+            for a, b in zip(kids, kids[1:], strict=False):
+                if a.type == "command" and b.type == "command" and _lists_files(a, src):
+                    self.listing_fed.add(b.id)
+            stack.extend(kids)
+        elif t in _STRUCTURAL:
             stack.extend(node.named_children)
         elif t == "command":
+            self.fed_by_listing = node.id in self.listing_fed
             self.command_node(node, src, depth, None, stack)
+            self.fed_by_listing = False
         elif t == "redirected_statement":
             self.redirected(node, src, depth, stack)
         elif t in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
@@ -490,6 +517,15 @@ class _Walker:
 
     def word(self, node, src: bytes, stack: list) -> Word:  # type: ignore[no-untyped-def,type-arg]
         """Quote-removed value of a word node; its substitutions go on the stack."""
+        if node.type == "process_substitution":
+            # A word that is one <(cmd) or >(cmd): bash passes /dev/fd/N, a
+            # pipe to cmd (a unit of its own), never a file on disk.
+            stack.append(node)
+            return Word(_txt(node, src), approx="/dev/fd/63")
+        if node.type == "command_substitution" and _lists_files(node, src):
+            stack.append(node)
+            text = _txt(node, src)
+            return Word(text, dynamic=True, approx="*", listing=True)
         start = node.start_byte
         spans = []
         todo = [node] if node.type in _EXPANSION_NODES else list(reversed(node.children))
@@ -739,7 +775,10 @@ class _Walker:
         depth: int,
         inherited_dynamic: bool,
         stdin_text: bytes | None,
+        listed: bool = False,
     ) -> None:  # type: ignore[type-arg]
+        """One simple command. `listed`: its run-time arguments are file names
+        the repository lists (`xargs` fed by `git ls-files`)."""
         name = words[0]
         args = words[1:]
         text = " ".join(w.value for w in words)
@@ -751,14 +790,20 @@ class _Walker:
             u.require("backslash-newline inside a word")
         if any(w.missed for w in words):
             u.require("expansion the parser did not report")
-        u.dynamic = inherited_dynamic or any(w.dynamic or w.brace or w.missed for w in args)
         nm = name.value
+        base = nm.rsplit("/", 1)[-1] if "/" in nm else nm
+        # A list of the repository's files is safe as the arguments of a
+        # reader no option word can turn into a writer or a runner.
+        safe_list = base in LISTING_READERS and name.literal
+        listed = (listed or any(w.listing for w in args)) and safe_list
+        u.dynamic = (inherited_dynamic and not listed) or any(
+            w.dynamic or w.brace or w.missed for w in args if not (w.listing and safe_list)
+        )
         if not nm.isascii():
             u.require("non-ASCII character in the command name")
         if any(c.isspace() for c in nm):
             # Unit text joins words with blanks: `'git status' x` would read as `git status x`.
             u.require("blank inside the command name")
-        base = nm.rsplit("/", 1)[-1] if "/" in nm else nm
         if "/" in nm and base:
             u.alt_text = " ".join([base, *u.words[1:]])
             folder = os.path.normpath(nm.rsplit("/", 1)[0] or "/")
@@ -767,6 +812,8 @@ class _Walker:
             u.require(f"shell keyword '{nm}' where a command should be")
         if base in CODE_BUILTINS:
             u.require(CODE_BUILTINS[base])
+        if base == "read":
+            self.read_builtin(args, u)
         if base == "printf" and any(w.value.startswith("-v") for w in args):
             u.require("printf -v sets a variable")
         if base in ("cd", "pushd"):
@@ -807,8 +854,28 @@ class _Walker:
                         "read",
                         must_exist=True,
                     )
+                elif not v.startswith("--") and len(v) > 2 and not (w.dynamic or w.missed):
+                    self.glued_paths(w)
                 continue
-            self.path_unit(w, "read", must_exist=True)
+            if base == "git" and ":" in v[1:] and not v.startswith(":"):
+                # REV:PATH (`git show HEAD:.env`) reads PATH from the repository.
+                self.path_unit(
+                    lit(v.split(":", 1)[1] or "."), "read", must_exist=False, redirect=True
+                )
+            if base == "git" and (_GLOB_CHARS.intersection(v) or v.startswith(":")):
+                # git expands pathspecs itself, quoted or not (`'.e*'`, `':(top).env'`).
+                spec = _strip_pathspec_magic(v)
+                self.path_unit(
+                    Word(spec, glob=True, approx=spec), "read", must_exist=False, redirect=True
+                )
+                continue
+            self.path_unit(w, "read", must_exist=True, names_only=base in NAMES_ONLY)
+        for d, mode in recursive_folders(base, args):
+            self.path_unit(d, "read", must_exist=False, redirect=True, recursive=mode)
+        if listed and not u.dynamic:
+            # Its arguments are the repository's files (`$(git ls-files)`,
+            # `git ls-files -z | xargs -0 …`): it reads the project's tree.
+            self.path_unit(lit("."), "read", must_exist=False, redirect=True, recursive="visible")
 
         # Programs inside arguments: what an awk program or a sed script opens or runs.
         if base in ("awk", "gawk", "mawk", "nawk", "sed"):
@@ -839,6 +906,7 @@ class _Walker:
                     depth=depth + 1,
                     dynamic=inherited_dynamic or inner.dynamic,
                     stdin_text=stdin_text,
+                    listed=base == "xargs" and self.fed_by_listing,
                 )
             )
         for s in inner.shell:
@@ -851,6 +919,24 @@ class _Walker:
             self.push_shell(s, depth, base, u)
         if base in SHELLS and stdin_text is not None and not inner.shell:
             self.queue.append(_Job(text=stdin_text, depth=depth + 1))
+
+    def read_builtin(self, args: list[Word], u: Unit) -> None:
+        """`read [-ers] [-a NAME] [-d D] [-n N] [-p P] [-t T] [-u FD] [NAME…]`:
+        the names it sets are an assign unit; `read 'a[$(cmd)]'` evaluates
+        the subscript, so a name that is not a plain identifier is floored."""
+        from xguard.shell.cmdspec import getopt
+
+        o = getopt(args, "adinNptu")
+        names = [v.value for k, v in o.opts if k == "a" and v is not None]
+        names += [w.value for w in o.operands] or ([] if names else ["REPLY"])
+        bad = [
+            n
+            for n in names
+            if not n or not (n[0].isalpha() or n[0] == "_") or not n.replace("_", "a").isalnum()
+        ]
+        if bad or not all(w.literal for w in args):
+            u.require("read sets a variable whose name is not a plain identifier")
+        self.units.append(Unit("assign", " ".join(names), names=tuple(names)))
 
     def sql(self, base: str, words: list[Word], u: Unit, stdin_text: bytes | None) -> None:
         if not all(w.literal or w.glob for w in words):
@@ -874,9 +960,38 @@ class _Walker:
         for p in res.read_paths:
             self.path_unit(lit(p), "read", must_exist=False)
 
-    def path_unit(self, w: Word, access: str, *, must_exist: bool, redirect: bool = False) -> None:
+    def glued_paths(self, w: Word) -> None:
+        """`-fFILE`, `-f~/.ssh/key`, `-rf/etc`: a value glued to a short option.
+
+        Which letter takes a value is the tool's business; every tail that
+        starts like a path is a read unit, and the tail after the first
+        letter counts when it names an existing file."""
+        v = w.value
+        for j in range(2, len(v)):
+            tail = v[j:]
+            if tail[0] in "/.~" or (j == 2 and "/" in tail):
+                self.path_unit(
+                    Word(tail, glob=w.glob, tilde=tail[0] == "~", approx=tail),
+                    "read",
+                    must_exist=True,
+                )
+        if "/" not in v:
+            self.path_unit(Word(v[2:], glob=w.glob, approx=v[2:]), "read", must_exist=True)
+
+    def path_unit(
+        self,
+        w: Word,
+        access: str,
+        *,
+        must_exist: bool,
+        redirect: bool = False,
+        recursive: str = "",
+        names_only: bool = False,
+    ) -> None:
         """Record a word that may name a file (SPEC §3 `path`)."""
-        v = w.approx if w.dynamic or w.missed else w.value
+        # approx differs from value for run-time words and for <(…), which
+        # bash passes as /dev/fd/N.
+        v = w.approx if w.dynamic or w.missed or (w.approx and w.approx != w.value) else w.value
         if not v:
             return
         names_path = "/" in v or v.startswith((".", "~", "$HOME"))
@@ -896,6 +1011,8 @@ class _Walker:
             dynamic=w.dynamic or w.missed,
             tilde=w.tilde or v.startswith("$HOME"),
             must_exist=exists_check,
+            recursive=recursive,
+            names_only=names_only,
         )
         if not v.startswith(("/", "~", "$HOME")):
             u.bases = tuple(self.cd_bases)
@@ -908,6 +1025,66 @@ class _Walker:
         if w.brace:
             u.require("brace expansion in a file name")
         self.units.append(u)
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+# Commands that show a folder's entries and their metadata, never what the
+# files hold: `ls -la ~/.ssh` lists names; `cat ~/.ssh/id_rsa` is a read.
+NAMES_ONLY = frozenset("ls dir vdir tree du stat find fd fdfind exa eza".split())
+
+# Readers whose options cannot write a file or run a program, so a run-time
+# list of the repository's files (a name may start with '-') is safe as
+# their arguments.
+LISTING_READERS = frozenset(
+    "grep egrep fgrep cat head wc ls stat md5sum sha1sum sha256sum sha512sum b2sum cksum "
+    "du basename dirname realpath".split()
+)
+# `git ls-files` and `git diff --name-only` print file names only with these
+# options (`-o` would add untracked files, `--format` any text).
+_LISTER_OPTS = frozenset(
+    "-z -c --cached -m --modified -d --deleted --full-name --exclude-standard --name-only "
+    "--staged -r --relative".split()
+)
+
+
+def _lists_files(node, src: bytes) -> bool:  # type: ignore[no-untyped-def]
+    """Is `node` (a command, or `$(command)`) `git ls-files` or `git diff
+    --name-only` with plain options: its output is the repository's file names?"""
+    if node.type == "command_substitution":
+        inner = [c for c in node.named_children if c.is_named]
+        if len(inner) != 1 or inner[0].type != "command":
+            return False
+        node = inner[0]
+    return _words_list_files(
+        src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape").split()
+    )
+
+
+def _words_list_files(words: list[str]) -> bool:
+    if len(words) < 2 or words[0] != "git" or any(not _PLAIN_WORD.issuperset(w) for w in words):
+        return False
+    rest = words[2:]
+    if words[1] == "ls-files":
+        pass
+    elif words[1] == "diff" and "--name-only" in rest:
+        pass
+    else:
+        return False
+    return all(w in _LISTER_OPTS or not w.startswith("-") for w in rest)
+
+
+_PLAIN_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@~^")
+
+
+def _strip_pathspec_magic(v: str) -> str:
+    """`:(top,glob).env` -> `.env`, `:/x` -> `x`, `:!x` -> `x` (git pathspec magic)."""
+    if v.startswith(":("):
+        end = v.find(")")
+        return v[end + 1 :] if end > 0 else v
+    if v.startswith(":"):
+        return v[1:].lstrip("/!^") or "."
+    return v
 
 
 def _split_statements(text: str) -> list[str]:

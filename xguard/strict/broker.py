@@ -47,7 +47,8 @@ from typing import Any
 from xguard.strict import setup as strict
 from xguard.errors import ConfigError, ExitCode, XguardError
 from xguard.paths import get_paths
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, wake_all
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
+from xguard.gate.request import request_key
 from xguard.gate.execenv import ExecResult
 from xguard.gate.pipeline import Asked, run_request
 from xguard.gate.request import Gate, Request
