@@ -87,7 +87,7 @@ class Report:
     allowed: dict[str, int] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     run: int = 0
-    timed_out: int = 0
+    timed_out: list[str] = field(default_factory=list)
     seconds: float = 0.0
     findings: list[Finding] = field(default_factory=list)
 
@@ -104,7 +104,7 @@ class Report:
     def summary(self) -> list[str]:
         lines = [
             f"oracle: {self.generated} commands generated, {self.run} run "
-            f"({self.timed_out} timed out) in {self.seconds:.0f}s"
+            f"({len(self.timed_out)} stopped at the time limit) in {self.seconds:.0f}s"
         ]
         for name, n in self.allowed.items():
             found = self.by_ruleset(name)
@@ -115,6 +115,7 @@ class Report:
             )
             for cls, c in self.classes(name).most_common():
                 lines.append(f"      {c:5d}  {cls}")
+        lines.extend(f"  stopped at the time limit: {c!r}" for c in self.timed_out[:10])
         return lines
 
 
@@ -171,7 +172,8 @@ def run_all(sandbox: Sandbox, allowed: dict[str, dict[str, set[str]]], report: R
     with ThreadPoolExecutor(max_workers=len(sandbox.slots)) as pool:
         for command, r, judged in pool.map(one, sorted(allowed)):
             report.run += 1
-            report.timed_out += r.timed_out
+            if r.timed_out:
+                report.timed_out.append(command)
             for name, v in judged.items():
                 if v:
                     report.findings.append(Finding(name, command, v))
