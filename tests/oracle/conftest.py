@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,11 +56,13 @@ def oracle_report(
     config = request.config
     n = config.getoption("--oracle-examples")
     seed = config.getoption("--oracle-seed")
+    start = time.monotonic()
     report = Report()
     commands = generate(CORPUS, n, seed)
     report.generated = len(commands)
     allowed = decide_all(oracle_gates, commands, oracle_sandbox.project, report)
     run_all(oracle_sandbox, allowed, report)
+    report.total = time.monotonic() - start
     config.stash[REPORT_KEY] = report
     out = config.getoption("--oracle-report")
     if out:

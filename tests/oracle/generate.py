@@ -608,6 +608,8 @@ def attacks() -> list[str]:
     for d in HEREDOC_DELIMS:
         out.append(heredoc(d, "cat", "touch pwned"))
         out.append(heredoc(d, "grep -c x", "touch pwned", body="$(touch pwned)"))
+        out.append(heredoc(d, "wc -l", "echo x > pwned"))
+        out.append(heredoc(d, "wc -l", "cat < /dev/tcp/127.0.0.1/9"))
     for form in INDIRECT_FORMS:
         out.append(indirect(form, "touch pwned"))
     for form in DASH_SPLITS:

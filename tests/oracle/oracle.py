@@ -52,7 +52,6 @@ CLASSES = [
             r"|\bxxd\b|\buniq\b|\btree\b|\bsort\b|\bbase64 -o|\bfile -C)"
         ),
     ),
-    ("secret read", re.compile(r".")),
 ]
 
 
@@ -88,7 +87,8 @@ class Report:
     errors: dict[str, list[str]] = field(default_factory=dict)
     run: int = 0
     timed_out: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # running the allowed commands
+    total: float = 0.0  # generating, deciding and running
     findings: list[Finding] = field(default_factory=list)
 
     def by_ruleset(self, name: str) -> list[Finding]:
@@ -104,7 +104,8 @@ class Report:
     def summary(self) -> list[str]:
         lines = [
             f"oracle: {self.generated} commands generated, {self.run} run "
-            f"({len(self.timed_out)} stopped at the time limit) in {self.seconds:.0f}s"
+            f"({len(self.timed_out)} stopped at the time limit) in {self.seconds:.0f}s; "
+            f"{self.total:.0f}s with generating and deciding"
         ]
         for name, n in self.allowed.items():
             found = self.by_ruleset(name)

@@ -257,7 +257,7 @@ class Sandbox:
             '[ "$5" = 3 ] || eval "exec 3>&$5 $5>&-"\n'
             'cd "$1"\n'
             "for d in /tmp /var/tmp /dev/shm /run/lock; do\n"
-            '  [ -d "$d" ] && mount -t tmpfs -o mode=1777,size=256m xgoracle "$d"\n'
+            '  if [ -d "$d" ]; then mount -t tmpfs -o mode=1777,size=256m xgoracle "$d"; fi\n'
             "done\n"
             'mkdir -p "$2"\n'
             'mount -c --bind . "$2"\n'

@@ -157,6 +157,7 @@ def test_generation_is_fixed_and_covers_the_shapes(request: pytest.FixtureReques
         assert shape in text, shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ruleset", ["agent-readonly.yaml", "defaults"])
 def test_allowed_commands_do_no_harm(
     oracle_report: Report, oracle_gates: dict[str, Gate], ruleset: str
