@@ -356,6 +356,9 @@ KEY_HELP: dict[str, str] = {
     "wait (for an xguard reviewer), deny. Default: ask.",
     "reviewers": "Users whose decisions count (strict mode).",
     "agents": "Agent users (strict mode).",
+    "trust_path": "Folders whose programs an allow rule covers although the agent could write there "
+    "(by default a program found on PATH in the home folder, the project, /tmp or a folder not owned by "
+    "root needs approval).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
 }

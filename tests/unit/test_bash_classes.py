@@ -280,14 +280,14 @@ PATHS = [
     ("grep -f.env x", DENY),
     ("sort -T/tmp -o/dev/null ~/.aws/credentials", DENY),
     ("cat --file=.env", DENY),
-    ("grep -r x ~/./", DENY),
+    ("grep -r x ~/./", REQUIRE),
     ("grep -r x ~/../$(basename ~)", NOT_ALLOW),
-    ("grep -rn x ..", DENY),
-    ("grep -Rn x ~/.ssh/..", DENY),
-    ("grep --directories=recurse x ~", DENY),
-    ("grep -rn TODO .", DENY),  # the project holds .env: grep -r reads it
-    ("rg --hidden TODO", DENY),
-    ("rg -uu TODO", DENY),
+    ("grep -rn x ..", REQUIRE),
+    ("grep -Rn x ~/.ssh/..", REQUIRE),
+    ("grep --directories=recurse x ~", REQUIRE),
+    ("grep -rn TODO .", REQUIRE),  # the project holds .env: grep -r reads it
+    ("rg --hidden TODO", REQUIRE),
+    ("rg -uu TODO", REQUIRE),
     ("diff -r ~/.ssh ~/clean", DENY),
     ("git diff ~/.ssh /dev/null", DENY),
     ("git log -p -- '.e*'", DENY),
@@ -317,8 +317,8 @@ def test_listed_files_that_link_to_a_secret(
     c = Context(cwd=str(project), home=str(home), expand_glob=real_glob)
     assert decide(parse("cat $(git ls-files)"), rules, c).decision == ALLOW
     (project / "k").symlink_to(home / ".ssh" / "id_rsa")
-    assert decide(parse("cat $(git ls-files)"), rules, c).decision == DENY
-    assert decide(parse("grep -R x ."), rules, c).decision == DENY
+    assert decide(parse("cat $(git ls-files)"), rules, c).decision == REQUIRE
+    assert decide(parse("grep -R x ."), rules, c).decision == REQUIRE
 
 
 # ---------------------------------------------------------------------------

@@ -665,33 +665,6 @@ def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     return min(configured, budget)
 
 
-class _Tee:
-    """stderr that also remembers what was written (the reviewer's reason)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.lines: list[str] = []
-
-    def write(self, s: str) -> int:
-        self.lines.append(s)
-        try:
-            return int(self.real.write(s))
-        except Exception:
-            return len(s)
-
-    def flush(self) -> None:
-        try:
-            self.real.flush()
-        except Exception:  # noqa: S110
-            pass
-
-    def isatty(self) -> bool:
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
 def _wait_for_reviewer(
     gate: Any,
     req: Any,
@@ -713,8 +686,6 @@ def _wait_for_reviewer(
     old_alarm = signal.signal(signal.SIGALRM, on_alarm)
     # Last resort: the reviewer wait is already shorter than the hook's timeout.
     signal.setitimer(signal.ITIMER_REAL, max(2.0, hook_timeout - HOOK_MARGIN / 3))
-    tee = _Tee(sys.stderr)
-    sys.stderr = tee
     try:
         asked = obtain_approval(gate, req, decision, record, log)
     except TimeoutError:
@@ -725,12 +696,11 @@ def _wait_for_reviewer(
             "run. Go on with other work and run the same command again later.",
         )
     finally:
-        sys.stderr = tee.real
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
     if asked.run:
         return asked
-    said = " ".join(x.strip() for x in "".join(tee.lines).splitlines() if x.strip())
+    said = (asked.message or "").strip()
     rid = asked.request_id or record["id"]
     if asked.exit_code == 75:
         asked.message = (
@@ -740,7 +710,7 @@ def _wait_for_reviewer(
         )
     elif asked.exit_code == 77:
         asked.message = (
-            f"xguard: a reviewer denied `{shown}` (request {rid}). {said or ''} "
+            f"xguard: a reviewer denied `{shown}` (request {rid}). {said} "
             "Do not retry it; use another approach or ask the user."
         ).replace("  ", " ")
     else:

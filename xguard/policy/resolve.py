@@ -115,10 +115,14 @@ def _root_owned_file(path: str) -> bool:
     return st.st_uid == 0 and not (st.st_mode & 0o022)
 
 
-def path_resolver(path_env: str, home: str, cwd: str) -> Callable[[str], tuple[str, bool] | None]:
+def path_resolver(
+    path_env: str, home: str, cwd: str, trusted: list[str] | None = None
+) -> Callable[[str], tuple[str, bool] | None]:
     """name -> (the program bash would run, whether it lies outside the
     system's own folders), or None when PATH has no such program (a builtin,
-    or nothing runs)."""
+    or nothing runs). `trusted`: folders the configuration vouches for
+    (`trust_path:`), `~` expanded."""
+    vouched = [os.path.normpath(home + t[1:] if t.startswith("~") else t) for t in (trusted or [])]
     cache: dict[str, tuple[str, bool] | None] = {}
     folders = [d or "." for d in path_env.split(":")]
 
@@ -131,7 +135,7 @@ def path_resolver(path_env: str, home: str, cwd: str) -> Callable[[str], tuple[s
                 full = os.path.join(d if os.path.isabs(d) else os.path.join(cwd, d), name)
                 if os.path.isfile(full) and os.access(full, os.X_OK):
                     real = os.path.realpath(full)
-                    untrusted = not (
+                    untrusted = not any(_under(full, v) for v in vouched) and not (
                         trusted_folder(os.path.dirname(os.path.abspath(full)), home, cwd)
                         and trusted_folder(os.path.dirname(real), home, cwd)
                         and _root_owned_file(real)
