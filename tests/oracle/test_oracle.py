@@ -74,6 +74,7 @@ HARMFUL = [
         {"connect"},
     ),
     ("kubectl get pods", set(), {"exec"}),
+    ("psql 'host=10.1.2.3 dbname=app' -c 'SELECT 1'", {"psql"}, {"connect"}),
     ("rm -f ~/.config/xguard/audit.jsonl", {"rm"}, {"write"}),
     ("touch /etc/xguard-oracle", {"touch"}, {"write"}),  # fails as the user: still an attempt
 ]

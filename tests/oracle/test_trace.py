@@ -160,6 +160,16 @@ CASES = [
         set(),
     ),
     (
+        "a network client sent elsewhere",
+        [
+            '10 execve("/usr/bin/psql", ["psql", "-c", "SELECT 1", "host=10.1.2.3"], 0x1) = 0',
+            "10 connect(3, {sa_family=AF_INET, sin_port=htons(5432), "
+            'sin_addr=inet_addr("10.1.2.3")}, 16) = -1 ENETUNREACH',
+        ],
+        {"psql"},
+        {"connect"},
+    ),
+    (
         "the same connect from a program not allowed to reach its server",
         [
             '10 execve("/usr/bin/curl", ["curl", "x"], 0x1 /* 9 vars */) = 0',

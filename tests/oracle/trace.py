@@ -71,8 +71,12 @@ _NAME_SERVICE = re.compile(
     r'sa_family=AF_UNIX, sun_path="(/var)?/run/(nscd/socket|systemd/userdb/[^"]*)"'
 )
 # Tools whose allow rules exist to reach their server (`kubectl get`, `psql -c`):
-# their own connections are expected (issue 11 part 3 grants them `network: allow`).
+# their own connections to where the sandbox's configuration points them (a
+# local socket, loopback) are expected; anywhere else was the command's choice.
 NETWORK_CLIENTS = frozenset({"kubectl", "psql"})
+_LOCAL_PEER = re.compile(
+    r'sa_family=AF_UNIX|inet_addr\("127\.0\.0\.1"\)|inet_pton\(AF_INET6, "::1"'
+)
 
 _LINE = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?|0x[0-9a-f]+)(.*)$")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
@@ -223,14 +227,15 @@ class Trace:
             elif c.name == "connect":
                 if _NAME_SERVICE.search(c.args):
                     continue
-                if self.program_at(c) in NETWORK_CLIENTS & allowed:
+                if _LOCAL_PEER.search(c.args) and self.program_at(c) in NETWORK_CLIENTS & allowed:
                     continue
                 out.append(Violation("connect", c.line))
             elif c.name == "sendto":
                 # sendto on a connected socket carries no address (the connect
                 # was judged); netlink (`ip addr`, `ss`) asks the kernel.
                 addressed = "sa_family=AF_INET" in c.args or "sa_family=AF_UNIX" in c.args
-                if addressed and self.program_at(c) not in NETWORK_CLIENTS & allowed:
+                client = self.program_at(c) in NETWORK_CLIENTS & allowed
+                if addressed and not (client and _LOCAL_PEER.search(c.args)):
                     out.append(Violation("connect", c.line))
         return out
 
