@@ -37,6 +37,7 @@ CLASSES = [
         re.compile(r">\s*[^\s(]+.*[<>]\(|[<>]\(.*[^<>]>\s*\w"),
     ),
     ("here-document delimiter", re.compile(r"<<-?\s*(['\"\\$]|\w+[\"'\\])")),
+    ("psql connection string", re.compile(r"\bpsql\b.*(://|\bhost=|-h ?\d)")),
     ("login shell", re.compile(r"\bbash (-\\?l|--login|'-l')")),
     ("sh -c is not bash", re.compile(r"\b(sh|dash) (\\\n)?-c\b")),
     ("values evaluated at run time", re.compile(r"\$\{!|\$\{\w+:|\$\(\(\w|\[\$\(|\blet\b|\(\(\w")),

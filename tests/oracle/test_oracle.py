@@ -34,7 +34,7 @@ SHOWN = 60  # violating commands printed in full on failure; --oracle-report has
 
 def _judge(sandbox: Sandbox, command: str, allowed: set[str]) -> set[str]:
     program = command.split(maxsplit=1)[0]
-    if program in ("kubectl", "psql") and not shutil.which(program):
+    if "=" not in program and not shutil.which(program):
         pytest.skip(f"{program} is not installed")
     slot = sandbox.slots[0]
     r = sandbox.run(command, slot)
