@@ -18,6 +18,7 @@ CI runs --oracle-examples (3000) with a fixed seed; before a release:
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -33,7 +34,7 @@ SHOWN = 60  # violating commands printed in full on failure; --oracle-report has
 
 
 def _judge(sandbox: Sandbox, command: str, allowed: set[str]) -> set[str]:
-    program = command.split(maxsplit=1)[0]
+    program = re.split(r"[\s;|&<>]", command, maxsplit=1)[0]
     if "=" not in program and not shutil.which(program):
         pytest.skip(f"{program} is not installed")
     slot = sandbox.slots[0]
