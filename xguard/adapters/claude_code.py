@@ -592,7 +592,14 @@ def _hook(args: list[str], stdin: Any) -> int:
             "deny", f"xguard: `{shown}` did not run: {stop.message if stop else 'refused'}"
         )
     assert decision is not None  # set whenever stop is None
+    impact: dict[str, Any] = {}
+    preview = limits.preview_units(gate, decision)
+    if preview:  # issue 13: the rows it would touch go in the reason Claude Code shows
+        from xguard.gate.impact import step
+
+        impact = step(gate, req, decision, preview, guard=False)
     record = gate.base_record(req, decision, new_id())
+    record.update(impact)
     record.update(cwd=cwd, claude_session_id=session_id, tool_use_id=tool_use_id)
     log = gate.audit()
     why = "; ".join(decision.reasons) or "no reason given"

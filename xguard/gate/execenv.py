@@ -14,6 +14,10 @@ import os
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 try:
     # The C module behind `signal`: the same functions and numbers, without
     # the IntEnum wrappers whose `enum` import costs ~3 ms per command.
@@ -49,6 +53,17 @@ def scrub(environ: dict[str, str], keep: list[str], set_: dict[str, str]) -> dic
     out = {k: v for k, v in environ.items() if k in exact or (prefixes and k.startswith(prefixes))}
     out.update(set_)
     return out
+
+
+def child_env(gate: Any) -> dict[str, str]:
+    """The environment an approved command runs with: `env.keep` and `env.set`,
+    the profile's over the top level's. The impact preview connects with it too
+    (issue 13: the PG*/MYSQL_* variables the command would see, and no others)."""
+    env_cfg = gate.ruleset.env
+    profile_cfg = gate.ruleset.profiles.get(gate.profile or "", {}) if gate.profile else {}
+    keep = profile_cfg.get("env", {}).get("keep", env_cfg["keep"])
+    set_ = {**env_cfg.get("set", {}), **profile_cfg.get("env", {}).get("set", {})}
+    return scrub(gate.environ, keep, set_)
 
 
 def which(name: str, path: str) -> str | None:

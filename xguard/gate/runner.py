@@ -232,8 +232,19 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     )  # loop breaker (may escalate), rate caps, trip
     if stop is not None:
         return limits.refuse(gate, req, decision, stop)
+    # -- issue 13: the impact preview (rows a statement would touch, live
+    # replicas), after the limits and before anyone is asked; it may make the
+    # decision stricter (row caps) and may wrap what runs (psql's run-time cap).
+    impact: dict[str, object] = {}
+    preview = limits.preview_units(gate, decision)
+    if preview:
+        from xguard.gate.impact import step
+
+        impact = step(gate, req, decision, preview)
+    # --
     cmd_id = new_id()
     record = gate.base_record(req, decision, cmd_id)
+    record.update(impact)
     log = gate.audit()
     shown = printable(req.text, 200)
 
@@ -263,13 +274,9 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
 
 
 def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log) -> int:  # type: ignore[no-untyped-def]
-    from xguard.gate.execenv import run_child, scrub, which
+    from xguard.gate.execenv import child_env, run_child, which
 
-    env_cfg = gate.ruleset.env
-    profile_cfg = gate.ruleset.profiles.get(gate.profile or "", {}) if gate.profile else {}
-    keep = profile_cfg.get("env", {}).get("keep", env_cfg["keep"])
-    set_ = {**env_cfg.get("set", {}), **profile_cfg.get("env", {}).get("set", {})}
-    env = scrub(gate.environ, keep, set_)
+    env = child_env(gate)
     # Marks the command as gated, so xguard's deciding verbs refuse to run inside it (issue 3, no self-approval).
     env["XGUARD_GATED"] = str(record["id"])
     if req.argv is not None:

@@ -62,6 +62,9 @@ _UNIT_FIELDS = (
     "meta",
     "names",
     "bases",
+    "client",
+    "client_env",
+    "client_via",
 )
 
 
@@ -78,7 +81,11 @@ class Unit:
       expansions replaced by '*'), glob (may need pathname expansion),
       dynamic, must_exist (counts only if it names an existing file),
       bases (folders a `cd` earlier in the text may have moved to).
-    For sql units: meta (a client command such as psql's backslash commands).
+    For sql units: meta (a client command such as psql's backslash commands);
+      client (the client's argv words), client_env (NAME=VALUE assignments
+      before it; "" for one known only at run time), client_via (the wrappers
+      it runs inside): the impact preview (xguard/gate/impact.py) connects as
+      the command would.
     For assign units: names.
 
     A plain class with class-level defaults (not a record type): the batch
@@ -99,6 +106,9 @@ class Unit:
     meta = False
     names: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()
+    client: tuple[str, ...] = ()
+    client_env: tuple[str, ...] = ()
+    client_via: tuple[str, ...] = ()
 
     def __init__(self, kind: str, text: str, **kw: object) -> None:
         self.kind = kind
@@ -252,6 +262,7 @@ class _Job:
     depth: int = 0
     dynamic: bool = False  # argv gets run-time arguments (xargs, find {})
     stdin_text: bytes | None = None
+    via: tuple[str, ...] = ()  # the wrappers (sudo, env, ssh …) this argv runs inside
 
 
 class _Walker:
@@ -282,7 +293,9 @@ class _Walker:
                 self.units.append(_input_unit("shell code nested too deep to check"))
                 continue
             if job.words is not None:
-                self.simple_command(job.words, [], job.depth, job.dynamic, job.stdin_text)
+                self.simple_command(
+                    job.words, [], job.depth, job.dynamic, job.stdin_text, via=job.via
+                )
             elif job.text is not None:
                 self.parse_text(job.text, job.depth)
 
@@ -464,9 +477,14 @@ class _Walker:
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
-    def command_node(
-        self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list
-    ) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def command_node(  # type: ignore[no-untyped-def]
+        self,
+        node,
+        src: bytes,
+        depth: int,
+        stdin_text: bytes | None,
+        stack: list,  # type: ignore[type-arg]
+    ) -> None:
         self.evaluating = False
         assigns = []
         pieces: list = []  # type: ignore[type-arg]
@@ -501,7 +519,10 @@ class _Walker:
         if assigns:
             self.assign_unit(assigns, src, stack, standalone=not words)
         if words:
-            self.simple_command(words, [], depth, False, stdin_text)
+            # The assignments' text travels with SQL units: the impact preview
+            # connects with the environment the client gets (PGHOST=… psql).
+            env = [_assign_text(a, src) for a in assigns]
+            self.simple_command(words, env, depth, False, stdin_text)
         if evaluating:
             self.units.append(
                 _input_unit(
@@ -700,11 +721,13 @@ class _Walker:
     def simple_command(
         self,
         words: list[Word],
-        _assigns: list,
+        assigns: list[str],
         depth: int,
         inherited_dynamic: bool,
         stdin_text: bytes | None,
-    ) -> None:  # type: ignore[type-arg]
+        *,
+        via: tuple[str, ...] = (),
+    ) -> None:
         name = words[0]
         args = words[1:]
         text = " ".join(w.value for w in words)
@@ -777,7 +800,7 @@ class _Walker:
 
         # SQL given to a database client.
         if base in DB_CLIENTS:
-            self.sql(base, words, u, stdin_text)
+            self.sql(base, words, u, stdin_text, assigns=assigns, via=via)
 
         if inner is None:
             return
@@ -792,6 +815,7 @@ class _Walker:
                     depth=depth + 1,
                     dynamic=inherited_dynamic or inner.dynamic,
                     stdin_text=stdin_text,
+                    via=(*via, base),
                 )
             )
         for s in inner.shell:
@@ -799,7 +823,16 @@ class _Walker:
         if base in SHELLS and stdin_text is not None and not inner.shell:
             self.queue.append(_Job(text=stdin_text, depth=depth + 1))
 
-    def sql(self, base: str, words: list[Word], u: Unit, stdin_text: bytes | None) -> None:
+    def sql(
+        self,
+        base: str,
+        words: list[Word],
+        u: Unit,
+        stdin_text: bytes | None,
+        *,
+        assigns: list[str],
+        via: tuple[str, ...],
+    ) -> None:
         if not all(w.literal or w.glob for w in words):
             u.require("SQL known only at run time")
             return
@@ -809,13 +842,26 @@ class _Walker:
         res = client_sql([base, *(w.value for w in words[1:])], stdin=stdin)
         if res is None:
             return
+        client = tuple(w.value for w in words)
+        env = tuple(assigns)
+        bases = tuple(self.cd_bases) + (("\x00",) if self.cd_dynamic else ())
         for why in res.issues:
             u.require(why)
         for s in res.units:
             # Client commands (psql's \dt, \d users …) are decided by the rules
             # like any SQL unit; the dangerous ones (\!, \o, \copy, \i …)
             # already raised an issue on the client's own unit above.
-            self.units.append(Unit("sql", s.text, meta=s.meta))
+            self.units.append(
+                Unit(
+                    "sql",
+                    s.text,
+                    meta=s.meta,
+                    client=client,
+                    client_env=env,
+                    client_via=via,
+                    bases=bases,
+                )
+            )
         for p in res.write_paths:
             self.path_unit(lit(p), "write", must_exist=False)
         for p in res.read_paths:
@@ -904,6 +950,13 @@ def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
             name_end += 1
         return text[name_end : name_end + 1] == b"=" or text[name_end : name_end + 2] == b":="
     return False
+
+
+def _assign_text(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
+    """NAME=VALUE after quote removal; "" when the value is known only at run time."""
+    w = dequote(src[node.start_byte : node.end_byte])
+    v = w.value
+    return "" if w.dynamic or w.missed or "$" in v or "`" in v else v
 
 
 def _txt(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
