@@ -16,7 +16,7 @@ from xguard.gate import limits
 from xguard.gate import sessions
 from xguard.errors import ConfigError
 from xguard.policy.rules import Ruleset, build_ruleset_dict
-from xguard.gate.runner import Gate, Request
+from xguard.gate.request import Gate, Request
 
 RULES = """\
 default: require_approval

@@ -18,7 +18,7 @@ from xguard.commands.approval_cmd import is_gate_cmdline
 from xguard.approval.notify import payload
 from xguard.paths import Paths
 from xguard.approval.queue import Listener, Spool, request_key, wake_all, write_atomic
-from xguard.gate.runner import new_id
+from xguard.util import new_id
 
 
 class Log:

@@ -2,7 +2,7 @@
 
 One module per runtime. `hook_main` is on the hot path (an agent runtime
 starts it before every tool call), so it imports only the standard library
-and the runner; never click, rich, yaml, filelock or platformdirs.
+and the pipeline; never click, rich, yaml, filelock or platformdirs.
 
 A hook that fails must fail *closed*. Claude Code (and Codex, Gemini CLI and
 OpenHands, whose hooks copy its protocol) treat exit status 2 as "block the

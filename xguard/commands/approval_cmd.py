@@ -5,7 +5,7 @@ cannot approve its own request (issue 3 item 7). The policy already denies
 units that run them (SPEC §3, built in); this is the second wall, for what
 slips past the parser (a script that calls `xguard approve`, `env -u`):
 
-- the runner puts XGUARD_GATED in every gated command's environment;
+- the executor puts XGUARD_GATED in every gated command's environment;
 - and, because a variable can be unset, the verbs also walk their parent
   processes (/proc/<pid>/stat) looking for an xguard gate process.
 
@@ -26,8 +26,9 @@ from typing import Any
 import click
 
 from xguard.errors import ExitCode, UsageError
-from xguard.approval.queue import Spool, format_age, user_name
-from xguard.gate.runner import printable
+from xguard.approval.queue import Spool
+from xguard.util import format_age, user_name
+from xguard.util import printable
 
 GATE_MARKER = "XGUARD_GATED"
 # Arguments with which an xguard process gates commands (SPEC §2): shell mode
@@ -121,7 +122,7 @@ def refuse_if_gated(verb: str) -> None:
 
 # ---------------------------------------------------------------------------
 def _gate() -> Any:
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     return Gate()
 
@@ -185,7 +186,7 @@ def _decide(
     reason: str | None = None,
 ) -> int:
     from xguard.approval.wait import settings
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     refuse_if_gated("approve" if state == "approved" else "deny")
     for_seconds = None

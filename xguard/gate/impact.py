@@ -849,14 +849,28 @@ def step(
     Returns the fields the decision record and the pending request carry:
     "impact", and "exec"/"row_cap" when what runs is the wrapped text."""
     from xguard.gate import limits
-    from xguard.gate.execenv import child_env
+    from xguard.gate.execenv import scrub
 
     to, pure = settings(gate)
-    env = child_env(gate)
+    # The environment the command itself would get (SPEC §5): env.keep and env.set.
+    remote = not getattr(gate, "impact_preview", True)
+    env: dict[str, str] = {}
+    if not remote:
+        keep, set_ = gate.env_settings(req.profile or gate.profile)
+        env = scrub(gate.environ, keep, set_)
     items: list[dict[str, Any]] = []
     for i in units:
         d = decision.units[i]
-        if d.kind == "command":
+        if remote:
+            items.append(
+                {
+                    "unit": i,
+                    "statement": d.text,
+                    "error": "strict mode: the broker runs as another user and cannot connect "
+                    "as the command would",
+                }
+            )
+        elif d.kind == "command":
             items.append(scale_unit(i, d, env, gate.cwd, to))
         elif is_dml(d.text):
             items += preview_unit(i, d, env, gate.cwd, to=to, pure=pure)

@@ -116,7 +116,7 @@ def effective(gate: Any) -> dict[str, Any]:
 
 
 def _seconds(value: Any, default: float) -> float:
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     v = parse_duration(value) if value is not None else None
     return default if v is None else v
@@ -310,7 +310,7 @@ def before_decision(gate: Any, req: Any) -> Refusal | None:
 def after_decision(gate: Any, req: Any, decision: Any) -> Refusal | None:
     """Apply the limits to a decided command: may escalate `decision` in place
     (loop breaker), or refuse it (rate caps, a tripped session). Records what
-    the counters need. A `deny` is left to the runner."""
+    the counters need. A `deny` is left to the pipeline."""
     if decision.decision == "deny":
         return None
     conf = effective(gate)
@@ -489,16 +489,20 @@ def _new_ask(gate: Any, req: Any) -> bool:
     return True
 
 
-def audit_refusal(gate: Any, req: Any, decision: Any, why: Refusal) -> str:
+def audit_refusal(
+    gate: Any, req: Any, decision: Any, why: Refusal, extra: dict[str, Any] | None = None
+) -> str:
     """Write the audit records of a refusal (a `decision` line with decision
     deny and `limit`, and `session_tripped` when this command tripped the
     session); return the line to show the agent, without the `xguard: ` prefix.
     For front ends that answer the agent otherwise than on stderr (hooks, the broker)."""
-    from xguard.gate.runner import new_id, printable
+    from xguard.util import new_id, printable
 
     d = decision if decision is not None else _Undecided()
     record = gate.base_record(req, d, new_id())
     record["decision"] = "deny"
+    if extra:
+        record.update(extra)
     log = gate.audit()
     log.append("decision", **record, limit=why.limit, note=why.message)
     if why.tripped is not None:

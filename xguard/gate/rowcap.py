@@ -97,7 +97,7 @@ def guard_psql(
     delim = "XGUARD_ROWCAP"
     while delim in script:
         delim += "_"
-    from xguard.gate.runner import shell_join
+    from xguard.util import shell_join
 
     client_env = sqls[0][1].unit.client_env if sqls else ()
     env = " ".join(_assignment(a) for a in client_env)
@@ -148,7 +148,7 @@ def _lit(s: str) -> str:
 
 
 def _assignment(a: str) -> str:
-    from xguard.gate.runner import shell_join
+    from xguard.util import shell_join
 
     name, _, value = a.partition("=")
     return f"{name}={shell_join([value]) if value else ''}"

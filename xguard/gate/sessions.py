@@ -348,7 +348,7 @@ def resolve(paths: Paths, ref: str) -> str:
 
 
 def _duration(value: Any, default: float) -> float:
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     if value is None:
         return default

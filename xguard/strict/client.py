@@ -214,7 +214,7 @@ def parse_client_conf(lines: list[str], path: str) -> dict[str, Any]:
 def refuse_local(environ: Any = None) -> None:
     """Fail closed where a strict-mode agent would otherwise decide locally.
 
-    Called by the runner's Gate: in strict mode the agent's own rules (which
+    Called by the Gate (xguard/gate/request.py): in strict mode the agent's own rules (which
     it can edit) must never decide anything (issue 6)."""
     sock = broker_socket(environ)
     if sock:
@@ -487,7 +487,7 @@ def check_via_broker(
 
         sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
     else:
-        from xguard.gate.runner import printable
+        from xguard.util import printable
 
         sys.stdout.write(f"{d.get('decision')}\n")
         for u in d.get("units") or []:
@@ -524,7 +524,7 @@ def remote_decide(
     )
     if r.get("status") != "ok":
         return _exit_answer(r)
-    from xguard.gate.runner import printable
+    from xguard.util import printable
 
     how = f" for {for_seconds:g}s" if for_seconds else (" (once)" if state == "approved" else "")
     sys.stdout.write(f"{state} {r.get('id')}{how}: {printable(str(r.get('command') or ''), 200)}\n")
