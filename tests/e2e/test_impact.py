@@ -120,9 +120,8 @@ def test_seed_delete_waits_and_the_reviewer_reads_11200_of_12000(
     from rich.console import Console
 
     from xguard.approval.review import Reviewer
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
-    os.environ["XGUARD_HOME"] = str(xguard_home)
     with open(os.devnull, "w") as sink:
         console = Console(width=160, height=40, record=True, file=sink)
         r = Reviewer(Gate(), console, bell=False)
@@ -508,3 +507,42 @@ def test_an_untrusted_client_is_never_run(tmp_path: Path) -> None:
     [item] = impact.preview_unit(0, d, env, "/", to=impact.Timeouts(), pure=impact.PURE_FUNCTIONS)
     assert "outside the system's bin folders" in item["error"]
     assert not marker.exists()
+
+
+def test_the_hook_reason_and_the_notification_carry_the_preview(
+    shop: dbservers.Postgres, xguard_home: Path, tmp_path: Path
+) -> None:
+    got = tmp_path / "notified.json"
+    rules = (
+        "default: require_approval\nrules:\n  - {pattern: psql, action: allow}\n"
+        '  - {pattern: "DELETE FROM orders", action: require_approval, notify: [ops]}\n'
+        f"notify:\n  ops: {{command: [sh, -c, 'cat > {got}']}}\n"
+    )
+    env = setup(xguard_home, rules)
+    cmd = f'{conn(shop)} -c "DELETE FROM orders WHERE {OLD}"'
+    call = {
+        "session_id": "s1",
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": cmd},
+        "cwd": str(tmp_path),
+        "tool_use_id": "t1",
+    }
+    p = subprocess.run(
+        [*XG, "hook", "claude-code"], input=json.dumps(call), env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    out = json.loads(p.stdout)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "ask"
+    assert "would delete 11,200 of 12,000 rows (93%) from orders" in out["permissionDecisionReason"]
+    [rec] = records(xguard_home)
+    assert rec["impact"][0]["rows"] == 11200 and "exec" not in rec  # a hook runs nothing
+
+    p = xg(env, "-c", cmd)
+    assert p.returncode == 75
+    deadline = time.monotonic() + 20
+    while not (got.exists() and got.read_text().endswith("}")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    body = json.loads(got.read_text())
+    assert body["impact"][0]["rows"] == 11200 and body["impact"][0]["table_rows"] == 12000
+    assert "would delete 11,200 of 12,000 rows (93%) from orders" in body["text"]

@@ -63,7 +63,7 @@ RECORDED: dict[str, Any] = {
                 "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             },
-        ],  # fmt: skip
+        ],
     },
     DEPLOYMENT: {
         "kind": "Deployment",
@@ -159,7 +159,7 @@ def _pending(home: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("words", "to", "decision"),
+    "case",
     [
         ("scale deployment/web --replicas=6", 6, "allow"),  # 6 <= 2 x 4
         ("scale deploy web --replicas 8 -n default", 8, "allow"),
@@ -167,9 +167,9 @@ def _pending(home: Path) -> list[dict[str, Any]]:
     ],
 )
 def test_growth_is_measured_against_what_runs_now(
-    cluster: tuple[Path, list[str]], xguard_home: Path, tmp_path: Path,
-    words: str, to: int, decision: str,
-) -> None:  # fmt: skip
+    cluster: tuple[Path, list[str]], xguard_home: Path, tmp_path: Path, case: tuple[str, int, str]
+) -> None:
+    words, to, decision = case
     kubeconfig, calls = cluster
     p = _run(xguard_home, tmp_path, f"kubectl {words} --kubeconfig {kubeconfig}")
     assert any(c == f"GET {DEPLOYMENT}" for c in calls), calls  # the live read
