@@ -86,5 +86,33 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.SOFTWARE)
 
 
+PREFIX_USAGE = "usage: xguard-prefix COMMAND-LINE   (the same as: xguard -c COMMAND-LINE)"
+PREFIX_HELP = f"""{PREFIX_USAGE}
+
+For CLAUDE_CODE_SHELL_PREFIX: Claude Code runs `xguard-prefix '<command line>'`
+for every Bash tool call, hook command, status line command and stdio MCP
+server start, with the whole line as one argument. xguard gates it (the
+model's command inside Claude Code's wrapper, or else the whole line) and runs
+it with bash, exactly as `xguard -c` does.
+
+  export CLAUDE_CODE_SHELL_PREFIX="$(command -v xguard-prefix)"
+"""
+
+
+def prefix_main(argv: list[str] | None = None) -> int:
+    """Console script `xguard-prefix STRING` (CLAUDE_CODE_SHELL_PREFIX): `xguard -c
+    STRING`, one argument only. A separate program rather than `xguard prefix`:
+    a prefix holding " -" is split at its last " -" by the runtime."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write(PREFIX_HELP)
+        return 0
+    if len(args) != 1:
+        _say(f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n")
+        return 64
+    # `--` so a command line that starts with '-' is still the string, not a flag.
+    return main(["-c", "--", args[0]])
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

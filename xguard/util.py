@@ -4,6 +4,7 @@ standard library modules that the hot path already has loaded."""
 from __future__ import annotations
 
 import os
+import sys
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to read aloud and type
 
@@ -92,3 +93,13 @@ def user_name(uid: int | None = None) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def say(line: str) -> None:
+    """One line to the agent on stderr. A reader that has gone does not make a
+    command that did not run look like success: the caller's status stands."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass

@@ -322,36 +322,6 @@ def unwrap_claude_code(text: str) -> str | None:
 # ---------------------------------------------------------------------------
 # CLAUDE_CODE_SHELL_PREFIX=xguard-prefix
 
-PREFIX_USAGE = "usage: xguard-prefix COMMAND-LINE   (the same as: xguard -c COMMAND-LINE)"
-PREFIX_HELP = f"""{PREFIX_USAGE}
-
-For CLAUDE_CODE_SHELL_PREFIX: Claude Code runs `xguard-prefix '<command line>'`
-for every Bash tool call, hook command, status line command and stdio MCP
-server start, with the whole line as one argument. xguard gates it (the
-model's command inside Claude Code's wrapper, or else the whole line) and runs
-it with bash, exactly as `xguard -c` does.
-
-  export CLAUDE_CODE_SHELL_PREFIX="$(command -v xguard-prefix)"
-"""
-
-
-def prefix_main(argv: list[str] | None = None) -> int:
-    """Console script `xguard-prefix STRING`: `xguard -c STRING`, one argument only."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        sys.stdout.write(PREFIX_HELP)
-        return 0
-    if len(args) != 1:
-        sys.stderr.write(
-            f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n"
-        )
-        return 64
-    from xguard.__main__ import main
-
-    # `--` so a command line that starts with '-' is still the string, not a flag.
-    return main(["-c", "--", args[0]])
-
-
 # ---------------------------------------------------------------------------
 # The PreToolUse hook.
 
@@ -564,15 +534,16 @@ def _hook(args: list[str], stdin: Any) -> int:
         ) from None
 
     from xguard.gate.pipeline import run_request
-    from xguard.gate.request import Request, load_gate, strict_configured
+    from xguard.gate import strictmode
+    from xguard.gate.request import Request, load_gate
 
     # Claude Code's session id is the session unless XGUARD_SESSION names one:
     # the blast-radius limits (issue 5) then count per Claude Code session.
     session = os.environ.get("XGUARD_SESSION") or session_id
     req = Request(text=command, session=session, source=SOURCE, cwd=cwd)
     shown = printable(command, 200)
-    if strict_configured():
-        from xguard.strict.client import broker_socket
+    if strictmode.configured():
+        from xguard.gate.strictmode import broker_socket
 
         sock = broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits, never this process
@@ -694,33 +665,6 @@ def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     return min(configured, budget)
 
 
-class _Tee:
-    """stderr that also remembers what was written (the reviewer's reason)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.lines: list[str] = []
-
-    def write(self, s: str) -> int:
-        self.lines.append(s)
-        try:
-            return int(self.real.write(s))
-        except Exception:
-            return len(s)
-
-    def flush(self) -> None:
-        try:
-            self.real.flush()
-        except Exception:  # noqa: S110
-            pass
-
-    def isatty(self) -> bool:
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
 def _wait_for_reviewer(
     gate: Any,
     req: Any,
@@ -742,8 +686,6 @@ def _wait_for_reviewer(
     old_alarm = signal.signal(signal.SIGALRM, on_alarm)
     # Last resort: the reviewer wait is already shorter than the hook's timeout.
     signal.setitimer(signal.ITIMER_REAL, max(2.0, hook_timeout - HOOK_MARGIN / 3))
-    tee = _Tee(sys.stderr)
-    sys.stderr = tee
     try:
         asked = obtain_approval(gate, req, decision, record, log)
     except TimeoutError:
@@ -754,12 +696,11 @@ def _wait_for_reviewer(
             "run. Go on with other work and run the same command again later.",
         )
     finally:
-        sys.stderr = tee.real
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
     if asked.run:
         return asked
-    said = " ".join(x.strip() for x in "".join(tee.lines).splitlines() if x.strip())
+    said = (asked.message or "").strip()
     rid = asked.request_id or record["id"]
     if asked.exit_code == 75:
         asked.message = (
@@ -769,7 +710,7 @@ def _wait_for_reviewer(
         )
     elif asked.exit_code == 77:
         asked.message = (
-            f"xguard: a reviewer denied `{shown}` (request {rid}). {said or ''} "
+            f"xguard: a reviewer denied `{shown}` (request {rid}). {said} "
             "Do not retry it; use another approach or ask the user."
         ).replace("  ", " ")
     else:

@@ -38,8 +38,9 @@ import socket
 import time
 from pathlib import Path
 
-from xguard.audit.log import sha256, utc_timestamp
+from xguard.audit.log import utc_timestamp
 from xguard.errors import XguardError
+
 
 from xguard.paths import Paths, ensure_dir
 
@@ -61,16 +62,6 @@ KEEP_DECIDED = 7 * 86400
 TMP_MAX_AGE = 3600  # leftovers of a writer that died mid-write
 PRUNE_EVERY = 600  # pruning scans every decided request: not on each sweep
 _SOCK_PATH_MAX = 100  # sun_path holds 108 bytes; longer folders are reached through /proc/self/fd
-
-
-def request_key(
-    text: str, cwd: str, session: str | None, profile: str | None, how: list[str]
-) -> str:
-    """What an approval is bound to: the exact text, cwd, session and profile,
-    plus how the text runs (shell flags, positional args, or argv mode), so a
-    different command, folder, session or profile can never reuse it."""
-    blob = json.dumps([text, cwd, session or "", profile or "", how], ensure_ascii=False)
-    return sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _fsync_dir(path: Path) -> None:

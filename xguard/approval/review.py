@@ -288,7 +288,7 @@ class Reviewer:
             self.status = "not approved"
 
     def _reset(self, session_id: str) -> None:
-        from xguard.gate.sessions import reset
+        from xguard.gate.limits import reset_session as reset
 
         try:
             reset(self.gate.paths, session_id, self.who, self.log)

@@ -140,7 +140,8 @@ def pending(as_json: bool, show_all: bool) -> int:
       xguard pending
       xguard pending --json | jq -r '.[].id'
     """
-    from xguard.strict.client import broker_socket, remote_pending
+    from xguard.strict.client import remote_pending
+    from xguard.gate.strictmode import broker_socket
 
     if broker_socket():  # strict mode: the broker's queue, for reviewers only (issue 6)
         reqs = remote_pending(str(broker_socket()), show_all)
@@ -194,7 +195,8 @@ def _decide(
         for_seconds = parse_duration(for_)
         if not for_seconds:
             raise UsageError(f"--for {for_!r} is not a duration (like 30s, 15m, 2h)")
-    from xguard.strict.client import broker_socket, remote_decide
+    from xguard.strict.client import remote_decide
+    from xguard.gate.strictmode import broker_socket
 
     if (
         broker_socket()

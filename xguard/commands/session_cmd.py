@@ -171,7 +171,7 @@ def show(session_id: str, as_json: bool) -> int:
     """Show one session: times, profile, state, loop-breaker counters."""
     gate = _gate()
     try:
-        sid = sessions.resolve(gate.paths, session_id)
+        sid = limits.resolve_session(gate.paths, session_id)
     except LookupError as e:
         sys.stderr.write(f"xguard: {e.args[0]}\n")
         return 1
@@ -240,7 +240,7 @@ def end(session_id: str) -> int:
     gate = _gate()
     log = gate.audit()
     try:
-        sid = sessions.resolve(gate.paths, session_id)
+        sid = limits.resolve_session(gate.paths, session_id)
         rec = sessions.end(gate.paths, sid, user_name(), log=log)
     except (LookupError, ValueError) as e:
         sys.stderr.write(f"xguard: {e.args[0]}\n")
@@ -275,8 +275,8 @@ def reset(session_id: str) -> int:
     refuse_if_gated("session reset")
     gate = _gate()
     try:
-        sid = sessions.resolve(gate.paths, session_id)
-        cleared = sessions.reset(gate.paths, sid, user_name(), log=gate.audit())
+        sid = limits.resolve_session(gate.paths, session_id)
+        cleared = limits.reset_session(gate.paths, sid, user_name(), log=gate.audit())
     except LookupError as e:
         sys.stderr.write(f"xguard: {e.args[0]}\n")
         return 1

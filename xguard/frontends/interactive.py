@@ -172,7 +172,7 @@ class Shell:
     def run_line(self, text: str) -> int:
         """Gate the line like `xguard -c` does, run it, keep its folder and exports."""
         from xguard.approval.wait import obtain_approval
-        from xguard.frontends.shell import say
+        from xguard.util import say
         from xguard.gate.pipeline import run_request
         from xguard.gate.request import Request, env_wait, load_gate
 

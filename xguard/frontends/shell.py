@@ -13,17 +13,10 @@ import os
 import sys
 
 from xguard.errors import UsageError
-from xguard.gate.request import Request, env_wait, strict_configured
-from xguard.util import parse_duration, printable, shell_join
-
-TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
-if TYPE_CHECKING:
-    from typing import Any
-
-    from xguard.audit.log import AuditLog
-    from xguard.gate.pipeline import Asked
-    from xguard.gate.request import Gate
-    from xguard.policy.decide import Decision
+from xguard.gate import strictmode
+from xguard.gate.request import Request, env_wait
+from xguard.frontends.local import gate_and_run
+from xguard.util import parse_duration, printable, say, shell_join
 
 # Shell mode: the flag shapes agents use for $SHELL.
 _PASS_SHORT = set("euxvfhBCHPTk")  # bash set-options that change how the script runs
@@ -75,46 +68,6 @@ def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str],
             raise UsageError("-c needs a command string (usage: xguard -c STRING [NAME [ARG...]])")
         return rest[0], passthru, rest[1:], False
     return None, passthru, rest, stdin_mode or not rest
-
-
-def gate_and_run(req: Request) -> int:
-    """Decide, maybe wait for a human, run; show the agent the one line it
-    needs; return the exit status."""
-    if strict_configured():
-        from xguard.strict.client import broker_socket, gate_via_broker
-
-        sock = broker_socket()
-        if sock:  # strict mode (issue 6): the broker decides and audits; this process runs
-            return gate_via_broker(req, sock)
-    from xguard.gate.execenv import LocalExecutor
-    from xguard.gate.pipeline import run_request
-    from xguard.gate.request import load_gate
-
-    gate = load_gate(req)
-    outcome = run_request(req, gate, ask=ask_locally, execute=LocalExecutor())
-    if outcome.message:
-        say(outcome.message)
-    return outcome.exit_code
-
-
-def ask_locally(
-    gate: Gate, req: Request, decision: Decision, record: dict[str, Any], log: AuditLog
-) -> Asked:
-    """Wait on the local spool and the terminal (imported only when a command
-    needs approval: the queue's imports are not an allowed command's cost)."""
-    from xguard.approval.wait import obtain_approval
-
-    return obtain_approval(gate, req, decision, record, log)
-
-
-def say(line: str) -> None:
-    """One line to the agent on stderr. A reader that has gone does not make a
-    command that did not run look like success: the caller's status stands."""
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except (BrokenPipeError, OSError):
-        pass
 
 
 def shell_main(args: list[str]) -> int:
@@ -205,8 +158,9 @@ def check_main(args: list[str]) -> int:
     argv = rest or None
     if rest and not opts.get("--"):
         raise UsageError(f"unexpected argument {rest[0]!r}\n{verb.usage}")
-    if strict_configured():
-        from xguard.strict.client import broker_socket, check_via_broker, refuse_local
+    if strictmode.configured():
+        from xguard.strict.client import check_via_broker
+        from xguard.gate.strictmode import broker_socket, refuse_local
 
         sock = broker_socket()
         if sock:
@@ -245,7 +199,7 @@ def dispatch(verb: str, args: list[str]) -> int:
     if verb == "check":
         return check_main(args)
     if verb == "hook":
-        from xguard.adapters import hook_main
+        from xguard.frontends.hooks import hook_main
 
         return hook_main(args)
     if verb == "ssh-gate":

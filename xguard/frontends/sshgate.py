@@ -75,7 +75,8 @@ def _parse(args: list[str]) -> tuple[bool, set[str]]:
 
 def _refuse(what: str, why: str) -> int:
     """Audit and refuse; exit 77."""
-    from xguard.strict.client import broker_socket, report_refusal
+    from xguard.strict.client import report_refusal
+    from xguard.gate.strictmode import broker_socket
 
     sock = broker_socket()
     if sock:
@@ -121,7 +122,7 @@ def ssh_gate_main(args: list[str]) -> int:
     sub = subsystem_of(command)
     if sub is not None and sub not in subsystems:
         return _refuse(command, f"the SSH subsystem '{sub}' is refused for this user")
-    from xguard.frontends.shell import gate_and_run
+    from xguard.frontends.local import gate_and_run
     from xguard.gate.request import Request, env_wait
 
     return gate_and_run(Request(text=command, source="ssh", wait=env_wait()))
@@ -129,7 +130,7 @@ def ssh_gate_main(args: list[str]) -> int:
 
 def _interactive() -> int:
     """An allowed interactive login: the gated shell (through the broker in strict mode)."""
-    from xguard.strict.client import broker_socket
+    from xguard.gate.strictmode import broker_socket
 
     sock = broker_socket()
     if not sock:

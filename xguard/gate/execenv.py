@@ -44,6 +44,7 @@ RESET_IN_CHILD = (
     signal.SIGQUIT,
     signal.SIGTERM,
     signal.SIGHUP,
+    signal.SIGCHLD,
 )
 
 
@@ -132,10 +133,17 @@ def run_child(
     # its own to signal; on a terminal it stays in the foreground group (job
     # control and Ctrl-C keep working) and its descendants are found in /proc.
     own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
-    if own_group:
-        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
-    else:
-        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+    # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
+    # exec) would have the kernel reap the child at once, and its status lost.
+    old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        if own_group:
+            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
+        else:
+            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+    except BaseException:
+        signal.signal(signal.SIGCHLD, old_chld)
+        raise
     timed_out = False
     stage = 0
 
@@ -165,6 +173,7 @@ def run_child(
             signal.setitimer(signal.ITIMER_REAL, kill_grace)
 
     old = {s: signal.signal(s, forward) for s in FORWARD}
+    old[signal.SIGCHLD] = old_chld
     # A terminal's Ctrl-C / Ctrl-\ reach the whole foreground process group,
     # the child included; xguard itself waits for the child to decide.
     # Sent to xguard alone (not from a terminal), they are passed on.

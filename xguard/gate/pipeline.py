@@ -173,6 +173,8 @@ def run_request(
         impact = step(gate, req, decision, preview, guard=execute is not None)
     record = gate.base_record(req, decision, new_id())
     record.update(impact)
+    if decision.reasons:  # the unit that decided, and why (issue 10)
+        record["reason"] = decision.reasons[0]
     if extra:
         record.update(extra)
     log = gate.audit()
@@ -246,9 +248,8 @@ def run_request(
         )
     except XguardError as e:
         message = f"xguard: warning: the command ran but its exit was not logged: {e.message}"
-    code = result.exit_code
-    if code is None:  # nobody knows how it ended: never report success (issue 10)
-        code = int(ExitCode.SOFTWARE)
+    # Nobody knows how it ended: never report success (issue 10).
+    code = int(ExitCode.SOFTWARE) if result.exit_code is None else result.exit_code
     return Outcome(
         code,
         "allow",

@@ -12,6 +12,7 @@ import os
 
 from xguard._record import dataclass, field
 from xguard.errors import ConfigError, UsageError
+from xguard.gate import strictmode
 from xguard.paths import Paths, ensure_dir, get_paths
 from xguard.util import parse_duration, user_name
 
@@ -46,10 +47,17 @@ class Request:
         return ["shell", *self.shell_args, "--", *self.positional]
 
 
-def strict_configured(environ: dict[str, str] | None = None) -> bool:
-    """Cheap test before importing xguard/strict/client.py (strict mode, issue 6)."""
-    env = os.environ if environ is None else environ
-    return bool(env.get("XGUARD_BROKER")) or os.path.exists("/etc/xguard/client.conf")
+def request_key(
+    text: str, cwd: str, session: str | None, profile: str | None, how: list[str]
+) -> str:
+    """What an approval is bound to: the exact text, cwd, session and profile,
+    plus how the text runs (shell flags, positional args, or argv mode), so a
+    different command, folder, session or profile can never reuse it."""
+    import json
+    from hashlib import sha256
+
+    blob = json.dumps([text, cwd, session or "", profile or "", how], ensure_ascii=False)
+    return sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def current_cwd(environ: dict[str, str] | None = None) -> str:
@@ -81,10 +89,8 @@ class Gate:
     ) -> None:
         from xguard.policy.rules import load_ruleset
 
-        if environ is None and rules_file is None and strict_configured():
-            from xguard.strict.client import refuse_local  # layering: only reached in strict mode
-
-            refuse_local()  # strict mode (issue 6): the broker decides, never the agent's own rules
+        if environ is None and rules_file is None and strictmode.configured():
+            strictmode.refuse_local()  # strict mode (issue 6): the broker decides, never the agent's own rules
         self.environ = dict(os.environ if environ is None else environ)
         self.paths: Paths = get_paths(self.environ)
         self.profile = (
@@ -200,10 +206,12 @@ def audit_config_error(e: ConfigError, req: Request) -> None:
 def load_gate(req: Request, cwd: str | None = None) -> Gate:
     """The Gate for a request as every local front end builds it: a session's own
     profile (issue 5), and a config error audited before it is reported."""
-    from xguard.gate import limits
-
     if req.profile is None and not os.environ.get("XGUARD_PROFILE"):
-        req.profile = limits.session_profile(os.environ, req.session)
+        sid = req.session or os.environ.get("XGUARD_SESSION")
+        if sid:
+            from xguard.gate.sessions import profile_of
+
+            req.profile = profile_of(os.environ, sid)
     try:
         gate = Gate(profile=req.profile)
     except ConfigError as e:
