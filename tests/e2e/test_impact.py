@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests import dbservers
+from xguard.gate import impact as impact_t
 from tests.conftest import xguard_exe
 
 XG = xguard_exe()
@@ -372,7 +373,9 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "'\"'\"'") + "'"
 
 
-def _preview(command: str, cwd: str = "/") -> list[dict[str, Any]]:
+def _preview(
+    command: str, cwd: str = "/", to: impact_t.Timeouts | None = None
+) -> list[dict[str, Any]]:
     """The impact objects of every SQL unit of `command` (the library, as the gate calls it)."""
     from xguard.gate import impact
     from xguard.policy.decide import UnitDecision
@@ -384,7 +387,7 @@ def _preview(command: str, cwd: str = "/") -> list[dict[str, Any]]:
         if u.kind == "sql":
             d = UnitDecision("sql", u.text, "require_approval", None, "", u)
             out += impact.preview_unit(
-                i, d, env, cwd, to=impact.Timeouts(), pure=impact.PURE_FUNCTIONS
+                i, d, env, cwd, to=to or impact.Timeouts(), pure=impact.PURE_FUNCTIONS
             )
     return out
 
@@ -417,6 +420,21 @@ def test_statement_shapes_on_mariadb(
     got = _preview(f"mariadb --socket={maria.socket} -u root shop -e {_q(statement)}")
     assert [(g.get("table"), g.get("rows"), g.get("table_rows")) for g in got] == expect, got
     assert maria.sql("SELECT count(*) FROM orders") == "12000"
+
+
+def test_a_slow_count_on_mariadb_falls_back_to_the_planners_estimate(
+    maria: dbservers.MariaDB,
+) -> None:
+    slow = (
+        "DELETE FROM orders WHERE EXISTS (SELECT 1 FROM orders a, orders b "
+        "WHERE a.total + b.total = orders.total * 3 + 1)"
+    )
+    [item] = _preview(
+        f"mariadb --socket={maria.socket} -u root shop -e {_q(slow)}",
+        to=impact_t.Timeouts(statement=0.3),
+    )
+    assert item["method"] == "estimate", item
+    assert item["rows"] > 0 and item["table_rows"] > 0
 
 
 def test_mariadb_seed_request_and_prompting_client(

@@ -587,6 +587,8 @@ def _values(out: str, estimate: bool, parse_plan: Any) -> dict[str, int]:
                 raise PreviewError(f"unexpected answer from the client: {text[:80]!r}") from None
 
     for line in out.splitlines():
+        if line.strip() == key and not buf:
+            continue  # mysql --column-names prints a marker twice: as its header and its value
         if line.startswith("@xg"):
             flush()
             key, buf = line.strip(), []
