@@ -65,6 +65,8 @@ def test_truncate_and_drop_count_every_table() -> None:
         ("truncate", "orders", None),
         ("truncate", "users", None),
     ]
+    [t] = impact.plan("TRUNCATE orders CASCADE", "psql")
+    assert t.note is not None and "CASCADE" in t.note
     [t] = impact.plan("DROP TABLE IF EXISTS orders", "mysql")
     assert (t.verb, t.table, t.table_sql) == ("drop", "orders", "orders")
 

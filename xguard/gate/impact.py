@@ -165,9 +165,11 @@ def plan(text: str, client: str, pure: frozenset[str] = PURE_FUNCTIONS) -> list[
             raise PreviewError("only DROP TABLE is previewed")
         tables = stmt.expressions if isinstance(stmt, exp.TruncateTable) else stmt.args["tables"]
         verb = "truncate" if isinstance(stmt, exp.TruncateTable) else "drop"
-        note = (
-            "CASCADE also empties the tables that refer to it" if stmt.args.get("cascade") else None
+        cascade = (
+            stmt.args.get("cascade") or str(stmt.args.get("option") or "").upper() == "CASCADE"
         )
+        # The tables that refer to it are emptied or dropped too, and are not counted here.
+        note = "CASCADE also reaches the tables that refer to it (not counted)" if cascade else None
         return [
             Target(verb, name(t), q(bare(t)), None, q(exp.select("1").from_(bare(t))), note=note)
             for t in tables
@@ -730,6 +732,11 @@ def preview_unit(
 
 def describe(item: dict[str, Any]) -> str:
     """One line for a person: "would delete 11,200 of 12,000 rows (93%) from orders"."""
+    line = _describe(item)
+    return f"{line}; {item['note']}" if item.get("note") else line
+
+
+def _describe(item: dict[str, Any]) -> str:
     if "error" in item:
         return f"impact unknown: {item['error']}"
     if "replicas" in item:
