@@ -24,6 +24,7 @@ import pytest
 
 from tests import dbservers
 from xguard.gate import impact as impact_t
+from xguard.policy.decide import UnitDecision as UnitDecisionT
 from tests.conftest import xguard_exe
 
 XG = xguard_exe()
@@ -316,6 +317,37 @@ def test_the_commands_own_password_file_and_variables(
     assert req["impact"][0]["rows"] == 50, req["impact"]
 
 
+def test_a_locked_table_times_out_and_never_hangs(pg: dbservers.Postgres) -> None:
+    """Another session holds the table: the count and the estimate wait only their lock timeout."""
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-h", pg.socket_dir, "-p", str(pg.port), "-U", pg.superuser,
+         "-d", "shop", "-c", "BEGIN", "-c", "LOCK TABLE events IN ACCESS EXCLUSIVE MODE",
+         "-c", "SELECT pg_sleep(20)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            held = pg.psql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'events' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+            )
+            if held == "1":
+                break
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        from xguard.gate import impact
+
+        [item] = _preview(
+            f"{conn(pg)} -c 'DELETE FROM events'", to=impact.Timeouts(statement=2, lock=0.3)
+        )
+        assert time.monotonic() - t0 < 5
+        assert "timed out (statement timeout 2s, lock timeout 0.3s)" in item["error"], item
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_slow_count_falls_back_to_the_planners_estimate(
     pg: dbservers.Postgres, xguard_home: Path
 ) -> None:
@@ -369,6 +401,12 @@ def test_statement_shapes_on_postgres(
     assert pg.psql("SELECT count(*) FROM events") == "2000"
 
 
+def parse_sql(command: str) -> list[Any]:
+    from xguard.shell.parser import parse
+
+    return [u for u in parse(command) if u.kind == "sql"]
+
+
 def _q(s: str) -> str:
     return "'" + s.replace("'", "'\"'\"'") + "'"
 
@@ -420,6 +458,30 @@ def test_statement_shapes_on_mariadb(
     got = _preview(f"mariadb --socket={maria.socket} -u root shop -e {_q(statement)}")
     assert [(g.get("table"), g.get("rows"), g.get("table_rows")) for g in got] == expect, got
     assert maria.sql("SELECT count(*) FROM orders") == "12000"
+
+
+def test_mariadb_option_files_of_the_commands_environment(
+    maria: dbservers.MariaDB, tmp_path: Path
+) -> None:
+    """~/.my.cnf of the HOME the command runs with, and --defaults-file, choose the server."""
+    home = tmp_path / "agent-home"
+    home.mkdir()
+    (home / ".my.cnf").write_text(f"[client]\nsocket={maria.socket}\nuser=root\n")
+    cnf = tmp_path / "other.cnf"
+    cnf.write_text(f"[client]\nsocket={maria.socket}\nuser=root\ndatabase=shop\n")
+    from xguard.gate import impact
+
+    for cmd in (
+        "mysql shop -e 'DELETE FROM session_tokens WHERE expires_at < NOW()'",
+        f"mysql --defaults-file={cnf} -e 'DELETE FROM session_tokens WHERE expires_at < NOW()'",
+    ):
+        [u] = parse_sql(cmd)
+        d = UnitDecisionT("sql", u.text, "require_approval", None, "", u)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+        [item] = impact.preview_unit(
+            1, d, env, "/", to=impact.Timeouts(), pure=impact.PURE_FUNCTIONS
+        )
+        assert (item.get("rows"), item.get("table_rows")) == (340, 400), (cmd, item)
 
 
 def test_a_slow_count_on_mariadb_falls_back_to_the_planners_estimate(

@@ -483,14 +483,15 @@ def count(conn: Conn, targets: list[Target], to: Timeouts) -> list[dict[str, Any
     except _Timeout:
         if conn.kind == "sqlite":
             raise PreviewError(
-                f"the count took longer than {to.statement:g}s, and SQLite keeps no "
-                "planner estimate of rows"
+                f"the count timed out (statement timeout {to.statement:g}s, lock timeout "
+                f"{to.lock:g}s), and SQLite keeps no planner estimate of rows"
             ) from None
         try:
             vals = _RUNNERS[conn.kind](conn, targets, to, True)
         except _Timeout:
             raise PreviewError(
-                f"the count and the planner's estimate both took longer than {to.statement:g}s"
+                "the count and the planner's estimate both timed out (statement timeout "
+                f"{to.statement:g}s, lock timeout {to.lock:g}s)"
             ) from None
         method = "estimate"
     out = []
