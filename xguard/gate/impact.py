@@ -895,7 +895,7 @@ def step(
             ):
                 decision.reasons.append(line)
     out: dict[str, Any] = {"impact": items}
-    if guard and decision.decision != "deny":
+    if guard and not remote and decision.decision != "deny":
         from xguard.gate.rowcap import guard_psql
 
         wrapped = guard_psql(gate, req, decision, items)

@@ -767,8 +767,9 @@ def _apply_live(decision: Any, d: Any, it: dict[str, Any], rules: dict[str, Any]
 
 def runtime_cap(gate: Any, d: Any, rows: int | None) -> tuple[int, str] | None:
     """The cap a psql statement is held to when it runs (issue 13): max_rows for
-    a statement previewed under it; max_rows_hard for one a person approved above it."""
+    a statement previewed under it; max_rows_hard for one a person approved
+    above it, or without a count (a failed preview under a cap always asks)."""
     soft, hard = row_caps(gate, d)
-    if soft is not None and (rows is None or rows <= soft[0]):
+    if soft is not None and rows is not None and rows <= soft[0]:
         return soft
     return hard
