@@ -626,3 +626,28 @@ def test_the_hook_reason_and_the_notification_carry_the_preview(
     body = json.loads(got.read_text())
     assert body["impact"][0]["rows"] == 11200 and body["impact"][0]["table_rows"] == 12000
     assert "would delete 11,200 of 12,000 rows (93%) from orders" in body["text"]
+
+
+def test_the_run_time_cap_inside_claude_codes_shell_wrapper(
+    shop: dbservers.Postgres, xguard_home: Path
+) -> None:
+    """SHELL=xguard under Claude Code: its `eval '…' && pwd -P >| FILE` wrapper runs the
+    capped statement, and the record shows the whole text that ran."""
+    import tempfile
+
+    env = setup(xguard_home, SEED_RULES)
+    cmd = f'{conn(shop)} -c "DELETE FROM session_tokens WHERE expires_at < now()"'
+    cwd_file = Path(tempfile.gettempdir()) / f"claude-{os.getpid():x}a-cwd"
+    cwd_file.unlink(missing_ok=True)
+    quoted = "'" + cmd.replace("'", "'\\''") + "'"
+    try:
+        p = xg(env, "-c", f"eval {quoted} \\< /dev/null && pwd -P >| {cwd_file}")
+        assert p.returncode == 0, p.stderr
+        assert "DELETE 340" in p.stdout
+        assert cwd_file.exists()  # the wrapper's own trailer still ran
+    finally:
+        cwd_file.unlink(missing_ok=True)
+    [rec] = records(xguard_home)
+    assert rec["command"] == cmd and rec["source"] == "shell:claude-code"
+    assert rec["row_cap"][0]["cap"] == 1000 and "ON_ERROR_STOP=1" in rec["exec"]
+    assert rec["exec"].startswith("eval '") and rec["exec"].endswith("-cwd'")

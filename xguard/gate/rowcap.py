@@ -104,12 +104,15 @@ def guard_psql(
     cmd = shell_join([words[0], *kept, "-v", "ON_ERROR_STOP=1", "-f", "-"])
     text = f"{env + ' ' if env else ''}{cmd} <<'{delim}'\n{script}\n{delim}"
     if req.exec_text:
-        if req.exec_text.count(req.text) != 1:
+        # A front end's own wrapper around the decided text (Claude Code's
+        # `eval 'TEXT' && pwd -P >| FILE`): the wrapped text takes its place.
+        old, new = _sq(req.text), _sq(text)
+        if req.exec_text.count(old) != 1:
             return None
-        req.exec_text = req.exec_text.replace(req.text, text)
+        req.exec_text = req.exec_text.replace(old, new)
     else:
         req.exec_text = text
-    return text, caps
+    return req.exec_text, caps
 
 
 def _precheck(cap: tuple[int, str], tables: list[str], verb: str) -> list[str]:
@@ -141,6 +144,11 @@ def _raise(before: str, after: str) -> str:
     the open transaction is rolled back."""
     msg = f"{_lit(before)} || :xguard_rows || {_lit(after)}"
     return f"SELECT format('DO $xguard$ BEGIN RAISE EXCEPTION %L; END $xguard$', {msg}) \\gexec"
+
+
+def _sq(s: str) -> str:
+    """Single-quoted for bash, as front ends quote the decided text inside their wrappers."""
+    return "'" + s.replace("'", "'\\''") + "'"
 
 
 def _lit(s: str) -> str:
