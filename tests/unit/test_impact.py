@@ -345,3 +345,30 @@ from xguard.gate import rowcap  # noqa: E402
 def test_split_psql_command(words: list[str], kept: Any, sql: Any) -> None:
     got = rowcap._split_command(words)
     assert got == (None if kept is None else (kept, sql))
+
+
+PG_WRAPPER = Path("/usr/share/postgresql-common/pg_wrapper")
+
+
+@pytest.mark.skipif(
+    not PG_WRAPPER.exists() or Path("/usr/bin/psql").resolve() != PG_WRAPPER,
+    reason="Debian's pg_wrapper is not the psql here",
+)
+@pytest.mark.parametrize(
+    ("opts", "env", "direct"),
+    [
+        (["-h", "/s", "shop"], {}, True),  # pg_wrapper picks no cluster: the newest psql, same env
+        (["-p", "5433"], {}, True),
+        (["service=prod"], {}, True),
+        ([], {"PGHOST": "db"}, True),
+        (["shop"], {}, False),  # pg_wrapper would choose a local cluster: run it
+        (["-h", "/s"], {"PGCLUSTER": "15/main"}, False),
+    ],
+)
+def test_past_debians_pg_wrapper_only_where_it_changes_nothing(
+    opts: list[str], env: dict[str, str], direct: bool
+) -> None:
+    e = dict(env)
+    got = impact._past_pg_wrapper("/usr/bin/psql", opts, e)
+    assert got.startswith("/usr/lib/postgresql/") is direct
+    assert (e.get("PGSYSCONFDIR") == "/etc/postgresql-common") is direct

@@ -292,6 +292,7 @@ def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: f
     path = _trusted_client(words[0], env.get("PATH", os.defpath))
     if kind == "psql":
         opts = _psql_conn(words[1:])
+        path = _past_pg_wrapper(path, opts, env)
         # libpq waits at least 2 s; PGCONNECT_TIMEOUT bounds the connect itself.
         env["PGCONNECT_TIMEOUT"] = str(max(2, math.ceil(connect_timeout)))
         env.setdefault("PGAPPNAME", "xguard-impact")
@@ -322,6 +323,39 @@ def _trusted_client(name: str, path: str) -> str:
             f"{name} resolves to {found}, outside the system's bin folders: not run before approval"
         )
     return found
+
+
+_PGW_HOST = re.compile(r"^--host\b|^-\w*h\w*$")
+_PGW_PORT = re.compile(r"^--port\b|^-\w*p(\d+)?$")
+
+
+def _past_pg_wrapper(path: str, opts: list[str], env: dict[str, str]) -> str:
+    """Debian's psql is pg_wrapper, a Perl script (~50-200 ms to start) that
+    picks a local cluster only when no host, port or service is given (and no
+    --cluster/PGCLUSTER); otherwise it sets PGSYSCONFDIR and execs the newest
+    psql, which the preview then does itself: the same binary, the same
+    environment, the same connection. In every other case it runs as is."""
+    if not os.path.realpath(path).endswith("/postgresql-common/pg_wrapper"):
+        return path
+    explicit = (
+        "PGHOST" in env
+        or env.get("PGPORT")
+        or "PGSERVICE" in env
+        or any(_PGW_HOST.match(w) or _PGW_PORT.match(w) or "service=" in w for w in opts)
+    )
+    if not explicit or "PGCLUSTER" in env or any(w.startswith("--cluster") for w in opts):
+        return path
+    import glob
+
+    found = []
+    for p in glob.glob("/usr/lib/postgresql/*/bin/psql"):
+        v = p.split("/")[4]
+        if v.replace(".", "").isdigit():
+            found.append((tuple(int(x) for x in v.split(".")), p))
+    if not found:
+        return path
+    env.setdefault("PGSYSCONFDIR", "/etc/postgresql-common")
+    return max(found)[1]
 
 
 def _psql_conn(args: list[str]) -> list[str]:
