@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -74,239 +73,39 @@ DEFAULT_HOOK_TIMEOUT = (
 HOOK_MARGIN = 15.0  # stop waiting this long before the hook's own timeout
 
 # ---------------------------------------------------------------------------
-# Static shell words, decoded as bash decodes them.
-
-# Unquoted characters that stand for themselves in bash (no expansion, no
-# operator, no word break). Anything else unquoted makes the word "not static".
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./,:=+@%^")
-_DQ_ESCAPABLE = frozenset(
-    '$`"\\\n'
-)  # inside "...", a backslash escapes only these (bash manual, Double Quotes)
-
-
-def _static_word(s: str, i: int) -> tuple[str, int] | None:
-    """Decode one shell word starting at s[i] that bash would not expand.
-
-    Returns (value, end index) where the word ends at a blank, at the end of
-    the string, or before an unquoted operator character; None when the word
-    holds an expansion ($, `, globs, ~, braces), an unterminated quote, or is
-    empty. Single quotes are literal; in double quotes a backslash escapes only
-    $ ` " \\ and newline (so shell-quote's `"\\!"` stays `\\!`, as bash has it);
-    outside quotes a backslash makes the next character literal.
-    """
-    out: list[str] = []
-    n = len(s)
-    start = i
-    while i < n:
-        c = s[i]
-        if c in " \t":
-            break
-        if c == "'":
-            j = s.find("'", i + 1)
-            if j < 0:
-                return None
-            out.append(s[i + 1 : j])
-            i = j + 1
-        elif c == '"':
-            i += 1
-            while True:
-                if i >= n:
-                    return None
-                d = s[i]
-                if d == '"':
-                    i += 1
-                    break
-                if d in "$`":
-                    return None
-                if d == "\\" and i + 1 < n and s[i + 1] in _DQ_ESCAPABLE:
-                    if s[i + 1] != "\n":  # backslash-newline is removed
-                        out.append(s[i + 1])
-                    i += 2
-                    continue
-                out.append(d)
-                i += 1
-        elif c == "\\":
-            if i + 1 >= n:
-                return None
-            if s[i + 1] != "\n":
-                out.append(s[i + 1])
-            i += 2
-        elif c in "|&;<>()":
-            break
-        elif c in _PLAIN or (not c.isascii() and c.isprintable()):
-            out.append(c)
-            i += 1
-        else:  # $ ` * ? [ ] { } ~ # ! newline, control characters: not static
-            return None
-    if i == start:
-        return None
-    return "".join(out), i
-
-
-def _sq(s: str) -> str:
-    """Single-quote for bash: exact, no expansion."""
-    return "'" + s.replace("'", "'\\''") + "'"
-
-
-# ---------------------------------------------------------------------------
-# The SHELL wrapper.
-
-SEP = " && "
-TRAILER = " && pwd -P >| "
-# Segments Claude Code puts between the snapshot and `eval`; none of them is
-# run by xguard (they only tune Claude Code's own shell state).
-_PREP = (
-    "shopt -u extglob 2>/dev/null || true",  # bash (getDisableExtglobCommand)
-    "setopt NO_EXTENDED_GLOB 2>/dev/null || true",  # zsh
-    # with CLAUDE_CODE_SHELL_PREFIX set:
-    "{ shopt -u extglob || setopt NO_EXTENDED_GLOB; } >/dev/null 2>&1 || true",
-)
-# Newer builds (~2.1.26x) also drop an alias/function (termaxa/termaxa#91).
-_UNALIAS = re.compile(
-    r"\{ \\builtin unalias -- '([A-Za-z_][A-Za-z0-9_.:-]{0,63})'; "
-    r"\\builtin unset -f -- '\1'; \} >/dev/null 2>&1 \|\| true"
-)
-_SNAPSHOT = re.compile(r"snapshot-(?:bash|zsh|sh)-[0-9]{1,20}-[A-Za-z0-9]{1,32}\.sh")
-_CWD_FILE = re.compile(r"claude-[0-9a-f]{1,64}-cwd|cwd-[A-Za-z0-9_-]{1,128}")
-_TMP_ROOTS = ("/tmp", "/var/tmp", "/private/tmp", "/var/folders", "/private/var/folders")  # noqa: S108
+# The SHELL wrapper: recognised by xguard/adapters/wrappers.py.
 
 
 class ClaudeWrapper:
-    """What Claude Code's wrapper asks for, taken apart. (A plain class: the
-    dataclasses module costs ~7 ms to import on the hot path.)"""
+    """What Claude Code's wrapper asks for, taken apart."""
 
-    __slots__ = ("command", "cwd_file", "stdin_null")
+    __slots__ = ("command", "cwd_file", "exec_text", "stdin_null")
 
-    def __init__(self, command: str, cwd_file: str, stdin_null: bool) -> None:
+    def __init__(self, command: str, cwd_file: str, stdin_null: bool, exec_text: str) -> None:
         self.command = command  # the model's command: gated, shown and audited
         self.cwd_file = cwd_file  # where Claude Code reads the new working folder from
         self.stdin_null = stdin_null  # the wrapper gave the command /dev/null as stdin
+        self.exec_text = exec_text  # what bash runs: the command under eval, then the cwd report
 
     def __repr__(self) -> str:
         return f"ClaudeWrapper({self.command!r}, {self.cwd_file!r}, {self.stdin_null!r})"
-
-    @property
-    def exec_text(self) -> str:
-        """What bash runs: exactly `command` under eval, then the cwd report."""
-        redirect = " < /dev/null" if self.stdin_null else ""
-        return f"eval {_sq(self.command)}{redirect} && pwd -P >| {_sq(self.cwd_file)}"
-
-
-def _tmp_roots(environ: Mapping[str, str] | None) -> list[str]:
-    roots = list(_TMP_ROOTS)
-    for var in ("TMPDIR", "CLAUDE_CODE_TMPDIR"):
-        v = (environ or {}).get(var, "")
-        if v.startswith("/") and v != "/":
-            roots.append(os.path.normpath(v))
-    return roots
-
-
-def _cwd_file_ok(path: str, environ: Mapping[str, str] | None) -> bool:
-    if not path.startswith("/") or os.path.normpath(path) != path:
-        return False
-    d, base = os.path.split(path)
-    if not _CWD_FILE.fullmatch(base):
-        return False
-    if not any(d == r or d.startswith(r + "/") for r in _tmp_roots(environ)):
-        return False
-    # `>|` follows a symlink; never write through one planted where the cwd
-    # file will go (Claude Code's own shell has the same exposure).
-    return not os.path.islink(path)
-
-
-def _eval_section(s: str) -> tuple[str, bool] | None:
-    """The words after `eval`: (command, stdin from /dev/null) or None.
-
-    Accepted shapes (quoteShellCommand / rearrangePipeCommand):
-      Q(cmd) \\< /dev/null     regular command (shell-quote of [cmd, '<', '/dev/null'])
-      'cmd' < /dev/null       multiline, or a pipe it could not rearrange
-      'cmd'                   heredoc: no redirect
-    """
-    toks: list[tuple[str, str, str]] = []  # (kind, value, raw)
-    i, n = 0, len(s)
-    while i < n:
-        if s[i] == " ":
-            i += 1
-            continue
-        if s[i] == "<" and (i + 1 == n or s[i + 1] == " "):
-            toks.append(("op", "<", "<"))
-            i += 1
-            continue
-        w = _static_word(s, i)
-        if w is None:
-            return None
-        toks.append(("word", w[0], s[i : w[1]]))
-        i = w[1]
-        if i < n and s[i] not in " \t":
-            return None  # an operator glued to a word: not the wrapper
-    if not toks or toks[0][0] != "word" or not toks[0][1].strip():
-        return None
-    cmd = toks[0][1]
-    if len(toks) == 1:
-        return cmd, False
-    if len(toks) == 3 and toks[2] == ("word", "/dev/null", "/dev/null"):
-        if toks[1] == ("op", "<", "<") or toks[1] == ("word", "<", "\\<"):
-            return cmd, True
-    return None
 
 
 def parse_claude_code_wrapper(
     text: str, environ: Mapping[str, str] | None = None
 ) -> ClaudeWrapper | None:
-    """Recognise Claude Code's Bash-tool wrapper exactly; None for anything else.
+    """Claude Code's Bash-tool wrapper holding only statements of known kinds;
+    None for anything else (a statement of an unknown kind included).
 
-    `environ` only supplies TMPDIR (where the cwd file may live). Pure apart
-    from one lstat of the cwd file.
-    """
-    if TRAILER not in text or "\n" in text.split(" eval ", 1)[0]:
+    `environ` only supplies TMPDIR (where the cwd file may live)."""
+    from xguard.adapters.wrappers import recognise
+
+    w = recognise(text, environ)
+    if w is None or w.runtime != "claude-code" or w.extra:
         return None
-    i = 0
-    if text.startswith("source "):
-        w = _static_word(text, 7)
-        if w is None:
-            return None
-        snap, i = w
-        d, base = os.path.split(snap)
-        if not (
-            snap.startswith("/")
-            and _SNAPSHOT.fullmatch(base)
-            and os.path.basename(d) == "shell-snapshots"
-        ):
-            return None
-        # `2>/dev/null || true` since ~v1.0.8x; bare `&&` before (issue 4399).
-        for tail in (" 2>/dev/null || true" + SEP, SEP):
-            if text.startswith(tail, i):
-                i += len(tail)
-                break
-        else:
-            return None
-    while True:
-        for p in _PREP:
-            if text.startswith(p + SEP, i):
-                i += len(p) + len(SEP)
-                break
-        else:
-            m = _UNALIAS.match(text, i)
-            if m and text.startswith(SEP, m.end()):
-                i = m.end() + len(SEP)
-                continue
-            break
-    if not text.startswith("eval ", i):
-        return None
-    i += 5
-    k = text.rfind(TRAILER)
-    if k < i:
-        return None
-    w = _static_word(text, k + len(TRAILER))
-    if w is None or w[1] != len(text):
-        return None
-    cwd_file = w[0]
-    if not _cwd_file_ok(cwd_file, environ):
-        return None
-    inner = _eval_section(text[i:k])
-    if inner is None:
-        return None
-    return ClaudeWrapper(command=inner[0], cwd_file=cwd_file, stdin_null=inner[1])
+    return ClaudeWrapper(
+        w.command, str(w.meta["cwd_file"]), bool(w.meta["stdin_null"]), w.exec_text
+    )
 
 
 def unwrap_claude_code(text: str) -> str | None:
@@ -807,7 +606,9 @@ def _file_tool(
         text=f"{tool} {path}", session=os.environ.get("XGUARD_SESSION") or session_id, source=SOURCE
     )
     gate = _gate(req, cwd)
-    text = f"cat -- {_sq(path)}" if access == "read" else f": > {_sq(path)}"
+    from xguard.adapters.wrappers import sq
+
+    text = f"cat -- {sq(path)}" if access == "read" else f": > {sq(path)}"
     decision = gate.decide_text(text, cwd)
     denied = [u for u in decision.units if u.kind == "path" and u.decision == "deny"]
     if not denied:

@@ -68,9 +68,9 @@ class Request:
     wait: float | None = None
     session: str | None = None
     profile: str | None = None
-    source: str = "shell"  # shell | run | hook:claude-code | ssh | shell:claude-code
-    # What bash runs when xguard adds a fixed trailer of its own to the decided
-    # text (Claude Code's cwd report, xguard/adapters/claude_code.py); else text.
+    source: str = "shell"  # shell | run | hook:<runtime> | ssh | shell:<runtime>
+    # What bash runs when xguard adds fixed scaffolding of its own to the decided
+    # text (a runtime's wrapper, rebuilt by xguard/adapters/wrappers.py); else text.
     exec_text: str | None = None
 
 
@@ -393,14 +393,29 @@ def shell_main(args: list[str]) -> int:
             from xguard.strict.sshgate import ssh_gate_main
 
             return ssh_gate_main(ssh_args)
-    if text is not None and " && pwd -P >| " in text:
-        # Claude Code's Bash-tool wrapper (SHELL or CLAUDE_CODE_SHELL_PREFIX is
-        # xguard): the model's command inside it is what is gated (issue 7).
-        from xguard.adapters.claude_code import parse_claude_code_wrapper
+    # --- agent runtimes (issue 12): a runtime's wrapper and its start-up steps.
+    if text is not None and (" && pwd -P >| " in text or "_bgpids_file=" in text):
+        # Claude Code's or Gemini CLI's wrapper: the model's command inside it is
+        # what is decided, shown and audited; the scaffolding is rebuilt, not run.
+        from xguard.adapters.wrappers import recognise
 
-        wrapper = parse_claude_code_wrapper(text, os.environ)
+        wrapper = recognise(text, os.environ)
         if wrapper is not None:
-            text, exec_text, source = wrapper.command, wrapper.exec_text, "shell:claude-code"
+            text, exec_text = wrapper.command, wrapper.exec_text
+            source = f"shell:{wrapper.runtime}"
+    elif text is not None and (
+        text == "env"
+        or text.startswith(("SNAPSHOT_FILE=", "set -e; . ", ". ", "source "))
+        or "__codex_snapshot_command()" in text
+    ):
+        from xguard.adapters.wrappers import startup
+
+        step = startup(text, flags)
+        if step is not None:  # answered at once: no pending request, a record of its own
+            from xguard.adapters.startup import answer
+
+            return answer(step, text, None)
+    # --- end agent runtimes
     if text is None:
         if from_stdin:
             if sys.stdin.isatty() and not positional:
