@@ -30,7 +30,9 @@ DONE_TEXT = "All scripted steps are done."
 
 
 class FakeModel:
-    def __init__(self, commands: list[str]) -> None:
+    def __init__(self, commands: list[str | dict[str, str]]) -> None:
+        # A step is a command, or {"command": …, "shell": …} for Codex's
+        # exec_command, whose `shell` argument the model may choose.
         self.commands = list(commands)
         self.requests: list[tuple[str, dict[str, Any]]] = []
         # Every attempt to reach another host through the proxy variables the
@@ -155,8 +157,15 @@ class FakeModel:
         with self.lock:
             return "\n".join(json.dumps(b, ensure_ascii=False) for _, b in self.requests)
 
+    def _step(self, results: int) -> dict[str, str] | None:
+        if results >= len(self.commands):
+            return None
+        step = self.commands[results]
+        return {"command": step} if isinstance(step, str) else step
+
     def _next(self, results: int) -> str | None:
-        return self.commands[results] if results < len(self.commands) else None
+        step = self._step(results)
+        return step["command"] if step else None
 
     # -- Anthropic Messages --------------------------------------------------
     def tool_results_anthropic(self) -> list[str]:
@@ -233,11 +242,14 @@ class FakeModel:
             t.get("name") for t in body.get("tools") or [] if isinstance(t, dict) and t.get("name")
         }
         results = len(_openai_results(body))
-        cmd = self._next(results) if tools else None
+        step = self._step(results) if tools else None
+        cmd = step["command"] if step else None
         rid = f"resp_{len(self.requests):04d}"
-        if cmd is not None:
+        if step is not None and cmd is not None:
             if "exec_command" in tools:
                 name, args = "exec_command", {"cmd": cmd}
+                if "shell" in step:
+                    args["shell"] = step["shell"]
             elif "shell_command" in tools:
                 name, args = "shell_command", {"command": cmd}
             else:

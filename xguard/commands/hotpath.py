@@ -84,21 +84,28 @@ def check_cmd(
 @click.command(
     "hook",
     context_settings={"ignore_unknown_options": True},
-    epilog="\b\nExample (Claude Code settings.json):\n"
-    '  {"hooks": {"PreToolUse": [{"matcher": "Bash",\n'
-    '     "hooks": [{"type": "command", "command": "xguard hook claude-code"}]}]}}',
+    epilog="\b\nExamples:\n"
+    "  Claude Code, ~/.claude/settings.json:\n"
+    '  {"hooks": {"PreToolUse": [{"matcher": "*",\n'
+    '     "hooks": [{"type": "command", "command": "xguard hook claude-code"}]}]}}\n'
+    "  Codex, ~/.codex/config.toml: command = \"xguard hook codex\"\n"
+    "  Gemini CLI, ~/.gemini/settings.json:\n"
+    '  {"hooks": {"BeforeTool": [{"matcher": ".*",\n'
+    '     "hooks": [{"type": "command", "command": "xguard hook gemini"}]}]}}',
 )
-@click.argument("agent", type=click.Choice(["claude-code"]))
+@click.argument("agent", type=click.Choice(["claude-code", "codex", "gemini"]))
 @click.option(
     "--require-approval",
     type=click.Choice(["ask", "wait", "deny"]),
-    help="What require_approval becomes: ask (Claude Code prompts), wait (for `xguard review`), deny; "
-    "default: config hook.claude_code.require_approval, else ask.",
+    help="What require_approval becomes: ask (the runtime prompts; not for codex, where it "
+    "would run the command), wait (for `xguard review`), deny; default: config "
+    "hook.<runtime>.require_approval, else ask (codex: wait).",
 )
 @click.option(
     "--timeout",
     metavar="SECONDS",
-    help="The hook's timeout in settings.json (default 600): `wait` gives up before it.",
+    help="The hook's timeout in the runtime's settings (default 600; gemini 60): "
+    "`wait` gives up before it.",
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def hook_cmd(

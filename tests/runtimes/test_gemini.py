@@ -1,0 +1,82 @@
+"""Gemini CLI (the real program, pinned in harness.VERSIONS) through xguard.
+
+Two ways in, each driven with the same four steps (harness.SCRIPT): the
+BeforeTool hook (`xguard hook gemini`), and a folder first on PATH holding
+`bash` -> xguard (Gemini spawns the bare name `bash`; $SHELL is ignored).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import xguard_exe
+from tests.runtimes import harness
+from tests.runtimes.fakemodel import FakeModel
+
+pytestmark = pytest.mark.slow
+PACKAGE = "@google/gemini-cli"
+HOOK_TIMEOUT_S = 120
+
+
+def settings(world: harness.World, hooks: dict[str, object] | None = None) -> list[str]:
+    s: dict[str, object] = {
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+    }
+    if hooks:
+        s["hooks"] = hooks
+    d = world.home / ".gemini"
+    d.mkdir(exist_ok=True)
+    (d / "settings.json").write_text(json.dumps(s))
+    world.env.update(
+        GOOGLE_GEMINI_BASE_URL=world.model.url,
+        GEMINI_API_KEY="fake-key",
+        GEMINI_CLI_TRUST_WORKSPACE="true",
+    )
+    return [
+        harness.which_node(),
+        str(harness.GEMINI_JS),
+        "-p",
+        "Run the steps.",
+        "--approval-mode",
+        "yolo",
+        "--output-format",
+        "json",
+    ]
+
+
+def hook_settings() -> dict[str, object]:
+    cmd = f"{xguard_exe()[0]} hook gemini --require-approval wait --timeout {HOOK_TIMEOUT_S}"
+    return {
+        "BeforeTool": [
+            {
+                "matcher": ".*",
+                "hooks": [{"type": "command", "command": cmd, "timeout": HOOK_TIMEOUT_S * 1000}],
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize("path", ["hook", "path-shim"])
+def test_gemini(path: str, tmp_path: Path, xguard_home: Path) -> None:
+    harness.installed(harness.GEMINI_JS, PACKAGE)
+    assert harness.version_of(PACKAGE) == harness.VERSIONS[PACKAGE]
+    with FakeModel(harness.SCRIPT) as model:
+        world = harness.World(tmp_path, xguard_home, model)
+        if path == "hook":
+            argv = settings(world, hook_settings())
+        else:
+            argv = settings(world)
+            world.link("bash", xguard_exe()[0])
+            world.env["PATH"] = f"{world.bin}:{world.env['PATH']}"
+        r = harness.run(world, argv)
+        results = model.tool_results_gemini()
+    harness.check_run(world, results, r)
+    source = "hook:gemini" if path == "hook" else "shell:gemini"
+    allowed = [x for x in harness.decisions(world, harness.ALLOWED) if x["event"] == "decision"]
+    assert allowed[0]["source"] == source
