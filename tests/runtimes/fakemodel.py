@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -35,6 +36,7 @@ class FakeModel:
         # exec_command, whose `shell` argument the model may choose.
         self.commands = list(commands)
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.times: list[float] = []  # when each request arrived (time.monotonic)
         # Every attempt to reach another host through the proxy variables the
         # runtimes are given (HTTPS_PROXY/HTTP_PROXY point here): none may happen.
         self.escapes: list[str] = []
@@ -140,6 +142,7 @@ class FakeModel:
     def _record(self, path: str, body: dict[str, Any]) -> None:
         with self.lock:
             self.requests.append((path, body))
+            self.times.append(time.monotonic())
 
     def _escape(self, what: str) -> None:
         with self.lock:

@@ -140,30 +140,35 @@ class World:
 
 class Approver(threading.Thread):
     """A reviewer in another process: approves the request for APPROVED as soon
-    as it is pending, and only that one (TIMEOUT is left to time out)."""
+    as it is pending, and only that one (TIMEOUT is left to time out). It
+    learns of requests from the audit log's `pending` records (a file read,
+    so that polling costs the runtime under test no CPU), and approves with
+    `xguard approve`."""
 
     def __init__(self, world: World) -> None:
         super().__init__(daemon=True)
         self.world = world
         self.stop = threading.Event()
         self.approved: list[dict[str, Any]] = []
-        self.seen: list[dict[str, Any]] = []
+        self.seen: list[dict[str, Any]] = []  # every request a reviewer was shown
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for r in self.world.pending():
-                if r["id"] not in {x["id"] for x in self.seen}:
-                    self.seen.append(r)
-                if r["command"] == APPROVED and r["id"] not in {x["id"] for x in self.approved}:
+            for r in self.world.audit():
+                if r["event"] != "pending" or r["id"] in {x["id"] for x in self.seen}:
+                    continue
+                self.seen.append(r)
+                if r["command"] == APPROVED:
                     out = self.world.xg("approve", r["id"], "--note", "conformance test")
                     assert out.returncode == 0, out.stderr
                     self.approved.append(r)
-            self.stop.wait(0.2)
+            self.stop.wait(0.1)
 
 
 def run(world: World, argv: list[str], timeout: float = 150) -> subprocess.CompletedProcess[str]:
     approver = Approver(world)
     approver.start()
+    world.started = time.monotonic()  # type: ignore[attr-defined]
     try:
         r = subprocess.run(
             argv,
@@ -176,6 +181,7 @@ def run(world: World, argv: list[str], timeout: float = 150) -> subprocess.Compl
             check=False,
         )
     finally:
+        world.ended = time.monotonic()  # type: ignore[attr-defined]
         approver.stop.set()
         approver.join(5)
     world.approver = approver  # type: ignore[attr-defined]

@@ -83,7 +83,7 @@ def parse_call(data: Mapping[str, Any]) -> ToolCall:
         path = field(tool_input, key, str, "tool_input.", required=False)
         if path:
             cwd = absolute_cwd(data, required=False)
-            if cwd and not path.startswith("/"):
+            if cwd and not path.startswith(("/", "~")):  # ~ stays: the rules expand it
                 path = os.path.join(cwd, path)
             return ToolCall(
                 SOURCE,
