@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import xguard_exe
 
+CWD = "/srv/project"  # the runtime's cwd in the hook input; it need not exist
 RULES = """\
 default: require_approval
 rules:
@@ -64,8 +65,8 @@ def codex_call(command: str, tool: str = "Bash", **extra: Any) -> dict[str, Any]
     d: dict[str, Any] = {
         "session_id": "01a24a13-670f-7012-ae54-2e7fb358c22b",
         "turn_id": "01a24a13-672f-7e71-8eaa-5d704907d89a",
-        "transcript_path": "/tmp/rollout.jsonl",
-        "cwd": "/tmp",
+        "transcript_path": "/nonexistent/rollout.jsonl",
+        "cwd": CWD,
         "hook_event_name": "PreToolUse",
         "model": "gpt-5",
         "permission_mode": "bypassPermissions",
@@ -144,8 +145,8 @@ def test_codex_malformed_blocks(env: dict[str, str], payload: bytes) -> None:
 def gemini_call(tool: str = "run_shell_command", **tool_input: Any) -> dict[str, Any]:
     return {
         "session_id": "87400846-bc0d-448b-9946-a4df91382c6e",
-        "transcript_path": "/tmp/chat.json",
-        "cwd": "/tmp",
+        "transcript_path": "/nonexistent/chat.json",
+        "cwd": CWD,
         "hook_event_name": "BeforeTool",
         "timestamp": "2026-12-06T06:35:40.181Z",
         "tool_name": tool,
@@ -179,10 +180,10 @@ def test_gemini_hook(
 
 
 def test_gemini_dir_path_is_the_commands_cwd(env: dict[str, str], xguard_home: Path) -> None:
-    code, parsed, _ = hook(env, "gemini", gemini_call(command="ls", dir_path="sub/dir"))
+    _, parsed, _ = hook(env, "gemini", gemini_call(command="ls", dir_path="sub/dir"))
     assert parsed["decision"] == "allow"
     [rec] = [r for r in audit(xguard_home) if r["event"] == "decision"]
-    assert (rec["cwd"], rec["source"]) == ("/tmp/sub/dir", "hook:gemini")
+    assert (rec["cwd"], rec["source"]) == (f"{CWD}/sub/dir", "hook:gemini")
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ texts that must not pass for a wrapper.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ UNALIAS = (
     "{ \\builtin unalias -- 'which'; \\builtin unset -f -- 'which'; } >/dev/null 2>&1 || true && "
     "{ \\builtin unalias -- 'unsetenv'; \\builtin unset -f -- 'unsetenv'; } >/dev/null 2>&1 || true"
 )
-CWD = "/tmp/claude-6af6-cwd"
+CWD = "/tmp/claude-6af6-cwd"  # noqa: S108 - where Claude Code puts it
 ZSH_OPTS = (
     "NO_EXTENDED_GLOB NO_BARE_GLOB_QUAL NO_BRACE_CCL NO_MAGIC_EQUAL_SUBST NO_RC_QUOTES NO_EQUALS"
 )
@@ -113,8 +114,8 @@ def test_unknown_statements_stay_gated(head: str, kept: str) -> None:
 NOT_WRAPPERS = [
     f"eval 'ls' && pwd -P >| {CWD}; rm -rf ~",
     f"eval 'ls' && rm -rf ~ && pwd -P >| {CWD}",
-    f"eval 'ls' && pwd -P >| /home/u/.bashrc",
-    f"eval 'ls' && pwd -P >| /tmp/../etc/claude-e4c0-cwd",
+    "eval 'ls' && pwd -P >| /home/u/.bashrc",
+    "eval 'ls' && pwd -P >| /tmp/../etc/claude-e4c0-cwd",
     f'eval "$CMD" && pwd -P >| {CWD}',
     f"{{ shopt -u extglob; && eval 'ls' && pwd -P >| {CWD}",
     f"shopt -u extglob\nrm -rf ~ && eval 'ls' && pwd -P >| {CWD}",
@@ -130,7 +131,10 @@ GEMINI_TRAP = "\n(\n  trap 'jobs -p > \"$_bgpids_file\"' EXIT\n"
 GEMINI_TAIL = "\n)\n__code=$?\nexit $__code"
 
 
-def gemini(command: str, pid: str = "/tmp/gemini-shell-gUnptY/bgpids.tmp", guard: str = "") -> str:
+GEMINI_PID = "/tmp/gemini-shell-gUnptY/bgpids.tmp"  # noqa: S108 - where Gemini CLI puts it
+
+
+def gemini(command: str, pid: str = GEMINI_PID, guard: str = "") -> str:
     guard = guard or "shopt -u promptvars nullglob extglob nocaseglob dotglob; "
     return f"{guard}_bgpids_file={pid}{GEMINI_TRAP}{command}{GEMINI_TAIL}"
 
@@ -161,7 +165,7 @@ def test_gemini_wrappers(text: str, command: str | None) -> None:
 
 
 def test_gemini_pid_file_may_not_be_a_symlink(tmp_path: Path) -> None:
-    d = Path("/tmp") / f"gemini-shell-x{os.getpid()}"
+    d = Path(tempfile.gettempdir()) / f"gemini-shell-x{os.getpid()}"
     d.mkdir(exist_ok=True)
     link = d / "bgpids.tmp"
     link.unlink(missing_ok=True)

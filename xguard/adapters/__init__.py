@@ -25,7 +25,8 @@ JSON is read on stdin; the runtime's answer JSON is printed on stdout.
 
   claude-code   Claude Code PreToolUse hook: decides tool_input.command (Bash)
                 and the files of Read/Write/Edit/MultiEdit/NotebookEdit.
-                Answers {{"hookSpecificOutput": {{"permissionDecision": "allow"|"deny"|"ask", ...}}}}.
+                Answers {{"hookSpecificOutput": {{"permissionDecision":
+                "allow"|"deny"|"ask", ...}}}}.
                 require_approval: ask (default) | wait | deny. Hook timeout 600 s.
   codex         Codex CLI PreToolUse hook (the same JSON as Claude Code). Never
                 answers ask, which Codex treats as unsupported and runs the command:

@@ -242,16 +242,14 @@ def main(
 def block(render: Callable[[Verdict], str], reason: str) -> int:
     """Fail closed: exit 2 blocks the call in every runtime here."""
     msg = clip(f"xguard: {reason}")
-    try:
+    import contextlib
+
+    with contextlib.suppress(Exception):  # stdout gone: exit 2 + stderr still blocks
         sys.stdout.write(render(Verdict("deny", msg)) + "\n")
         sys.stdout.flush()
-    except Exception:  # noqa: S110  # stdout gone: exit 2 + stderr still blocks
-        pass
-    try:
+    with contextlib.suppress(Exception):
         sys.stderr.write(msg + "\n")
         sys.stderr.flush()
-    except Exception:  # noqa: S110
-        pass
     return 2
 
 
@@ -421,10 +419,10 @@ class _Tee:
             return len(s)
 
     def flush(self) -> None:
-        try:
+        import contextlib
+
+        with contextlib.suppress(Exception):
             self.real.flush()
-        except Exception:  # noqa: S110
-            pass
 
     def isatty(self) -> bool:
         return False

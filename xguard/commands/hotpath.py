@@ -88,7 +88,7 @@ def check_cmd(
     "  Claude Code, ~/.claude/settings.json:\n"
     '  {"hooks": {"PreToolUse": [{"matcher": "*",\n'
     '     "hooks": [{"type": "command", "command": "xguard hook claude-code"}]}]}}\n'
-    "  Codex, ~/.codex/config.toml: command = \"xguard hook codex\"\n"
+    '  Codex, ~/.codex/config.toml: command = "xguard hook codex"\n'
     "  Gemini CLI, ~/.gemini/settings.json:\n"
     '  {"hooks": {"BeforeTool": [{"matcher": ".*",\n'
     '     "hooks": [{"type": "command", "command": "xguard hook gemini"}]}]}}',
