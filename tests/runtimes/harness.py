@@ -32,11 +32,12 @@ from tests.runtimes.fakemodel import FakeModel
 ROOT = Path(__file__).resolve().parents[2]
 NODE_PREFIX = Path(os.environ.get("XGUARD_TEST_NODE_PREFIX", ROOT / ".ci" / "node"))
 MODULES = NODE_PREFIX / "node_modules"
-VERSIONS = {  # exactly what .ci/run installs
-    "@anthropic-ai/claude-code": "2.1.332",
-    "@openai/codex": "0.171.0",
-    "@google/gemini-cli": "0.61.0",
-}
+# exactly what .ci/run installs: package -> version, from .ci/runtimes.txt
+VERSIONS = dict(
+    line.strip().rsplit("@", 1)
+    for line in (ROOT / ".ci" / "runtimes.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
 CLAUDE_BIN = MODULES / "@anthropic-ai" / "claude-code-linux-x64" / "claude"
 CODEX_BIN = (
     MODULES
@@ -75,7 +76,8 @@ rules:
 
 def installed(path: Path, package: str) -> None:
     if not path.exists():
-        pytest.skip(
+        # .ci/run installs them: in CI a missing runtime is a failure, not a skip.
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
             f"{package}@{VERSIONS[package]} is not installed under {NODE_PREFIX} "
             "(.ci/run installs it with npm)"
         )
