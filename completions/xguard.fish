@@ -44,6 +44,8 @@ function __xguard_valued
             printf '%s\n' '--ttl' '--profile' '--name'
         case 'setup strict'
             printf '%s\n' '--agent-user' '--reviewer' '--socket' '--xguard'
+        case 'ssh-gate'
+            printf '%s\n' '--allow-subsystem'
     end
 end
 
@@ -204,4 +206,6 @@ complete -c xguard -n '__xguard_at \'setup strict\'' -l no-ssh -l ssh -d 'Also g
 complete -c xguard -n '__xguard_at \'setup strict\'' -l no-systemd -l systemd -d 'Install the broker as a systemd service'
 complete -c xguard -n '__xguard_at \'setup strict\'' -l apply -d 'Perform the steps (as root)'
 complete -c xguard -n '__xguard_at \'setup strict\'' -s h -l help -d 'Show this message and exit'
+complete -c xguard -n '__xguard_at \'ssh-gate\'' -l allow-interactive -d 'Give a login without a command the gated shell (default: refused)'
+complete -c xguard -n '__xguard_at \'ssh-gate\'' -l allow-subsystem -x -d 'Allow this SSH subsystem (sftp …)'
 complete -c xguard -n '__xguard_at \'ssh-gate\'' -s h -l help -d 'Show this message and exit'

@@ -48,8 +48,8 @@ pick):
    `'<prefix>' '<the whole wrapped line>'`: the prefix program receives the
    command line as ONE argument in $1 and "must re-evaluate $1 with a shell"
    (https://code.claude.com/docs/en/env-vars; formatShellPrefixCommand in
-   utils/bash/shellPrefix.ts). `xguard-prefix STRING` is `xguard -c STRING`:
-   the same wrapper recognition applies. The docs advise a bare executable:
+   utils/bash/shellPrefix.ts). `xguard-prefix STRING` (xguard/__main__.py) is
+   `xguard -c STRING`: the same wrapper recognition applies. The docs advise a bare executable:
    a prefix holding " -" is split at its last " -"
    (https://github.com/Gitlawb/openclaude/issues/1849), which is why this is a
    separate program rather than `xguard prefix`.
@@ -123,39 +123,6 @@ def unwrap_claude_code(text: str) -> str | None:
     not exactly that wrapper (then the whole text is gated)."""
     w = parse_claude_code_wrapper(text, os.environ)
     return w.command if w is not None else None
-
-
-# ---------------------------------------------------------------------------
-# CLAUDE_CODE_SHELL_PREFIX=xguard-prefix
-
-PREFIX_USAGE = "usage: xguard-prefix COMMAND-LINE   (the same as: xguard -c COMMAND-LINE)"
-PREFIX_HELP = f"""{PREFIX_USAGE}
-
-For CLAUDE_CODE_SHELL_PREFIX: Claude Code runs `xguard-prefix '<command line>'`
-for every Bash tool call, hook command, status line command and stdio MCP
-server start, with the whole line as one argument. xguard gates it (the
-model's command inside Claude Code's wrapper, or else the whole line) and runs
-it with bash, exactly as `xguard -c` does.
-
-  export CLAUDE_CODE_SHELL_PREFIX="$(command -v xguard-prefix)"
-"""
-
-
-def prefix_main(argv: list[str] | None = None) -> int:
-    """Console script `xguard-prefix STRING`: `xguard -c STRING`, one argument only."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        sys.stdout.write(PREFIX_HELP)
-        return 0
-    if len(args) != 1:
-        sys.stderr.write(
-            f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n"
-        )
-        return 64
-    from xguard.__main__ import main
-
-    # `--` so a command line that starts with '-' is still the string, not a flag.
-    return main(["-c", "--", args[0]])
 
 
 # ---------------------------------------------------------------------------

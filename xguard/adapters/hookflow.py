@@ -254,7 +254,7 @@ def block(render: Callable[[Verdict], str], reason: str) -> int:
 
 
 # ---------------------------------------------------------------------------
-# Deciding.
+# Deciding: the pipeline (xguard/gate/pipeline.py), with nothing to execute.
 
 
 def decide(  # noqa: PLR0917
@@ -271,24 +271,22 @@ def decide(  # noqa: PLR0917
     `hook: {<config_key>: {require_approval: …}}`, else `default_mode`."""
     if call.command is None:
         return _file_tool(call) if call.path is not None else Verdict(None)
-    from xguard.gate import limits
-    from xguard.gate.runner import Request, new_id, printable
+    from xguard.gate import strictmode
+    from xguard.gate.pipeline import run_request
+    from xguard.gate.request import Request, load_gate
+    from xguard.util import printable
 
     command = call.command
     # The runtime's session id is the session unless XGUARD_SESSION names one:
     # the blast-radius limits (issue 5) then count per runtime session.
     session = os.environ.get("XGUARD_SESSION") or call.session_id
-    req = Request(text=command, session=session, source=call.source)
+    req = Request(text=command, session=session, source=call.source, cwd=call.cwd)
     shown = printable(command, 200)
-    from xguard.gate.runner import _maybe_strict
-
-    if _maybe_strict():
-        from xguard.strict.client import broker_socket
-
-        sock = broker_socket()
+    if strictmode.configured():
+        sock = strictmode.broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits, never this process
             return _via_broker(sock, req, call.cwd or "/", shown, mode or default_mode)
-    gate = _gate(req, call.cwd)
+    gate = load_gate(req, call.cwd)
     if mode is None:
         hook_cfg = gate.ruleset.setting("hook", {}) or {}
         mode = str((hook_cfg.get(config_key, {}) or {}).get("require_approval", default_mode))
@@ -297,39 +295,63 @@ def decide(  # noqa: PLR0917
                 f"config hook.{config_key}.require_approval is {mode!r}; "
                 f"it must be one of {', '.join(modes)}"
             )
-    decision = None
-    stop = limits.before_decision(gate, req)  # an expired session, sessions.required
-    if stop is None:
-        decision = gate.decide_text(command, call.cwd)
-        stop = limits.after_decision(gate, req, decision)  # loop breaker, rate caps
-    if stop is not None:  # (decision is set whenever stop is None)
-        limits.refuse(gate, req, decision, stop)  # audits the refusal
-        return Verdict(
-            "deny", f"xguard: `{shown}` did not run: {stop.message if stop else 'refused'}"
-        )
-    assert decision is not None  # set whenever stop is None
-    record = gate.base_record(req, decision, new_id())
-    record.update(cwd=call.cwd, **call.record)
-    log = gate.audit()
-    why = "; ".join(decision.reasons) or "no reason given"
+    outcome = run_request(
+        req,
+        gate,
+        ask=HookAsker(mode, hook_timeout, shown),
+        execute=None,  # the runtime runs the command itself
+        extra=call.record,
+    )
+    return answer_for(outcome, shown)
 
-    if decision.decision == "allow":
-        log.append("decision", **record, hook_answer="allow")
+
+def answer_for(outcome: Any, shown: str) -> Verdict:
+    """The pipeline's outcome as the verdict a runtime is given."""
+    d = outcome.decision
+    why = "; ".join(d.reasons) if d is not None and d.reasons else "no reason given"
+    if outcome.answer == "allow":
+        if outcome.reviewer is not None or outcome.request_id is not None:
+            by = f" by {outcome.reviewer}" if outcome.reviewer else ""
+            return Verdict("allow", f"xguard: approved{by} (request {outcome.request_id})")
         return Verdict("allow", f"xguard: allowed by rules: {shown}")
-    if decision.decision == "deny":
-        log.append("decision", **record, hook_answer="deny")
-        return Verdict("deny", deny_reason(shown, why))
-    if mode == "ask":
-        log.append("decision", **record, hook_answer="ask")
+    if outcome.answer == "ask":
         return Verdict("ask", f"xguard: needs a human's approval: {shown} — {why}")
-    if mode == "deny":
-        log.append("decision", **record, hook_answer="deny")
-        return Verdict(
-            "deny",
-            f"xguard: `{shown}` needs a human's approval and this hook is set to deny such "
-            f"commands ({why}). It did not run. Ask the user to run it, or use another approach.",
+    if outcome.record is None:  # refused by a session or a limit before or after deciding
+        msg = (outcome.message or "xguard: refused").removeprefix("xguard: ")
+        return Verdict("deny", f"xguard: `{shown}` did not run: {msg}")
+    if d is not None and d.decision == "deny":
+        return Verdict("deny", deny_reason(shown, why))
+    return Verdict("deny", outcome.message or f"xguard: `{shown}` did not run")
+
+
+class HookAsker:
+    """What require_approval becomes for a hook: `ask` (the runtime prompts its
+    user), `deny`, or `wait` for an xguard reviewer, always answering before
+    the hook's own timeout (a hook that times out does not block)."""
+
+    def __init__(self, mode: str, hook_timeout: float, shown: str) -> None:
+        self.mode, self.hook_timeout, self.shown = mode, hook_timeout, shown
+
+    def __call__(
+        self, gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
+    ) -> Any:
+        from xguard.gate.pipeline import Asked
+
+        why = "; ".join(decision.reasons) or "no reason given"
+        if self.mode == "ask":
+            return Asked(False, answer="ask")
+        if self.mode == "deny":
+            return Asked(
+                False,
+                77,
+                answer="deny",
+                message=f"xguard: `{self.shown}` needs a human's approval and this hook is set "
+                f"to deny such commands ({why}). It did not run. Ask the user to run it, or "
+                "use another approach.",
+            )
+        return _wait_for_reviewer(
+            gate, req, decision, record, log, self.shown, why, self.hook_timeout
         )
-    return _wait_for_reviewer(gate, req, decision, record, log, shown, why, hook_timeout)
 
 
 def _via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str) -> Verdict:
@@ -364,24 +386,6 @@ def _via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str) -> Verdict
     return Verdict("deny", deny_reason(shown, why))
 
 
-def _gate(req: Any, cwd: str | None) -> Any:
-    """The Gate for this request, as runner.gate_and_run builds it: a session's
-    own profile, and a config error audited before it is reported."""
-    from xguard.errors import ConfigError
-    from xguard.gate import limits, runner
-
-    if not os.environ.get("XGUARD_PROFILE"):
-        req.profile = limits.session_profile(os.environ, req.session)
-    try:
-        gate = runner.Gate(profile=req.profile)
-    except ConfigError as e:
-        runner._audit_config_error(e, req)
-        raise
-    if cwd:
-        gate.cwd = cwd
-    return gate
-
-
 def deny_reason(shown: str, why: str) -> str:
     return (
         f"xguard policy denies `{shown}`: {why}. It will not run, not even with approval. "
@@ -390,13 +394,17 @@ def deny_reason(shown: str, why: str) -> str:
     )
 
 
+def _margin(hook_timeout: float) -> float:
+    return min(HOOK_MARGIN, hook_timeout / 4)
+
+
 def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     """How long to wait for a reviewer: the configured wait, but always less than
     the hook's timeout, because a hook that times out does not block."""
     from xguard.approval.wait import settings
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
-    budget = max(1.0, hook_timeout - min(HOOK_MARGIN, hook_timeout / 4))
+    budget = max(1.0, hook_timeout - _margin(hook_timeout))
     w = gate.environ.get("XGUARD_WAIT")
     configured = parse_duration(w) if w else None
     if configured is None:
@@ -404,34 +412,7 @@ def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     return min(configured, budget)
 
 
-class _Tee:
-    """stderr that also remembers what was written (the reviewer's reason)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.lines: list[str] = []
-
-    def write(self, s: str) -> int:
-        self.lines.append(s)
-        try:
-            return int(self.real.write(s))
-        except Exception:
-            return len(s)
-
-    def flush(self) -> None:
-        import contextlib
-
-        with contextlib.suppress(Exception):
-            self.real.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-def _wait_for_reviewer(  # noqa: PLR0917 - the flow's state, passed once
+def _wait_for_reviewer(  # noqa: PLR0917 - the pipeline's ask arguments, plus the hook's
     gate: Any,
     req: Any,
     decision: Any,
@@ -440,10 +421,11 @@ def _wait_for_reviewer(  # noqa: PLR0917 - the flow's state, passed once
     shown: str,
     why: str,
     hook_timeout: float,
-) -> Verdict:
+) -> Any:
     import signal
 
     from xguard.approval.wait import obtain_approval
+    from xguard.gate.pipeline import Asked
 
     def on_alarm(_s: int, _f: object) -> NoReturn:
         raise TimeoutError("no answer from a reviewer before the hook's timeout")
@@ -452,59 +434,48 @@ def _wait_for_reviewer(  # noqa: PLR0917 - the flow's state, passed once
     old_alarm = signal.signal(signal.SIGALRM, on_alarm)
     # Last resort: the reviewer wait is already shorter than the hook's timeout.
     signal.setitimer(
-        signal.ITIMER_REAL,
-        max(req.wait + 1.0, hook_timeout - min(HOOK_MARGIN, hook_timeout / 4) / 3),
+        signal.ITIMER_REAL, max(req.wait + 1.0, hook_timeout - _margin(hook_timeout) / 3)
     )
-    tee = _Tee(sys.stderr)
-    sys.stderr = tee
     try:
-        outcome = obtain_approval(gate, req, decision, record, log)
+        asked = obtain_approval(gate, req, decision, record, log)
     except TimeoutError:
-        return Verdict(
-            "deny",
-            f"xguard: `{shown}` is waiting for a human's approval ({why}). It did not run. "
-            "Go on with other work and run the same command again later.",
+        return Asked(
+            False,
+            75,
+            message=f"xguard: `{shown}` is waiting for a human's approval ({why}). It did not "
+            "run. Go on with other work and run the same command again later.",
         )
     finally:
-        sys.stderr = tee.real
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
-    said = " ".join(x.strip() for x in "".join(tee.lines).splitlines() if x.strip())
-    rid = outcome.request_id or record["id"]
-    if outcome.exit_code is None:
-        from xguard.gate import limits
-
-        stop = limits.before_decision(gate, req)  # the session may have ended during the wait
-        if stop is not None:
-            limits.refuse(gate, req, decision, stop)
-            return Verdict("deny", f"xguard: `{shown}` did not run: {stop.message}")
-        record["id"] = rid
-        log.append("decision", **record, reviewer=outcome.reviewer, hook_answer="allow")
-        by = f" by {outcome.reviewer}" if outcome.reviewer else ""
-        return Verdict("allow", f"xguard: approved{by} (request {rid})")
-    if outcome.exit_code == 75:
-        return Verdict(
-            "deny",
+    if asked.run:
+        return asked
+    said = (asked.message or "").strip()
+    rid = asked.request_id or record["id"]
+    if asked.exit_code == 75:
+        asked.message = (
             f"xguard: `{shown}` is waiting for a human's approval (request {rid}; {why}). "
             "It did not run. Go on with other work and run the same command again later: "
-            "once it is approved it will run.",
+            "once it is approved it will run."
         )
-    if outcome.exit_code == 77:
-        return Verdict(
-            "deny",
-            f"xguard: a reviewer denied `{shown}` (request {rid}). {said or ''} "
-            "Do not retry it; use another approach or ask the user.".replace("  ", " "),
+    elif asked.exit_code == 77:
+        asked.message = (
+            f"xguard: a reviewer denied `{shown}` (request {rid}). {said} "
+            "Do not retry it; use another approach or ask the user."
+        ).replace("  ", " ")
+    else:
+        asked.message = (
+            f"xguard: `{shown}` did not get approval (exit {asked.exit_code}). {said}".strip()
         )
-    return Verdict(
-        "deny", f"xguard: `{shown}` did not get approval (exit {outcome.exit_code}). {said}".strip()
-    )
+    return asked
 
 
 def _file_tool(call: ToolCall) -> Verdict:
     """A runtime's file tools reach files without a shell. Deny a path an
     xguard rule denies (or xguard's own files); otherwise no opinion."""
     from xguard.adapters.wrappers import sq
-    from xguard.gate.runner import Request, new_id
+    from xguard.gate.request import Request, load_gate
+    from xguard.util import new_id
 
     path = str(call.path)
     req = Request(
@@ -512,7 +483,7 @@ def _file_tool(call: ToolCall) -> Verdict:
         session=os.environ.get("XGUARD_SESSION") or call.session_id,
         source=call.source,
     )
-    gate = _gate(req, call.cwd)
+    gate = load_gate(req, call.cwd)
     text = f"cat -- {sq(path)}" if call.access == "read" else f": > {sq(path)}"
     decision = gate.decide_text(text, call.cwd)
     denied = [u for u in decision.units if u.kind == "path" and u.decision == "deny"]

@@ -23,7 +23,8 @@ from xguard.adapters.wrappers import Startup
 
 def answer(step: Startup, text: str, session: str | None) -> int:
     """Record the step, say on stderr that it did not run, return its status."""
-    from xguard.gate.runner import Gate, new_id
+    from xguard.gate.request import Gate
+    from xguard.util import new_id
 
     gate = Gate()
     log = gate.audit()

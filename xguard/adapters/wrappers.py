@@ -322,6 +322,11 @@ class Unwrapped:
         self.extra = extra  # statements of an unknown kind: kept, decided with the command
         self.meta = meta or {}  # runtime-specific facts (Claude Code: cwd_file, stdin_null)
 
+    @property
+    def source(self) -> str:
+        """The audit record's `source`: shell:<runtime>."""
+        return f"shell:{self.runtime}"
+
     def __repr__(self) -> str:
         return f"Unwrapped({self.runtime!r}, {self.command!r}, extra={self.extra!r})"
 
@@ -517,6 +522,23 @@ def recognise(text: str, environ: Mapping[str, str] | None = None) -> Unwrapped 
     if "_bgpids_file=" in text:
         return _gemini(text, environ)
     return None
+
+
+def unwrap(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
+    """The shell front end's entry: `recognise` behind a cheap test, so that a
+    plain command pays nothing."""
+    if " && pwd -P >| " in text or "_bgpids_file=" in text:
+        return recognise(text, environ)
+    return None
+
+
+def maybe_startup(text: str) -> bool:
+    """Cheap test before `startup` (the shell front end runs it on every text)."""
+    return (
+        text == "env"
+        or text.startswith(("SNAPSHOT_FILE=", "set -e; . ", ". ", "source "))
+        or "__codex_snapshot_command()" in text
+    )
 
 
 def startup(text: str, flags: list[str]) -> Startup | None:

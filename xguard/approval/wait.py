@@ -1,7 +1,8 @@
 """The agent's side of approval: queue the request, wait, maybe ask at the terminal (SPEC §4).
 
-`obtain_approval` is called by the runner for a `require_approval` command.
-It can only turn that into "run" or "do not run" (exit 77, 75 or 128+N): it
+`obtain_approval` is the pipeline's `ask` for front ends that wait here (the
+shell, `run`, the interactive shell; xguard/gate/pipeline.py). It can only turn
+a `require_approval` into "run" or "do not run" (exit 77, 75 or 128+N): it
 never sees a `deny`. In order:
 
 1. an earlier answer to exactly this command (same text, cwd, session,
@@ -31,30 +32,21 @@ import time
 from xguard.approval import notify
 from xguard.gate import sessions
 from xguard.errors import ExitCode
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, user_name, wake_all
-from xguard.gate.runner import new_id, printable
+from xguard.gate.pipeline import Asked
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
+from xguard.gate.request import request_key
+from xguard.util import user_name
+from xguard.util import new_id, printable, say
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from dataclasses import dataclass
     from typing import Any
-else:
-    from xguard._record import dataclass
 
 DEFAULT_WAIT = 60.0
 DEFAULT_EXPIRY = 3600.0
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass
-class ApprovalOutcome:
-    """exit_code None means approved: run the command. Otherwise exit with it."""
-
-    exit_code: int | None
-    request_id: str | None = None
-    reviewer: str | None = None
 
 
 class _Signalled(Exception):
@@ -64,12 +56,20 @@ class _Signalled(Exception):
 
 
 def obtain_approval(
-    gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
-) -> ApprovalOutcome:
-    """Get a human's yes or no for `req` (see the module docstring for the order)."""
+    gate: Any,
+    req: Any,
+    decision: Any,
+    record: dict[str, Any],
+    log: Any,
+    channel: Channel | None = None,
+) -> Asked:
+    """Get a human's yes or no for `req` (see the module docstring for the order).
+
+    `channel` is where the waiting agent is: this process at its terminal (the
+    default), or the broker's client at the other end of a socket."""
     spool = Spool(gate.paths).ensure()
     key = request_key(
-        req.text, str(record["cwd"]), record.get("session"), record.get("profile"), _how(req)
+        req.text, str(record["cwd"]), record.get("session"), record.get("profile"), req.how()
     )
     answer = spool.use_answer(key)
     if answer is not None and not sessions.grant_alive(gate.paths, answer):
@@ -77,29 +77,29 @@ def obtain_approval(
     if answer is not None and answer.get("state") == "approved":
         # The runner's decision line names the approval this run rides on.
         record["approval"] = answer["id"]
-        return ApprovalOutcome(None, None, answer.get("by"))
+        return Asked(True, reviewer=answer.get("by"))
     if answer is not None:
         # Denied after the agent stopped waiting: this run is how it learns.
-        return ApprovalOutcome(_say_denied(req, answer), answer["id"], answer.get("by"))
-    return _Waiter(gate, req, decision, record, log, spool=spool, key=key).run()
+        return Asked(
+            False,
+            int(ExitCode.NOPERM),
+            message=_denied(req, answer),
+            request_id=answer["id"],
+            reviewer=answer.get("by"),
+        )
+    waiter = _Waiter(gate, req, decision, record, log, spool=spool, key=key)
+    return waiter.run(channel or Channel())
 
 
-def _say_denied(req: Any, verdict: dict[str, Any]) -> int:
+def _denied(req: Any, verdict: dict[str, Any]) -> str:
     who = f"denied by {verdict.get('by', '?')}, request {verdict.get('id')}"
     why = f"{verdict['reason']} ({who})" if verdict.get("reason") else who
-    sys.stderr.write(f"xguard: denied: {printable(req.text, 200)} — {why}\n")
-    return int(ExitCode.NOPERM)
-
-
-def _how(req: Any) -> list[str]:
-    if req.argv is not None:
-        return ["argv"]
-    return ["shell", *req.shell_args, "--", *req.positional]
+    return f"xguard: denied: {printable(req.text, 200)} — {why}"
 
 
 def settings(gate: Any, profile: str | None) -> tuple[float, float]:
     """(wait, expiry) in seconds from the config: the profile's wait first."""
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     prof = gate.ruleset.profiles.get(profile or "", {}) if profile else {}
     wait = parse_duration(prof.get("wait", gate.ruleset.setting("wait", DEFAULT_WAIT)))
@@ -128,6 +128,50 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def readable(objs: list[Any], timeout: float | None) -> list[Any]:
+    """Which of `objs` (descriptors or objects with fileno()) are readable; poll(2),
+    not select(2), so that a busy broker's descriptors above 1023 work."""
+    p = select.poll()
+    by_fd = {}
+    for o in objs:
+        fd = o if isinstance(o, int) else o.fileno()
+        by_fd[fd] = o
+        p.register(fd, select.POLLIN)
+    events = p.poll(None if timeout is None else max(timeout, 0) * 1000)
+    return [by_fd[fd] for fd, _ in events]
+
+
+class Channel:
+    """Where the waiting agent is, for the one waiting loop. This default is
+    this process at its terminal: the waiting line on stderr, SIGINT/SIGTERM/
+    SIGHUP cancel, a sudo-like prompt on /dev/tty. The broker passes its own
+    (xguard/strict/broker.py): the agent is a client at the end of a socket."""
+
+    handles_signals = True  # only the main thread of a process can
+
+    def ppid(self) -> int:
+        """The agent process that asked (the reviewer sees its name)."""
+        return os.getppid()
+
+    def announce(self, rid: str, wait: float) -> None:
+        say(f"xguard: waiting for approval {rid} (xguard approve {rid})")
+
+    def prompt(self, gate: Any, ticket: Ticket) -> _Prompt | None:
+        return _Prompt.open(gate, ticket)
+
+    def fds(self) -> list[Any]:
+        """More things to wait on beside the wake-up socket and the prompt."""
+        return []
+
+    def interrupted(self, rid: str) -> Asked | None:
+        """Checked on every turn: an answer that ends the wait now, or None."""
+        return None
+
+    def ready(self, ready: list[Any], waiter: _Waiter, rid: str) -> None:
+        """One of fds() is ready (may raise to end the wait)."""
+        return None
+
+
 class _Waiter:
     def __init__(
         self,
@@ -146,27 +190,27 @@ class _Waiter:
         self.wait = req.wait if req.wait is not None else wait
         self.t0 = time.monotonic()
 
-    def run(self) -> ApprovalOutcome:
+    def run(self, channel: Channel) -> Asked:
         def on_signal(signum: int, _frame: object) -> None:
             raise _Signalled(signum)
 
+        self.channel = channel
+        signals = channel.handles_signals
         # Listen before the request exists, so no wake-up can fall in between.
         listener = Listener.open(self.spool.wake_dir)
-        old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS}
+        old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS} if signals else {}
+        held = _signals_held if signals else contextlib.nullcontext
         ticket: Ticket | None = None
         prompt: _Prompt | None = None
         try:
             try:
-                with _signals_held():
+                with held():
                     self.spool.sweep(self.log)
                     ticket = self.spool.adopt(self.key) or self._publish()
                     self.record["id"] = ticket.id
-                sys.stderr.write(
-                    f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})\n"
-                )
-                sys.stderr.flush()
+                channel.announce(ticket.id, self.wait)
                 if self.wait > 0:
-                    prompt = _Prompt.open(self.gate, ticket)
+                    prompt = channel.prompt(self.gate, ticket)
                 return self._wait(ticket, listener, prompt)
             except _Signalled as got:
                 # A second Ctrl-C must not interrupt the cancel itself.
@@ -175,7 +219,7 @@ class _Waiter:
                 return self._cancelled(ticket, got.signum)
         finally:
             # Held while the old handlers come back: a signal now gets those.
-            with _signals_held():
+            with held():
                 for s, h in old.items():
                     signal.signal(s, h)
             if prompt is not None:
@@ -216,7 +260,7 @@ class _Waiter:
     def _request(self, now: float) -> dict[str, Any]:
         from xguard.audit.log import utc_timestamp
 
-        ppid = os.getppid()
+        ppid = self.channel.ppid()
         rec = self.record
         targets = self.gate.ruleset.notify
         return {
@@ -230,6 +274,7 @@ class _Waiter:
             "profile": rec.get("profile"),
             "production": is_production(self.gate, rec.get("profile")),
             "user": rec.get("user"),
+            **({"uid": rec["uid"]} if "uid" in rec else {}),
             "host": rec.get("host"),
             "pid": rec.get("pid"),
             "ppid": ppid,
@@ -247,9 +292,7 @@ class _Waiter:
             "bell": any((targets.get(n) or {}).get("bell") for n in self.decision.notify),
         }
 
-    def _wait(
-        self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None
-    ) -> ApprovalOutcome:
+    def _wait(self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None) -> Asked:
         rid = ticket.id
         wait_end = self.t0 + self.wait
         expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
@@ -260,26 +303,32 @@ class _Waiter:
                 if prompt is not None and verdict["by"] != prompt.who:
                     prompt.say(f"\nxguard: {rid} {verdict['state']} by {verdict['by']}\n")
                 return self._verdict(ticket, verdict)
+            stop = self.channel.interrupted(rid)
+            if stop is not None:
+                return stop
             left = end - time.monotonic()
             if left <= 0:
                 break
-            fds = [x for x in (listener, prompt) if x is not None]
-            ready, _, _ = select.select(fds, [], [], min(POLL, left))
+            fds = [x for x in (listener, prompt) if x is not None] + self.channel.fds()
+            ready = readable(fds, min(POLL, left))
             if listener is not None and listener in ready:
                 listener.drain()
             if prompt is not None and prompt in ready and not self._answer(ticket, prompt):
                 prompt.close()
                 prompt = None
+            self.channel.ready(ready, self, rid)
         if expire_end <= wait_end:
             self.spool.decide(rid, "expired", "xguard", log=self.log)
             return self._verdict(
                 ticket, self.spool.verdict(rid) or {"state": "expired", "by": "xguard"}
             )
-        sys.stderr.write(
-            f"xguard: pending approval {rid}: the command did not run; "
-            "go on with other work and run it again later\n"
+        return Asked(
+            False,
+            int(ExitCode.TEMPFAIL),
+            message=f"xguard: pending approval {rid}: the command did not run; "
+            "go on with other work and run it again later",
+            request_id=rid,
         )
-        return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
 
     def _answer(self, ticket: Ticket, prompt: _Prompt) -> bool:
         """Handle one line typed at the prompt; False when the terminal is gone."""
@@ -298,19 +347,30 @@ class _Waiter:
             prompt.ask()
         return True
 
-    def _verdict(self, ticket: Ticket, verdict: dict[str, Any]) -> ApprovalOutcome:
+    def _verdict(self, ticket: Ticket, verdict: dict[str, Any]) -> Asked:
         rid, state, by = ticket.id, verdict.get("state"), verdict.get("by", "?")
         if state in ("approved", "denied"):
             self.spool.consume_own_answer(ticket)
         if state == "approved":
-            return ApprovalOutcome(None, rid, by)
+            return Asked(True, request_id=rid, reviewer=by)
         if state == "denied":
-            return ApprovalOutcome(_say_denied(self.req, verdict), rid, by)
-        sys.stderr.write(f"xguard: approval request {rid} {state}: the command did not run\n")
-        return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
+            return Asked(
+                False,
+                int(ExitCode.NOPERM),
+                message=_denied(self.req, verdict),
+                request_id=rid,
+                reviewer=by,
+            )
+        return Asked(
+            False,
+            int(ExitCode.TEMPFAIL),
+            message=f"xguard: approval request {rid} {state}: the command did not run",
+            request_id=rid,
+        )
 
-    def _cancelled(self, ticket: Ticket | None, signum: int) -> ApprovalOutcome:
+    def _cancelled(self, ticket: Ticket | None, signum: int) -> Asked:
         name = signal.Signals(signum).name
+        message = None
         if ticket is not None:
             won, _ = self.spool.decide(
                 ticket.id,
@@ -320,8 +380,8 @@ class _Waiter:
                 log=self.log,
             )
             if won:
-                sys.stderr.write(f"xguard: cancelled approval request {ticket.id} ({name})\n")
-        return ApprovalOutcome(128 + signum, ticket.id if ticket else None)
+                message = f"xguard: cancelled approval request {ticket.id} ({name})"
+        return Asked(False, 128 + signum, message=message, request_id=ticket.id if ticket else None)
 
 
 # ---------------------------------------------------------------------------

@@ -47,28 +47,18 @@ from typing import Any
 from xguard.strict import setup as strict
 from xguard.errors import ConfigError, ExitCode, XguardError
 from xguard.paths import get_paths
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, wake_all
-from xguard.gate.runner import Gate, new_id, printable
+from xguard.approval.queue import POLL, Spool
+from xguard.approval.wait import Channel, obtain_approval, readable
+from xguard.gate.execenv import ExecResult
+from xguard.gate.pipeline import Asked, run_request
+from xguard.gate.request import Gate, Request
+from xguard.util import new_id
 
 PROTOCOL = 1
 MAX_LINE = 4 << 20
 READ_TIMEOUT = 15.0  # a client states its request within this
 STOP_GRACE = 3.0  # on shutdown, running commands get this long to report their exit
 MAX_CONNECTIONS = 512  # beyond this, new connections are closed at once (a flood from an agent)
-EXIT_FIELDS = ("id", "session", "profile", "user", "host", "pid", "cwd", "command", "source")
-
-
-def readable(objs: list[Any], timeout: float | None) -> list[Any]:
-    """Which of `objs` (descriptors or objects with fileno()) are readable; poll(2),
-    not select(2), so that a busy broker's descriptors above 1023 work."""
-    p = select.poll()
-    by_fd = {}
-    for o in objs:
-        fd = o if isinstance(o, int) else o.fileno()
-        by_fd[fd] = o
-        p.register(fd, select.POLLIN)
-    events = p.poll(None if timeout is None else max(timeout, 0) * 1000)
-    return [by_fd[fd] for fd, _ in events]
 
 
 class _Gone(Exception):
@@ -197,7 +187,7 @@ def _proc_ppid(pid: int) -> int | None:
 # ---------------------------------------------------------------------------
 class _AgentView:
     """The broker's Gate as the agent's request sees it: the agent's cwd, home,
-    user and pid, for code written against the runner's Gate (limits, sessions)."""
+    user and pid, for code written against the Gate (the pipeline, limits, sessions)."""
 
     def __init__(self, broker: Broker, gate: Gate, peer: Peer, req: dict[str, Any]) -> None:
         self.broker, self.gate, self.peer, self.req = broker, gate, peer, req
@@ -213,6 +203,9 @@ class _AgentView:
 
     def context(self, cwd: str | None = None) -> Any:
         return self.gate.context(cwd or self.cwd)
+
+    def decide(self, rq: Any) -> Any:
+        return self.broker._decide(self.gate, rq.text, rq.argv, self.cwd)
 
     def base_record(self, rq: Any, decision: Any, cmd_id: str) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -234,6 +227,91 @@ class _AgentView:
         if self.req.get("ssh"):
             record["ssh_client"] = self.req["ssh"]
         return record
+
+
+class _ClientRuns:
+    """The broker's executor: the agent-side client runs the command (as the
+    agent user) and reports how it ended; its report is what the exit record
+    says, marked `"reported": "agent"`."""
+
+    def __init__(self, broker: Broker, lc: LineConn, view: _AgentView) -> None:
+        self.broker, self.lc, self.view = broker, lc, view
+
+    def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
+        return None
+
+    def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
+        self.lc.send(self.broker._run_answer(self.view, decision, record))
+        rep = self.lc.read(None, until_stop=True)
+        fields: dict[str, Any] = {"reported": "agent"}
+        code = duration = None
+        if rep is not None and rep.get("op") == "exit":
+            code = rep.get("exit_code") if type(rep.get("exit_code")) is int else None
+            duration = rep.get("duration_ms") if type(rep.get("duration_ms")) is int else None
+            if type(rep.get("signal")) is int:
+                fields["signal"] = rep["signal"]
+            if rep.get("timed_out") is True:
+                fields["timed_out"] = True
+        elif self.broker.stopping.is_set():
+            fields["note"] = "the broker stopped before the agent reported how the command ended"
+        else:
+            fields["note"] = "the agent side went away without reporting how the command ended"
+        return ExecResult(code, duration, fields)
+
+
+class _AgentChannel(Channel):
+    """The waiting agent as the broker sees it: a client on a socket. It is
+    told it waits; closing the connection (the agent side got a signal or
+    died) cancels the request; a stopping broker ends the wait."""
+
+    handles_signals = False  # the broker waits in a thread
+
+    def __init__(self, broker: Broker, lc: LineConn, peer: Peer) -> None:
+        self.broker, self.lc, self.peer = broker, lc, peer
+
+    def ppid(self) -> int:
+        return _proc_ppid(self.peer.pid) or 0
+
+    def announce(self, rid: str, wait: float) -> None:
+        self.lc.send(
+            {
+                "status": "waiting",
+                "id": rid,
+                "wait": wait,
+                "message": f"xguard: waiting for approval {rid} (xguard approve {rid})",
+            }
+        )
+
+    def prompt(self, gate: Any, ticket: Any) -> None:
+        return None
+
+    def fds(self) -> list[Any]:
+        return [self.lc.sock, self.broker.stop_r]
+
+    def interrupted(self, rid: str) -> Asked | None:
+        if not self.broker.stopping.is_set():
+            return None
+        return Asked(
+            False,
+            int(ExitCode.TEMPFAIL),
+            message=f"xguard: pending approval {rid}: the broker is stopping; "
+            "the command did not run; run it again later",
+            request_id=rid,
+        )
+
+    def ready(self, ready: list[Any], waiter: Any, rid: str) -> None:
+        if self.lc.sock in ready:
+            # The agent side closes the connection when it is signalled (or
+            # killed): the request is cancelled, as SPEC §4 asks. (A reviewer
+            # who decided in the same instant wins, and nothing runs either.)
+            waiter.spool.decide(
+                rid,
+                "cancelled",
+                "xguard (agent went away)",
+                reason="the waiting agent went away (signal or closed connection)",
+                log=waiter.log,
+            )
+            raise _Gone
 
 
 class Broker:
@@ -604,7 +682,6 @@ class Broker:
         about (Claude Code's PreToolUse). Nothing runs here: the runtime runs the
         command itself, through its shell, which in strict mode asks again."""
         from xguard.gate import limits
-        from xguard.gate.runner import Request
 
         agents, _ = self.identity(self.gate(None))
         text = _text(msg, "text", "") or ""
@@ -639,31 +716,21 @@ class Broker:
         }
         gate = self._checked_gate(peer, profile, text, req["cwd"])
         view = _AgentView(self, gate, peer, req)
-        rq = Request(text=text, session=session, profile=profile, source=req["source"])  # type: ignore[call-arg]
-        decision = None
-        stop = limits.before_decision(view, rq)
-        if stop is None:
-            decision = self._decide(gate, text, None, req["cwd"])
-            stop = limits.after_decision(view, rq, decision)
-        if stop is not None:
-            refused = self._limit_refusal(view, rq, decision, stop)  # audits the refusal
+        rq = Request(
+            text=text, session=session, profile=profile, source=req["source"], cwd=req["cwd"]
+        )
+        # Nothing runs here (execute=None); what needs approval is handed back
+        # to the runtime as `ask`, or refused when the hook is set to deny.
+        handback = Asked(False, 77, answer="deny" if answer == "deny" else "ask")
+        outcome = run_request(rq, view, ask=lambda *_: handback, execute=None)
+        if outcome.record is None:  # refused by a session or a limit (audited)
+            reason = (outcome.message or "refused").removeprefix("xguard: ")
             lc.send(
-                {
-                    "status": "ok",
-                    "result": {
-                        "decision": "deny",
-                        "units": [],
-                        "reasons": [str(refused.get("message", "refused"))],
-                    },
-                }
+                {"status": "ok", "result": {"decision": "deny", "units": [], "reasons": [reason]}}
             )
             return
-        assert decision is not None  # set whenever stop is None
-        hook_answer = decision.decision if decision.decision != "require_approval" else answer
-        view.audit().append(
-            "decision", **view.base_record(rq, decision, new_id()), hook_answer=hook_answer
-        )
-        lc.send({"status": "ok", "result": decision.to_json()})
+        assert outcome.decision is not None
+        lc.send({"status": "ok", "result": outcome.decision.to_json()})
 
     def op_refuse(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
         """Audit what the agent side refused on its own (ssh-gate: a login, a subsystem)."""
@@ -769,7 +836,6 @@ class Broker:
 
     def op_run(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
         from xguard.gate import limits
-        from xguard.gate.runner import Request
 
         agents, _ = self.identity(self.gate(None))
         text = _text(msg, "text", "")
@@ -807,7 +873,7 @@ class Broker:
         }
         gate = self._checked_gate(peer, profile, req["text"], req["cwd"])
         view = _AgentView(self, gate, peer, req)
-        rq = Request(  # type: ignore[call-arg]  # (xguard._record fields)
+        rq = Request(
             text=req["text"],
             argv=argv,
             shell_args=req["shell_args"],
@@ -816,305 +882,40 @@ class Broker:
             session=session,
             profile=profile,
             source=req["source"],
+            cwd=req["cwd"],
         )
+
+        def ask(g: Any, r: Any, decision: Any, record: dict[str, Any], log: Any) -> Asked:
+            # The same spool, rules and waiting loop as the local path
+            # (xguard/approval/wait.py), minus the terminal prompt: the agent's
+            # terminal is the agent's, never a reviewer's.
+            return obtain_approval(g, r, decision, record, log, _AgentChannel(self, lc, peer))
+
         # Sessions and blast-radius limits (issue 5) count in the broker's own
         # state, where the agent cannot reset them.
-        stop = limits.before_decision(view, rq)
-        if stop is not None:
-            lc.send(self._limit_refusal(view, rq, None, stop))
+        outcome = run_request(rq, view, ask=ask, execute=_ClientRuns(self, lc, view))
+        if outcome.ran:
+            with contextlib.suppress(_Gone):
+                lc.send({"status": "ok"})  # the exit record is written: the client may go
             return
-        decision = self._decide(gate, req["text"], argv, req["cwd"])
-        stop = limits.after_decision(view, rq, decision)  # may escalate allow -> require_approval
-        if stop is not None:
-            lc.send(self._limit_refusal(view, rq, decision, stop))
-            return
-        record = view.base_record(rq, decision, new_id())
-        log = gate.audit()
-        if decision.decision == "deny":
-            log.append("decision", **record)
-            why = decision.reasons[0] if decision.reasons else "denied by rule"
-            lc.send(
-                _answer(ExitCode.NOPERM, f"xguard: denied: {printable(req['text'], 200)} — {why}")
-            )
-            return
-        reviewer = None
-        if decision.decision == "require_approval":
-            answer, reviewer = self._approval(
-                lc, peer, gate, req=req, decision=decision, record=record, log=log
-            )
-            if answer is not None:
-                lc.send(answer)
-                return
-            stop = limits.before_decision(view, rq)  # the session may have ended during the wait
-            if stop is not None:
-                lc.send(self._limit_refusal(view, rq, decision, stop))
-                return
-        # The decision line is written before the agent may start (SPEC §6).
-        log.append("decision", **record, reviewer=reviewer)
-        lc.send(self._run_answer(view, decision, record))
-        self._await_exit(lc, record, log)
-
-    def _limit_refusal(self, view: _AgentView, rq: Any, decision: Any, why: Any) -> dict[str, Any]:
-        """limits.refuse, with the message going to the agent instead of our stderr."""
-        from xguard.gate.limits import audit_refusal
-
-        return _answer(ExitCode.NOPERM, f"xguard: {audit_refusal(view, rq, decision, why)}")
+        lc.send(_answer(outcome.exit_code, outcome.message or "xguard: the command did not run"))
 
     def _run_answer(
         self, view: _AgentView, decision: Any, record: dict[str, Any]
     ) -> dict[str, Any]:
-        from xguard.gate.limits import effective
-        from xguard.policy.rules import parse_duration
+        from xguard.gate.execenv import runtime_limits
 
-        gate = view.gate
-        env_cfg = gate.ruleset.env
-        prof = gate.ruleset.profiles.get(view.profile or "", {}) if view.profile else {}
-        keep = prof.get("env", {}).get("keep", env_cfg["keep"])
-        set_ = {**env_cfg.get("set", {}), **prof.get("env", {}).get("set", {})}
-        limits = effective(view)
-        max_runtime = decision.max_runtime
-        if max_runtime is None and limits.get("max_runtime") is not None:
-            max_runtime = parse_duration(limits["max_runtime"])
+        keep, set_ = view.gate.env_settings(view.profile)
+        max_runtime, grace = runtime_limits(view, decision)
         return {
             "status": "run",
             "id": record["id"],
             "keep": keep,
             "set": set_,
-            "shell": gate.ruleset.setting("shell", "/bin/bash"),
+            "shell": view.gate.ruleset.setting("shell", "/bin/bash"),
             "max_runtime": max_runtime,
-            "kill_grace": parse_duration(limits.get("kill_grace", 5)) or 5.0,
+            "kill_grace": grace,
         }
-
-    def _await_exit(self, lc: LineConn, record: dict[str, Any], log: Any) -> None:
-        rep = lc.read(None, until_stop=True)
-        fields = {k: record.get(k) for k in EXIT_FIELDS}
-        extra: dict[str, Any] = {"reported": "agent"}
-        code = duration = None
-        if rep is not None and rep.get("op") == "exit":
-            code = rep.get("exit_code") if type(rep.get("exit_code")) is int else None
-            duration = rep.get("duration_ms") if type(rep.get("duration_ms")) is int else None
-            if type(rep.get("signal")) is int:
-                extra["signal"] = rep["signal"]
-            if rep.get("timed_out") is True:
-                extra["timed_out"] = True
-        elif self.stopping.is_set():
-            extra["note"] = "the broker stopped before the agent reported how the command ended"
-        else:
-            extra["note"] = "the agent side went away without reporting how the command ended"
-        log.append("exit", **fields, exit_code=code, duration_ms=duration, **extra)
-        with contextlib.suppress(_Gone):
-            lc.send({"status": "ok"})
-
-    # -- approval -----------------------------------------------------------
-    def _approval(
-        self,
-        lc: LineConn,
-        peer: Peer,
-        gate: Gate,
-        *,
-        req: dict[str, Any],
-        decision: Any,
-        record: dict[str, Any],
-        log: Any,
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """The broker's side of SPEC §4; -> (answer to send, or None to run it; reviewer).
-
-        The same spool and the same rules as the local path (xguard/approval.py),
-        minus the terminal prompt: the agent's terminal is the agent's, never
-        a reviewer's."""
-        from xguard.approval.wait import settings
-
-        spool = Spool(gate.paths).ensure()
-        how = (
-            ["argv"]
-            if req["argv"] is not None
-            else ["shell", *req["shell_args"], "--", *req["positional"]]
-        )
-        key = request_key(req["text"], req["cwd"], req["session"], req["profile"], how)
-        answer = spool.use_answer(key)
-        if answer is not None:
-            from xguard.gate.sessions import grant_alive
-
-            if not grant_alive(gate.paths, answer):
-                answer = None  # issue 5: a grant dies with the session it was given in
-        if answer is not None and answer.get("state") == "approved":
-            record["approval"] = answer["id"]
-            return None, answer.get("by")
-        if answer is not None:
-            return self._denied(req["text"], answer), None
-        wait, expiry = settings(gate, req["profile"])
-        if req["wait"] is not None:
-            wait = min(req["wait"], expiry)
-        listener = Listener.open(spool.wake_dir)
-        ticket: Ticket | None = None
-        try:
-            spool.sweep(log)
-            ticket = spool.adopt(key) or self._publish(
-                spool,
-                gate,
-                peer,
-                req=req,
-                decision=decision,
-                record=record,
-                log=log,
-                key=key,
-                expiry=expiry,
-            )
-            rid = ticket.id
-            record["id"] = rid
-            lc.send(
-                {
-                    "status": "waiting",
-                    "id": rid,
-                    "wait": wait,
-                    "message": f"xguard: waiting for approval {rid} (xguard approve {rid})",
-                }
-            )
-            wait_end = time.monotonic() + wait
-            expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
-            end = min(wait_end, expire_end)
-            while True:
-                v = spool.verdict(rid)
-                if v is not None:
-                    return self._verdict(spool, ticket, req, v)
-                if self.stopping.is_set():
-                    return _answer(
-                        ExitCode.TEMPFAIL,
-                        f"xguard: pending approval {rid}: the broker is stopping; "
-                        "the command did not run; run it again later",
-                    ), None
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                fds: list[Any] = [
-                    lc.sock,
-                    self.stop_r,
-                    *([listener] if listener is not None else []),
-                ]
-                ready = readable(fds, min(POLL, left))
-                if listener is not None and listener in ready:
-                    listener.drain()
-                if lc.sock in ready:
-                    # The agent side closes the connection when it is signalled
-                    # (or killed): the request is cancelled, as SPEC §4 asks.
-                    # (A reviewer who decided in the same instant wins, and nothing runs either.)
-                    spool.decide(
-                        rid,
-                        "cancelled",
-                        "xguard (agent went away)",
-                        reason="the waiting agent went away (signal or closed connection)",
-                        log=log,
-                    )
-                    raise _Gone
-            if expire_end <= wait_end:
-                spool.decide(rid, "expired", "xguard", log=log)
-                return self._verdict(
-                    spool, ticket, req, spool.verdict(rid) or {"state": "expired", "by": "xguard"}
-                )
-            return _answer(
-                ExitCode.TEMPFAIL,
-                f"xguard: pending approval {rid}: the command did not run; "
-                "go on with other work and run it again later",
-            ), None
-        finally:
-            if listener is not None:
-                listener.close()
-            if ticket is not None:
-                ticket.release()
-
-    @staticmethod
-    def _denied(text: str, verdict: dict[str, Any]) -> dict[str, Any]:
-        by, why, rid = verdict.get("by", "?"), verdict.get("reason"), verdict.get("id")
-        why = f"{why} (denied by {by}, request {rid})" if why else f"denied by {by}, request {rid}"
-        return _answer(ExitCode.NOPERM, f"xguard: denied: {printable(text, 200)} — {why}")
-
-    def _verdict(
-        self, spool: Spool, ticket: Ticket, req: dict[str, Any], v: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        state, by = v.get("state"), v.get("by", "?")
-        if state in ("approved", "denied"):
-            spool.consume_own_answer(ticket)
-        if state == "approved":
-            return None, by
-        if state == "denied":
-            return self._denied(req["text"], v), None
-        return _answer(
-            ExitCode.TEMPFAIL,
-            f"xguard: approval request {ticket.id} {state}: the command did not run",
-        ), None
-
-    def _publish(
-        self,
-        spool: Spool,
-        gate: Gate,
-        peer: Peer,
-        *,
-        req: dict[str, Any],
-        decision: Any,
-        record: dict[str, Any],
-        log: Any,
-        key: str,
-        expiry: float,
-    ) -> Ticket:
-        from xguard.approval import notify
-        from xguard.approval.wait import git_branch, is_production, proc_name
-        from xguard.audit.log import utc_timestamp
-
-        now = time.time()
-        ppid = _proc_ppid(peer.pid)
-        targets = gate.ruleset.notify
-        request = {
-            "v": 1,
-            "id": record["id"],
-            "key": key,
-            "created": now,
-            "expires": now + expiry,
-            "expires_ts": utc_timestamp(int((now + expiry) * 1e9)),
-            "session": req["session"],
-            "profile": req["profile"],
-            "production": is_production(gate, req["profile"]),
-            "user": peer.name,
-            "uid": peer.uid,
-            "host": self.host,
-            "pid": peer.pid,
-            "ppid": ppid,
-            "parent": proc_name(ppid) if ppid else None,
-            "cwd": req["cwd"],
-            "git_branch": git_branch(req["cwd"]),
-            "command": req["text"],
-            "argv": req["argv"],
-            "source": req["source"],
-            "units": record["units"],
-            "decision": record["decision"],
-            "reasons": list(decision.reasons),
-            "rules": record["rules"],
-            "notify": list(decision.notify),
-            "bell": any((targets.get(n) or {}).get("bell") for n in decision.notify),
-        }
-        ticket = spool.create(request, new_id)
-        record["id"] = ticket.id
-        try:
-            log.append(
-                "pending",
-                **record,
-                expires=request["expires_ts"],
-                parent=request["parent"],
-                ppid=ppid,
-                git_branch=request["git_branch"],
-                notify=request["notify"],
-                reasons=request["reasons"],
-            )
-        except BaseException:
-            # Not audited means not queued (as on the local path).
-            spool.decide(
-                ticket.id, "cancelled", "xguard", reason="the audit log could not be written"
-            )
-            ticket.release()
-            raise
-        wake_all(spool.wake_dir, {"id": ticket.id, "state": "pending"})
-        if request["notify"]:
-            notify.dispatch(targets, request["notify"], request, gate.audit)
-        return ticket
 
 
 # ---------------------------------------------------------------------------
