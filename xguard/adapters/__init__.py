@@ -59,4 +59,3 @@ Examples:
     {{"hooks": {{"BeforeTool": [{{"matcher": ".*", "hooks": [
         {{"type": "command", "command": "xguard hook gemini"}}]}}]}}}}
 """
-

@@ -332,9 +332,7 @@ class HookAsker:
     def __init__(self, mode: str, hook_timeout: float, shown: str) -> None:
         self.mode, self.hook_timeout, self.shown = mode, hook_timeout, shown
 
-    def __call__(
-        self, gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
-    ) -> Any:
+    def __call__(self, gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any) -> Any:
         from xguard.gate.pipeline import Asked
 
         why = "; ".join(decision.reasons) or "no reason given"

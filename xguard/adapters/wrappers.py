@@ -159,7 +159,7 @@ def _gemini_pid_file(path: str, environ: Mapping[str, str] | None) -> bool:
 
     d, base = os.path.split(path)
     if base != "bgpids.tmp" or not re.fullmatch(
-        r"gemini-shell-[A-Za-z0-9]{1,32}", os.path.basename(d)
+        r"gemini-shell-[A-Za-z0-9_]{1,32}", os.path.basename(d)
     ):
         return False
     return _temp_file_ok(path, environ)
