@@ -31,9 +31,10 @@ DONE_TEXT = "All scripted steps are done."
 
 
 class FakeModel:
-    def __init__(self, commands: list[str | dict[str, str]]) -> None:
-        # A step is a command, or {"command": …, "shell": …} for Codex's
-        # exec_command, whose `shell` argument the model may choose.
+    def __init__(self, commands: list[str | dict[str, Any]]) -> None:
+        # A step is a command, {"command": …, "shell": …} for Codex's
+        # exec_command (whose `shell` argument the model may choose), or
+        # {"tool": NAME, "input": {…}} for another tool (a file tool).
         self.commands = list(commands)
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.times: list[float] = []  # when each request arrived (time.monotonic)
@@ -160,15 +161,22 @@ class FakeModel:
         with self.lock:
             return "\n".join(json.dumps(b, ensure_ascii=False) for _, b in self.requests)
 
-    def _step(self, results: int) -> dict[str, str] | None:
+    def _step(self, results: int) -> dict[str, Any] | None:
         if results >= len(self.commands):
             return None
         step = self.commands[results]
         return {"command": step} if isinstance(step, str) else step
 
-    def _next(self, results: int) -> str | None:
+    def _call(self, results: int, shell: str, tools: set[Any]) -> tuple[str, dict[str, Any]] | None:
+        """(tool name, arguments) of the next call, when the runtime offers that tool."""
         step = self._step(results)
-        return step["command"] if step else None
+        if step is None:
+            return None
+        if "tool" in step:
+            name, args = str(step["tool"]), dict(step["input"])
+        else:
+            name, args = shell, {"command": step["command"], "description": f"step {results + 1}"}
+        return (name, args) if name in tools else None
 
     # -- Anthropic Messages --------------------------------------------------
     def tool_results_anthropic(self) -> list[str]:
@@ -178,15 +186,15 @@ class FakeModel:
     def _anthropic(self, h: Any, body: dict[str, Any]) -> None:
         tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
         results = len(_anthropic_results(body))
-        cmd = self._next(results) if "Bash" in tools else None
-        if cmd is not None:
+        call = self._call(results, "Bash", tools)
+        if call is not None:
             block = {
                 "type": "tool_use",
                 "id": f"toolu_{results + 1:04d}",
-                "name": "Bash",
+                "name": call[0],
                 "input": {},
             }
-            args = {"command": cmd, "description": f"step {results + 1}"}
+            args = call[1]
             stop = "tool_use"
         else:
             block = {"type": "text", "text": ""}
@@ -203,13 +211,13 @@ class FakeModel:
         }
         if not body.get("stream"):
             full = (
-                dict(block, input=args) if cmd is not None else {"type": "text", "text": DONE_TEXT}
+                dict(block, input=args) if call is not None else {"type": "text", "text": DONE_TEXT}
             )
             h._json(200, dict(msg, content=[full], stop_reason=stop))
             return
         delta = (
             {"type": "input_json_delta", "partial_json": json.dumps(args)}
-            if cmd is not None
+            if call is not None
             else {"type": "text_delta", "text": DONE_TEXT}
         )
         h.sse(
@@ -318,14 +326,9 @@ class FakeModel:
             if isinstance(f, dict)
         }
         results = len(_gemini_results(body))
-        cmd = self._next(results) if "run_shell_command" in names else None
-        if cmd is not None:
-            part: dict[str, Any] = {
-                "functionCall": {
-                    "name": "run_shell_command",
-                    "args": {"command": cmd, "description": f"step {results + 1}"},
-                }
-            }
+        call = self._call(results, "run_shell_command", names)
+        if call is not None:
+            part: dict[str, Any] = {"functionCall": {"name": call[0], "args": call[1]}}
         elif names:
             part = {"text": DONE_TEXT}
         else:  # side requests (routing, next-speaker checks) want JSON text

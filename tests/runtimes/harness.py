@@ -71,6 +71,7 @@ rules:
   - {pattern: "xguard hook", action: allow}
   - {path: "/**", action: allow}
   - {path: "~/.ssh/**", action: deny, reason: "private keys"}
+  - {path: "~/project/secrets/**", action: deny, reason: "project secrets"}
 """
 
 
@@ -100,6 +101,10 @@ class World:
         self.work.mkdir(parents=True)
         (self.home / ".ssh").mkdir()
         (self.home / ".ssh" / "id_rsa").write_text(f"-----BEGIN KEY-----\n{SECRET}\n")
+        # A key inside the project too: the runtimes' file tools only reach the workspace.
+        self.project_key = self.work / "secrets" / "deploy_key"
+        self.project_key.parent.mkdir()
+        self.project_key.write_text(f"{SECRET}\n")
         self.rules = tmp_path / "rules.yaml"
         self.rules.write_text(RULES)
         self.bin = tmp_path / "bin"

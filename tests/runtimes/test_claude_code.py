@@ -91,3 +91,22 @@ def test_claude_code(path: str, tmp_path: Path, xguard_home: Path) -> None:
         # The snapshot was never sourced: no gated command names it.
         gated = [x for x in world.audit() if str(x.get("source")).startswith("shell:")]
         assert gated and not [x for x in gated if "shell-snapshots" in str(x["command"])]
+
+
+@pytest.mark.parametrize(("path", "gated"), [("hook", True), ("shell", False), ("prefix", False)])
+def test_claude_code_read_tool(path: str, gated: bool, tmp_path: Path, xguard_home: Path) -> None:
+    """Claude Code's Read tool reaches files without a shell: the hook denies a
+    file a path rule denies; with only a shell path the key reaches the model."""
+    harness.installed(harness.CLAUDE_BIN, PACKAGE)
+    with FakeModel([]) as model:
+        world = harness.World(tmp_path, xguard_home, model)
+        model.commands = [{"tool": "Read", "input": {"file_path": str(world.project_key)}}]
+        argv = claude(world)
+        PATHS[path](world)
+        harness.run(world, argv)
+        received = model.received()
+        results = model.tool_results_anthropic()
+    assert len(results) == 1, results
+    assert (harness.SECRET in received) is not gated
+    denied = [x for x in world.audit() if x.get("tool") == "Read" and x["decision"] == "deny"]
+    assert len(denied) == (1 if gated else 0)

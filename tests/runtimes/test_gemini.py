@@ -80,3 +80,26 @@ def test_gemini(path: str, tmp_path: Path, xguard_home: Path) -> None:
     source = "hook:gemini" if path == "hook" else "shell:gemini"
     allowed = [x for x in harness.decisions(world, harness.ALLOWED) if x["event"] == "decision"]
     assert allowed[0]["source"] == source
+
+
+@pytest.mark.parametrize(("path", "gated"), [("hook", True), ("path-shim", False)])
+def test_gemini_read_file(path: str, gated: bool, tmp_path: Path, xguard_home: Path) -> None:
+    """Gemini CLI's read_file reaches files without a shell: the hook denies a
+    file a path rule denies; with only the PATH shim the key reaches the model."""
+    harness.installed(harness.GEMINI_JS, PACKAGE)
+    with FakeModel([]) as model:
+        world = harness.World(tmp_path, xguard_home, model)
+        model.commands = [{"tool": "read_file", "input": {"file_path": str(world.project_key)}}]
+        if path == "hook":
+            argv = settings(world, hook_settings())
+        else:
+            argv = settings(world)
+            world.link("bash", xguard_exe()[0])
+            world.env["PATH"] = f"{world.bin}:{world.env['PATH']}"
+        harness.run(world, argv)
+        received = model.received()
+        results = model.tool_results_gemini()
+    assert len(results) == 1, results
+    assert (harness.SECRET in received) is not gated
+    denied = [x for x in world.audit() if x.get("tool") == "read_file" and x["decision"] == "deny"]
+    assert len(denied) == (1 if gated else 0)
