@@ -397,8 +397,8 @@ KEY_HELP: dict[str, str] = {
     "hook.codex.require_approval": "What require_approval becomes in the Codex hook: wait (for an "
     "xguard reviewer) or deny; never ask, which Codex would run. Default: wait.",
     "hook.gemini": "xguard hook gemini.",
-    "hook.gemini.require_approval": "What require_approval becomes in the Gemini CLI hook: ask, wait, "
-    "deny. Default: ask.",
+    "hook.gemini.require_approval": "What require_approval becomes in the Gemini CLI hook: wait, ask "
+    "(a headless gemini -p then waits for ever), deny. Default: wait.",
     "reviewers": "Users whose decisions count (strict mode).",
     "agents": "Agent users (strict mode).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",

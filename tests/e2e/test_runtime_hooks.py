@@ -159,7 +159,9 @@ def gemini_call(tool: str = "run_shell_command", **tool_input: Any) -> dict[str,
     [
         (gemini_call(command="ls -la", description="list"), [], "allow"),
         (gemini_call(command="printenv"), [], "deny"),
-        (gemini_call(command="rm -rf build"), [], "ask"),
+        # require_approval: wait (default) ran out (XGUARD_WAIT=0)
+        (gemini_call(command="rm -rf build"), [], "deny"),
+        (gemini_call(command="rm -rf build"), ["--require-approval", "ask"], "ask"),
         (gemini_call(command="rm -rf build"), ["--require-approval", "deny"], "deny"),
         (gemini_call(command="rm -rf build"), ["--require-approval", "wait"], "deny"),
         (gemini_call("read_file", file_path="~/.ssh/id_rsa"), [], "deny"),

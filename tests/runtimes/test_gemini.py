@@ -8,6 +8,7 @@ BeforeTool hook (`xguard hook gemini`), and a folder first on PATH holding
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,20 @@ def test_gemini_read_file(path: str, gated: bool, tmp_path: Path, xguard_home: P
     assert (harness.SECRET in received) is not gated
     denied = [x for x in world.audit() if x.get("tool") == "read_file" and x["decision"] == "deny"]
     assert len(denied) == (1 if gated else 0)
+
+
+def test_gemini_ask_in_a_headless_run(tmp_path: Path, xguard_home: Path) -> None:
+    """`ask` hands the question to Gemini CLI; a headless `-p` run has no one to
+    answer it and waits for ever (which is why `xguard hook gemini` defaults to
+    `wait`). The command never runs."""
+    harness.installed(harness.GEMINI_JS, PACKAGE)
+    cmd = f"{xguard_exe()[0]} hook gemini --require-approval ask"
+    hooks = {"BeforeTool": [{"matcher": ".*", "hooks": [{"type": "command", "command": cmd}]}]}
+    with FakeModel([harness.APPROVED]) as model:
+        world = harness.World(tmp_path, xguard_home, model)
+        argv = settings(world, hooks)
+        with pytest.raises(subprocess.TimeoutExpired):
+            harness.run(world, argv, timeout=25)
+    assert not (world.work / "approved-dir").exists()
+    [rec] = [x for x in harness.decisions(world, harness.APPROVED) if x["event"] == "decision"]
+    assert rec["hook_answer"] == "ask" and world.pending() == []

@@ -34,7 +34,8 @@ JSON is read on stdin; the runtime's answer JSON is printed on stdout.
   gemini        Gemini CLI BeforeTool hook: decides run_shell_command and the files
                 of read_file/write_file/replace/list_directory. Answers
                 {{"decision": "allow"|"deny"|"ask", "reason": ...}}.
-                require_approval: ask (default) | wait | deny. Hook timeout 60 s.
+                require_approval: wait (default; ask makes a headless `gemini -p`
+                wait for ever) | ask | deny. Hook timeout 60 s.
 
 --require-approval MODE  what require_approval becomes: ask (the runtime asks its
                          user), wait (an xguard reviewer decides: `xguard review`),

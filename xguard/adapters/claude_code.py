@@ -23,21 +23,22 @@ pick):
    exit 1 would let the command run). We also print a deny JSON, which
    versions that honour JSON on exit 2 use for the reason.
 
-2. SHELL / CLAUDE_CODE_SHELL pointing at xguard. Claude Code then runs
-   `<shell> -c [-l] "source <snapshot> 2>/dev/null || true && shopt -u extglob
-   2>/dev/null || true && eval '<cmd>' \\< /dev/null && pwd -P >| /tmp/claude-XXXX-cwd"`
-   (built in src/utils/shell/bashProvider.ts and bash/shellQuoting.ts of the
-   v2.1.88 source; real examples in
-   https://github.com/anthropics/claude-code/issues/4399,
-   https://github.com/anthropics/claude-code/issues/57450 and
-   https://github.com/termaxa/termaxa/issues/91). `parse_claude_code_wrapper`
-   recognises exactly that shape; the inner `<cmd>` is what is gated, shown
-   and audited, and what runs is `eval '<cmd>' [< /dev/null] && pwd -P >| FILE`,
-   built here from the decoded command. The snapshot is *not* sourced: it is a
-   file the agent can write (with Claude Code's Write tool, outside any
+2. SHELL / CLAUDE_CODE_SHELL pointing at xguard. Claude Code 2.1.332 runs
+   `<shell> -c "source <snapshot> 2>/dev/null || true && \\builtin shopt -u
+   extglob 2>/dev/null || true && { \\builtin unalias -- 'which'; \\builtin
+   unset -f -- 'which'; } >/dev/null 2>&1 || true && eval '<cmd>' < /dev/null
+   && pwd -P >| /tmp/claude-XXXX-cwd"` (`-c -l` and no `source` without a
+   snapshot). xguard/adapters/wrappers.py takes it apart by its structure:
+   `<cmd>` is what is decided, shown and audited; what runs is `eval '<cmd>'
+   [< /dev/null] && pwd -P >| FILE`, rebuilt from the decoded command; the
+   preparation statements are not run, and the snapshot is *not* sourced: it is
+   a file the agent can write (with Claude Code's Write tool, outside any
    shell), and sourcing it would run its functions and aliases ungated, just
-   as xguard never runs rc files (SPEC §5). Anything that is not exactly the
-   wrapper is gated whole, as any other string.
+   as xguard never runs rc files (SPEC §5). Its start-up steps (`-c env`, the
+   snapshot script) are answered without a request (adapters/startup.py).
+   `parse_claude_code_wrapper` below is the strict view: None when the wrapper
+   holds a statement of an unknown kind (the shell then decides that statement
+   with the command).
 
    Note Claude Code only accepts a SHELL whose path contains "bash" or "zsh"
    (findSuitableShell in src/utils/Shell.ts; see

@@ -8,13 +8,14 @@ runner in its bundle; driven in tests/runtimes/test_gemini.py): stdin holds
 `{"decision": "allow"|"deny"|"ask", "reason": …}` on stdout with exit 0, or
 exit 2 with the reason on stderr (any other status is a warning and the tool
 runs). `deny` (alias `block`) stops the tool and sends `reason` to the model;
-`ask` makes Gemini CLI ask its user (and, in a headless `-p` run with no one
-to ask, not run it).
+`ask` makes Gemini CLI ask its user; a headless `-p` run, with no one to ask,
+then waits for ever (tests/runtimes/test_gemini.py).
 
-require_approval becomes `ask` (default), `wait` (an xguard reviewer decides,
+So require_approval becomes `wait` by default (an xguard reviewer decides,
 within the hook's timeout: Gemini's default is 60 s, `"timeout"` in
-milliseconds in settings.json; pass the same in seconds as `--timeout`) or
-`deny`; config `hook: {gemini: {require_approval: …}}`.
+milliseconds in settings.json; pass the same in seconds as `--timeout`),
+else `ask` (an interactive Gemini CLI prompts) or `deny`; config
+`hook: {gemini: {require_approval: …}}`.
 
 Gemini's file tools (read_file, write_file, replace, list_directory) reach
 files without a shell: a file an xguard path rule denies is denied there too.
@@ -104,7 +105,7 @@ def render(v: Verdict) -> str:
 def _run(args: list[str], stdin: Any) -> Verdict:
     mode, hook_timeout = parse_options(args, USAGE, MODES, DEFAULT_HOOK_TIMEOUT)
     call = parse_call(read_input(stdin, "Gemini CLI"))
-    return decide(call, mode, hook_timeout, "gemini", "ask", MODES)
+    return decide(call, mode, hook_timeout, "gemini", "wait", MODES)
 
 
 def hook_main(args: list[str], stdin: Any = None) -> int:

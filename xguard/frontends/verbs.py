@@ -198,7 +198,7 @@ VERBS: dict[str, Verb] = {
                 "ask|wait|deny",
                 "What require_approval becomes: ask (the runtime prompts; not for codex, where "
                 "it would run the command), wait (for `xguard review`), deny; default: config "
-                "hook.<runtime>.require_approval, else ask (codex: wait).",
+                "hook.<runtime>.require_approval, else ask (codex, gemini: wait).",
                 choices=["ask", "wait", "deny"],
             ),
             Opt(
