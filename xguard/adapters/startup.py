@@ -5,10 +5,11 @@ at start-up; Codex CLI builds a snapshot through the login shell and then
 sources it to check it. None of these is the model's command, so none of
 them may leave a pending request for a reviewer or hold up the first command
 until the runtime's own timeout (Claude Code waits 10 s for its snapshot).
-They are answered at once and nothing runs: the probe gets no output (a
-command under xguard sees xguard's scrubbed environment, not the runtime's),
-and a snapshot is neither written nor sourced, so the runtime goes on without
-one. Each answer leaves a `decision` record of its own (source
+They are answered at once and nothing runs: a snapshot is neither written nor
+sourced, so the runtime goes on without one. The env probe is decided like
+any command when the rules allow or deny `env` (it then runs with xguard's
+scrubbed environment, or is denied); only when it would wait for a person is
+it answered here, with no output. Each answer leaves a `decision` record of its own (source
 `startup:<runtime>`, rule `startup:<kind>`), so the log still shows every
 text the shell was given.
 """
@@ -19,6 +20,16 @@ import os
 import sys
 
 from xguard.adapters.wrappers import Startup
+
+
+def needs_answer(step: Startup, text: str) -> bool:
+    """True when the step is answered here; False for an env probe the rules
+    allow or deny (it then goes through the gate like any command)."""
+    if step.kind != "env-probe":
+        return True
+    from xguard.gate.request import Gate
+
+    return bool(Gate().decide_text(text).decision == "require_approval")
 
 
 def answer(step: Startup, text: str, session: str | None) -> int:

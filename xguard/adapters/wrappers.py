@@ -544,9 +544,9 @@ def maybe_startup(text: str) -> bool:
 def startup(text: str, flags: list[str]) -> Startup | None:
     """A runtime's own start-up step: answered at once, never queued.
 
-    Nothing recognised here runs: the env probe is answered with no output
-    (what a command sees is xguard's scrubbed environment anyway), and a
-    snapshot is neither made nor sourced. A command the model sends that
+    Nothing recognised here runs unless the rules allow it: a snapshot is
+    neither made nor sourced, and the env probe is answered with no output
+    when it would otherwise wait for a person (adapters/startup.py). A command the model sends that
     happens to look like one of these does not run either, so recognising
     too much can only refuse, never allow."""
     if text == "env" and not flags:

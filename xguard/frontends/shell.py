@@ -92,9 +92,10 @@ def shell_main(args: list[str]) -> int:
         elif maybe_startup(text):
             step = startup(text, flags)
             if step is not None:  # a runtime's start-up step: answered at once, no request
-                from xguard.adapters.startup import answer
+                from xguard.adapters.startup import answer, needs_answer
 
-                return answer(step, text, None)
+                if needs_answer(step, text):
+                    return answer(step, text, None)
     if text is None:
         if from_stdin:
             if sys.stdin.isatty() and not positional:
