@@ -273,7 +273,7 @@ def test_gemini_wrapper_through_the_shim(
 ) -> None:
     """Gemini CLI's wrapper (0.61.0): the model's command is decided and runs;
     the trap still reports background pids to the file Gemini named."""
-    piddir = Path(tempfile.mkdtemp(prefix="gemini-shell-", dir="/tmp"))
+    piddir = Path(tempfile.mkdtemp(prefix="gemini-shell-"))
     pidfile = piddir / "bgpids.tmp"
     text = (
         f"shopt -u promptvars nullglob extglob nocaseglob dotglob; _bgpids_file={pidfile}\n(\n"
@@ -295,7 +295,7 @@ def test_unknown_preparation_statement_is_decided_with_the_command(
 ) -> None:
     """A statement of a kind xguard does not know stays gated: it is decided,
     shown and audited with the model's command, never dropped."""
-    cwdf = Path("/tmp") / f"claude-{os.getpid():x}ef-cwd"
+    cwdf = Path(tempfile.gettempdir()) / f"claude-{os.getpid():x}ef-cwd"
     text = f"export CLAUDE_NEW=1 && eval 'echo hi' < /dev/null && pwd -P >| {cwdf}"
     r = subprocess.run(
         [xguard_exe()[0], "-c", text], env=env, capture_output=True, text=True, check=False
