@@ -401,6 +401,9 @@ KEY_HELP: dict[str, str] = {
     "(a headless gemini -p then waits for ever), deny. Default: wait.",
     "reviewers": "Users whose decisions count (strict mode).",
     "agents": "Agent users (strict mode).",
+    "trust_path": "Folders whose programs an allow rule covers although the agent could write there "
+    "(by default a program found on PATH in the home folder, the project, /tmp or a folder not owned by "
+    "root needs approval).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
 }
@@ -411,6 +414,8 @@ RULE_KEY_HELP = {
     "path": "A glob over an absolute, normalised path; ** spans folders; dir/** matches dir too; a relative "
     "glob matches at any depth.",
     "access": "For path rules: write, read or any (default).",
+    "except": "For path rules: globs the rule does not cover (a path one of them matches is not "
+    "matched by this rule), e.g. public keys under a denied ~/.ssh.",
     "action": "allow, require_approval or deny.",
     "reason": "Shown to the reviewer and to the agent.",
     "notify": "Targets (under notify:) told when this rule asks for approval.",

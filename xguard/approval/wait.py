@@ -297,8 +297,17 @@ class _Waiter:
         wait_end = self.t0 + self.wait
         expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
         end = min(wait_end, expire_end)
+        said = None
         while True:
-            verdict = self.spool.verdict(rid)
+            verdict, problem = self.spool.read_verdict(rid)
+            if problem is not None and problem != said:
+                # Never silent, never run: a decision nobody can read is no decision.
+                sys.stderr.write(
+                    f"xguard: the decision on {rid} cannot be used ({problem}); the command "
+                    f"did not run; waiting for it to be decided again (xguard approve|deny {rid})\n"
+                )
+                sys.stderr.flush()
+                said = problem
             if verdict is not None:
                 if prompt is not None and verdict["by"] != prompt.who:
                     prompt.say(f"\nxguard: {rid} {verdict['state']} by {verdict['by']}\n")
@@ -335,12 +344,21 @@ class _Waiter:
         answer = prompt.read()
         if answer is None:
             return False
-        if answer in ("y", "yes"):
-            self.spool.decide(ticket.id, "approved", prompt.who, log=self.log)
-        elif answer in ("", "n", "no"):
-            self.spool.decide(
-                ticket.id, "denied", prompt.who, reason="denied at the terminal", log=self.log
-            )
+        if answer in ("y", "yes", "", "n", "no"):
+            try:
+                if answer in ("y", "yes"):
+                    self.spool.decide(ticket.id, "approved", prompt.who, log=self.log)
+                else:
+                    self.spool.decide(
+                        ticket.id,
+                        "denied",
+                        prompt.who,
+                        reason="denied at the terminal",
+                        log=self.log,
+                    )
+            except LookupError as e:  # a corrupt request file cannot be approved
+                prompt.say(f"xguard: {e.args[0]}\n")
+                prompt.ask()
         else:
             if answer in ("d", "details"):
                 prompt.details()

@@ -136,7 +136,8 @@ def _where(gate: Any, key: str) -> str:
 
 
 def _rule_index(ruleset: Any) -> dict[str, Any]:
-    return {r.id: r for r in ruleset.rules}
+    # The rules this ruleset has made hold every rule its decisions name.
+    return ruleset.loaded()
 
 
 def is_read(d: Any, rules: dict[str, Any]) -> bool:
