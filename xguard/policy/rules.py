@@ -113,7 +113,12 @@ _SETTINGS: dict[str, Any] = {
     },
     "limits": _LIMITS,
     "sessions": {"required": "bool", "max_ttl": _DURATION, "default_ttl": _DURATION},
-    "hook": {"claude_code": {"require_approval": ("ask", "wait", "deny")}},
+    "hook": {
+        "claude_code": {"require_approval": ("ask", "wait", "deny")},
+        # never ask: Codex treats "ask" as unsupported and runs the command
+        "codex": {"require_approval": ("wait", "deny")},
+        "gemini": {"require_approval": ("ask", "wait", "deny")},
+    },
     "reviewers": "strlist",
     "agents": "strlist",
     # issue 11: folders whose programs count as the system's own, though the
