@@ -171,7 +171,11 @@ EVAL = [
     ("((x))", REQUIRE),
     ("[[ x -eq 1 ]]", REQUIRE),
     ("echo ${x:=a}", REQUIRE),
+    ("echo ${!x[1]}", REQUIRE),
+    ("echo ${!a[@]:1}", REQUIRE),
     ("echo $((1+2))", ALLOW),
+    ('for i in "${!arr[@]}"; do echo $i; done', ALLOW),  # an array's keys
+    ("echo ${!BASH*}", ALLOW),  # names with a prefix
     ("echo ${x:-d}", ALLOW),
     ("echo ${#x}", ALLOW),
     ("echo ${a[0]}", ALLOW),

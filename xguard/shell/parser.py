@@ -1125,6 +1125,16 @@ _ARITH_LITERAL = frozenset(b"0123456789 \t+-*/%()<>=!&|^~?:,")
 _NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789")
 
 
+def _lists_names(text: bytes) -> bool:
+    """`${!NAME[@]}`, `${!NAME[*]}`, `${!PREFIX@}`, `${!PREFIX*}`."""
+    body = text[3:-1]
+    for tail in (b"[@]", b"[*]", b"@", b"*"):
+        if body.endswith(tail):
+            name = body[: -len(tail)]
+            return bool(name) and not name[:1].isdigit() and all(c in _NAME_BYTES for c in name)
+    return False
+
+
 def _arith_inner(text: bytes) -> bytes:
     """The expression of `$((…))`, `$[…]` or `((…))`."""
     if text.startswith(b"$(("):
@@ -1148,7 +1158,11 @@ def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
     if n.type == "arithmetic_expansion":
         return not _ARITH_LITERAL.issuperset(_arith_inner(text))
     if n.type == "expansion":
-        if text.startswith(b"${!") or b"@P" in text:
+        if text.startswith(b"${!"):
+            # `${!a[@]}` (an array's keys) and `${!pre*}` (names) list names;
+            # any other `${!x}` expands the variable x's value names.
+            return not _lists_names(text)
+        if b"@P" in text:
             return True
         if b"[" in text:
             return not _literal_subscripts(text)
