@@ -282,6 +282,9 @@ class _Walker:
         # against every folder a cd in the text may have moved to.
         self.cd_bases: list[str] = []
         self.cd_dynamic = False
+        # Words tree-sitter put under a redirection (`> out ARG`): arguments
+        # of the command the redirection belongs to.
+        self.redirect_extras: list = []  # type: ignore[type-arg]
         # Set by word() when an expansion evaluates text as code; the unit
         # being built takes a floor (see _evaluates).
         self.evaluating = False
@@ -542,11 +545,20 @@ class _Walker:
 
     # -- commands -------------------------------------------------------------
     def command_node(
-        self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list
+        self,
+        node,
+        src: bytes,
+        depth: int,
+        stdin_text: bytes | None,
+        stack: list,
+        extra: list | None = None,
     ) -> None:  # type: ignore[no-untyped-def,type-arg]
+        """A simple command. `extra`: argument words tree-sitter filed under a
+        redirection that stands after the command (see `redirect`)."""
         self.evaluating = False
         assigns = []
-        pieces: list = []  # type: ignore[type-arg]
+        pieces: list = list(extra or [])  # type: ignore[type-arg]
+        self.redirect_extras = []
         for c in node.children:
             t = c.type
             if t == "variable_assignment" and not pieces:
@@ -564,6 +576,8 @@ class _Walker:
                 self.scan_substitutions(c, stack)
             else:
                 pieces.append(c)
+        pieces.extend(self.redirect_extras)
+        pieces.sort(key=lambda n: n.start_byte)
         # bash delimits words by blanks, not by tree-sitter's tokens: adjacent
         # pieces are one word (tree-sitter splits `=="x"` into an anonymous
         # `==` token and a string; dropping the token would lose text bash runs).
@@ -678,6 +692,7 @@ class _Walker:
     def redirected(self, node, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
         body = node.child_by_field_name("body")
         stdin_text = None
+        self.redirect_extras = []
         for c in node.named_children:
             if c is body or (body is not None and c.id == body.id):
                 continue
@@ -694,10 +709,18 @@ class _Walker:
                 self.redirect(c, src, depth, stack)
             else:
                 stack.append(c)
+        extras = self.redirect_extras
+        self.redirect_extras = []
+        if extras and (body is None or body.type != "command"):
+            self.units.append(
+                _input_unit("words after a redirection that belong to no command the parser saw")
+            )
+            for x in extras:
+                self.word(x, src, stack)
         if body is None:
             return
         if body.type == "command":
-            self.command_node(body, src, depth, stdin_text, stack)
+            self.command_node(body, src, depth, stdin_text, stack, extras)
         else:
             stack.append(body)
 
@@ -714,9 +737,24 @@ class _Walker:
         dest = None
         for c in node.children:
             if not c.is_named:
-                op = c.type
-            elif c.type != "file_descriptor":
+                if dest is None:
+                    op = c.type
+            elif c.type == "file_descriptor":
+                continue
+            elif dest is None:
                 dest = c
+            else:
+                # tree-sitter files the words after `> FILE` under the
+                # redirection (`ls > out <(cmd)`): they are the command's
+                # arguments, and FILE is still the target.
+                if (
+                    src[c.start_byte - 1 : c.start_byte] not in (b" ", b"\t")
+                    or b"\n" in src[dest.end_byte : c.start_byte] + src[c.start_byte : c.end_byte]
+                ):
+                    self.units.append(
+                        _input_unit("a redirection target the parser read across words or lines")
+                    )
+                self.redirect_extras.append(c)
         if dest is None:
             return None
         if dest.type == "process_substitution":  # > >(cmd), < <(cmd): a pipe
