@@ -200,6 +200,17 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
 
 
 def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
+    """The path rules that match any of `paths` for this access, in file
+    order; remembered per ruleset like _text_hits (a pure function)."""
+    key = ("path", tuple(paths), access, home)
+    hits = ruleset.memo.get(key)
+    if hits is None:
+        hits = _scan_path_rules(paths, access, ruleset, home)
+        ruleset.remember(key, hits)
+    return hits
+
+
+def _scan_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
     hits = []
     lows = [p.lower() for p in paths] if all(p.isascii() for p in paths) else None
     for r in ruleset.path_rules:
@@ -223,11 +234,18 @@ def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str
 
 
 def _strictest(hits: list[Rule]) -> Rule:
+    """The strictest rule; among equally strict ones the first in the file,
+    so the rule named never depends on how candidates were gathered."""
     best = hits[0]
     for r in hits[1:]:
-        if STRICTNESS[r.action] > STRICTNESS[best.action]:
+        s, b = STRICTNESS[r.action], STRICTNESS[best.action]
+        if s > b or (s == b and r.pos < best.pos):
             best = r
     return best
+
+
+def _pos(r: Rule) -> int:
+    return r.pos
 
 
 def _rule_why(r: Rule) -> str:
@@ -235,19 +253,19 @@ def _rule_why(r: Rule) -> str:
     return f"{r.reason} ({label})" if r.reason else f"matches {label}"
 
 
-def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
-    """Decide one unit. None means the unit does not take part (a read path no rule names)."""
-    if u.kind in ("input", "function"):
-        return UnitDecision(u.kind, u.text, REQUIRE, None, "; ".join(u.why), u)
-    if u.kind == "assign":
-        return _decide_assign(u, ruleset)
-    if u.kind == "path":
-        return _decide_path(u, ruleset, ctx)
+def _text_hits(u: Unit, ruleset: Ruleset) -> list[Rule]:
+    """The rules a command or SQL unit's text matches, in file order.
+
+    A pure function of the unit's text and the rules, so it is remembered
+    per ruleset (bounded): agents and batch files repeat commands.
+    """
     sql = u.kind == "sql"
-    if sql:
-        cands = ruleset.text_rules()
-    else:
-        cands = ruleset.candidates(u.text, u.alt_text)
+    key = (u.text, u.alt_text, u.alt_trusted, sql)
+    memo = ruleset.memo
+    hits = memo.get(key)
+    if hits is not None:
+        return hits
+    cands = ruleset.text_rules() if sql else ruleset.candidates(u.text, u.alt_text)
     hits = []
     low = u.text.lower() if u.text.isascii() else None
     alt_low = u.alt_text.lower() if u.alt_text is not None and u.alt_text.isascii() else None
@@ -261,6 +279,21 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
         ):
             # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
             hits.append(r)
+    if len(hits) > 1:
+        hits.sort(key=_pos)
+    ruleset.remember(key, hits)
+    return hits
+
+
+def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
+    """Decide one unit. None means the unit does not take part (a read path no rule names)."""
+    if u.kind in ("input", "function"):
+        return UnitDecision(u.kind, u.text, REQUIRE, None, "; ".join(u.why), u)
+    if u.kind == "assign":
+        return _decide_assign(u, ruleset)
+    if u.kind == "path":
+        return _decide_path(u, ruleset, ctx)
+    hits = _text_hits(u, ruleset)
     if u.kind == "command":
         selfwhy = _self_protect_command(u)
         if selfwhy:
