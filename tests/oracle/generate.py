@@ -620,6 +620,8 @@ def attacks() -> list[str]:
         out.append(heredoc(d, "grep -c x", "touch pwned", body="$(touch pwned)"))
         out.append(heredoc(d, "wc -l", "echo x > pwned"))
         out.append(heredoc(d, "wc -l", "cat < /dev/tcp/127.0.0.1/9"))
+        out.append(heredoc(d, "sort", "tac .git/config"))
+        out.append(heredoc(d, "tree", "grep -r '' ../home"))
     for form in INDIRECT_FORMS:
         out.append(indirect(form, "touch pwned"))
     for form in DASH_SPLITS:
