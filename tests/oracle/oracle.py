@@ -56,13 +56,18 @@ CLASSES = [
 ]
 
 
+# A leaked secret is a misreading of structure only when one of these hid the read.
+_HIDING = ("here-document delimiter", "sh -c is not bash", "values evaluated at run time")
+
+
 def classify(command: str, violations: list[Violation]) -> str:
-    if all(v.kind == "secret" for v in violations):
-        return "secret read"
+    secret_only = all(v.kind == "secret" for v in violations)
     for name, pattern in CLASSES:
+        if secret_only and name not in _HIDING:
+            continue
         if pattern.search(command):
             return name
-    return "other"
+    return "secret read" if secret_only else "other"
 
 
 @dataclass
