@@ -31,7 +31,8 @@ import time
 from xguard.approval import notify
 from xguard.gate import sessions
 from xguard.errors import ExitCode
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, user_name, wake_all
+from xguard.approval.backend import open_queue
+from xguard.approval.queue import POLL, request_key, user_name
 from xguard.gate.runner import new_id, printable
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from dataclasses import dataclass
     from typing import Any
+
+    from xguard.approval.backend import Queue, Ticket, Waker
 else:
     from xguard._record import dataclass
 
@@ -67,7 +70,16 @@ def obtain_approval(
     gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
 ) -> ApprovalOutcome:
     """Get a human's yes or no for `req` (see the module docstring for the order)."""
-    spool = Spool(gate.paths).ensure()
+    spool = open_queue(gate)
+    try:
+        return _obtain(gate, req, decision, record, log, spool=spool)
+    finally:
+        spool.close()
+
+
+def _obtain(
+    gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any, *, spool: Queue
+) -> ApprovalOutcome:
     key = request_key(
         req.text, str(record["cwd"]), record.get("session"), record.get("profile"), _how(req)
     )
@@ -137,7 +149,7 @@ class _Waiter:
         record: dict[str, Any],
         log: Any,
         *,
-        spool: Spool,
+        spool: Queue,
         key: str,
     ) -> None:
         self.gate, self.req, self.decision, self.record, self.log = gate, req, decision, record, log
@@ -151,7 +163,7 @@ class _Waiter:
             raise _Signalled(signum)
 
         # Listen before the request exists, so no wake-up can fall in between.
-        listener = Listener.open(self.spool.wake_dir)
+        listener = self.spool.listener()
         old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS}
         ticket: Ticket | None = None
         prompt: _Prompt | None = None
@@ -208,7 +220,7 @@ class _Waiter:
             )
             ticket.release()
             raise
-        wake_all(self.spool.wake_dir, {"id": ticket.id, "state": "pending"})
+        self.spool.wake({"id": ticket.id, "state": "pending"})
         if request["notify"]:
             notify.dispatch(self.gate.ruleset.notify, request["notify"], request, self.gate.audit)
         return ticket
@@ -248,7 +260,7 @@ class _Waiter:
         }
 
     def _wait(
-        self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None
+        self, ticket: Ticket, listener: Waker | None, prompt: _Prompt | None
     ) -> ApprovalOutcome:
         rid = ticket.id
         wait_end = self.t0 + self.wait

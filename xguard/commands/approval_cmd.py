@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from xguard.errors import ExitCode, UsageError
-from xguard.approval.queue import Spool, format_age, user_name
+from xguard.approval.queue import format_age
 from xguard.gate.runner import printable
 
 GATE_MARKER = "XGUARD_GATED"
@@ -144,10 +144,15 @@ def pending(as_json: bool, show_all: bool) -> int:
     if broker_socket():  # strict mode: the broker's queue, for reviewers only (issue 6)
         reqs = remote_pending(str(broker_socket()), show_all)
     else:
+        from xguard.approval.backend import open_queue
+
         gate = _gate()
-        spool = Spool(gate.paths)
-        spool.sweep(gate.audit())
-        reqs = spool.all() if show_all else spool.pending()
+        spool = open_queue(gate)
+        try:
+            spool.sweep(gate.audit())
+            reqs = spool.all() if show_all else spool.pending()
+        finally:
+            spool.close()
     now = time.time()
     if as_json:
         for r in reqs:
@@ -161,13 +166,16 @@ def pending(as_json: bool, show_all: bool) -> int:
         return 0
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 10_000
     head = f"{'ID':<8} {'AGE':>6} {'STATE':<9} " if show_all else f"{'ID':<8} {'AGE':>6} "
-    sys.stdout.write(f"{head}{'SESSION':<12} {'PROFILE':<11} {'CWD':<24} COMMAND  —  WHY\n")
+    sys.stdout.write(
+        f"{head}{'HOST':<14} {'SESSION':<12} {'PROFILE':<11} {'CWD':<24} COMMAND  —  WHY\n"
+    )
     for r in reqs:
         state = f"{r['state']:<9} " if show_all else ""
         why = "; ".join(r.get("reasons") or [])
         prof = "PRODUCTION" if r.get("production") else (r.get("profile") or "-")
         line = (
             f"{r['id']:<8} {format_age(now - r.get('created', now)):>6} {state}"
+            f"{printable(str(r.get('host') or '-'), 14):<14} "
             f"{printable(str(r.get('session') or '-'), 12):<12} {printable(str(prof), 11):<11} "
             f"{printable(str(r.get('cwd')), 24):<24} {printable(str(r.get('command')), 300)}  —  "
             f"{printable(why, 300)}"
@@ -184,7 +192,6 @@ def _decide(
     note: str | None = None,
     reason: str | None = None,
 ) -> int:
-    from xguard.approval.wait import settings
     from xguard.policy.rules import parse_duration
 
     refuse_if_gated("approve" if state == "approved" else "deny")
@@ -201,8 +208,32 @@ def _decide(
         return remote_decide(
             str(broker_socket()), ref, state, for_seconds=for_seconds, note=note, reason=reason
         )
+    from xguard.approval.backend import open_queue
+
     gate = _gate()
-    spool = Spool(gate.paths)
+    spool = open_queue(gate)
+    try:
+        return _decide_on(
+            gate, spool, ref, state, for_=for_, for_seconds=for_seconds, note=note, reason=reason
+        )
+    finally:
+        spool.close()
+
+
+def _decide_on(
+    gate: Any,
+    spool: Any,
+    ref: str,
+    state: str,
+    *,
+    for_: str | None,
+    for_seconds: float | None,
+    note: str | None,
+    reason: str | None,
+) -> int:
+    from xguard.approval.backend import reviewer_name
+    from xguard.approval.wait import settings
+
     log = gate.audit()
     spool.sweep(log)
     try:
@@ -214,7 +245,7 @@ def _decide(
         won, v = spool.decide(
             rid,
             state,
-            user_name(),
+            reviewer_name(spool),
             reason=reason,
             note=note,
             for_seconds=for_seconds,

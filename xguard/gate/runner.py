@@ -18,7 +18,7 @@ import sys
 from xguard._record import dataclass, field
 
 from xguard.errors import ConfigError, ExitCode, UsageError, XguardError
-from xguard.paths import Paths, ensure_dir, get_paths
+from xguard.paths import Paths, ensure_dir, get_paths, host_name
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to read aloud and type
 
@@ -161,7 +161,7 @@ class Gate:
             "session": req.session,
             "profile": req.profile or self.profile,
             "user": user,
-            "host": os.uname().nodename,
+            "host": host_name(self.environ),
             "pid": os.getpid(),
             "cwd": self.cwd,
             "command": req.text,

@@ -110,6 +110,9 @@ _SETTINGS: dict[str, Any] = {
     "agents": "strlist",
     "strict": "bool",
     "socket": "str",
+    # issue 15: one queue for many hosts (a libpq connection string or service)
+    "queue": {"postgres": "str", "connect_timeout": _DURATION},
+    "web": {"trusted_proxies": "strlist"},
 }
 _PROFILE = {
     "rules": "str",
