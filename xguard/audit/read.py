@@ -1082,7 +1082,9 @@ def forwarded_heads(file: Path) -> dict[int, str]:
     return out
 
 
-def cross_check(path: Path, forwarded: dict[int, str]) -> tuple[VerifyResult, list[str]]:
+def cross_check(
+    path: Path, forwarded: dict[int, str], copy: str = "forwarded"
+) -> tuple[VerifyResult, list[str]]:
     """Verify the local log against the copy forwarded to syslog.
 
     The newest forwarded record is used as an anchor (the local log must hold
@@ -1098,7 +1100,7 @@ def cross_check(path: Path, forwarded: dict[int, str]) -> tuple[VerifyResult, li
             local[seq] = digest
     first = min(local) if local else top + 1
     mismatches = [
-        f"seq {s}: local {local.get(s, 'missing')}, forwarded {h}"
+        f"seq {s}: local {local.get(s, 'missing')}, {copy} {h}"
         for s, h in sorted(forwarded.items())
         if s >= first and local.get(s) != h
     ]

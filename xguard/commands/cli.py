@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "serve": "xguard.commands.strict_cmd:serve",
     "setup": "xguard.commands.strict_cmd:setup",
     "doctor": "xguard.commands.doctor_cmd:doctor",
+    "db": "xguard.commands.db_cmd:db",
 }
 
 

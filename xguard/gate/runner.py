@@ -142,11 +142,18 @@ class Gate:
         forward = a.get("forward")
         if forward == "syslog":
             forward = {"syslog": {"address": "/dev/log"}}
+        mirror = None
+        queue = self.ruleset.setting("queue") or {}
+        if queue.get("postgres"):  # issue 15: a copy of every record in the shared database
+            from xguard.audit.dbsync import Kicker
+
+            mirror = Kicker(self.paths.state_dir_s, queue["postgres"])
         return AuditLog(
             self.paths.audit_file_s,
             rotate_bytes=a.get("rotate_bytes"),
             keep=a.get("keep", 10),
             forward=forward,
+            mirror=mirror,
         )
 
     def base_record(self, req: Request, decision, cmd_id: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
