@@ -300,12 +300,31 @@ def deny(request_id: str, reason: str | None) -> int:
 
 @click.command(
     epilog="\b\nExamples:\n  xguard review            # in a terminal beside the agent's\n"
-    "  xguard review --no-bell  # quiet, unless a rule asks for the bell"
+    "  xguard review --no-bell  # quiet, unless a rule asks for the bell\n"
+    "  xguard review --web      # a page for a browser or a phone; prints its URL\n"
+    "  xguard review --web --listen 127.0.0.1:9000   # then: ssh -L 9000:127.0.0.1:9000 HOST"
 )
 @click.option(
     "--no-bell", is_flag=True, help="Ring only for requests whose rule notifies a bell target."
 )
-def review(no_bell: bool) -> int:
+@click.option(
+    "--web", is_flag=True, help="Serve the queue as a web page instead (prints a one-time URL)."
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default="127.0.0.1:8765",
+    show_default=True,
+    help="With --web: where to listen (loopback unless you say otherwise).",
+)
+@click.option(
+    "--trust-proxy",
+    "trust_proxy",
+    multiple=True,
+    metavar="ADDR",
+    help="With --web: a reverse proxy's address whose X-Forwarded-* headers are believed.",
+)
+def review(no_bell: bool, web: bool, listen: str, trust_proxy: tuple[str, ...]) -> int:
     """The reviewer's live terminal: approve or deny pending requests.
 
     \b
@@ -314,6 +333,16 @@ def review(no_bell: bool) -> int:
           session (asks first), q quit.
     """
     refuse_if_gated("review")
+    if web:
+        try:
+            from xguard.approval.web import serve
+        except ImportError as e:
+            raise UsageError(
+                f"xguard review --web needs the web extra: pip install 'xguard[web]' ({e.name})"
+            ) from e
+        gate = _gate()
+        trusted = [*(gate.ruleset.setting("web") or {}).get("trusted_proxies", []), *trust_proxy]
+        return serve(gate, listen, trusted)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError(
             "xguard review needs a terminal; use xguard pending / approve / deny in scripts"
