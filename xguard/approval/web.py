@@ -67,7 +67,8 @@ _SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it browsers send `Origin: null` on the page's own POSTs.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -223,7 +224,7 @@ def render_request(r: dict[str, Any], csrf: str, now: float) -> str:
         for u in (r.get("units") or [])
         if isinstance(u, dict)
     )
-    reasons = "".join(f"<li>{_t(x, 300)}</li>" for x in (r.get("reasons") or [])[:10])
+    reasons = "".join(f"<li>{_t(x, 200)}</li>" for x in (r.get("reasons") or [])[:10])
     branch = f" ({_t(r.get('git_branch'), 60)})" if r.get("git_branch") else ""
     hidden = f'<input type="hidden" name="csrf" value="{html.escape(csrf)}">' + (
         f'<input type="hidden" name="id" value="{rid}">'
@@ -233,13 +234,6 @@ def render_request(r: dict[str, Any], csrf: str, now: float) -> str:
 {banner}<header><b class="rid">{rid}</b> <span>{_t(age(now - float(r.get("created") or now)))}
  ago</span> · host <b class="host">{_t(r.get("host"), 60)}</b></header>
 <pre class="cmd">{_t(r.get("command"), 4000)}</pre>
-<dl><dt>session</dt><dd>{_t(r.get("session"), 60)}</dd>
-<dt>profile</dt><dd>{_t(r.get("profile"), 60)}</dd>
-<dt>cwd</dt><dd>{_t(r.get("cwd"), 300)}{branch}</dd>
-<dt>agent</dt><dd>{_t(r.get("user"), 40)} · {_t(r.get("parent"), 40)}
- (pid {_t(r.get("ppid"), 12)})</dd>
-</dl>
-<ul class="reasons">{reasons}</ul><ul class="units">{units}</ul>{_impact(r)}
 <form method="post" action="/decide" class="approve">{hidden}
 <button name="action" value="approve" class="ok">Approve once</button>
 <span class="for"><button name="action" value="approve_for" class="ok">Approve for</button>
@@ -247,6 +241,13 @@ def render_request(r: dict[str, Any], csrf: str, now: float) -> str:
 <form method="post" action="/decide" class="deny">{hidden}
 <input name="reason" maxlength="300" placeholder="reason (the agent sees it)" aria-label="reason">
 <button name="action" value="deny" class="no">Deny</button></form>
+<dl><dt>session</dt><dd>{_t(r.get("session"), 60)}</dd>
+<dt>profile</dt><dd>{_t(r.get("profile"), 60)}</dd>
+<dt>cwd</dt><dd>{_t(r.get("cwd"), 300)}{branch}</dd>
+<dt>agent</dt><dd>{_t(r.get("user"), 40)} · {_t(r.get("parent"), 40)}
+ (pid {_t(r.get("ppid"), 12)})</dd>
+</dl>
+<ul class="reasons">{reasons}</ul><ul class="units">{units}</ul>{_impact(r)}
 </article>"""
 
 
