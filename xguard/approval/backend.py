@@ -106,7 +106,8 @@ def open_queue(gate: Any) -> Queue:
 
 def reviewer_name(queue: Any) -> str:
     """Who decides: the user, and on a queue shared by hosts also where (user@host)."""
-    from xguard.approval.queue import Spool, user_name
+    from xguard.approval.queue import Spool
     from xguard.paths import host_name
+    from xguard.util import user_name
 
     return user_name() if isinstance(queue, Spool) else f"{user_name()}@{host_name()}"

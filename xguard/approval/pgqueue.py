@@ -33,13 +33,13 @@ import time
 from typing import Any
 
 import psycopg
-import psycopg.conninfo
 from psycopg.types.json import Jsonb
 
 from xguard.approval.pgschema import CHANNEL_DECIDED, CHANNEL_QUEUE
 from xguard.approval.queue import KEEP_DECIDED, STATES, audit_fields
 from xguard.audit.log import utc_timestamp
-from xguard.errors import ExitCode, XguardError
+from xguard.errors import QueueError
+from xguard.util import dsn_server as server_of
 
 DEFAULT_CONNECT_TIMEOUT = 5
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -54,26 +54,6 @@ _VERDICT_BODY: dict[str, type | tuple[type, ...]] = {
     "ts": str,
     "uid": int,
 }
-
-
-class QueueError(XguardError):
-    """The shared queue cannot be reached or refused us: fail closed, nothing runs."""
-
-    exit_code = ExitCode.SOFTWARE
-
-
-def server_of(dsn: str) -> str:
-    """Which server a connection string points at, for messages (never the password)."""
-    try:
-        d = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "an unparsable connection string"
-    if d.get("service"):
-        return f"service {d['service']}"
-    host = str(d.get("host") or d.get("hostaddr") or os.environ.get("PGHOST") or "local socket")
-    port = str(d.get("port") or os.environ.get("PGPORT") or "5432")
-    db = d.get("dbname") or os.environ.get("PGDATABASE")
-    return f"{host}:{port}" + (f"/{db}" if db else "")
 
 
 def _lock_key(rid: str) -> str:

@@ -41,11 +41,11 @@ from rich.text import Text
 
 from xguard.approval.backend import open_queue, reviewer_name
 from xguard.approval.queue import POLL
-from xguard.approval.queue import format_age as age
 from xguard.errors import XguardError
 from xguard.paths import host_name
-from xguard.policy.rules import parse_duration
-from xguard.gate.runner import printable
+from xguard.util import format_age as age
+from xguard.util import parse_duration
+from xguard.util import printable
 
 DEFAULT_FOR = "15m"
 PROD_BADGE = "‼ PRODUCTION ‼"
@@ -296,7 +296,7 @@ class Reviewer:
             self.status = "not approved"
 
     def _reset(self, session_id: str) -> None:
-        from xguard.gate.sessions import reset
+        from xguard.gate.limits import reset_session as reset
 
         try:
             reset(self.gate.paths, session_id, self.who, self.log)

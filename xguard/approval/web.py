@@ -50,10 +50,9 @@ from starlette.routing import Route
 
 from xguard.approval.backend import open_queue, reviewer_name
 from xguard.approval.queue import POLL
-from xguard.approval.queue import format_age as age
 from xguard.errors import UsageError, XguardError
-from xguard.gate.runner import printable
-from xguard.policy.rules import parse_duration
+from xguard.util import format_age as age
+from xguard.util import parse_duration, printable
 
 COOKIE = "xguard_session"
 SESSION_TTL = 12 * 3600

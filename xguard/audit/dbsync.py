@@ -138,7 +138,7 @@ def _sync_locked(state_dir: str, dsn: str) -> tuple[bool, str]:
 def _copy(audit_file: str, dsn: str) -> tuple[bool, str]:
     import psycopg
 
-    from xguard.approval.pgqueue import server_of
+    from xguard.util import dsn_server as server_of
 
     where = server_of(dsn)
     try:
@@ -180,7 +180,8 @@ def db_heads(dsn: str, host: str | None) -> tuple[str, dict[int, str]]:
     """(host, seq -> hash) of a host's copy (this role's own host when None)."""
     import psycopg
 
-    from xguard.approval.pgqueue import QueueError, server_of
+    from xguard.errors import QueueError
+    from xguard.util import dsn_server as server_of
 
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:

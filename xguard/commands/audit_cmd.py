@@ -32,7 +32,7 @@ from xguard.audit.read import (
     verify,
 )
 from xguard.paths import get_paths
-from xguard.gate.runner import printable
+from xguard.util import printable
 
 
 class BadLines:
@@ -351,7 +351,7 @@ def _verify_against_db(host: str | None, as_json: bool) -> int:
     from xguard.audit.dbsync import STATUS, db_heads
     from xguard.audit.read import cross_check
     from xguard.errors import UsageError
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     gate = Gate()
     dsn = postgres_dsn(gate.ruleset)

@@ -12,13 +12,14 @@ from xguard.errors import UsageError
 
 def _config_dsn() -> str | None:
     from xguard.approval.backend import postgres_dsn
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     return postgres_dsn(Gate().ruleset)
 
 
 def _connect(dsn: str) -> Any:
-    from xguard.approval.pgqueue import QueueError, server_of
+    from xguard.errors import QueueError
+    from xguard.util import dsn_server as server_of
 
     try:
         import psycopg
