@@ -340,7 +340,11 @@ def test_unreachable_database_fails_closed_and_names_the_server(
 
 
 @pytest.mark.slow
-def test_invalid_rows_are_ignored_with_a_warning(fleet: Fleet) -> None:
+def test_invalid_rows_are_ignored_and_never_run(fleet: Fleet) -> None:
+    from xguard.gate.request import request_key
+
+    # A body without a command, and (written by the agent's own role, as it may)
+    # a request that shows `ls` but carries the key of `touch pwned`.
     fleet.sql(
         fleet.pg.ADMIN,
         "INSERT INTO xguard.hosts VALUES ('xgadmin', 'hosta') ON CONFLICT DO NOTHING",
@@ -350,9 +354,32 @@ def test_invalid_rows_are_ignored_with_a_warning(fleet: Fleet) -> None:
         "INSERT INTO xguard.requests (id, key, expires, body) VALUES "
         "('bad111', 'aaaaaaaaaaaaaaaa', 1e12, '{\"units\": 1}')",
     )
+    key = request_key("touch pwned", str(fleet.a.work), None, None, ["shell", "--"])
+    body = {
+        "command": "ls",
+        "cwd": str(fleet.a.work),
+        "session": None,
+        "profile": None,
+        "how": ["shell", "--"],
+        "units": [],
+    }
+    fleet.sql(
+        fleet.a.role,
+        "INSERT INTO xguard.requests (id, key, expires, body) VALUES ('bad222', %s, 1e12, %s)",
+        (key, json.dumps(body)),
+    )
     p = fleet.rev.xg("pending", "--json")
     assert p.returncode == 0 and json.loads(p.stdout) == []
-    assert "ignoring request 'bad111'" in p.stderr
+    assert "ignoring request 'bad111'" in p.stderr and "ignoring request 'bad222'" in p.stderr
+    assert fleet.rev.xg("approve", "bad222").returncode == 1  # not a request anyone may decide
+    # Even approved behind xguard's back, the forged row lets nothing run.
+    fleet.sql(
+        fleet.pg.ADMIN,
+        "INSERT INTO xguard.decisions (id, state, by) VALUES ('bad222', 'approved', 'x')",
+    )
+    p = fleet.a.xg("-c", "touch pwned", XGUARD_WAIT="0")
+    assert p.returncode == 75 and not (fleet.a.work / "pwned").exists()
+    assert "ignoring request 'bad222'" in p.stderr
 
 
 @pytest.mark.slow

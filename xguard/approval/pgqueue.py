@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
 import time
 from typing import Any
@@ -39,6 +40,7 @@ from xguard.approval.pgschema import CHANNEL_DECIDED, CHANNEL_QUEUE
 from xguard.approval.queue import KEEP_DECIDED, STATES, audit_fields
 from xguard.audit.log import utc_timestamp
 from xguard.errors import QueueError
+from xguard.gate.request import request_key
 from xguard.util import dsn_server as server_of
 
 DEFAULT_CONNECT_TIMEOUT = 5
@@ -58,6 +60,25 @@ _VERDICT_BODY: dict[str, type | tuple[type, ...]] = {
 
 def _lock_key(rid: str) -> str:
     return f"xguard:{rid}"
+
+
+def _bound(key: str, body: dict[str, Any]) -> bool:
+    """Whether a row's key is made of the command, cwd, session and profile it shows.
+
+    The key is what a later run's answer is looked up by; a row whose key
+    belongs to another command would let a reviewer approve `ls` and the
+    agent then run something else without asking. Such rows never count.
+    """
+    how = body.get("how")
+    if not isinstance(how, list) or not all(isinstance(h, str) for h in how):
+        return False
+    session, profile = body.get("session"), body.get("profile")
+    if not (session is None or isinstance(session, str)):
+        return False
+    if not (profile is None or isinstance(profile, str)):
+        return False
+    made = request_key(str(body.get("command")), str(body.get("cwd")), session, profile, how)
+    return secrets.compare_digest(made, key)
 
 
 def _first_line(e: BaseException) -> str:
@@ -155,6 +176,9 @@ class PgQueue:
             return None
         if not isinstance(body.get("command"), str) or not isinstance(body.get("units"), list):
             self._warn(rid, "it has no command or units")
+            return None
+        if not _bound(key, body):
+            self._warn(rid, "its key is not that of its command, cwd, session and profile")
             return None
         req = dict(body)
         claimed = req.get("host")
@@ -388,7 +412,7 @@ class PgQueue:
         """
         rows = self._rows(
             "SELECT d.id, d.state, d.by, d.role, d.at, d.body, "
-            "r.body ->> 'session', (c.id IS NOT NULL), "
+            "r.body, (c.id IS NOT NULL), "
             "d.at + COALESCE((d.body ->> 'for')::float8, (d.body ->> 'once')::float8, 3600) "
             "FROM xguard.decisions d JOIN xguard.requests r ON r.id = d.id "
             "LEFT JOIN xguard.consumed c ON c.id = d.id "
@@ -400,7 +424,11 @@ class PgQueue:
         )
         for row in rows:
             v = self._verdict(row[:6])
-            session, used, until = row[6], row[7], row[8]
+            body, used, until = row[6], row[7], row[8]
+            if not isinstance(body, dict) or not _bound(key, body):
+                self._warn(v["id"], "its key is not that of its command, cwd, session and profile")
+                continue
+            session = body.get("session")
             timed = v["state"] == "approved" and "for" in v
             answer = {
                 "key": key,

@@ -232,6 +232,9 @@ class _Waiter:
             "cwd": rec.get("cwd"),
             "git_branch": git_branch(str(rec.get("cwd") or "")),
             "command": self.req.text,
+            # What the key was made of, so a shared queue can check that what a
+            # reviewer reads is what the approval lets run (pgqueue._bound).
+            "how": self.req.how(),
             "argv": self.req.argv,
             "source": self.req.source,
             "units": rec.get("units"),
