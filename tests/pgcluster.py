@@ -58,8 +58,17 @@ class PgCluster:
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
             "-c fsync=off -c max_connections=200"
         )
+        self._opts = opts
+        self.start_server()
+
+    def start_server(self) -> None:
+        """(Re)start the server: tests of an outage stop it with stop_server()."""
         log = str(self.root / "log")
-        self._run(self._pg_ctl, "-D", str(self.data), "-o", opts, "-l", log, "-w", "start")
+        self._run(self._pg_ctl, "-D", str(self.data), "-o", self._opts, "-l", log, "-w", "start")
+
+    def stop_server(self) -> None:
+        """Stop the server, keeping its data (an outage)."""
+        self._run(self._pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _run(self, *argv: str) -> None:
         subprocess.run(argv, user=self.run_as, cwd=self.root, check=True, capture_output=True)

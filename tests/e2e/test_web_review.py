@@ -333,3 +333,126 @@ def test_phone_width_screenshot_shows_the_queue(
         for a in agents:
             a.kill()
             a.communicate()
+
+
+def _web_on(home: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*XG, "review", "--web", "--listen", "127.0.0.1:0", *extra],
+        env=_clean_env(XGUARD_HOME=str(home)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = next(line for line in proc.stdout if line.startswith("open http")).split()[1]
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_page_says_when_the_database_is_away_and_recovers(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    from tests.pgcluster import PgCluster
+
+    pg = PgCluster()  # its own server: this test takes it down
+    try:
+        db = pg.new_database()
+        home = tmp_path / "revhost"
+        home.mkdir()
+        (home / "config.yaml").write_text(f'queue:\n  postgres: "{pg.dsn("xguard_rev_out", db)}"\n')
+        subprocess.run(
+            [*XG, "db", "init", "--dsn", pg.dsn(db=db), "--reviewer", "xguard_rev_out"],
+            env=_clean_env(XGUARD_HOME=str(home)),
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        proc, url = _web_on(home)
+        try:
+            browser.delete_all_cookies()
+            browser.get(url)
+            wait = WebDriverWait(browser, 30)
+            wait.until(ec.text_to_be_present_in_element((By.ID, "count"), "0 pending"))
+            pg.stop_server()
+            wait.until(ec.text_to_be_present_in_element((By.ID, "qerr"), "unreachable"))
+            assert "retrying" in browser.find_element(By.ID, "qerr").text
+            pg.start_server()
+            wait.until(ec.invisibility_of_element_located((By.ID, "qerr")))
+        finally:
+            _stop(proc)
+    finally:
+        pg.stop()
+
+
+def test_behind_a_trusted_reverse_proxy(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    agent_env = _clean_env(XGUARD_HOME=str(home), XGUARD_WAIT="30")
+    agent = subprocess.Popen(
+        [*XG, "-c", "touch proxied"],
+        env=agent_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proxy = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Host": "xg.example.com",
+        "X-Forwarded-Proto": "https",
+    }
+    try:
+        for trusted in (False, True):
+            proc, url = _web_on(home, *(["--trust-proxy", "127.0.0.1"] if trusted else []))
+            base = url.split("/?")[0]
+            try:
+                # What the proxy passes on: the browser's Origin is the public one.
+                login = urllib.request.Request(url, headers=proxy)  # noqa: S310
+                opener = urllib.request.build_opener(_NoRedirect)
+                try:
+                    opener.open(login, timeout=10)
+                except urllib.error.HTTPError as e:
+                    assert e.code == 303
+                    cookie = e.headers["Set-Cookie"]
+                assert ("Secure" in cookie) is trusted  # https as the proxy says, if believed
+                jar = cookie.split(";")[0]
+                mine = urllib.request.Request(base + "/", headers={"Cookie": jar, **proxy})  # noqa: S310
+                page = opener.open(mine, timeout=10).read()
+                csrf = page.split(b'name="csrf" value="')[1].split(b'"')[0].decode()
+                rid = page.split(b'name="id" value="')[1].split(b'"')[0].decode()
+                status = _status(
+                    base + "/decide",
+                    data=f"id={rid}&action=approve&csrf={csrf}".encode(),
+                    headers={
+                        "Cookie": jar,
+                        "Origin": "https://xg.example.com",
+                        "Content-Type": "application/x-www-form-urlencoded",
+                        **proxy,
+                    },
+                )
+                # Untrusted, the forwarded host is ignored, so the Origin is foreign.
+                assert status == (200 if trusted else 403)  # 200: the redirect, followed
+            finally:
+                _stop(proc)
+        _out, err = agent.communicate(timeout=20)
+        assert agent.returncode == 0, err
+    finally:
+        agent.kill()
+    audit = [json.loads(x) for x in (home / "audit" / "audit.jsonl").read_text().splitlines()]
+    approved = next(r for r in audit if r["event"] == "approved")
+    assert approved["origin"] == {"via": "web", "addr": "127.0.0.1", "forwarded_for": "203.0.113.7"}
+    refused = [r for r in audit if r["event"] == "web_refused"]
+    assert refused[-1]["note"] == "foreign or missing Origin (https://xg.example.com)"
+    assert "forwarded_for" not in refused[-1]["origin"]  # not believed from an untrusted peer
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None

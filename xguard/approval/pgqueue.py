@@ -106,25 +106,44 @@ class PgTicket:
 
 
 class PgListener:
-    """A connection that LISTENs; select() on it, then drain()."""
+    """A connection that LISTENs; select() on it, then drain().
+
+    When that connection breaks, the listener turns into a pipe nobody
+    writes to: select() then never wakes for it and its owner polls every
+    POLL seconds, instead of spinning on a dead socket that is always readable.
+    """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
+        self.conn: psycopg.Connection[Any] | None = conn
+        self._quiet: tuple[int, int] | None = None
 
     def fileno(self) -> int:
         """For select()."""
-        return self.conn.fileno()
+        if self.conn is not None:
+            return self.conn.fileno()
+        assert self._quiet is not None
+        return self._quiet[0]
 
     def drain(self) -> list[dict[str, Any]]:
         """Read every queued notification (hints only: the tables are the truth)."""
+        if self.conn is None:
+            return []
         try:
             return [{"channel": n.channel} for n in self.conn.notifies(timeout=0)]
         except psycopg.Error:
-            return []  # the caller polls the queue, which reports the outage
+            self.conn.close()
+            self.conn = None
+            self._quiet = os.pipe()
+            return []
 
     def close(self) -> None:
         """Stop listening."""
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
+        if self._quiet is not None:
+            for fd in self._quiet:
+                os.close(fd)
+            self._quiet = None
 
 
 class PgQueue:
@@ -151,6 +170,10 @@ class PgQueue:
             ) from e
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.conn.broken or self.conn.closed:
+            # The server went away and may be back: a reviewer's page retries
+            # through here. (A waiter's advisory lock went with the old session.)
+            self.conn = self._connect()
         try:
             cur = self.conn.execute(sql, params)
             return cur.fetchall() if cur.description is not None else []
