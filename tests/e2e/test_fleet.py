@@ -334,6 +334,8 @@ def test_unreachable_database_fails_closed_and_names_the_server(
     assert not (fleet.a.work / "never").exists()
     # Allowed commands still run: the audit copy is best effort, made in the background.
     assert fleet.a.xg("-c", "true").returncode == 0
+    doc = fleet.a.xg("doctor")
+    assert doc.returncode != 0 and f"postgres at 127.0.0.1:{dead}/x, UNREACHABLE" in doc.stdout
     _config(fleet.rev.home, f"host=127.0.0.1 port={dead} dbname=x user={REVIEWER_ROLE}")
     p = fleet.rev.xg("pending")
     assert p.returncode == 70 and f"127.0.0.1:{dead}" in p.stderr
