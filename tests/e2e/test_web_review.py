@@ -255,9 +255,10 @@ def test_forged_cross_site_post_is_refused(browser: webdriver.Chrome, site: Site
     try:
         _login(browser, site)
         rid = _article(browser).get_attribute("id")[2:]
-        cookie = browser.get_cookie("xguard_session")
+        port = site.base.rsplit(":", 1)[1]
+        cookie = browser.get_cookie(f"xguard_session_{port}")
         assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-        jar = f"xguard_session={cookie['value']}"
+        jar = f"{cookie['name']}={cookie['value']}"
         form = f"id={rid}&action=approve".encode()
         ctype = "application/x-www-form-urlencoded"
         # With the cookie but without the CSRF token: refused.

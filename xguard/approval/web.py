@@ -339,8 +339,10 @@ JS = """
 class WebReview:
     """The application: one-time token, sessions, CSRF and origin checks, routes."""
 
-    def __init__(self, gate: Any, trusted_proxies: list[str]) -> None:
+    def __init__(self, gate: Any, trusted_proxies: list[str], port: int) -> None:
         self.gate = gate
+        # Cookies ignore ports: two pages on one host must not log each other out.
+        self.cookie = f"{COOKIE}_{port}"
         self.board = Board(gate)
         self.token: str | None = secrets.token_urlsafe(32)
         self.sessions: dict[str, Session] = {}
@@ -376,7 +378,7 @@ class WebReview:
 
     def session(self, request: Request) -> tuple[str, Session] | None:
         """The caller's live session, or None."""
-        sid = request.cookies.get(COOKIE, "")
+        sid = request.cookies.get(self.cookie, "")
         s = self.sessions.get(sid) if sid else None
         if s is None or time.time() - s.created > SESSION_TTL:
             return None
@@ -435,7 +437,7 @@ class WebReview:
         resp = RedirectResponse("/", status_code=303, headers=_SECURITY_HEADERS)
         secure = self.own_origin(request).startswith("https:")
         resp.set_cookie(
-            COOKIE,
+            self.cookie,
             sid,
             max_age=SESSION_TTL,
             path="/",
@@ -566,7 +568,7 @@ def serve(gate: Any, listen: str, trusted_proxies: list[str]) -> int:
         raise UsageError(f"--listen {listen}: {e.strerror}") from e
     sock.listen(64)
     port = sock.getsockname()[1]
-    web = WebReview(gate, trusted_proxies)
+    web = WebReview(gate, trusted_proxies, port)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     if not is_loopback(host):
         sys.stderr.write(
