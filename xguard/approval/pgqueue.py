@@ -305,6 +305,10 @@ class PgQueue:
         )
         return self._verdict(rows[0]) if rows else None
 
+    def read_verdict(self, rid: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(decision or None, problem): the table's constraints leave no torn decision."""
+        return self.verdict(rid), None
+
     def pending(self) -> list[dict[str, Any]]:
         """Pending requests (of every host this role may see), oldest first."""
         rows = self._rows(

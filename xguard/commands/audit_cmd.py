@@ -325,7 +325,7 @@ def verify_cmd(
         return _verify_against_syslog(syslog_file, as_json)
     if against_db:
         return _verify_against_db(db_host, as_json)
-    result = verify(get_paths().audit_file, anchor)
+    result = verify(get_paths().audit_file, anchor, keep=_configured_keep())
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -361,7 +361,9 @@ def _verify_against_db(host: str | None, as_json: bool) -> int:
     if not copied:
         click.echo(f"xguard: the database holds no audit records of host {host}", err=True)
         return 1
-    result, mismatches = cross_check(gate.paths.audit_file, copied, copy="database")
+    result, mismatches = cross_check(
+        gate.paths.audit_file, copied, keep=_configured_keep(), copy="database"
+    )
     ok = result.ok and not mismatches
     status = None
     with contextlib.suppress(OSError, ValueError):
@@ -398,7 +400,7 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
     if not forwarded:
         click.echo(f"xguard: no forwarded audit records in {syslog_file}", err=True)
         return 1
-    result, mismatches = cross_check(get_paths().audit_file, forwarded)
+    result, mismatches = cross_check(get_paths().audit_file, forwarded, keep=_configured_keep())
     ok = result.ok and not mismatches
     if as_json:
         click.echo(
@@ -451,6 +453,18 @@ def report_cmd(since: str, as_json: bool) -> int:
         click.echo(format_report(rep, since), nl=False)
     bad.warn()
     return 0
+
+
+def _configured_keep() -> int | None:
+    """audit.keep from the config (10 when unset), or None when the config
+    cannot be read: verify then cannot tell dropped files from removed ones."""
+    from xguard.policy.rules import load_ruleset_for_report
+
+    ruleset = load_ruleset_for_report()
+    if ruleset is None:
+        return None
+    keep = (ruleset.setting("audit", {}) or {}).get("keep", 10)
+    return keep if isinstance(keep, int) else None
 
 
 def _rule_ids() -> list[str] | None:
