@@ -216,7 +216,8 @@ def _harmless(words: list[str]) -> bool:
     return False
 
 
-_REDIRS = frozenset({"2>/dev/null", ">/dev/null", "2>&1", "&>/dev/null", ">&/dev/null"})
+# The redirections a preparation statement may carry: output to /dev/null only.
+_REDIRS = ("2>/dev/null", ">/dev/null", "2>&1", "&>/dev/null", ">&/dev/null")
 
 
 class _Tok:
@@ -242,7 +243,7 @@ def _tokens(s: str) -> list[_Tok] | None:
                 i += len(op)
                 break
         else:
-            for r in ("2>/dev/null", ">/dev/null", "2>&1", "&>/dev/null", ">&/dev/null"):
+            for r in _REDIRS:
                 if s.startswith(r, i):
                     out.append(_Tok("redir", r, i, i + len(r)))
                     i += len(r)
