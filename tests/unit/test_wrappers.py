@@ -94,6 +94,7 @@ UNKNOWN = [
     ("shopt -s extglob && set -o noglob", "set -o noglob"),  # set is not in the table
     ("source /tmp/evil.sh", "source /tmp/evil.sh"),  # not a snapshot
     ("unset -- PATH", "unset -- PATH"),  # a variable, not a function
+    (f"source {SNAP} || rm -f x", f"source {SNAP} || rm -f x"),  # more than the snapshot
     ("rm -rf ~/x", "rm -rf ~/x"),  # not even static: the whole text is gated
 ]
 

@@ -420,14 +420,7 @@ def _claude(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
     if segments is None:
         return None
     for n, (raw, toks) in enumerate(segments):
-        words = [t.value for t in toks if t.kind == "word"]
-        if (
-            n == 0
-            and words[:1] in (["source"], ["."])
-            and len(words) >= 2
-            and _snapshot_path(words[1])
-            and all(t.kind != "op" or t.value == "||" for t in toks)
-        ):
+        if n == 0 and _snapshot_source(toks):
             dropped.append(raw)  # the snapshot: never sourced
         elif _statement_harmless(toks):
             dropped.append(raw)
@@ -443,6 +436,21 @@ def _claude(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
         dropped,
         extra,
         meta={"cwd_file": cwd_file, "stdin_null": stdin_null},
+    )
+
+
+def _snapshot_source(toks: list[_Tok]) -> bool:
+    """`source <snapshot> [2>/dev/null] [|| true]`, and nothing else."""
+    kinds = [(t.kind, t.value) for t in toks]
+    if kinds[-2:] == [("op", "||"), ("word", "true")]:
+        kinds = kinds[:-2]
+    while kinds and kinds[-1][0] == "redir":
+        kinds = kinds[:-1]
+    return (
+        len(kinds) == 2
+        and kinds[0] in (("word", "source"), ("word", "."))
+        and kinds[1][0] == "word"
+        and _snapshot_path(kinds[1][1])
     )
 
 
