@@ -385,6 +385,17 @@ KEY_HELP: dict[str, str] = {
     "limits.loop.same_command": "How many runs of one command within window count as a loop.",
     "limits.loop.window": "The window loops are counted in.",
     "limits.loop.trip_at": "How many loops trip the limit.",
+    "limits.max_rows": "A statement whose impact preview counts more rows needs approval, even where a "
+    "rule allows it; psql holds the cap at run time too.",
+    "limits.max_rows_hard": "A statement whose impact preview counts more rows is denied, whoever is "
+    "watching.",
+    "impact": "The impact preview: rows a DELETE, UPDATE, TRUNCATE, DROP TABLE or INSERT ... SELECT "
+    "would touch, counted read-only with the command's own client before anyone is asked.",
+    "impact.timeout": "Statement timeout of the count; past it, the planner's estimate. Default: 2s.",
+    "impact.lock_timeout": "Lock timeout of the count. Default: 1s.",
+    "impact.connect_timeout": "Connect timeout of the preview's client. Default: 3s.",
+    "impact.pure": "Functions known not to write, added to the built-in list; a statement calling any "
+    "other function gets no preview.",
     "sessions": "Agent sessions.",
     "sessions.required": "Refuse commands that name no session.",
     "sessions.max_ttl": "The longest a session may live.",
@@ -425,11 +436,15 @@ RULE_KEY_HELP = {
     "caps": "Upper bounds on the command's numeric options (OPTION: number); above the lower of caps and "
     "growth times baseline, the command needs approval.",
     "caps.NAME": "The bound for one option.",
-    "baseline": "Usual values of numeric options (OPTION: number); above growth times baseline needs approval.",
-    "baseline.NAME": "The usual value of one option.",
+    "baseline": "Usual values of numeric options (OPTION: number, or live: what the cluster runs now, "
+    "read with kubectl get); above growth times baseline needs approval. baseline: live means "
+    "{--replicas: live}.",
     "growth": "The factor applied to baseline. Default: 2.",
     "read": "Whether the matched command only reads, for the loop breaker (limits.loop).",
     "name": "A name for the rule in reports and the audit log.",
+    "limits": "Row caps for the statements this rule matches (the lowest cap in effect counts).",
+    "limits.max_rows": "Above this many rows (impact preview) the statement needs approval.",
+    "limits.max_rows_hard": "Above this many rows (impact preview) the statement is denied.",
 }
 
 
@@ -451,6 +466,7 @@ def _kind(s: Any) -> str:
         "duration": "duration (30s, 15m, 2h, 1d)",
         "regex": "regular expression",
         "any": "any",
+        "baseline": "live | mapping of OPTION: number | live",
     }.get(str(s), str(s))
 
 
