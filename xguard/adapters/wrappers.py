@@ -512,8 +512,13 @@ def _gemini(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
         return None
     # The pid file is written by a literal path: a variable the command could
     # reassign would let it choose where the trap writes.
+    # The command runs under `eval` of its exact quoted text, as in Claude
+    # Code's wrapper: nothing it holds can close the subshell early, and a
+    # front end that replaces the decided text (row caps) finds it quoted once.
     trap = sq(f"jobs -p > {sq(w[0])}")
-    return Unwrapped("gemini", command, f"(\n  trap {trap} EXIT\n{command}\n)", dropped, [])
+    return Unwrapped(
+        "gemini", command, f"(\n  trap {trap} EXIT\n  eval {sq(command)}\n)", dropped, []
+    )
 
 
 # ---------------------------------------------------------------------------
