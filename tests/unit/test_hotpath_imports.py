@@ -23,6 +23,10 @@ FORBIDDEN = [
     "_hashlib",
     "subprocess",
     "threading",
+    # issue 15: the database driver and the web stack, never on the hot path
+    "psycopg",
+    "starlette",
+    "uvicorn",
 ]
 
 PROBE = r"""
@@ -103,6 +107,25 @@ def test_hook_imports_nothing_heavy(xguard_home: Path) -> None:
     assert _probe(["hook", "claude-code"], xguard_home, stdin=hook) == []
 
 
+@pytest.mark.parametrize(
+    ("runtime", "event", "tool"),
+    [("codex", "PreToolUse", "Bash"), ("gemini", "BeforeTool", "run_shell_command")],
+)
+def test_other_hooks_import_nothing_heavy(
+    runtime: str, event: str, tool: str, xguard_home: Path
+) -> None:
+    hook = json.dumps(
+        {
+            "session_id": "s1",
+            "cwd": "/srv",  # the runtime's cwd in the hook input; it need not exist
+            "hook_event_name": event,
+            "tool_name": tool,
+            "tool_input": {"command": "ls"},
+        }
+    )
+    assert _probe(["hook", runtime], xguard_home, stdin=hook) == []
+
+
 # An allowed plain command under the built-in rules pays for none of these
 # either (each costs milliseconds): the launcher, the rules cache (marshal),
 # the audit writer (its own JSON) and the literal prefilters keep them out.
@@ -126,3 +149,13 @@ LEAN = [
 )
 def test_allowed_plain_command_is_lean(args: list[str], xguard_home: Path) -> None:
     assert _probe(args, xguard_home, forbidden=LEAN) == []
+
+
+def test_shared_queue_keeps_the_driver_off_an_allowed_command(xguard_home: Path) -> None:
+    # With a postgres queue configured, an allowed command's audit copy is made by
+    # a detached process (xguard/audit/dbsync.py): the command itself loads nothing.
+    xguard_home.mkdir(parents=True, exist_ok=True)
+    (xguard_home / "config.yaml").write_text(
+        'queue:\n  postgres: "host=127.0.0.1 port=9 dbname=x connect_timeout=1"\n'
+    )
+    assert _probe(["-c", "true"], xguard_home) == []
