@@ -276,7 +276,8 @@ def _text_hits(u: Unit, ruleset: Ruleset) -> list[Rule]:
             and (r.action != ALLOW or u.alt_trusted)
             and r.matches_text(u.alt_text, sql, alt_low)
         ):
-            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
+            # /usr/bin/printenv still matches a deny for printenv;
+            # /tmp/x/ls never matches an allow for ls.
             hits.append(r)
     if len(hits) > 1:
         hits.sort(key=_pos)
