@@ -75,6 +75,9 @@ class Context:
     # the agent can write); None when the name is not a program on PATH.
     # Built by the gate (policy/resolve.py: path_resolver); None: not checked.
     which: Callable[[str], tuple[str, bool] | None] | None = None
+    # Answers worked out from the file system that the caller lets decide()
+    # reuse (check --batch, for a few seconds); None: look every time.
+    memo: dict[tuple[object, ...], object] | None = None
 
 
 class UnitDecision:
@@ -188,6 +191,16 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
     """Absolute, normalised paths a path unit may name (SPEC §3 `path`): from
     the cwd, and from each folder an earlier `cd` in the command may have
     moved to."""
+    if ctx.memo is not None:
+        key = ("abs", u.path, u.bases, ctx.cwd, ctx.home)
+        known = ctx.memo.get(key)
+        if not isinstance(known, tuple):
+            known = ctx.memo[key] = tuple(_resolve_path(u, ctx))
+        return list(known)
+    return _resolve_path(u, ctx)
+
+
+def _resolve_path(u: Unit, ctx: Context) -> list[str]:
     out = [_absolute(u.path, ctx.cwd, ctx.home)]
     base = ctx.cwd
     for b in u.bases:
@@ -430,7 +443,9 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         if real != p and real not in paths:
             paths.append(real)
     access = u.access
-    inside = _secrets_inside(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    inside = (
+        _secrets_inside_memo(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    )
     if inside is not None:
         r, found = inside
         # Reading a folder's tree reads what is in it. A person decides: the
@@ -488,6 +503,21 @@ WALK_LIMIT = 3000  # entries a recursive-search check looks at before it gives u
 WALK_DEPTH = 4
 
 
+def _secrets_inside_memo(
+    paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
+) -> tuple[Rule, str] | None:
+    """_secrets_inside, remembered in ctx.memo when the caller gives one: the
+    walk reads up to WALK_LIMIT entries and matches each against the rules."""
+    if ctx.memo is None:
+        return _secrets_inside(paths, ruleset, ctx, hidden)
+    key = ("inside", tuple(paths), hidden, ctx.home, id(ruleset))
+    if key in ctx.memo:
+        known = ctx.memo[key]
+        return known if isinstance(known, tuple) else None
+    found = ctx.memo[key] = _secrets_inside(paths, ruleset, ctx, hidden)
+    return found
+
+
 def _secrets_inside(
     paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
 ) -> tuple[Rule, str] | None:
@@ -528,7 +558,8 @@ def _secrets_inside(
                     probe.append(ctx.realpath(child))
                 except (OSError, ValueError):
                     pass
-            hits = _match_path_rules(probe, "read", ruleset, ctx.home)
+            # Not _match_path_rules: thousands of one-off probes would flush its memo.
+            hits = _scan_path_rules(probe, "read", ruleset, ctx.home)
             hits = [r for r in hits if r.action != ALLOW]
             if hits:
                 r = _strictest(hits)
