@@ -142,6 +142,12 @@ def main() -> int:
         if p.exists():
             corpus += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     if corpus:
+        # Decided from a small project folder, as an agent's commands are (a
+        # recursive search looks inside its cwd, so the cwd matters).
+        project = home / "project"
+        for rel in ("README.md", "Makefile", "src/app.py", "src/util.py", "tests/test_app.py"):
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            (project / rel).write_text("x\n")
         reps = max(1, 20000 // len(corpus))
         for label, lines in (("repeated", corpus * reps), ("each once", corpus)):
             batch = home / f"batch-{reps if label == 'repeated' else 1}.jsonl"
@@ -151,6 +157,7 @@ def main() -> int:
                 subprocess.run(
                     [exe, "check", "--batch", str(batch)],
                     env=e,
+                    cwd=project,
                     stdout=subprocess.DEVNULL,
                     check=True,
                 )
