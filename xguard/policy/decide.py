@@ -121,14 +121,38 @@ class UnitDecision:
         }
 
 
-@dataclass
 class Decision:
-    decision: str
-    units: list[UnitDecision]
-    reasons: list[str]
-    notify: list[str]
-    rules: list[str]
-    max_runtime: float | None = None
+    """The decision for a whole command. A plain slotted class, like
+    UnitDecision: check --batch makes one per line."""
+
+    __slots__ = ("decision", "max_runtime", "notify", "reasons", "rules", "units")
+
+    def __init__(
+        self,
+        decision: str,
+        units: list[UnitDecision],
+        reasons: list[str],
+        notify: list[str],
+        rules: list[str],
+        max_runtime: float | None = None,
+    ) -> None:
+        self.decision = decision
+        self.units = units
+        self.reasons = reasons
+        self.notify = notify
+        self.rules = rules
+        self.max_runtime = max_runtime
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision({self.decision!r}, units={self.units!r}, reasons={self.reasons!r}, "
+            f"notify={self.notify!r}, rules={self.rules!r}, max_runtime={self.max_runtime!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def to_json(self) -> dict[str, object]:
         return {
