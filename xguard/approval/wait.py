@@ -289,6 +289,9 @@ class _Waiter:
             "reasons": list(self.decision.reasons),
             "rules": rec.get("rules"),
             "notify": list(self.decision.notify),
+            # issue 13: what the statement would touch, and the text that runs when
+            # a row cap wraps it
+            **{k: rec[k] for k in ("impact", "exec", "row_cap") if k in rec},
             "bell": any((targets.get(n) or {}).get("bell") for n in self.decision.notify),
         }
 

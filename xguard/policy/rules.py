@@ -76,9 +76,12 @@ _RULE_SCHEMA: dict[str, Any] = {
     "dynamic": ("allow", "require_approval"),
     "max_runtime": _DURATION,
     "caps": {"*": "number"},
-    "baseline": {"*": "number"},  # issue 5: above growth x baseline needs approval
+    # issue 5: above growth x baseline needs approval; issue 13: `live` reads the
+    # current value from the cluster (`baseline: live` is `{--replicas: live}`)
+    "baseline": "baseline",
     "growth": "number",
     "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
+    "limits": {"max_rows": "int", "max_rows_hard": "int"},  # issue 13: row caps
     "name": "str",
 }
 _TEST_SCHEMA = {"command": "str", "expect": ACTIONS, "cwd": "str", "argv": "strlist"}
@@ -94,6 +97,8 @@ _LIMITS = {
     "kill_grace": _DURATION,
     "rate": {"commands_per_minute": "int", "approvals_per_hour": "int"},
     "loop": {"same_rule": "int", "same_command": "int", "window": _DURATION, "trip_at": "int"},
+    "max_rows": "int",  # issue 13: a statement's preview above it needs approval
+    "max_rows_hard": "int",  # and above this it is denied
 }
 _ENV = {"keep": "strlist", "set": {"*": "str"}, "assign_ok": "strlist"}
 _SETTINGS: dict[str, Any] = {
@@ -108,7 +113,12 @@ _SETTINGS: dict[str, Any] = {
     },
     "limits": _LIMITS,
     "sessions": {"required": "bool", "max_ttl": _DURATION, "default_ttl": _DURATION},
-    "hook": {"claude_code": {"require_approval": ("ask", "wait", "deny")}},
+    "hook": {
+        "claude_code": {"require_approval": ("ask", "wait", "deny")},
+        # never ask: Codex treats "ask" as unsupported and runs the command
+        "codex": {"require_approval": ("wait", "deny")},
+        "gemini": {"require_approval": ("ask", "wait", "deny")},
+    },
     "reviewers": "strlist",
     "agents": "strlist",
     # issue 11: folders whose programs count as the system's own, though the
@@ -116,6 +126,13 @@ _SETTINGS: dict[str, Any] = {
     "trust_path": "strlist",
     "strict": "bool",
     "socket": "str",
+    # issue 13: the impact preview (xguard/gate/impact.py)
+    "impact": {
+        "timeout": _DURATION,
+        "lock_timeout": _DURATION,
+        "connect_timeout": _DURATION,
+        "pure": "strlist",
+    },
 }
 _PROFILE = {
     "rules": "str",
@@ -218,6 +235,18 @@ class _Checker:
             if parse_duration(value) is None:
                 raise self.fail(node, f"{where}: expected a duration like 30s, 15m, 2h")
             return value
+        if schema == "baseline":
+            if isinstance(node, yaml.ScalarNode) and value == "live":
+                return {"--replicas": "live"}
+            if not isinstance(node, yaml.MappingNode):
+                raise self.fail(node, f"{where}: expected `live` or a mapping of option: number")
+            out = {}
+            for k, v in node.value:
+                val = _plain(v)
+                if val != "live":
+                    val = self.check(v, "number", f"{where}.{k.value}")
+                out[str(k.value)] = val
+            return out
         if schema == "regex":
             import re
 
@@ -532,6 +561,8 @@ def _caps(r: dict[str, Any]) -> dict[str, list[Any]] | None:
     caps: dict[str, list[Any]] = {k: [float(v), f"{v:g}"] for k, v in (r.get("caps") or {}).items()}
     g = r.get("growth", 2)
     for k, b in (r.get("baseline") or {}).items():
+        if b == "live":
+            continue  # known only from the cluster, at request time (gate/impact.py)
         if k not in caps or b * g < caps[k][0]:
             caps[k] = [float(b * g), f"{b * g:g} ({g:g} x {b:g})"]
     return caps or None
@@ -548,6 +579,10 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "max_runtime": parse_duration(r["max_runtime"]) if "max_runtime" in r else None,
         "caps": _caps(r),
         "read": r.get("read"),
+        "max_rows": (r.get("limits") or {}).get("max_rows"),
+        "max_rows_hard": (r.get("limits") or {}).get("max_rows_hard"),
+        "live": {k: r.get("growth", 2) for k, b in (r.get("baseline") or {}).items() if b == "live"}
+        or None,
         "first": None,
         "literal": None,
     }
@@ -633,6 +668,9 @@ class Rule:
         "first",
         "id",
         "literal",
+        "live",
+        "max_rows",
+        "max_rows_hard",
         "max_runtime",
         "need",
         "need1",
@@ -661,6 +699,11 @@ class Rule:
         self.max_runtime = d.get("max_runtime")
         self.caps = d.get("caps")
         self.read: bool | None = d.get("read")
+        self.max_rows: int | None = d.get("max_rows")
+        self.max_rows_hard: int | None = d.get("max_rows_hard")
+        # {option: growth} for `baseline: live` (issue 13): the cap is growth x
+        # the value the cluster reports now.
+        self.live: dict[str, float] | None = d.get("live")
         self.first = d.get("first")
         self.literal = d.get("literal")
         self.access = d.get("access", "any")

@@ -76,6 +76,9 @@ _UNIT_FIELDS = (
     "bases",
     "recursive",
     "names_only",
+    "client",
+    "client_env",
+    "client_via",
 )
 
 
@@ -95,7 +98,11 @@ class Unit:
       recursive (a folder whose whole tree the command reads, `grep -r`:
       "all"; "visible" when hidden files are skipped, as rg and git do),
       names_only (the command shows a folder's names, not its files: `ls`).
-    For sql units: meta (a client command such as psql's backslash commands).
+    For sql units: meta (a client command such as psql's backslash commands);
+      client (the client's argv words), client_env (NAME=VALUE assignments
+      before it; "" for one known only at run time), client_via (the wrappers
+      it runs inside): the impact preview (xguard/gate/impact.py) connects as
+      the command would.
     For assign units: names.
 
     A plain class with class-level defaults (not a record type): the batch
@@ -118,6 +125,9 @@ class Unit:
     bases: tuple[str, ...] = ()
     recursive = ""
     names_only = False
+    client: tuple[str, ...] = ()
+    client_env: tuple[str, ...] = ()
+    client_via: tuple[str, ...] = ()
 
     def __init__(self, kind: str, text: str, **kw: object) -> None:
         self.kind = kind
@@ -272,6 +282,7 @@ class _Job:
     dynamic: bool = False  # argv gets run-time arguments (xargs, find {})
     stdin_text: bytes | None = None
     listed: bool = False  # those arguments are the repository's file names
+    via: tuple[str, ...] = ()  # the wrappers (sudo, env, ssh …) this argv runs inside
 
 
 class _Walker:
@@ -311,7 +322,13 @@ class _Walker:
                 continue
             if job.words is not None:
                 self.simple_command(
-                    job.words, [], job.depth, job.dynamic, job.stdin_text, job.listed
+                    job.words,
+                    [],
+                    job.depth,
+                    job.dynamic,
+                    job.stdin_text,
+                    listed=job.listed,
+                    via=job.via,
                 )
             elif job.text is not None:
                 self.parse_text(job.text, job.depth)
@@ -549,9 +566,14 @@ class _Walker:
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
-    def command_node(
-        self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list
-    ) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def command_node(  # type: ignore[no-untyped-def]
+        self,
+        node,
+        src: bytes,
+        depth: int,
+        stdin_text: bytes | None,
+        stack: list,  # type: ignore[type-arg]
+    ) -> None:
         self.evaluating = False
         assigns = []
         pieces: list = []  # type: ignore[type-arg]
@@ -585,7 +607,10 @@ class _Walker:
         if assigns:
             self.assign_unit(assigns, src, stack, standalone=not words)
         if words:
-            self.simple_command(words, [], depth, False, stdin_text)
+            # The assignments' text travels with SQL units: the impact preview
+            # connects with the environment the client gets (PGHOST=… psql).
+            env = [_assign_text(a, src) for a in assigns]
+            self.simple_command(words, env, depth, False, stdin_text)
 
     def word_group(self, nodes: list, src: bytes, stack: list) -> Word:  # type: ignore[type-arg]
         """One shell word made of adjacent tree-sitter nodes."""
@@ -779,12 +804,14 @@ class _Walker:
     def simple_command(
         self,
         words: list[Word],
-        _assigns: list,
+        assigns: list[str],
         depth: int,
         inherited_dynamic: bool,
         stdin_text: bytes | None,
+        *,
         listed: bool = False,
-    ) -> None:  # type: ignore[type-arg]
+        via: tuple[str, ...] = (),
+    ) -> None:
         """One simple command. `listed`: its run-time arguments are file names
         the repository lists (`xargs` fed by `git ls-files`)."""
         name = words[0]
@@ -899,7 +926,7 @@ class _Walker:
 
         # SQL given to a database client.
         if base in DB_CLIENTS:
-            self.sql(base, words, u, stdin_text)
+            self.sql(base, words, u, stdin_text, assigns=assigns, via=via)
 
         if inner is None:
             return
@@ -915,6 +942,7 @@ class _Walker:
                     dynamic=inherited_dynamic or inner.dynamic,
                     stdin_text=stdin_text,
                     listed=base == "xargs" and self.fed_by_listing,
+                    via=(*via, base),
                 )
             )
         for s in inner.shell:
@@ -946,7 +974,16 @@ class _Walker:
             u.require("read sets a variable whose name is not a plain identifier")
         self.units.append(Unit("assign", " ".join(names), names=tuple(names)))
 
-    def sql(self, base: str, words: list[Word], u: Unit, stdin_text: bytes | None) -> None:
+    def sql(
+        self,
+        base: str,
+        words: list[Word],
+        u: Unit,
+        stdin_text: bytes | None,
+        *,
+        assigns: list[str],
+        via: tuple[str, ...],
+    ) -> None:
         if not all(w.literal or w.glob for w in words):
             u.require("SQL known only at run time")
             return
@@ -956,13 +993,26 @@ class _Walker:
         res = client_sql([base, *(w.value for w in words[1:])], stdin=stdin)
         if res is None:
             return
+        client = tuple(w.value for w in words)
+        env = tuple(assigns)
+        bases = tuple(self.cd_bases) + (("\x00",) if self.cd_dynamic else ())
         for why in res.issues:
             u.require(why)
         for s in res.units:
             # Client commands (psql's \dt, \d users …) are decided by the rules
             # like any SQL unit; the dangerous ones (\!, \o, \copy, \i …)
             # already raised an issue on the client's own unit above.
-            self.units.append(Unit("sql", s.text, meta=s.meta))
+            self.units.append(
+                Unit(
+                    "sql",
+                    s.text,
+                    meta=s.meta,
+                    client=client,
+                    client_env=env,
+                    client_via=via,
+                    bases=bases,
+                )
+            )
         for p in res.write_paths:
             self.path_unit(lit(p), "write", must_exist=False)
         for p in res.read_paths:
@@ -1175,6 +1225,13 @@ def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
         # other `:` starts an arithmetic offset.
         return op[:1] == b":" and op[1:2] not in (b"-", b"=", b"?", b"+")
     return False
+
+
+def _assign_text(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
+    """NAME=VALUE after quote removal; "" when the value is known only at run time."""
+    w = dequote(src[node.start_byte : node.end_byte])
+    v = w.value
+    return "" if w.dynamic or w.missed or "$" in v or "`" in v else v
 
 
 def _literal_subscripts(text: bytes) -> bool:

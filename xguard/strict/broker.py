@@ -189,6 +189,10 @@ class _AgentView:
     """The broker's Gate as the agent's request sees it: the agent's cwd, home,
     user and pid, for code written against the Gate (the pipeline, limits, sessions)."""
 
+    # The broker runs as another user with another environment: an impact
+    # preview from here would not connect as the agent's command does (issue 13).
+    impact_preview = False
+
     def __init__(self, broker: Broker, gate: Gate, peer: Peer, req: dict[str, Any]) -> None:
         self.broker, self.gate, self.peer, self.req = broker, gate, peer, req
         self.paths = gate.paths
