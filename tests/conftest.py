@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+
+from tests.pgcluster import PgCluster
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.exists():  # CI lays shared/ beside the clone
@@ -58,3 +61,13 @@ def shared() -> Path:
     if not SHARED.exists():
         pytest.skip("shared/ (corpus and fixtures) is not beside this checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgCluster]:
+    """A real PostgreSQL server for the shared queue (issue 15), once per session."""
+    cluster = PgCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

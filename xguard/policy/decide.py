@@ -15,6 +15,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # collections.abc imports collections: ~2 ms on the hot path
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 import os
 from xguard._record import dataclass, field
@@ -34,6 +35,15 @@ SELF_SUBVERBS = {
 PYTHONS = ("python", "python3")
 
 
+def real_path(path: str) -> str:
+    """os.path.realpath that takes any word: a NUL (which the parser has
+    already floored) makes it the path as written, not an exception."""
+    try:
+        return os.path.realpath(path)
+    except ValueError:
+        return path
+
+
 def real_listdir(path: str) -> list[str] | None:
     """Entries of a real folder (a folder's name ends with '/', a symlink's
     with '@'), None if it is not one."""
@@ -47,7 +57,7 @@ def real_listdir(path: str) -> list[str] | None:
                 else e.name
                 for e in it
             ]
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (bash cannot pass one)
         return None
 
 
@@ -62,7 +72,7 @@ class Context:
     )  # xguard's config/spool/audit folders and files
     exists: Callable[[str], bool] = os.path.exists
     # Where a path really leads: `notes -> ~/.ssh/id_rsa` is the key, for rules and self-protection.
-    realpath: Callable[[str], str] = os.path.realpath
+    realpath: Callable[[str], str] = real_path
     expand_glob: Callable[[str, str], list[str] | None] | None = (
         None  # (pattern, cwd) -> matches, None if too many
     )
@@ -542,6 +552,33 @@ def _secrets_inside_memo(
     return found
 
 
+_STRICT_READ: dict[str, tuple[Ruleset, Any, Any]] = {}
+
+
+def _strict_read_regexes(ruleset: Ruleset, home: str) -> tuple[Any, Any]:
+    """(every path rule that does not allow reading, as one regex; the names
+    those rules' globs are made of, as one regex). A walk tests thousands of
+    entries: a name that is no part of any such rule (`src`, `main.py`)
+    costs one short match, and only the rest are held against whole rules."""
+    cached = _STRICT_READ.get(home)
+    if cached is not None and cached[0] is ruleset:
+        return cached[1], cached[2]
+    import fnmatch
+    import re
+
+    strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
+    full = re.compile("|".join(f"(?:{r.regex(home).pattern})" for r in strict)) if strict else None
+    parts: set[str] = set()
+    for r in strict:
+        src = home + r.src[1:] if r.src.startswith("~") else r.src
+        parts.update(c for c in src.split("/") if c not in ("", "*", "**"))
+    names = re.compile("|".join(fnmatch.translate(c) for c in sorted(parts))) if parts else None
+    if len(_STRICT_READ) > 8:
+        _STRICT_READ.clear()
+    _STRICT_READ[home] = (ruleset, full, names)
+    return full, names
+
+
 def _secrets_inside(
     paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
 ) -> tuple[Rule, str] | None:
@@ -552,8 +589,8 @@ def _secrets_inside(
     secret the rules name there, so the home folder is looked at too."""
     if ctx.listdir is None:
         return None
-    strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
-    if not strict:
+    rx, names = _strict_read_regexes(ruleset, ctx.home)
+    if rx is None or names is None:
         return None
     todo: list[tuple[str, int]] = []
     for p in paths:
@@ -561,20 +598,31 @@ def _secrets_inside(
         if _under(ctx.home, p) and ctx.home != p:
             todo.append((ctx.home, 1))
     seen = 0
-    best: tuple[Rule, str] | None = None
     while todo:
         folder, depth = todo.pop(0)
         entries = ctx.listdir(folder)
         if entries is None:
             continue
+        base = folder.rstrip("/") + "/"
         for entry in entries:
             seen += 1
             if seen > WALK_LIMIT:
-                return best
+                return None
             name = entry[:-1] if entry.endswith(("/", "@")) else entry
             if not hidden and name.startswith("."):
                 continue  # rg, and git's lists, skip hidden files
-            child = folder.rstrip("/") + "/" + name
+            child = base + name
+            # Breadth first, so a folder a rule names (`.ssh`) is met before
+            # anything inside it: a name that is no part of any rule cannot
+            # be where a rule first matches.
+            if not entry.endswith("@") and names.match(name) is None:
+                if (
+                    entry.endswith("/")
+                    and depth + 1 < WALK_DEPTH
+                    and name not in ("node_modules", ".git")
+                ):
+                    todo.append((child, depth + 1))
+                continue
             probe = [child, child + "/x"]
             if entry.endswith("@"):
                 # `cat $(git ls-files)` and `grep -R` follow a link to ~/.ssh/id_rsa.
@@ -582,14 +630,15 @@ def _secrets_inside(
                     probe.append(ctx.realpath(child))
                 except (OSError, ValueError):
                     pass
-            # Not _match_path_rules: thousands of one-off probes would flush its memo.
-            hits = _scan_path_rules(probe, "read", ruleset, ctx.home)
-            hits = [r for r in hits if r.action != ALLOW]
-            if hits:
-                r = _strictest(hits)
-                if best is None or STRICTNESS[r.action] > STRICTNESS[best[0].action]:
-                    best = (r, child)
-                continue
+            if any(rx.match(x) for x in probe):
+                # Not _match_path_rules: one-off probes would flush its memo.
+                hits = [
+                    r
+                    for r in _scan_path_rules(probe, "read", ruleset, ctx.home)
+                    if r.action != ALLOW
+                ]
+                if hits:
+                    return _strictest(hits), child
             # .git holds objects (compressed: a search does not show them) and
             # config, whose tokens a recursive search of the project would
             # print; the everyday `grep -rn X .` stays allowed all the same
@@ -600,7 +649,7 @@ def _secrets_inside(
                 and name not in ("node_modules", ".git")
             ):
                 todo.append((child, depth + 1))
-    return best
+    return None
 
 
 def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
