@@ -695,9 +695,9 @@ class Rule:
         "need",
         "need1",
         "notify",
+        "pos",
         "pre",
         "pre_ci",
-        "pos",
         "pre_low",
         "read",
         "reason",
@@ -889,7 +889,9 @@ class Ruleset:
         r = self._loaded.get(i)
         if r is None:
             assert self._blob is not None and self._offsets is not None
-            r = Rule(marshal.loads(self._blob[self._offsets[i] : self._offsets[i + 1]]), i)
+            # The blob is from our own cache file, in the private (0700) state folder.
+            blob = self._blob[self._offsets[i] : self._offsets[i + 1]]
+            r = Rule(marshal.loads(blob), i)  # noqa: S302
             self._loaded[i] = r
         return r
 
@@ -928,7 +930,8 @@ class Ruleset:
         if self._blob is None:
             return self.data.get("tests", [])
         assert self._offsets is not None
-        return marshal.loads(self._blob[self._offsets[self._count] :])  # type: ignore[no-any-return]
+        tests: list[dict[str, Any]] = marshal.loads(self._blob[self._offsets[self._count] :])  # noqa: S302
+        return tests
 
     @property
     def path_rules(self) -> list[Rule]:
@@ -1130,7 +1133,7 @@ def unpack_ruleset(data: bytes, key: str | None = None) -> Ruleset | None:
     n = int.from_bytes(data[m : m + 4], "big")
     view = memoryview(data)
     try:
-        header = marshal.loads(view[m + 4 : m + 4 + n])
+        header = marshal.loads(view[m + 4 : m + 4 + n])  # noqa: S302  # our own cache file
     except (ValueError, EOFError, TypeError):
         return None
     if not isinstance(header, dict) or (key is not None and header.get("key") != key):
