@@ -32,7 +32,7 @@ def _concrete(glob: str) -> str:
     return glob[2:].replace("/**", "/sub/file").replace("*", "x")
 
 
-FLOOR_FILES = [_concrete(g) for g, _ in FLOOR]
+FLOOR_FILES = [_concrete(g) for g, _ in FLOOR if g.startswith("~/")]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,9 @@ def where(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     home = tmp_path_factory.mktemp("floor") / "home" / "u"
     project = home / "project"
     (project / "src").mkdir(parents=True)
-    (project / "README.md").write_text("hello\n")
+    (project / ".git").mkdir()
+    for rel in ["README.md", ".git/config", ".git/HEAD", "src/config"]:
+        (project / rel).write_text("hello\n")
     for rel in [*FLOOR_FILES, ".ssh/id_rsa", ".ssh/id_rsa.pub", ".gitignore", ".bashrc"]:
         p = home / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +125,12 @@ INDIRECT = [
     "echo x >> ~/.gitconfig",
     "cat README.md > ~/.pgpass",
     "cp ~/.claude/.credentials.json /tmp/c",
+    # The project's own git settings (extraheader tokens, credentials in URLs).
+    "cat .git/config",
+    "head -n 5 ./.git/config",
+    "grep -h . src/../.git/config",
+    "cat ~/project/.git/config",
+    "cat .g*/config",
 ]
 
 
@@ -161,6 +169,9 @@ BENIGN = [
     "ls ..",
     "cat ~/project/README.md",
     "echo hi > /dev/null",
+    "cat .git/HEAD",
+    "ls .git",
+    "cat src/config",
 ]
 
 
@@ -228,5 +239,5 @@ def test_paths_elsewhere_cost_a_string_comparison() -> None:
 def test_the_listing_names_every_file_under_home() -> None:
     listing = floor_listing("/home/u/")
     assert "/home/u/.cache/huggingface/token" in listing
-    assert all(p.startswith("/home/u/.") for p in listing)
+    assert all(p.startswith(("/home/u/.", "**/")) for p in listing)
     assert len(listing) == len(FLOOR)

@@ -1,5 +1,6 @@
 """The built-in secrets floor (issue 11): well-known credential files in the
-agent's home folder need at least a person's approval, whatever the rules say.
+agent's home folder (and any repository's .git/config) need at least a
+person's approval, whatever the rules say.
 
 Like built-in self-protection it does not depend on the rules file: a
 ruleset that never names `~/.cache/huggingface/token` (or says
@@ -22,9 +23,10 @@ if TYPE_CHECKING:
 
 FLOOR_ID = "builtin:secrets-floor"
 
-# (glob under $HOME, what it holds). Files and folders whose whole purpose is
-# to hold a credential on a developer's machine; each is read by a tool the
-# agent can already run (`gh`, `aws`, `kubectl`…), never needed as text.
+# (glob, what it holds): under $HOME (`~/`) or at any depth (`**/`). Files
+# and folders whose whole purpose is to hold a credential on a developer's
+# machine; each is read by a tool the agent can already run (`gh`, `aws`,
+# `kubectl`…), never needed as text.
 FLOOR: tuple[tuple[str, str], ...] = (
     ("~/.ssh/id_*", "an SSH private key"),
     ("~/.ssh/*_key", "an SSH private key"),
@@ -56,13 +58,23 @@ FLOOR: tuple[tuple[str, str], ...] = (
     ("~/.terraform.d/credentials.tfrc.json", "Terraform Cloud credentials"),
     ("~/.password-store/**", "pass's password store"),
     ("~/.gnupg/private-keys-v1.d/**", "GnuPG private keys"),
+    # Histories hold what was typed, passwords and exported tokens included.
+    ("~/.bash_history", "a shell history (typed secrets)"),
+    ("~/.zsh_history", "a shell history (typed secrets)"),
+    ("~/.psql_history", "a psql history (typed passwords)"),
+    ("~/.mysql_history", "a MySQL history (typed passwords)"),
+    ("~/.python_history", "a Python history (typed secrets)"),
+    # Any repository's own settings: extraheader tokens, credentials in remote URLs.
+    ("**/.git/config", "a repository's git settings (tokens in http.extraheader, remote URLs)"),
 )
 
 # Public halves of SSH keys are not secrets (`cat ~/.ssh/id_rsa.pub`).
 _EXCEPT = {"~/.ssh/id_*": ["~/.ssh/*.pub"], "~/.ssh/*_key": ["~/.ssh/*.pub"]}
 
-# The first name under $HOME of every entry: a path elsewhere cannot match.
-FLOOR_TOPS = frozenset(g[2:].split("/", 1)[0] for g, _ in FLOOR)
+# The first name under $HOME of every entry there, and how every other
+# entry's path ends: a path that is neither cannot match.
+FLOOR_TOPS = frozenset(g[2:].split("/", 1)[0] for g, _ in FLOOR if g.startswith("~/"))
+FLOOR_TAILS = tuple(g[2:] for g, _ in FLOOR if g.startswith("**/"))
 
 _RULES: list[Rule] = []
 
@@ -92,6 +104,8 @@ def floor_rules() -> list[Rule]:
 def under_floor(path: str, home: str) -> bool:
     """Can `path` (absolute, normalised) be one of the floor's files, or a
     folder that holds one? Plain string tests: this runs for every path unit."""
+    if path.endswith(FLOOR_TAILS):
+        return True
     if not home or home == "/":
         return False
     h = home.rstrip("/") + "/"
@@ -112,4 +126,4 @@ def floor_hits(paths: list[str], home: str) -> list[Rule]:
 def floor_listing(home: str) -> list[str]:
     """The floor's files as a person reads them, with $HOME written out."""
     h = home.rstrip("/")
-    return [h + g[1:] for g, _ in FLOOR]
+    return [h + g[1:] if g.startswith("~") else g for g, _ in FLOOR]
