@@ -417,6 +417,13 @@ KEY_HELP: dict[str, str] = {
     "root needs approval).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
+    "queue": "Where approval requests wait (default: the file spool of this host).",
+    "queue.postgres": "A libpq connection string or service: one queue in PostgreSQL for many "
+    "hosts (see xguard db init).",
+    "queue.connect_timeout": "How long to try reaching the database before failing closed (5s).",
+    "web": "The review page (xguard review --web).",
+    "web.trusted_proxies": "Addresses of reverse proxies whose X-Forwarded-For, -Host and "
+    "-Proto are believed.",
 }
 RULE_KEY_HELP = {
     "pattern": "Match a unit's text: * (and .*) match any text, a run of blanks matches one word break, "

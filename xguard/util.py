@@ -103,3 +103,20 @@ def say(line: str) -> None:
         sys.stderr.flush()
     except (BrokenPipeError, OSError):
         pass
+
+
+def dsn_server(dsn: str) -> str:
+    """Which server a libpq connection string points at, for messages (never
+    the password). Imports psycopg's parser: call it only where one is in use."""
+    import psycopg.conninfo
+
+    try:
+        d = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "an unparsable connection string"
+    if d.get("service"):
+        return f"service {d['service']}"
+    host = str(d.get("host") or d.get("hostaddr") or os.environ.get("PGHOST") or "local socket")
+    port = str(d.get("port") or os.environ.get("PGPORT") or "5432")
+    db = d.get("dbname") or os.environ.get("PGDATABASE")
+    return f"{host}:{port}" + (f"/{db}" if db else "")

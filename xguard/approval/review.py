@@ -39,8 +39,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from xguard.approval.queue import POLL, Listener, Spool
-from xguard.util import user_name
+from xguard.approval.backend import open_queue, reviewer_name
+from xguard.approval.queue import POLL
+from xguard.errors import XguardError
+from xguard.paths import host_name
 from xguard.util import format_age as age
 from xguard.util import parse_duration
 from xguard.util import printable
@@ -114,11 +116,11 @@ class Reviewer:
         self.gate = gate
         self.console = console
         self.bell = bell
-        self.spool = Spool(gate.paths).ensure()
+        self.spool = open_queue(gate)
         self.log = gate.audit()
         self.once_seconds = settings(gate, None)[1]
-        self.who = user_name()
-        self.host = os.uname().nodename
+        self.who = reviewer_name(self.spool)
+        self.host = host_name()
         self.items: list[dict[str, Any]] = []
         self.sel = 0
         # None until the first load: no bell for what was already there.
@@ -135,8 +137,13 @@ class Reviewer:
     # -- data ---------------------------------------------------------------
     def reload(self) -> None:
         """Re-read the spool; ring for new requests; say who decided what vanished."""
-        self.spool.sweep(self.log)
-        current = self.spool.pending()
+        try:
+            self.spool.sweep(self.log)
+            current = self.spool.pending()
+        except XguardError as e:  # a shared queue out of reach: say so, retry next POLL
+            self.status = f"{e.message}; retrying"
+            self.last_load = time.monotonic()
+            return
         from xguard.gate.limits import tripped_sessions
 
         self.tripped = tripped_sessions(self.gate.paths)
@@ -240,7 +247,8 @@ class Reviewer:
                 self.ask = _Ask(
                     "reset",
                     str(t["session"]),
-                    f"Reset tripped session {t['session']} ({t.get('why') or 'loop breaker'})? [y/N] ",
+                    f"Reset tripped session {t['session']} "
+                    f"({t.get('why') or 'loop breaker'})? [y/N] ",
                 )
 
     def _ask_key(self, k: str) -> None:
@@ -473,7 +481,7 @@ class Reviewer:
         old_wakeup = signal.set_wakeup_fd(wpipe)
         # A handler (not SIG_DFL, which ignores it) so a resize wakes select().
         old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
-        listener = Listener.open(self.spool.wake_dir)
+        listener = self.spool.listener()
         try:
             tty.setcbreak(fd)
             with Live(

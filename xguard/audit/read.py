@@ -1146,7 +1146,10 @@ def forwarded_heads(file: Path) -> dict[int, str]:
 
 
 def cross_check(
-    path: Path, forwarded: dict[int, str], keep: int | None = None
+    path: Path,
+    forwarded: dict[int, str],
+    keep: int | None = None,
+    copy: str = "forwarded",
 ) -> tuple[VerifyResult, list[str]]:
     """Verify the local log against the copy forwarded to syslog.
 
@@ -1163,7 +1166,7 @@ def cross_check(
             local[seq] = digest
     first = min(local) if local else top + 1
     mismatches = [
-        f"seq {s}: local {local.get(s, 'missing')}, forwarded {h}"
+        f"seq {s}: local {local.get(s, 'missing')}, {copy} {h}"
         for s, h in sorted(forwarded.items())
         if s >= first and local.get(s) != h
     ]

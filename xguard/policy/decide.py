@@ -38,6 +38,15 @@ SELF_SUBVERBS = {
 PYTHONS = ("python", "python3")
 
 
+def real_path(path: str) -> str:
+    """os.path.realpath that takes any word: a NUL (which the parser has
+    already floored) makes it the path as written, not an exception."""
+    try:
+        return os.path.realpath(path)
+    except ValueError:
+        return path
+
+
 def real_listdir(path: str) -> list[str] | None:
     """Entries of a real folder (a folder's name ends with '/', a symlink's
     with '@'), None if it is not one."""
@@ -51,7 +60,7 @@ def real_listdir(path: str) -> list[str] | None:
                 else e.name
                 for e in it
             ]
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (bash cannot pass one)
         return None
 
 
@@ -66,7 +75,7 @@ class Context:
     )  # xguard's config/spool/audit folders and files
     exists: Callable[[str], bool] = os.path.exists
     # Where a path really leads: `notes -> ~/.ssh/id_rsa` is the key, for rules and self-protection.
-    realpath: Callable[[str], str] = os.path.realpath
+    realpath: Callable[[str], str] = real_path
     expand_glob: Callable[[str, str], list[str] | None] | None = (
         None  # (pattern, cwd) -> matches, None if too many
     )

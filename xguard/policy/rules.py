@@ -126,6 +126,9 @@ _SETTINGS: dict[str, Any] = {
     "trust_path": "strlist",
     "strict": "bool",
     "socket": "str",
+    # issue 15: one queue for many hosts (a libpq connection string or service)
+    "queue": {"postgres": "str", "connect_timeout": _DURATION},
+    "web": {"trusted_proxies": "strlist"},
     # issue 13: the impact preview (xguard/gate/impact.py)
     "impact": {
         "timeout": _DURATION,

@@ -47,7 +47,8 @@ from typing import Any
 from xguard.strict import setup as strict
 from xguard.errors import ConfigError, ExitCode, XguardError
 from xguard.paths import get_paths
-from xguard.approval.queue import POLL, Spool
+from xguard.approval.backend import open_queue
+from xguard.approval.queue import POLL
 from xguard.approval.wait import Channel, obtain_approval, readable
 from xguard.gate.execenv import ExecResult
 from xguard.gate.pipeline import Asked, run_request
@@ -779,17 +780,18 @@ class Broker:
             )
             return
         gate = self.gate(None)
-        spool = Spool(gate.paths)
-        spool.sweep(gate.audit())
-        reqs = spool.all() if msg.get("all") else spool.pending()
+        spool = open_queue(gate)  # issue 15: the queue the config names
+        try:
+            spool.sweep(gate.audit())
+            reqs = spool.all() if msg.get("all") else spool.pending()
+        finally:
+            spool.close()
         now = time.time()
         for r in reqs:
             r["age_s"] = round(now - r.get("created", now), 3)
         lc.send({"status": "ok", "requests": reqs})
 
     def op_decide(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
-        from xguard.approval.wait import settings
-
         state = msg.get("state")
         ref = _text(msg, "id", "", limit=100) or ""
         verb = "approve" if state == "approved" else "deny"
@@ -814,7 +816,25 @@ class Broker:
         if state not in ("approved", "denied"):
             raise XguardError("broker: bad request: state must be approved or denied")
         gate = self.gate(None)
-        spool = Spool(gate.paths)
+        spool = open_queue(gate)  # issue 15: the queue the config names
+        try:
+            self._decide_on(lc, peer, msg, gate=gate, spool=spool, ref=ref, state=state)
+        finally:
+            spool.close()
+
+    def _decide_on(
+        self,
+        lc: LineConn,
+        peer: Peer,
+        msg: dict[str, Any],
+        *,
+        gate: Any,
+        spool: Any,
+        ref: str,
+        state: str,
+    ) -> None:
+        from xguard.approval.wait import settings
+
         log = gate.audit()
         spool.sweep(log)
         try:
