@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 try:  # Python 3.12+
-    from _sha2 import sha256  # type: ignore[import-not-found]
+    from _sha2 import sha256
 except ImportError:
     try:  # Python 3.11
-        from _sha256 import sha256  # type: ignore[import-not-found,no-redef]
+        from _sha256 import sha256
     except ImportError:  # pragma: no cover - interpreters without the built-in module
-        from hashlib import sha256  # type: ignore[assignment]
+        from hashlib import sha256
 
 from xguard.errors import AuditError, ConfigError  # noqa: E402 - after the sha256 choice above
 

@@ -26,7 +26,7 @@ try:
     # the IntEnum wrappers whose `enum` import costs ~3 ms per command.
     import _signal as signal
 except ImportError:  # pragma: no cover - other Pythons
-    import signal  # type: ignore[no-redef]
+    import signal
 
 # Signals that xguard passes on to the running command.
 FORWARD = (

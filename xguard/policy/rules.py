@@ -964,7 +964,7 @@ class Ruleset:
 
 def _digest(parts: list[bytes]) -> str:
     try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # 3.11: no OpenSSL load
+        from _sha256 import sha256  # 3.11: no OpenSSL load
     except ImportError:  # pragma: no cover
         from hashlib import sha256
     h = sha256()

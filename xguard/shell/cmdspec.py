@@ -18,6 +18,13 @@ from xguard._record import dataclass, field
 
 from xguard.shell.words import Word, lit
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    # A writer: argument words (without the command name) -> (written, read) words.
+    Writer = Callable[[list[Word]], tuple[list[Word], list[Word]]]
+
 
 @dataclass
 class Opts:
@@ -693,14 +700,14 @@ CODE_BUILTINS = {
 # ---------------------------------------------------------------------------
 # Writers: which operands a command writes. Each function gets the argument
 # words (without the command name) and returns (written, read) words.
-def _all_operands(short: str = "", long: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
+def _all_operands(short: str = "", long: frozenset[str] = frozenset()) -> Writer:
     def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
         return getopt(args, short, long).operands, []
 
     return f
 
 
-def _last_is_target(short: str, long: frozenset[str], *, all_written: bool = False):  # type: ignore[no-untyped-def]
+def _last_is_target(short: str, long: frozenset[str], *, all_written: bool = False) -> Writer:
     def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
         o = getopt(args, short + "t", long | {"target-directory"})
         targets = [v for k, v in o.opts if k in ("t", "target-directory") and v is not None]
@@ -716,7 +723,7 @@ def _last_is_target(short: str, long: frozenset[str], *, all_written: bool = Fal
     return f
 
 
-def _after_first(short: str, long: frozenset[str]):  # type: ignore[no-untyped-def]
+def _after_first(short: str, long: frozenset[str]) -> Writer:
     # chmod MODE FILE…, chown OWNER FILE… (unless --reference=RFILE).
     def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
         o = getopt(args, short, long)
@@ -751,7 +758,7 @@ def _sed(args: list[Word]) -> tuple[list[Word], list[Word]]:
     return (files if inplace else []), ([] if inplace else files)
 
 
-def _opt_targets(short: str, long: frozenset[str], write_opts: set[str]):  # type: ignore[no-untyped-def]
+def _opt_targets(short: str, long: frozenset[str], write_opts: set[str]) -> Writer:
     def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
         o = getopt(args, short, long)
         return [v for k, v in o.opts if k in write_opts and v is not None], []
@@ -867,7 +874,7 @@ def _xxd(args: list[Word]) -> tuple[list[Word], list[Word]]:
     return rest[1:2], rest[:1]
 
 
-def _second_operand(short: str, long: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
+def _second_operand(short: str, long: frozenset[str] = frozenset()) -> Writer:
     # TOOL [opts] [INFILE [OUTFILE]]: `-` as INFILE is stdin, OUTFILE is still written.
     def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
         o = getopt(args, short, long)

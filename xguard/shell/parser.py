@@ -24,6 +24,10 @@ from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folde
 from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tree_sitter import Node, Parser
+
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
 MAX_DEPTH = 16  # nested shell code (bash -c "bash -c …")
 MAX_PARSES = 256  # tree-sitter parses of nested strings per command
@@ -204,10 +208,10 @@ def input_issues(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-_PARSER = None
+_PARSER: Parser | None = None
 
 
-def _ts_parser():  # type: ignore[no-untyped-def]
+def _ts_parser() -> Parser:
     """The tree-sitter parser, created on first use (its import costs ~20-35 ms)."""
     global _PARSER  # noqa: PLW0603 - one parser per process, made on first use
     if _PARSER is None:
@@ -302,7 +306,7 @@ class _Walker:
         self.cd_dynamic = False
         # Words tree-sitter put under a redirection (`> out ARG`): arguments
         # of the command the redirection belongs to.
-        self.redirect_extras: list = []  # type: ignore[type-arg]
+        self.redirect_extras: list[Node] = []
         # Set by word() when an expansion evaluates text as code; the unit
         # being built takes a floor (see _evaluates).
         self.evaluating = False
@@ -381,7 +385,7 @@ class _Walker:
             self.units.append(_input_unit(why))
         self.walk(root, src, depth)
 
-    def check_heredocs(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
+    def check_heredocs(self, root: Node, src: bytes, depth: int) -> None:
         """Hold tree-sitter's here-document boundaries against bash's (heredoc.scan).
 
         Where they differ, tree-sitter filed commands under a body (or a body
@@ -409,7 +413,7 @@ class _Walker:
         )
         self.queue.append(_Job(text=without_bodies(src, docs), depth=depth + 1))
 
-    def walk(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
+    def walk(self, root: Node, src: bytes, depth: int) -> None:
         stack = [root]
         while stack:
             node = stack.pop()
@@ -423,11 +427,11 @@ class _Walker:
                 continue
             # Handlers push nested statements to `found` in source order; the
             # stack is LIFO, so they go on it reversed to keep that order.
-            found: list = []  # type: ignore[type-arg]
+            found: list[Node] = []
             self.dispatch(node, t, src, depth, found)
             stack.extend(reversed(found))
 
-    def dispatch(self, node, t: str, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def dispatch(self, node: Node, t: str, src: bytes, depth: int, stack: list[Node]) -> None:
         if t == "pipeline":
             kids = node.named_children
             for a, b in itertools.pairwise(kids):
@@ -455,7 +459,7 @@ class _Walker:
             self.declaration(node, src, depth, stack)
         elif t == "function_definition":
             name = node.child_by_field_name("name")
-            nm = name.text.decode("utf-8", "surrogateescape") if name is not None else "?"
+            nm = (name.text or b"").decode("utf-8", "surrogateescape") if name is not None else "?"
             self.units.append(
                 Unit(
                     "function",
@@ -533,7 +537,7 @@ class _Walker:
             stack.extend(node.named_children)
 
     # -- words ----------------------------------------------------------------
-    def scan_substitutions(self, node, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def scan_substitutions(self, node: Node, stack: list[Node]) -> None:
         """Push every outermost $(…)/<(…) inside `node` so its commands become units."""
         todo = [node]
         while todo:
@@ -544,7 +548,7 @@ class _Walker:
                 continue
             todo.extend(reversed(n.children))
 
-    def word(self, node, src: bytes, stack: list) -> Word:  # type: ignore[no-untyped-def,type-arg]
+    def word(self, node: Node, src: bytes, stack: list[Node]) -> Word:
         """Quote-removed value of a word node; its substitutions go on the stack."""
         if node.type == "process_substitution":
             # A word that is one <(cmd) or >(cmd): bash passes /dev/fd/N, a
@@ -570,20 +574,20 @@ class _Walker:
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
-    def command_node(  # type: ignore[no-untyped-def]
+    def command_node(
         self,
-        node,
+        node: Node,
         src: bytes,
         depth: int,
         stdin_text: bytes | None,
-        stack: list,  # type: ignore[type-arg]
-        extra: list | None = None,  # type: ignore[type-arg]
+        stack: list[Node],
+        extra: list[Node] | None = None,
     ) -> None:
         """A simple command. `extra`: argument words tree-sitter filed under a
         redirection that stands after the command (see `redirect`)."""
         self.evaluating = False
         assigns = []
-        pieces: list = list(extra or [])  # type: ignore[type-arg]
+        pieces: list[Node] = list(extra or [])
         self.redirect_extras = []
         for c in node.children:
             t = c.type
@@ -607,7 +611,7 @@ class _Walker:
         # bash delimits words by blanks, not by tree-sitter's tokens: adjacent
         # pieces are one word (tree-sitter splits `=="x"` into an anonymous
         # `==` token and a string; dropping the token would lose text bash runs).
-        groups: list[list] = []  # type: ignore[type-arg]
+        groups: list[list[Node]] = []
         for c in pieces:
             if groups and groups[-1][-1].end_byte == c.start_byte:
                 groups[-1].append(c)
@@ -622,7 +626,7 @@ class _Walker:
             env = [_assign_text(a, src) for a in assigns]
             self.simple_command(words, env, depth, False, stdin_text)
 
-    def word_group(self, nodes: list, src: bytes, stack: list) -> Word:  # type: ignore[type-arg]
+    def word_group(self, nodes: list[Node], src: bytes, stack: list[Node]) -> Word:
         """One shell word made of adjacent tree-sitter nodes."""
         if len(nodes) == 1:
             n = nodes[0]
@@ -646,7 +650,9 @@ class _Walker:
                 todo.extend(reversed(m.children))
         return dequote(src[start : nodes[-1].end_byte], tuple(spans))
 
-    def assign_unit(self, assigns: list, src: bytes, stack: list, standalone: bool) -> None:  # type: ignore[type-arg]
+    def assign_unit(
+        self, assigns: list[Node], src: bytes, stack: list[Node], standalone: bool
+    ) -> None:
         names = []
         texts = []
         for a in assigns:
@@ -658,7 +664,7 @@ class _Walker:
             texts.append(_txt(a, src))
         self.units.append(Unit("assign", " ".join(texts), names=tuple(names)))
 
-    def declaration(self, node, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def declaration(self, node: Node, src: bytes, depth: int, stack: list[Node]) -> None:
         words = []
         names = []
         for c in node.children:
@@ -681,7 +687,7 @@ class _Walker:
             )
         self.simple_command(words, [], depth, False, None)
 
-    def test_node(self, node, src: bytes, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def test_node(self, node: Node, src: bytes, stack: list[Node]) -> None:
         words = []
         dynamic = False
         todo = [node]
@@ -718,7 +724,7 @@ class _Walker:
             u.require("arithmetic test on a run-time value: bash evaluates it as code")
         self.units.append(u)
 
-    def redirected(self, node, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def redirected(self, node: Node, src: bytes, depth: int, stack: list[Node]) -> None:
         body = node.child_by_field_name("body")
         stdin_text = None
         self.redirect_extras = []
@@ -753,7 +759,7 @@ class _Walker:
         else:
             stack.append(body)
 
-    def redirect(self, node, src: bytes, depth: int, stack: list) -> bytes | None:  # type: ignore[no-untyped-def,type-arg]
+    def redirect(self, node: Node, src: bytes, depth: int, stack: list[Node]) -> bytes | None:
         """Turn a redirection into path units; return a heredoc's text for its command."""
         t = node.type
         if t == "heredoc_redirect":
@@ -798,7 +804,7 @@ class _Walker:
         self.path_unit(w, access, must_exist=False, redirect=True)
         return None
 
-    def heredoc(self, node, src: bytes, stack: list) -> bytes | None:  # type: ignore[no-untyped-def,type-arg]
+    def heredoc(self, node: Node, src: bytes, stack: list[Node]) -> bytes | None:
         quoted = False
         body_text = b""
         found = 0
@@ -1140,7 +1146,7 @@ _LISTER_OPTS = frozenset(
 )
 
 
-def _lists_files(node, src: bytes) -> bool:  # type: ignore[no-untyped-def]
+def _lists_files(node: Node, src: bytes) -> bool:
     """Is `node` (a command, or `$(command)`) `git ls-files` or `git diff
     --name-only` with plain options: its output is the repository's file names?"""
     if node.type == "command_substitution":
@@ -1236,7 +1242,7 @@ def _arith_inner(text: bytes) -> bytes:
     return text
 
 
-def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
+def _evaluates(n: Node, src: bytes) -> bool:
     """Expansions that evaluate a variable's *value* as code — arithmetic
     (`$((x))`), array subscripts (arithmetic too), substring offsets and
     lengths (`${x:o:l}`, `${@:o}`: arithmetic), indirection (`${!x}`: x's
@@ -1273,7 +1279,7 @@ def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def _assign_text(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
+def _assign_text(node: Node, src: bytes) -> str:
     """NAME=VALUE after quote removal; "" when the value is known only at run time."""
     w = dequote(src[node.start_byte : node.end_byte])
     v = w.value
@@ -1294,7 +1300,7 @@ def _literal_subscripts(text: bytes) -> bool:
     return True
 
 
-def _evaluation(root, src: bytes) -> str | None:  # type: ignore[no-untyped-def]
+def _evaluation(root: Node, src: bytes) -> str | None:
     """Why some part of the tree evaluates a run-time value as code, or None.
 
     One pass over the whole tree, so every context counts: arguments,
@@ -1366,11 +1372,11 @@ def _loop_arith_literal(text: bytes) -> bool:
     return names <= assigned
 
 
-def _txt(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
+def _txt(node: Node, src: bytes) -> str:
     return src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
 
 
-def _error_excerpt(root, src: bytes) -> str:  # type: ignore[no-untyped-def]
+def _error_excerpt(root: Node, src: bytes) -> str:
     todo = [root]
     while todo:
         n = todo.pop()
