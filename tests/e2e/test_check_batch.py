@@ -75,9 +75,11 @@ def test_batch_answers_equal_fresh_decisions(xguard_home: Path, tmp_path: Path) 
 
     commands = []
     for name in ("evasion.jsonl", "benign.jsonl"):
-        p = CORPUS / name
-        if p.exists():
-            commands += [json.loads(x)["command"] for x in p.read_text().splitlines() if x.strip()]
+        corpus = CORPUS / name
+        if corpus.exists():
+            commands += [
+                json.loads(x)["command"] for x in corpus.read_text().splitlines() if x.strip()
+            ]
     if not commands:
         pytest.skip("shared/corpus is not beside this checkout")
     (tmp_path / "README.md").write_text("x")

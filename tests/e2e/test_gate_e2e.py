@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def xg(
     )
 
 
-def audit_lines(home: Path) -> list[dict[str, object]]:
+def audit_lines(home: Path) -> list[dict[str, Any]]:
     f = home / "audit" / "audit.jsonl"
     return [json.loads(x) for x in f.read_text().splitlines()]
 

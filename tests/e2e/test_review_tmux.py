@@ -293,20 +293,20 @@ def test_fits_80x24_and_survives_resizes(tmux: Tmux, tmp_path: Path) -> None:
     # Scrolling keeps the cursor on screen down to the newest request.
     tmux.keys("rev", "G")
     tmux.wait("rev", lambda s: waiters[-1].id in s and waiters[0].id not in s)
-    for w, h in ((120, 40), (60, 16), (80, 24)):
-        tmux("resize-window", "-t", "rev", "-x", str(w), "-y", str(h))
+    for width, height in ((120, 40), (60, 16), (80, 24)):
+        tmux("resize-window", "-t", "rev", "-x", str(width), "-y", str(height))
+
         # Redrawn for the new size: the panes' right edges sit in the last column.
-        s = tmux.wait(
-            "rev",
-            lambda s, w=w, h=h: (
+        def redrawn(s: str, w: int = width, h: int = height) -> bool:
+            return (
                 "q quit" in s
                 and s.split("\n")[0].startswith("xguard review")
                 and s.split("\n")[1].endswith("╮")
                 and len(s.split("\n")[1]) == w
                 and s.rstrip("\n").count("\n") + 1 in (h - 1, h)
-            ),
-            join=False,
-        )
+            )
+
+        s = tmux.wait("rev", redrawn, join=False)
         assert waiters[-1].id in s
     tmux.keys("rev", "q")
     tmux.wait("rev", lambda s: "EXIT=0" in s)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,7 +32,7 @@ DONE_TEXT = "All scripted steps are done."
 
 
 class FakeModel:
-    def __init__(self, commands: list[str | dict[str, Any]]) -> None:
+    def __init__(self, commands: Sequence[str | dict[str, Any]]) -> None:
         # A step is a command, {"command": …, "shell": …} for Codex's
         # exec_command (whose `shell` argument the model may choose), or
         # {"tool": NAME, "input": {…}} for another tool (a file tool).

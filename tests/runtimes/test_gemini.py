@@ -8,6 +8,7 @@ BeforeTool hook (`xguard hook gemini`), and a folder first on PATH holding
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,7 @@ PACKAGE = "@google/gemini-cli"
 HOOK_TIMEOUT_S = 120
 
 
-def settings(world: harness.World, hooks: dict[str, object] | None = None) -> list[str]:
+def settings(world: harness.World, hooks: Mapping[str, object] | None = None) -> list[str]:
     s: dict[str, object] = {
         "privacy": {"usageStatisticsEnabled": False},
         "telemetry": {"enabled": False},

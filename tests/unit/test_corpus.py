@@ -82,7 +82,7 @@ _ABSENT = pytest.param(
 )
 
 
-def _cases(rows: list[dict[str, str]]) -> list:  # type: ignore[type-arg]
+def _cases(rows: list[dict[str, str]]) -> list[object]:
     return [pytest.param(r, id=r["id"]) for r in rows] or [_ABSENT]
 
 

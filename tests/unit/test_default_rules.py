@@ -61,6 +61,7 @@ def test_example(example: dict[str, object], rules: Ruleset, where: tuple[Path, 
     project, home = where
     ctx = Context(cwd=str(example.get("cwd") or project), home=str(home), expand_glob=real_glob)
     argv = example.get("argv")
+    assert argv is None or isinstance(argv, list)
     units = parse_argv([str(a) for a in argv]) if argv else parse(str(example["command"]))
     d = decide(units, rules, ctx)
     assert d.decision == example["expect"], "; ".join(d.reasons[:3]) or "every unit allowed"

@@ -322,13 +322,15 @@ def test_effective_merges_profile_limits(
 def test_session_lifecycle(gate: Gate) -> None:
     rec = sessions.start(gate.paths, gate.ruleset, ttl=1, name="t", by="alice")
     sid = rec["id"]
-    assert sessions.safe_name(sid) and sessions.load(gate.paths, sid)["name"] == "t"
+    assert sessions.safe_name(sid) and (sessions.load(gate.paths, sid) or {}).get("name") == "t"
     assert sessions.state(rec) == ("live", None)
     assert sessions.check(gate, sid, None) is None
     assert sessions.state(rec, rec["expires"] + 0.001)[0] == "expired"
     assert sessions.grant_alive(gate.paths, {"session": sid})
     sessions.end(gate.paths, sid, "bob")
-    limit, msg = sessions.check(gate, sid, None)
+    ended = sessions.check(gate, sid, None)
+    assert ended is not None
+    limit, msg = ended
     assert limit == "session.expired" and "ended by bob" in msg
     assert not sessions.grant_alive(gate.paths, {"session": sid})
     with pytest.raises(ValueError):

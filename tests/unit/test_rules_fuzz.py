@@ -126,7 +126,7 @@ def rules_text(draw: st.DrawFn) -> str:
             ["", "notify: {a: {}}\n", "env: {keep: [PATH], set: {A: 1}}\n", "tests: [{}]\n"]
         )
     )
-    return head + ("rules:\n" + body if rules or draw(st.booleans()) else "") + tail
+    return head + ("rules:\n" + body if bool(rules) or draw(st.booleans()) else "") + tail
 
 
 @settings(
