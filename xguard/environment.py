@@ -15,7 +15,7 @@ import sys
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import IO, Any
+    from typing import Any, TextIO
 
 
 def _isatty(stream: Any) -> bool:
@@ -32,9 +32,9 @@ class Environment:
         self,
         environ: Mapping[str, str] | None = None,
         *,
-        stdin: IO[Any] | None = None,
-        stdout: IO[Any] | None = None,
-        stderr: IO[Any] | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
         stdin_isatty: bool | None = None,
         stdout_isatty: bool | None = None,
         stderr_isatty: bool | None = None,

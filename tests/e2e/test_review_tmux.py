@@ -300,7 +300,7 @@ def test_fits_80x24_and_survives_resizes(tmux: Tmux, tmp_path: Path) -> None:
         def redrawn(s: str, w: int = width, h: int = height) -> bool:
             return (
                 "q quit" in s
-                and s.split("\n")[0].startswith("xguard review")
+                and s.split("\n", 1)[0].startswith("xguard review")
                 and s.split("\n")[1].endswith("╮")
                 and len(s.split("\n")[1]) == w
                 and s.rstrip("\n").count("\n") + 1 in (h - 1, h)

@@ -613,7 +613,7 @@ def test_split_sql(sql: str, texts: list[str]) -> None:
 # --- properties ---------------------------------------------------------------------------
 
 _ANY_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",)) | st.sampled_from("'\";\\$-/*#`[]:\n"), max_size=200
+    st.characters(exclude_categories=["Cs"]) | st.sampled_from("'\";\\$-/*#`[]:\n"), max_size=200
 )
 
 
@@ -632,7 +632,7 @@ def _no_comment_or_terminator(text: str) -> bool:
     return not ({"--", "/*", "#", "\\"} & pieces) and not ({"go", "ego", "/"} & lines)
 
 
-_PLAIN_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200).filter(
+_PLAIN_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=200).filter(
     _no_comment_or_terminator
 )
 
