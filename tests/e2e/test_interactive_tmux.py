@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ class Tmux:
 
 
 @pytest.fixture
-def tmux(tmp_path: Path, xguard_home: Path):  # type: ignore[no-untyped-def]
+def tmux(tmp_path: Path, xguard_home: Path) -> Iterator[Tmux]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     exe_dir = os.path.dirname(xguard_exe()[0])

@@ -9,7 +9,7 @@ import pytest
 
 from xguard.paths import Paths
 from xguard.policy.decide import Context, decide
-from xguard.policy.rules import glob_regex, load_ruleset, pattern_regex
+from xguard.policy.rules import Ruleset, glob_regex, load_ruleset, pattern_regex
 from xguard.shell.parser import parse, parse_argv
 
 RULES = """\
@@ -45,7 +45,7 @@ EXISTING = {"/srv/app/README.md", "/srv/app/notes", "/home/agent/.ssh/id_rsa", "
 
 
 @pytest.fixture(scope="module")
-def ruleset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def ruleset(tmp_path_factory: pytest.TempPathFactory) -> Ruleset:
     d = tmp_path_factory.mktemp("rules")
     f = d / "rules.yaml"
     f.write_text(RULES)
@@ -117,24 +117,24 @@ CASES = [
 
 
 @pytest.mark.parametrize(("command", "expected"), CASES, ids=[c[0][:40] or "empty" for c in CASES])
-def test_decisions(ruleset, command: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_decisions(ruleset: Ruleset, command: str, expected: str) -> None:
     d = decide(parse(command), ruleset, ctx())
     assert d.decision == expected, d.reasons
 
 
-def test_notify_targets_come_from_matching_rules(ruleset) -> None:  # type: ignore[no-untyped-def]
+def test_notify_targets_come_from_matching_rules(ruleset: Ruleset) -> None:
     d = decide(parse("kubectl scale deploy/api --replicas=3"), ruleset, ctx())
     assert d.notify == ["#platform"]
 
 
-def test_reasons_name_the_rule(ruleset) -> None:  # type: ignore[no-untyped-def]
+def test_reasons_name_the_rule(ruleset: Ruleset) -> None:
     d = decide(parse("kubectl scale deploy/api --replicas=30"), ruleset, ctx())
     assert any("too many replicas" in r for r in d.reasons)
     (u,) = [u for u in d.units if u.decision == "deny"]
     assert u.rule == "rules.yaml:14"  # file:line of the rule
 
 
-def test_run_mode_argv(ruleset) -> None:  # type: ignore[no-untyped-def]
+def test_run_mode_argv(ruleset: Ruleset) -> None:
     assert decide(parse_argv(["ls", "$(rm -rf ~)"]), ruleset, ctx()).decision == "allow"
     assert decide(parse_argv(["printenv"]), ruleset, ctx()).decision == "deny"
 

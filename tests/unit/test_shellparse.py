@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from xguard.shell.parser import parse, parse_argv
+from xguard.shell.parser import Unit, parse, parse_argv
 from xguard.shell.words import dequote
 
 
-def summary(units):  # type: ignore[no-untyped-def]
+def summary(units: list[Unit]) -> list[str]:
     out = []
     for u in units:
         if u.kind == "path" and (u.access == "read"):
@@ -22,7 +22,7 @@ def summary(units):  # type: ignore[no-untyped-def]
     return out
 
 
-def floored(units):  # type: ignore[no-untyped-def]
+def floored(units: list[Unit]) -> bool:
     return any(u.floor for u in units)
 
 
