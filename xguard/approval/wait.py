@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+    from xguard.audit.log import AuditLog
+    from xguard.gate.request import Request
+    from xguard.policy.decide import Decision
+
     from xguard.approval.backend import Queue, Ticket, Waker
 
 DEFAULT_WAIT = 60.0
@@ -61,10 +65,10 @@ class _Signalled(Exception):
 
 def obtain_approval(
     gate: Any,
-    req: Any,
-    decision: Any,
+    req: Request,
+    decision: Decision,
     record: dict[str, Any],
-    log: Any,
+    log: AuditLog,
     channel: Channel | None = None,
 ) -> Asked:
     """Get a human's yes or no for `req` (see the module docstring for the order).
@@ -82,10 +86,10 @@ def obtain_approval(
 
 def _obtain(
     gate: Any,
-    req: Any,
-    decision: Any,
+    req: Request,
+    decision: Decision,
     record: dict[str, Any],
-    log: Any,
+    log: AuditLog,
     *,
     spool: Queue,
     channel: Channel | None,
@@ -113,7 +117,7 @@ def _obtain(
     return waiter.run(channel or Channel())
 
 
-def _denied(req: Any, verdict: dict[str, Any]) -> str:
+def _denied(req: Request, verdict: dict[str, Any]) -> str:
     who = f"denied by {verdict.get('by', '?')}, request {verdict.get('id')}"
     why = f"{verdict['reason']} ({who})" if verdict.get("reason") else who
     return f"xguard: denied: {printable(req.text, 200)} — {why}"
@@ -203,10 +207,10 @@ class _Waiter:
     def __init__(
         self,
         gate: Any,
-        req: Any,
-        decision: Any,
+        req: Request,
+        decision: Decision,
         record: dict[str, Any],
-        log: Any,
+        log: AuditLog,
         *,
         spool: Queue,
         key: str,

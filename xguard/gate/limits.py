@@ -42,6 +42,10 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type chec
 if TYPE_CHECKING:
     from typing import Any
 
+    from xguard.audit.log import AuditLog
+    from xguard.gate.request import Request
+    from xguard.policy.decide import Decision
+
     from xguard.paths import Paths
 
 RATE_WINDOW = 60.0
@@ -299,7 +303,7 @@ def session_profile(environ: Any, session: str | None) -> str | None:
     return profile_of(environ, sid)
 
 
-def before_decision(gate: Any, req: Any) -> Refusal | None:
+def before_decision(gate: Any, req: Request) -> Refusal | None:
     """Session checks, before the command is decided (sessions.check)."""
     if not req.session and not gate.ruleset.settings.get("sessions") and not gate.ruleset.profiles:
         return None  # fast path: no session and no session policy anywhere
@@ -309,7 +313,7 @@ def before_decision(gate: Any, req: Any) -> Refusal | None:
     return Refusal(*r) if r else None
 
 
-def after_decision(gate: Any, req: Any, decision: Any) -> Refusal | None:
+def after_decision(gate: Any, req: Request, decision: Decision) -> Refusal | None:
     """Apply the limits to a decided command: may escalate `decision` in place
     (loop breaker), or refuse it (rate caps, a tripped session). Records what
     the counters need. A `deny` is left to the pipeline."""
@@ -334,8 +338,8 @@ def after_decision(gate: Any, req: Any, decision: Any) -> Refusal | None:
 
 def _apply(
     gate: Any,
-    req: Any,
-    decision: Any,
+    req: Request,
+    decision: Decision,
     *,
     st: _Locked,
     rate: dict[str, Any],
@@ -404,7 +408,7 @@ def _apply(
 
 def _loop_breaker(
     s: dict[str, Any],
-    decision: Any,
+    decision: Decision,
     units: list[tuple[Any, bool]],
     loop: dict[str, Any],
     now: float,
@@ -457,7 +461,7 @@ def _loop_breaker(
     return None
 
 
-def _new_ask(gate: Any, req: Any) -> bool:
+def _new_ask(gate: Any, req: Request) -> bool:
     """Whether this require_approval will ask a person: not when an answer
     (a `--for` approval, a late denial) or a pending request for exactly
     this command already exists. Peeks at the queue's files, read-only, with
@@ -492,7 +496,11 @@ def _new_ask(gate: Any, req: Any) -> bool:
 
 
 def audit_refusal(
-    gate: Any, req: Any, decision: Any, why: Refusal, extra: dict[str, Any] | None = None
+    gate: Any,
+    req: Request,
+    decision: Decision | None,
+    why: Refusal,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Write the audit records of a refusal (a `decision` line with decision
     deny and `limit`, and `session_tripped` when this command tripped the
@@ -520,7 +528,7 @@ def audit_refusal(
     return f"denied: {printable(req.text, 200)} — {why.message}"
 
 
-def refuse(gate: Any, req: Any, decision: Any, why: Refusal) -> int:
+def refuse(gate: Any, req: Request, decision: Decision, why: Refusal) -> int:
     """Audit a refusal and tell the agent on stderr; the exit status (77)."""
     import sys
 
@@ -583,7 +591,9 @@ def tripped_sessions(paths: Paths) -> list[dict[str, Any]]:
     return out
 
 
-def reset_session(paths: Paths, session_id: str, by: str, log: Any = None) -> dict[str, Any]:
+def reset_session(
+    paths: Paths, session_id: str, by: str, log: AuditLog | None = None
+) -> dict[str, Any]:
     """Clear a session's loop-breaker trip and counters (a reviewer's verb:
     `xguard session reset ID`, or a key in `xguard review`).
 
@@ -658,7 +668,7 @@ def row_caps(gate: Any, d: Any) -> tuple[tuple[int, str] | None, tuple[int, str]
     return out[0], out[1]
 
 
-def preview_units(gate: Any, decision: Any) -> list[int]:
+def preview_units(gate: Any, decision: Decision) -> list[int]:
     """The units the impact preview measures: DML that is not allowed outright
     or that a row cap applies to, and `kubectl scale` under a live baseline.
     Cheap, standard library only: on the hot path it decides whether
@@ -687,7 +697,7 @@ def preview_units(gate: Any, decision: Any) -> list[int]:
     return out
 
 
-def _escalate(decision: Any, d: Any, to: str, why: str) -> None:
+def _escalate(decision: Decision, d: Any, to: str, why: str) -> None:
     from xguard.policy.rules import STRICTNESS
 
     if STRICTNESS[to] <= STRICTNESS[d.decision]:
@@ -703,7 +713,7 @@ def _escalate(decision: Any, d: Any, to: str, why: str) -> None:
         decision.decision = to
 
 
-def apply_impact(gate: Any, decision: Any, items: list[dict[str, Any]], describe: Any) -> None:
+def apply_impact(gate: Any, decision: Decision, items: list[dict[str, Any]], describe: Any) -> None:
     """Hold each preview against its unit's caps; may make `decision` stricter,
     never looser. A cap that cannot be checked (the preview failed) asks a person."""
     rules = _rule_index(gate.ruleset)
@@ -742,7 +752,7 @@ def apply_impact(gate: Any, decision: Any, items: list[dict[str, Any]], describe
             )
 
 
-def _apply_live(decision: Any, d: Any, it: dict[str, Any], rules: dict[str, Any]) -> None:
+def _apply_live(decision: Decision, d: Any, it: dict[str, Any], rules: dict[str, Any]) -> None:
     growth = None
     for rid in d.rule_ids:
         live = getattr(rules.get(rid), "live", None)
