@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from xguard.audit.log import AuditLog
-    from xguard.gate.request import Request
+    from xguard.gate.request import GateLike, Request
     from xguard.policy.decide import Decision
 
     from xguard.approval.backend import Queue, Ticket, Waker
@@ -64,7 +64,7 @@ class _Signalled(Exception):
 
 
 def obtain_approval(
-    gate: Any,
+    gate: GateLike,
     req: Request,
     decision: Decision,
     record: dict[str, Any],
@@ -85,7 +85,7 @@ def obtain_approval(
 
 
 def _obtain(
-    gate: Any,
+    gate: GateLike,
     req: Request,
     decision: Decision,
     record: dict[str, Any],
@@ -123,7 +123,7 @@ def _denied(req: Request, verdict: dict[str, Any]) -> str:
     return f"xguard: denied: {printable(req.text, 200)} — {why}"
 
 
-def settings(gate: Any, profile: str | None) -> tuple[float, float]:
+def settings(gate: GateLike, profile: str | None) -> tuple[float, float]:
     """(wait, expiry) in seconds from the config: the profile's wait first."""
     from xguard.util import parse_duration
 
@@ -133,7 +133,7 @@ def settings(gate: Any, profile: str | None) -> tuple[float, float]:
     return (DEFAULT_WAIT if wait is None else wait), (expiry or DEFAULT_EXPIRY)
 
 
-def is_production(gate: Any, profile: str | None) -> bool:
+def is_production(gate: GateLike, profile: str | None) -> bool:
     """A profile marked `production: true`, or named prod/production when unmarked."""
     if not profile:
         return False
@@ -185,7 +185,7 @@ class Channel:
     def announce(self, rid: str, wait: float) -> None:
         say(f"xguard: waiting for approval {rid} (xguard approve {rid})")
 
-    def prompt(self, gate: Any, ticket: Ticket) -> _Prompt | None:
+    def prompt(self, gate: GateLike, ticket: Ticket) -> _Prompt | None:
         if not self.terminal.at_terminal:
             return None  # nobody at a terminal to ask (sudo's test)
         return _Prompt.open(gate, ticket)
@@ -206,7 +206,7 @@ class Channel:
 class _Waiter:
     def __init__(
         self,
-        gate: Any,
+        gate: GateLike,
         req: Request,
         decision: Decision,
         record: dict[str, Any],
@@ -453,7 +453,7 @@ class _Prompt:
         self.who = f"{user_name()} at {tty}"
 
     @classmethod
-    def open(cls, gate: Any, ticket: Ticket) -> _Prompt | None:
+    def open(cls, gate: GateLike, ticket: Ticket) -> _Prompt | None:
         """A prompt when a person runs xguard at a terminal and config allows it."""
         if gate.ruleset.setting("prompt", True) is False:
             return None

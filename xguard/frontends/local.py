@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from xguard.audit.log import AuditLog
     from xguard.gate.pipeline import Asked
-    from xguard.gate.request import Gate, Request
+    from xguard.gate.request import GateLike, Request
     from xguard.policy.decide import Decision
 
 
@@ -51,7 +51,12 @@ class LocalAsker:
         self.terminal = terminal
 
     def __call__(
-        self, gate: Gate, req: Request, decision: Decision, record: dict[str, Any], log: AuditLog
+        self,
+        gate: GateLike,
+        req: Request,
+        decision: Decision,
+        record: dict[str, Any],
+        log: AuditLog,
     ) -> Asked:
         from xguard.approval.wait import Channel, obtain_approval
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from xguard.audit.log import AuditLog
-    from xguard.gate.request import Request
+    from xguard.gate.request import GateLike, Request
     from xguard.policy.decide import Decision
 
     from xguard.paths import Paths
@@ -106,7 +106,7 @@ class Refusal:
 # Settings.
 
 
-def effective(gate: Any) -> dict[str, Any]:
+def effective(gate: GateLike) -> dict[str, Any]:
     """The `limits:` in effect: the profile's keys over the top-level ones
     (`rate` and `loop` merged key by key)."""
     top = gate.ruleset.settings.get("limits") or {}
@@ -127,7 +127,7 @@ def _seconds(value: Any, default: float) -> float:
     return default if v is None else v
 
 
-def _where(gate: Any, key: str) -> str:
+def _where(gate: GateLike, key: str) -> str:
     """Which setting to raise, and where."""
     src = gate.ruleset.sources[0] if gate.ruleset.sources else "the rules file"
     if gate.profile and (gate.ruleset.profiles.get(gate.profile) or {}).get("limits"):
@@ -303,7 +303,7 @@ def session_profile(environ: Any, session: str | None) -> str | None:
     return profile_of(environ, sid)
 
 
-def before_decision(gate: Any, req: Request) -> Refusal | None:
+def before_decision(gate: GateLike, req: Request) -> Refusal | None:
     """Session checks, before the command is decided (sessions.check)."""
     if not req.session and not gate.ruleset.settings.get("sessions") and not gate.ruleset.profiles:
         return None  # fast path: no session and no session policy anywhere
@@ -313,7 +313,7 @@ def before_decision(gate: Any, req: Request) -> Refusal | None:
     return Refusal(*r) if r else None
 
 
-def after_decision(gate: Any, req: Request, decision: Decision) -> Refusal | None:
+def after_decision(gate: GateLike, req: Request, decision: Decision) -> Refusal | None:
     """Apply the limits to a decided command: may escalate `decision` in place
     (loop breaker), or refuse it (rate caps, a tripped session). Records what
     the counters need. A `deny` is left to the pipeline."""
@@ -337,7 +337,7 @@ def after_decision(gate: Any, req: Request, decision: Decision) -> Refusal | Non
 
 
 def _apply(
-    gate: Any,
+    gate: GateLike,
     req: Request,
     decision: Decision,
     *,
@@ -461,7 +461,7 @@ def _loop_breaker(
     return None
 
 
-def _new_ask(gate: Any, req: Request) -> bool:
+def _new_ask(gate: GateLike, req: Request) -> bool:
     """Whether this require_approval will ask a person: not when an answer
     (a `--for` approval, a late denial) or a pending request for exactly
     this command already exists. Peeks at the queue's files, read-only, with
@@ -496,7 +496,7 @@ def _new_ask(gate: Any, req: Request) -> bool:
 
 
 def audit_refusal(
-    gate: Any,
+    gate: GateLike,
     req: Request,
     decision: Decision | None,
     why: Refusal,
@@ -508,7 +508,8 @@ def audit_refusal(
     For front ends that answer the agent otherwise than on stderr (hooks, the broker)."""
     from xguard.util import new_id, printable
 
-    d = decision if decision is not None else _Undecided()
+    # _Undecided has the fields of a Decision that base_record reads.
+    d: Decision = decision if decision is not None else _Undecided()  # type: ignore[assignment]
     record = gate.base_record(req, d, new_id())
     record["decision"] = "deny"
     if extra:
@@ -528,7 +529,7 @@ def audit_refusal(
     return f"denied: {printable(req.text, 200)} — {why.message}"
 
 
-def refuse(gate: Any, req: Request, decision: Decision, why: Refusal) -> int:
+def refuse(gate: GateLike, req: Request, decision: Decision, why: Refusal) -> int:
     """Audit a refusal and tell the agent on stderr; the exit status (77)."""
     import sys
 
@@ -651,7 +652,7 @@ def _human(seconds: float) -> str:
 _DML_START = ("delete ", "update ", "truncate ", "drop table ", "insert ", "with ")
 
 
-def row_caps(gate: Any, d: Any) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+def row_caps(gate: GateLike, d: Any) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
     """((max_rows, where it is set) | None, (max_rows_hard, where) | None) for
     one decided unit: the lowest of the limits in effect and of the rules it matched."""
     conf = effective(gate)
@@ -668,7 +669,7 @@ def row_caps(gate: Any, d: Any) -> tuple[tuple[int, str] | None, tuple[int, str]
     return out[0], out[1]
 
 
-def preview_units(gate: Any, decision: Decision) -> list[int]:
+def preview_units(gate: GateLike, decision: Decision) -> list[int]:
     """The units the impact preview measures: DML that is not allowed outright
     or that a row cap applies to, and `kubectl scale` under a live baseline.
     Cheap, standard library only: on the hot path it decides whether
@@ -713,7 +714,9 @@ def _escalate(decision: Decision, d: Any, to: str, why: str) -> None:
         decision.decision = to
 
 
-def apply_impact(gate: Any, decision: Decision, items: list[dict[str, Any]], describe: Any) -> None:
+def apply_impact(
+    gate: GateLike, decision: Decision, items: list[dict[str, Any]], describe: Any
+) -> None:
     """Hold each preview against its unit's caps; may make `decision` stricter,
     never looser. A cap that cannot be checked (the preview failed) asks a person."""
     rules = _rule_index(gate.ruleset)
@@ -776,7 +779,7 @@ def _apply_live(decision: Decision, d: Any, it: dict[str, Any], rules: dict[str,
         )
 
 
-def runtime_cap(gate: Any, d: Any, rows: int | None) -> tuple[int, str] | None:
+def runtime_cap(gate: GateLike, d: Any, rows: int | None) -> tuple[int, str] | None:
     """The cap a psql statement is held to when it runs (issue 13): max_rows for
     a statement previewed under it; max_rows_hard for one a person approved
     above it, or without a count (a failed preview under a cap always asks)."""

@@ -37,24 +37,24 @@ if TYPE_CHECKING:
 
     from xguard.audit.log import AuditLog
     from xguard.gate.execenv import ExecResult
-    from xguard.gate.request import Request
+    from xguard.gate.request import GateLike, Request
     from xguard.policy.decide import Decision
 
     class Executor(Protocol):
         """How an allowed or approved command runs."""
 
         def prepare(
-            self, gate: Any, req: Request, decision: Decision, record: dict[str, Any]
+            self, gate: GateLike, req: Request, decision: Decision, record: dict[str, Any]
         ) -> None:
             """Before the decision record is written: add what it must say about
             how the command will run (`confined`)."""
 
         def run(
-            self, gate: Any, req: Request, decision: Decision, record: dict[str, Any]
+            self, gate: GateLike, req: Request, decision: Decision, record: dict[str, Any]
         ) -> ExecResult:
             """Run it; how it ended."""
 
-    Asker = Callable[[Any, Request, Decision, dict[str, Any], AuditLog], "Asked"]
+    Asker = Callable[[GateLike, Request, Decision, dict[str, Any], AuditLog], "Asked"]
 
 
 class Asked:
@@ -137,7 +137,7 @@ def deny_message(req: Request, decision: Decision) -> str:
 
 def run_request(
     req: Request,
-    gate: Any,
+    gate: GateLike,
     *,
     ask: Asker,
     execute: Executor | None,

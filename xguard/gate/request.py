@@ -18,8 +18,26 @@ from xguard.util import parse_duration, user_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from xguard.audit.log import AuditLog
     from xguard.policy.decide import Context, Decision
+    from xguard.policy.rules import Ruleset
+
+    class GateLike(Protocol):
+        """What the pipeline, the limits and approval waiting use of a gate:
+        a `Gate`, or the broker's view of one for a single agent."""
+
+        paths: Paths
+        ruleset: Ruleset
+        environ: dict[str, str]
+        profile: str | None
+        cwd: str
+
+        def context(self, cwd: str | None = None) -> Context: ...
+        def decide(self, req: Request) -> Decision: ...
+        def audit(self) -> AuditLog: ...
+        def base_record(self, req: Request, decision: Decision, cmd_id: str) -> dict[str, Any]: ...
 
 
 @dataclass
