@@ -361,7 +361,12 @@ def test_forwards_rfc5424_over_udp(log_path: Path) -> None:
         assert ts.decode() == rec["ts"] and host.decode() == os.uname().nodename
         assert int(pid) == os.getpid() and msgid.decode() == rec["event"]
         assert body == line  # the JSON line itself, verifiable on the collector
-    assert [int(RFC5424.match(m).group(1)) for m in msgs] == [10 * 8 + 6, 10 * 8 + 5, 10 * 8 + 6]  # type: ignore[union-attr]
+    pris = []
+    for msg in msgs:
+        head = RFC5424.match(msg)
+        assert head is not None
+        pris.append(int(head.group(1)))
+    assert pris == [10 * 8 + 6, 10 * 8 + 5, 10 * 8 + 6]
 
 
 def test_forwards_over_tcp_with_octet_counting(log_path: Path) -> None:

@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,9 @@ def where(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return project, home
 
 
-def _decide(command: str, rules: Ruleset, where: tuple[Path, Path], **ctx: object) -> str:
+def _decide(command: str, rules: Ruleset, where: tuple[Path, Path], **ctx: Any) -> str:
     project, home = where
-    c = Context(cwd=str(project), home=str(home), expand_glob=real_glob, **ctx)  # type: ignore[arg-type]
+    c = Context(cwd=str(project), home=str(home), expand_glob=real_glob, **ctx)
     d = decide(parse(command), rules, c)
     return d.decision
 
@@ -142,11 +143,11 @@ DASH_SAME = ["echo a b | wc -w", "x=1; echo \"$x\" 'q'", "for i in 1 2; do echo 
 def test_bash_only_agrees_with_real_dash(text: str, tmp_path: Path) -> None:
     """bash_only() flags exactly the strings real dash and bash run differently."""
 
-    def run(sh: str) -> tuple[str, str, int]:
+    def run(sh: str) -> tuple[str, bool, int]:
         p = subprocess.run(
             [sh, "-c", text], cwd=tmp_path, capture_output=True, text=True, check=False
         )
-        return p.stdout, p.stderr != "", p.returncode  # type: ignore[return-value]
+        return p.stdout, p.stderr != "", p.returncode
 
     differs = run("bash") != run("dash")
     assert differs == (text in DASH_DIFFERS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -127,9 +128,7 @@ def init(force: bool, to_stdout: bool) -> int:
     return 0
 
 
-def replay_history(
-    new_rules: Path, since: str | None, until: str | None = None
-) -> dict[str, object]:
+def replay_history(new_rules: Path, since: str | None, until: str | None = None) -> dict[str, Any]:
     """Decide every logged command again under `new_rules`; report what changes.
 
     Each command is decided in the cwd it ran in, as shell text or (for
@@ -182,7 +181,7 @@ def replay_history(
         d = decide(units, rs, ctx)
         seen[key] = (str(old), d.decision, d.reasons[:2])
     changes: Counter[str] = Counter()
-    changed = []
+    changed: list[dict[str, Any]] = []
     for key, (old, new, reasons) in seen.items():
         if old != new:
             changes[f"{old} -> {new}"] += counts[key]
@@ -196,7 +195,7 @@ def replay_history(
                     "why": reasons,
                 }
             )
-    changed.sort(key=lambda c: (-int(c["times"]), str(c["command"])))  # type: ignore[call-overload]
+    changed.sort(key=lambda c: (-int(c["times"]), str(c["command"])))
     return {
         "rules": str(new_rules),
         "decisions": total,
@@ -255,8 +254,8 @@ def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
         f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "
         f"{res['changed']} would change"
     )
-    transitions: dict[str, int] = res["transitions"]  # type: ignore[assignment]
-    commands: list[dict[str, object]] = res["commands"]  # type: ignore[assignment]
+    transitions: dict[str, int] = res["transitions"]
+    commands: list[dict[str, object]] = res["commands"]
     for t, n in sorted(transitions.items()):
         click.echo(f"  {t}: {n}")
     for c in commands:
