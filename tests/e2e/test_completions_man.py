@@ -113,7 +113,7 @@ def test_the_drift_check_catches_a_new_command_and_option() -> None:
     def frob(wibble: str | None) -> None:
         pass
 
-    class Extended(type(cli)):  # type: ignore[misc]
+    class Extended(type(cli)):  # type: ignore[misc]  # a base known at run time
         def list_commands(self, ctx: click.Context) -> list[str]:
             return [*super().list_commands(ctx), "frobnicate"]
 

@@ -22,7 +22,7 @@ def test_a_prompt_only_for_a_person_at_a_terminal(stdin: bool, stderr: bool, pro
     assert env.at_terminal is prompts
     if not prompts:
         # No terminal: the channel never even opens /dev/tty.
-        assert Channel(env).prompt(gate=None, ticket=None) is None  # type: ignore[arg-type]
+        assert Channel(env).prompt(gate=None, ticket=None) is None  # type: ignore[arg-type]  # never read
 
 
 def test_facts_are_read_from_the_streams_when_not_pinned() -> None:

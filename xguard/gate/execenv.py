@@ -176,7 +176,7 @@ def run_child(
         try:
             if pty and signum in (signal.SIGINT, signal.SIGQUIT):
                 # What the terminal would do: the pty's foreground group gets it.
-                os.killpg(plumbing.foreground_group() or pid, signum)  # type: ignore[union-attr]
+                os.killpg(plumbing.foreground_group() or pid, signum)  # type: ignore[union-attr]  # set: pty
             else:
                 os.kill(pid, signum)
         except (ProcessLookupError, PermissionError):
@@ -184,7 +184,7 @@ def run_child(
 
     def on_winch(_signum: int, _frame: object) -> None:
         # The pty tells its foreground group itself (TIOCSWINSZ sends SIGWINCH).
-        size = plumbing.resize()  # type: ignore[union-attr]
+        size = plumbing.resize()  # type: ignore[union-attr]  # only with a pty
         if size is not None:
             recorder.resize(*size)
 

@@ -358,8 +358,8 @@ def _required_literals(rx: str) -> list[list[str]] | None:
     import re
 
     try:
-        from re import _constants as C  # type: ignore[attr-defined]
-        from re import _parser as P  # type: ignore[attr-defined]
+        from re import _constants as C  # type: ignore[attr-defined]  # private, no stub
+        from re import _parser as P  # type: ignore[attr-defined]  # private, no stub
     except ImportError:  # pragma: no cover
         return None
     try:
@@ -410,8 +410,8 @@ def _anchored_prefixes(rx: str) -> tuple[list[str], bool] | None:
     import re
 
     try:
-        from re import _constants as C  # type: ignore[attr-defined]
-        from re import _parser as P  # type: ignore[attr-defined]
+        from re import _constants as C  # type: ignore[attr-defined]  # private, no stub
+        from re import _parser as P  # type: ignore[attr-defined]  # private, no stub
     except ImportError:  # pragma: no cover
         return None
     try:
@@ -765,7 +765,7 @@ class Rule:
             if sql or self.pre_ci:
                 if low is None and text.isascii():
                     low = text.lower()
-                if low is not None and not low.startswith(self.pre_low):  # type: ignore[arg-type]
+                if low is not None and not low.startswith(self.pre_low):  # type: ignore[arg-type]  # set with pre
                     return False
             elif not text.startswith(self.pre):
                 return False

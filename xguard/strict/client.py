@@ -70,7 +70,7 @@ def loads(data: bytes) -> Any:
     if _scanner is None:
         import _json
 
-        _scanner = _json.make_scanner(_JsonContext())  # type: ignore[arg-type]
+        _scanner = _json.make_scanner(_JsonContext())  # type: ignore[arg-type]  # duck-typed
     text = data.decode("utf-8", "surrogateescape").strip()
     try:
         obj, end = _scanner(text, 0)
