@@ -14,6 +14,10 @@ import os
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from xguard.gate.confine import Box
+
 try:
     # The C module behind `signal`: the same functions and numbers, without
     # the IntEnum wrappers whose `enum` import costs ~3 ms per command.
@@ -79,11 +83,18 @@ def run_child(
     *,
     max_runtime: float | None = None,
     kill_grace: float = 5.0,
+    box: Box | None = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
 
     With max_runtime: SIGTERM when it is over, SIGKILL `kill_grace` seconds
     later, and exit status 124 as timeout(1) gives.
+
+    With a box (xguard/gate/confine.py) other than `none`, the command runs
+    confined: under bwrap (argv wrapped) or Landlock (applied in the child
+    between fork and exec). Its stderr then passes through xguard when it is
+    not a terminal, so that a write or connect the box refused gets one line
+    telling the agent how to ask instead.
     """
     t0 = time.monotonic()
     # With a time limit the command must be stopped whole, grandchildren too
@@ -91,16 +102,30 @@ def run_child(
     # its own to signal; on a terminal it stays in the foreground group (job
     # control and Ctrl-C keep working) and its descendants are found in /proc.
     own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
-    if own_group:
-        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
+    if box is not None and box.mechanism == "none":
+        box = None
+    relay = -1
+    if box is None:
+        if own_group:
+            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
+        else:
+            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
     else:
-        pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+        pid, relay = _spawn_boxed(box, path, argv, env, own_group)
     timed_out = False
     stage = 0
+    inner: list[int] = []  # the boxed command's pid, once found (bwrap forks twice)
+
+    def target() -> int:
+        if box is None or box.mechanism != "bwrap":
+            return pid
+        if not inner:
+            inner.extend(_bwrap_command(pid))
+        return inner[0] if inner else pid
 
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(pid, signum)
+            os.kill(target(), signum)
         except ProcessLookupError:
             pass
 
@@ -133,8 +158,12 @@ def run_child(
     if max_runtime:
         old[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, max_runtime)
+    tail = b""
+    status = -1
     try:
-        while True:
+        if relay >= 0:
+            tail, status = _relay(relay, pid)
+        while status < 0:
             try:
                 _, status = os.waitpid(pid, 0)
                 break
@@ -151,7 +180,161 @@ def run_child(
     exit_code = 128 + sig if sig else code
     if timed_out:
         exit_code = 124
+    if box is not None:
+        from xguard.gate.confine import exit_note
+
+        exit_note(box, exit_code, tail)
     return Outcome(exit_code, sig, timed_out, int((time.monotonic() - t0) * 1000))
+
+
+def _spawn_boxed(
+    box: Box, path: str, argv: list[str], env: dict[str, str], own_group: bool
+) -> tuple[int, int]:
+    """Start the command in its box; -> (pid, read end of the stderr relay or -1)."""
+    from xguard.gate import confine
+
+    tty = any(os.isatty(fd) for fd in (0, 1, 2))
+    relay_r = relay_w = -1
+    if not os.isatty(2):
+        relay_r, relay_w = os.pipe()
+    try:
+        if box.mechanism == "bwrap":
+            # The seccomp program goes to bwrap through a pipe it reads once.
+            sr, sw = os.pipe()
+            try:
+                os.write(sw, confine.seccomp_filter())
+                os.close(sw)
+                sw = -1
+                os.set_inheritable(sr, True)
+                actions = [(os.POSIX_SPAWN_DUP2, relay_w, 2)] if relay_w >= 0 else []
+                wrapped = box.bwrap_argv(path, argv, tty=tty, seccomp_fd=sr)
+                if own_group:
+                    pid = os.posix_spawn(
+                        box.bwrap,
+                        wrapped,
+                        env,
+                        setsigdef=RESET_IN_CHILD,
+                        file_actions=actions,
+                        setpgroup=0,
+                    )
+                else:
+                    pid = os.posix_spawn(
+                        box.bwrap, wrapped, env, setsigdef=RESET_IN_CHILD, file_actions=actions
+                    )
+            finally:
+                os.close(sr)
+                if sw >= 0:
+                    os.close(sw)
+        else:
+            pid = _fork_landlock(box, path, argv, env, own_group=own_group, tty=tty, err=relay_w)
+    except BaseException:
+        if relay_r >= 0:
+            os.close(relay_r)
+        raise
+    finally:
+        if relay_w >= 0:
+            os.close(relay_w)
+    return pid, relay_r
+
+
+def _fork_landlock(
+    box: Box,
+    path: str,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    own_group: bool,
+    tty: bool,
+    err: int,
+) -> int:
+    """fork, restrict (no_new_privs, seccomp, Landlock), exec. The ruleset
+    is built here in the parent; the child only makes three calls."""
+    from xguard.gate.confine import landlock_preexec
+
+    enter = landlock_preexec(box)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its failures are reported on its stderr
+            try:
+                for s in RESET_IN_CHILD:
+                    signal.signal(s, signal.SIG_DFL)
+                if not tty:
+                    os.setsid()  # as bwrap --new-session: no controlling terminal
+                elif own_group:
+                    os.setpgid(0, 0)
+                if err >= 0:
+                    os.dup2(err, 2)
+                enter()
+                os.execve(path, argv, env)  # noqa: S606 - argv, never a shell string
+            except BaseException as e:  # nothing may run unconfined: report and stop
+                try:
+                    os.write(2, f"xguard: cannot confine {argv[0]}: {e}\n".encode())
+                finally:
+                    os._exit(126)
+        return pid
+    finally:
+        os.close(enter.ruleset_fd)
+
+
+def _relay(fd: int, pid: int) -> tuple[bytes, int]:
+    """Copy the child's stderr to ours, keeping its tail; -> (tail, wait status
+    or -1). A background process that outlives the command and keeps stderr
+    open must not keep xguard waiting: the child's exit ends the relay."""
+    import select
+
+    tail = b""
+    status = -1
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+                    os.set_blocking(fd, False)
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        chunk = b""
+                    _copy(chunk)
+                    tail = (tail + chunk)[-8192:]
+                    break
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            _copy(chunk)
+            tail = (tail + chunk)[-8192:]
+    finally:
+        os.close(fd)
+    return tail, status
+
+
+def _copy(chunk: bytes) -> None:
+    view = memoryview(chunk)
+    while view:
+        try:
+            n = os.write(2, view)
+        except OSError:
+            return  # our stderr is gone; the command goes on regardless
+        view = view[n:]
+
+
+def _bwrap_command(pid: int) -> list[int]:
+    """The boxed command's pid as seen from here: bwrap's child is the pid
+    namespace's init, whose child is the command."""
+
+    def children(p: int) -> list[int]:
+        try:
+            with open(f"/proc/{p}/task/{p}/children", "rb") as f:
+                return [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            return []
+
+    out: list[int] = []
+    for init in children(pid):
+        out += children(init)
+    return out
 
 
 def _descendants(pid: int) -> list[int]:

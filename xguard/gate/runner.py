@@ -20,6 +20,10 @@ from xguard._record import dataclass, field
 from xguard.errors import ConfigError, ExitCode, UsageError, XguardError
 from xguard.paths import Paths, ensure_dir, get_paths
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from xguard.gate.confine import Box
+
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to read aloud and type
 
 
@@ -82,6 +86,7 @@ class Gate:
         environ: dict[str, str] | None = None,
         rules_file: str | None = None,
         profile: str | None = None,
+        confinable: bool = False,
     ) -> None:
         from xguard.policy.rules import load_ruleset
 
@@ -105,6 +110,21 @@ class Gate:
         self.cwd = _cwd(self.environ)
         self.home = self.environ.get("HOME") or os.path.expanduser("~")
         self._contexts: dict[str, object] = {}
+        # Whether this front end runs what it allows through run_child with a
+        # box (issue 11); hooks, whose runtime runs the command, are not.
+        self.confinable = confinable
+        self._confine: tuple[str, str] | None = None
+
+    def confine(self) -> tuple[str, str]:
+        """(mechanism, why none) for commands this gate runs; resolved once."""
+        if self._confine is None:
+            if not self.confinable:
+                self._confine = ("none", "this front end does not run the command")
+            else:
+                from xguard.gate.confine import resolve
+
+                self._confine = resolve(self.ruleset, self.paths.cache_dir_s, self.environ)
+        return self._confine
 
     def context(self, cwd: str | None = None):  # type: ignore[no-untyped-def]
         """The policy context for a cwd (made once per cwd: batch checks reuse it)."""
@@ -119,7 +139,13 @@ class Gate:
         for s in self.ruleset.sources:
             if s and not s.startswith(package):
                 protected.append(s)
-        ctx = Context(cwd=key, home=self.home, protected=protected, expand_glob=real_glob)
+        ctx = Context(
+            cwd=key,
+            home=self.home,
+            protected=protected,
+            expand_glob=real_glob,
+            confined=self.confine()[0] != "none",
+        )
         self._contexts[key] = ctx
         return ctx
 
@@ -218,7 +244,7 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
         if req.profile is None and not os.environ.get("XGUARD_PROFILE"):  # a session's own profile
             req.profile = limits.session_profile(os.environ, req.session)
         try:
-            gate = Gate(profile=req.profile)
+            gate = Gate(profile=req.profile, confinable=True)
         except ConfigError as e:
             _audit_config_error(e, req)
             raise
@@ -232,6 +258,13 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
     )  # loop breaker (may escalate), rate caps, trip
     if stop is not None:
         return limits.refuse(gate, req, decision, stop)
+    # --- confinement (issue 11): `required` with no box, or an allow that
+    # needs the box, or a command that asks to run unconfined, needs a person.
+    from xguard.gate import confine
+
+    mechanism, _ = gate.confine()
+    _escalate(gate, decision, req.text)
+    # ---
     cmd_id = new_id()
     record = gate.base_record(req, decision, cmd_id)
     log = gate.audit()
@@ -256,13 +289,27 @@ def gate_and_run(req: Request, gate: Gate | None = None) -> int:
         record["id"] = outcome.request_id or cmd_id
         approved_by = outcome.reviewer
 
+    # --- confinement (issue 11): the box this command runs in, from its decision.
+    box = confine.plan(
+        decision,
+        gate.ruleset,
+        gate.context(),
+        gate.paths,
+        mechanism,
+        approved=approved_by is not None,
+        cache_dir=gate.paths.cache_dir_s,
+    )
+    record["confined"] = box.mechanism
+    # ---
     # The decision line is written before the command starts (SPEC §6); if it
     # cannot be written, AuditError propagates and nothing runs.
     log.append("decision", **record, reviewer=approved_by)
-    return _execute(req, gate, decision, record, log)
+    return _execute(req, gate, decision, record, log, box=box)
 
 
-def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log) -> int:  # type: ignore[no-untyped-def]
+def _execute(  # type: ignore[no-untyped-def]
+    req: Request, gate: Gate, decision, record: dict[str, object], log, *, box: Box | None = None
+) -> int:
     from xguard.gate.execenv import run_child, scrub, which
 
     env_cfg = gate.ruleset.env
@@ -292,7 +339,7 @@ def _execute(req: Request, gate: Gate, decision, record: dict[str, object], log)
         max_runtime = parse_duration(limits["max_runtime"])
     grace = parse_duration(limits.get("kill_grace", 5)) or 5.0
     try:
-        out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace)
+        out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace, box=box)
     except OSError as e:
         sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
         log.append("exit", **_exit_fields(record), exit_code=126, duration_ms=0)
@@ -534,12 +581,14 @@ def check_main(args: list[str]) -> int:
         sock = broker_socket()
         if sock:  # strict mode: the broker's rules decide (issue 6)
             return check_via_broker(sock, text, argv, as_json, profile)
-    gate = Gate(rules_file=rules, profile=profile)
+    # Decided as `xguard -c` would: in the box where one can start (issue 11).
+    gate = Gate(rules_file=rules, profile=profile, confinable=True)
     if batch is not None:
         return _check_batch(gate, batch)
     if text is None and not argv:
         raise UsageError(f"give -c STRING, -- ARGV... or --batch FILE\n{CHECK_USAGE}")
     d = gate.decide_text(text) if text is not None else gate.decide_argv(argv or [])
+    _escalate(gate, d, text or "")
     if as_json:
         sys.stdout.write(json.dumps(d.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -550,6 +599,14 @@ def check_main(args: list[str]) -> int:
             if u.decision != "allow" and u.why:
                 sys.stdout.write(f"  {'':<17} {'':<8} └ {u.why}\n")
     return {"allow": 0, "require_approval": 1, "deny": 2}[d.decision]
+
+
+def _escalate(gate: Gate, decision, text: str) -> None:  # type: ignore[no-untyped-def]
+    """What `xguard -c` adds to the decision for its box (issue 11)."""
+    from xguard.gate import confine
+
+    mechanism, why = gate.confine()
+    confine.escalate(decision, text, gate.ruleset, mechanism, why)
 
 
 def _check_batch(gate: Gate, batch: str) -> int:
@@ -575,6 +632,7 @@ def _check_batch(gate: Gate, batch: str) -> int:
                 )
                 continue
             d = gate.decide_text(cmd, obj.get("cwd"))
+            _escalate(gate, d, cmd)
             obj.update(d.to_json())
             out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     return 0 if not bad else 1

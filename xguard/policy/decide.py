@@ -49,6 +49,9 @@ class Context:
     expand_glob: Callable[[str, str], list[str] | None] | None = (
         None  # (pattern, cwd) -> matches, None if too many
     )
+    # The command will run in the kernel box (xguard/gate/confine.py): rules
+    # marked `if_confined` count only then (issue 11: `cd DIR && …`).
+    confined: bool = False
 
 
 class UnitDecision:
@@ -172,7 +175,9 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
     return out
 
 
-def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
+def _match_path_rules(
+    paths: list[str], access: str, ruleset: Ruleset, home: str, cwd: str = ""
+) -> list[Rule]:
     hits = []
     lows = [p.lower() for p in paths] if all(p.isascii() for p in paths) else None
     for r in ruleset.path_rules:
@@ -189,7 +194,7 @@ def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str
                 break
             else:
                 continue  # no path holds a literal every match must contain
-        rx = r.regex(home)
+        rx = r.regex(home, cwd)
         if any(rx.match(p) for p in paths):
             hits.append(r)
     return hits
@@ -225,6 +230,8 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     low = u.text.lower() if u.text.isascii() else None
     alt_low = u.alt_text.lower() if u.alt_text is not None and u.alt_text.isascii() else None
     for r in cands:
+        if r.if_confined and not ctx.confined:
+            continue  # an allow that holds only inside the box
         if r.matches_text(u.text, sql, low):
             hits.append(r)
         elif (
@@ -346,7 +353,7 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
                 u,
                 rule_ids=["builtin:self-protection"],
             )
-    hits = _match_path_rules(paths, access, ruleset, ctx.home)
+    hits = _match_path_rules(paths, access, ruleset, ctx.home, ctx.cwd)
     if hits:
         best = _strictest(hits)
         decision, rule, why = best.action, best.id, _rule_why(best)
