@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import sys
 
 TYPE_CHECKING = False
@@ -430,7 +429,7 @@ def plan(
     box.abi = sup.abi
     box.network = _network(decision, ruleset)
     box.writable = _writable(decision, ruleset, ctx)
-    dirs, files = _masks(ruleset, ctx, paths, box)
+    dirs, files = _masks(ruleset, ctx, paths, box, cache_dir)
     if not box.network:
         for s in SOCKET_MASKS:
             real = os.path.realpath(s)
@@ -538,26 +537,54 @@ def _rule_root(src: str, ctx: Any, path: str) -> str | None:
 
 
 def _glob_match(name: str, pat: str) -> bool:
-    """fnmatch for one path component (`*`, `?`, `[...]`), without `re`."""
+    """fnmatch for one path component (`*`, `?`, `[...]`), without `re`
+    (fnmatch and glob import it: several ms on every command)."""
     if not any(c in pat for c in "*?["):
         return name == pat
-    if "[" not in pat and "?" not in pat:
-        parts = pat.split("*")
-        if not name.startswith(parts[0]) or not name.endswith(parts[-1]):
+    n = p = 0
+    star_p = star_n = -1
+    while n < len(name):
+        if p < len(pat) and pat[p] == "*":
+            star_p, star_n = p, n
+            p += 1
+            continue
+        if p < len(pat):
+            step = _one(name[n], pat, p)
+            if step:
+                n += 1
+                p += step
+                continue
+        if star_p < 0:
             return False
-        if len(name) < len(parts[0]) + len(parts[-1]):
-            return False
-        i = len(parts[0])
-        end = len(name) - len(parts[-1])
-        for mid in parts[1:-1]:
-            j = name.find(mid, i, end)
-            if j < 0:
-                return False
-            i = j + len(mid)
-        return True
-    import fnmatch  # rare shapes only
+        star_n += 1
+        n, p = star_n, star_p + 1
+    while p < len(pat) and pat[p] == "*":
+        p += 1
+    return p == len(pat)
 
-    return fnmatch.fnmatchcase(name, pat)
+
+def _one(c: str, pat: str, p: int) -> int:
+    """Does character c match the pattern item at p? -> its length, or 0."""
+    if pat[p] == "?":
+        return 1
+    if pat[p] == "[":
+        end = pat.find("]", p + 2)
+        if end > 0:
+            body = pat[p + 1 : end]
+            neg = body[:1] in ("!", "^")
+            if neg:
+                body = body[1:]
+            hit = False
+            i = 0
+            while i < len(body):
+                if i + 2 < len(body) and body[i + 1] == "-":
+                    hit = hit or body[i] <= c <= body[i + 2]
+                    i += 3
+                else:
+                    hit = hit or body[i] == c
+                    i += 1
+            return end - p + 1 if hit != neg else 0
+    return 1 if pat[p] == c else 0
 
 
 class _Matcher:
@@ -610,7 +637,9 @@ class _Matcher:
         return False
 
 
-def _masks(ruleset: Any, ctx: Any, paths: Any, box: Box) -> tuple[set[str], set[str]]:
+def _masks(
+    ruleset: Any, ctx: Any, paths: Any, box: Box, cache_dir: str | None = None
+) -> tuple[set[str], set[str]]:
     dirs: set[str] = set()
     files: set[str] = set()
 
@@ -651,17 +680,19 @@ def _masks(ruleset: Any, ctx: Any, paths: Any, box: Box) -> tuple[set[str], set[
             continue
         matcher.add(parts)
     if matcher:
-        seen: set[str] = set()
-        budget = [WALK_BUDGET * 2]
-        for root, depth in ((ctx.cwd, CWD_DEPTH), (ctx.home, HOME_DEPTH)):
-            if root and root != "/" and root not in seen:
-                seen.add(root)
-                _walk(root, depth, matcher, add, budget=budget, box=box)
+        roots = [(ctx.cwd, CWD_DEPTH), (ctx.home, HOME_DEPTH)]
         # The folders above the cwd hold `../.env` too.
         d = os.path.dirname(ctx.cwd)
-        while d and d != "/" and d not in seen:
-            _walk(d, 1, matcher, add, budget=budget, box=box)
+        while d and d != "/":
+            roots.append((d, 1))
             d = os.path.dirname(d)
+        seen: set[str] = set()
+        sig = f"{ruleset.data.get('key', '')}\0{ctx.home}"
+        for root, depth in roots:
+            if root and root != "/" and root not in seen:
+                seen.add(root)
+                for m in _walk_cached(root, depth, matcher, box, cache_dir=cache_dir, sig=sig):
+                    add(m)
     # Many masked files in one folder: mask the folder (each mask is a mount).
     by_parent: dict[str, int] = {}
     for f in files:
@@ -683,39 +714,117 @@ def _anchored(g: str, add: Any) -> None:
         return
     if g.startswith(("/proc/", "/dev/", "/sys/")):
         return
-    import glob
-    import itertools
-
     pattern = g[:-3] if g.endswith("/**") else g
-    for m in itertools.islice(glob.iglob(pattern, recursive=True), 256):
+    found = ["/"]
+    for part in pattern.strip("/").split("/"):
+        if part == "**":
+            return  # a recursive glob in the middle of an absolute path: too broad to walk
+        nxt: list[str] = []
+        for d in found:
+            if not any(c in part for c in "*?["):
+                q = os.path.join(d, part)
+                if os.path.lexists(q):
+                    nxt.append(q)
+                continue
+            try:
+                names = sorted(os.listdir(d))
+            except OSError:
+                continue
+            nxt += [os.path.join(d, x) for x in names if _glob_match(x, part)]
+        found = nxt[:256]
+    for m in found:
         add(m)
 
 
+def _walk_cached(
+    root: str, depth: int, matcher: _Matcher, box: Box, *, cache_dir: str | None, sig: str
+) -> list[str]:
+    """The paths under `root` that unanchored mask rules name. The answer is
+    kept with the mtime of every folder read: a folder's mtime changes
+    whenever a name in it is added, removed or renamed, so the kept answer
+    holds exactly as long as those stat calls say so."""
+    cache = None
+    if cache_dir:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found]
+        except ImportError:  # pragma: no cover
+            from hashlib import sha256
+        key = sha256(f"{sig}\0{root}\0{depth}".encode("utf-8", "surrogateescape")).hexdigest()
+        cache = os.path.join(cache_dir, f"confine-walk-{key[:24]}.txt")
+        kept = _read_walk(cache)
+        if kept is not None:
+            box.partial = box.partial or kept[1]
+            return kept[0]
+    found: list[str] = []
+    read: list[tuple[str, int]] = []
+    partial = _walk(root, depth, matcher, found, read)
+    box.partial = box.partial or partial
+    if cache:
+        lines = ["v1", "P" if partial else "-"]
+        lines += [f"D{m}\t{d}" for d, m in read]
+        lines += [f"M{p}" for p in found]
+        try:
+            os.makedirs(cache_dir or "", mode=0o700, exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write("\n".join(lines) + "\n")
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # an optimisation only
+    return found
+
+
+def _read_walk(cache: str) -> tuple[list[str], bool] | None:
+    try:
+        with open(cache, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    if lines[:1] != ["v1"] or len(lines) < 3:
+        return None
+    found = []
+    for line in lines[2:]:
+        if line.startswith("D"):
+            mtime, _, d = line[1:].partition("\t")
+            try:
+                if str(os.stat(d).st_mtime_ns) != mtime:
+                    return None
+            except OSError:
+                return None
+        elif line.startswith("M"):
+            found.append(line[1:])
+    return found, lines[1] == "P"
+
+
 def _walk(
-    root: str, depth: int, matcher: _Matcher, add: Any, *, budget: list[int], box: Box
-) -> None:
+    root: str, depth: int, matcher: _Matcher, found: list[str], read: list[tuple[str, int]]
+) -> bool:
+    """Breadth-bounded search; -> whether the budget ran out."""
     todo = [(root, depth)]
+    budget = WALK_BUDGET
     while todo:
         d, left = todo.pop()
         try:
+            mtime = os.stat(d).st_mtime_ns
             it = os.scandir(d)
         except OSError:
             continue
+        read.append((d, mtime))
         with it:
             for e in it:
-                budget[0] -= 1
-                if budget[0] < 0:
-                    box.partial = True
-                    return
+                budget -= 1
+                if budget < 0:
+                    return True
+                if matcher.match(e.path, e.name):
+                    found.append(e.path)
+                    continue
                 try:
                     is_dir = e.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
-                if matcher.match(e.path, e.name):
-                    add(e.path)
-                    continue
                 if is_dir and left > 1 and e.name not in SKIP_DIRS:
                     todo.append((e.path, left - 1))
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -755,7 +864,10 @@ def seccomp_filter() -> bytes:
         (ret, 0, 0, allow),
         (ret, 0, 0, deny),
     ]
-    return b"".join(struct.pack("<HBBI", *ins) for ins in prog)
+    # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k;}, native (little) endian
+    return b"".join(
+        c.to_bytes(2, "little") + bytes((jt, jf)) + k.to_bytes(4, "little") for c, jt, jf, k in prog
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -771,6 +883,7 @@ _DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"
 
 def _landlock_build(box: Box) -> int:
     import ctypes
+    import struct
 
     libc = _libc()
     libc.syscall.restype = ctypes.c_long

@@ -120,7 +120,7 @@ _SETTINGS: dict[str, Any] = {
     "agents": "strlist",
     "strict": "bool",
     "socket": "str",
-    "confine": ("auto", "required", "off"),  # issue 11: kernel confinement of allowed commands
+    "confine": "confine_mode",  # issue 11: auto | required | off (kernel confinement)
     "confine_approved": "bool",  # approved commands run in the box too
 }
 _PROFILE = {
@@ -243,6 +243,13 @@ class _Checker:
                     node,
                     f"{where}: expected a non-negative {'whole ' if schema == 'int' else ''}number",
                 )
+            return value
+        if schema == "confine_mode":
+            # YAML 1.1 reads a bare `off` as false: that is what the user meant.
+            if value is False:
+                return "off"
+            if not isinstance(node, yaml.ScalarNode) or value not in ("auto", "required", "off"):
+                raise self.fail(node, f"{where}: must be one of auto, required, off, not {value!r}")
             return value
         if schema == _DURATION:
             if parse_duration(value) is None:
