@@ -43,7 +43,7 @@ _xguard_options() {
         "session start") echo "--ttl --profile --name -h --help" ;;
         "setup") echo "-h --help" ;;
         "setup strict") echo "--agent-user --reviewer --socket --xguard --no-ssh --ssh --no-systemd --systemd --apply -h --help" ;;
-        "ssh-gate") echo "-h --help" ;;
+        "ssh-gate") echo "--allow-interactive --allow-subsystem -h --help" ;;
     esac
 }
 
@@ -62,6 +62,7 @@ _xguard_valued() {
         "serve") echo "--socket" ;;
         "session start") echo "--ttl --profile --name" ;;
         "setup strict") echo "--agent-user --reviewer --socket --xguard" ;;
+        "ssh-gate") echo "--allow-subsystem" ;;
     esac
 }
 

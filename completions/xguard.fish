@@ -44,6 +44,8 @@ function __xguard_valued
             printf '%s\n' '--ttl' '--profile' '--name'
         case 'setup strict'
             printf '%s\n' '--agent-user' '--reviewer' '--socket' '--xguard'
+        case 'ssh-gate'
+            printf '%s\n' '--allow-subsystem'
     end
 end
 
@@ -141,8 +143,8 @@ complete -c xguard -n '__xguard_at \'deny\'' -l reason -x -d 'Why'
 complete -c xguard -n '__xguard_at \'deny\'' -s h -l help -d 'Show this message and exit'
 complete -c xguard -n '__xguard_at \'doctor\'' -l json -d 'Print one JSON object instead of the report'
 complete -c xguard -n '__xguard_at \'doctor\'' -s h -l help -d 'Show this message and exit'
-complete -c xguard -n '__xguard_at \'hook\'' -l require-approval -x -a 'ask wait deny' -d 'What require_approval becomes: ask (Claude Code prompts), wait (for `xguard review`), deny'
-complete -c xguard -n '__xguard_at \'hook\'' -l timeout -x -d 'The hook\'s timeout in settings.json (default 600): `wait` gives up before it'
+complete -c xguard -n '__xguard_at \'hook\'' -l require-approval -x -a 'ask wait deny' -d 'What require_approval becomes: ask (the runtime prompts), wait (for `xguard review`), deny'
+complete -c xguard -n '__xguard_at \'hook\'' -l timeout -x -d 'The hook\'s timeout in the runtime\'s settings (default 600): `wait` gives up before it'
 complete -c xguard -n '__xguard_at \'hook\'' -s h -l help -d 'Show this message and exit'
 complete -c xguard -n '__xguard_at \'hook\'' -a 'claude-code'
 complete -c xguard -n '__xguard_at \'init\'' -l force -d 'Overwrite an existing rules file'
@@ -204,4 +206,6 @@ complete -c xguard -n '__xguard_at \'setup strict\'' -l no-ssh -l ssh -d 'Also g
 complete -c xguard -n '__xguard_at \'setup strict\'' -l no-systemd -l systemd -d 'Install the broker as a systemd service'
 complete -c xguard -n '__xguard_at \'setup strict\'' -l apply -d 'Perform the steps (as root)'
 complete -c xguard -n '__xguard_at \'setup strict\'' -s h -l help -d 'Show this message and exit'
+complete -c xguard -n '__xguard_at \'ssh-gate\'' -l allow-interactive -d 'Give a login without a command the gated shell (default: refused)'
+complete -c xguard -n '__xguard_at \'ssh-gate\'' -l allow-subsystem -x -d 'Allow this SSH subsystem (sftp …)'
 complete -c xguard -n '__xguard_at \'ssh-gate\'' -s h -l help -d 'Show this message and exit'

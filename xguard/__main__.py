@@ -1,9 +1,10 @@
 """Entry point. Dispatches the hot path before anything heavy is imported.
 
 `xguard -c …`, `xguard run …`, `xguard check …`, `xguard hook …` and a script on
-stdin are what an agent runs hundreds of times; they go to `xguard.gate.runner`,
-which imports only the standard library (plus tree-sitter when a command is
-not plain). Everything else goes to the click CLI in `xguard.commands.cli`.
+stdin are what an agent runs hundreds of times; they go to
+xguard/frontends/shell.py, which imports only the standard library (plus
+tree-sitter when a command is not plain). Everything else goes to the click
+CLI in xguard/commands/cli.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ def _is_shell_invocation(argv: list[str]) -> bool:
     return first.startswith(("-", "+"))
 
 
+def _say(text: str) -> None:
+    # The reader of stderr may have gone; that must not change the status.
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("XGUARD_DEBUG", "") not in ("", "0")
@@ -38,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         args = args[1:]
     from xguard.errors import ExitCode, XguardError
 
+    hot = True
     try:
         if _is_shell_invocation(args) or (not args and not sys.stdin.isatty()):
-            from xguard.gate.runner import shell_main
+            from xguard.frontends.shell import shell_main
 
             return shell_main(args)
         if not args:
@@ -49,26 +60,58 @@ def main(argv: list[str] | None = None) -> int:
 
             return interactive_main([])
         if args[0] in HOT_COMMANDS:
-            from xguard.gate import runner
+            from xguard.frontends.shell import dispatch
 
-            return runner.dispatch(args[0], args[1:])
+            return dispatch(args[0], args[1:])
+        hot = False
         from xguard.commands.cli import cli_main
 
         return cli_main(args)
     except XguardError as e:
         if debug:
             raise
-        sys.stderr.write(f"xguard: {e.message}\n")
+        _say(f"xguard: {e.message}\n")
         return int(e.exit_code)
     except KeyboardInterrupt:
         return 128 + 2
     except BrokenPipeError:
-        return 0
+        # `xguard audit | head`: the reader had what it wanted. On the hot
+        # path a vanished reader never turns a command that did not run (or
+        # a decision that was not delivered) into success (issue 10).
+        return int(ExitCode.SOFTWARE) if hot else 0
     except Exception as e:  # fail closed: nothing ran, say what broke
         if debug:
             raise
-        sys.stderr.write(f"xguard: internal error: {type(e).__name__}: {e} (run with --debug)\n")
+        _say(f"xguard: internal error: {type(e).__name__}: {e} (run with --debug)\n")
         return int(ExitCode.SOFTWARE)
+
+
+PREFIX_USAGE = "usage: xguard-prefix COMMAND-LINE   (the same as: xguard -c COMMAND-LINE)"
+PREFIX_HELP = f"""{PREFIX_USAGE}
+
+For CLAUDE_CODE_SHELL_PREFIX: Claude Code runs `xguard-prefix '<command line>'`
+for every Bash tool call, hook command, status line command and stdio MCP
+server start, with the whole line as one argument. xguard gates it (the
+model's command inside Claude Code's wrapper, or else the whole line) and runs
+it with bash, exactly as `xguard -c` does.
+
+  export CLAUDE_CODE_SHELL_PREFIX="$(command -v xguard-prefix)"
+"""
+
+
+def prefix_main(argv: list[str] | None = None) -> int:
+    """Console script `xguard-prefix STRING` (CLAUDE_CODE_SHELL_PREFIX): `xguard -c
+    STRING`, one argument only. A separate program rather than `xguard prefix`:
+    a prefix holding " -" is split at its last " -" by the runtime."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write(PREFIX_HELP)
+        return 0
+    if len(args) != 1:
+        _say(f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n")
+        return 64
+    # `--` so a command line that starts with '-' is still the string, not a flag.
+    return main(["-c", "--", args[0]])
 
 
 if __name__ == "__main__":

@@ -367,7 +367,7 @@ def test_hook_stays_off_heavy_imports(env: dict[str, str]) -> None:
     hook(env, DOC_EXAMPLE)  # warm the rules cache, as every call after the first finds it
     code = (
         "import io, json, sys\n"
-        "from xguard.adapters import hook_main\n"
+        "from xguard.frontends.hooks import hook_main\n"
         f"sys.stdin = io.TextIOWrapper(io.BytesIO(json.dumps({DOC_EXAMPLE!r}).encode()))\n"
         "rc = hook_main(['claude-code'])\n"
         "heavy = sorted({'click', 'rich', 'yaml', 'filelock', 'platformdirs'} & set(sys.modules))\n"

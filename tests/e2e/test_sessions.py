@@ -176,7 +176,7 @@ def test_grant_is_checked_where_it_is_honoured(home: Path, tmp_path: Path) -> No
     # In process, as an adapter calls it: the queue still holds the grant,
     # and approval refuses to ride on it.
     from xguard.approval.wait import obtain_approval
-    from xguard.gate.runner import Gate, Request
+    from xguard.gate.request import Gate, Request
 
     gate = Gate()
     req = Request(text="touch b", session=sid, wait=0)

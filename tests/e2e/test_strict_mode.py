@@ -870,7 +870,7 @@ def test_setup_strict_apply_makes_the_agent_ask_the_broker(world: World) -> None
 
 
 def test_client_conf_must_be_roots_and_not_writable(tmp_path: Path) -> None:
-    from xguard.strict.client import _client_conf, parse_client_conf
+    from xguard.gate.strictmode import _client_conf, parse_client_conf
     from xguard.errors import ConfigError
 
     assert parse_client_conf(["# c", "socket: /run/x.sock", "agents: [a, 'b']"], "f") == {

@@ -16,7 +16,7 @@ from xguard.gate import limits
 from xguard.gate import sessions
 from xguard.errors import ConfigError
 from xguard.policy.rules import Ruleset, build_ruleset_dict
-from xguard.gate.runner import Gate, Request
+from xguard.gate.request import Gate, Request
 
 RULES = """\
 default: require_approval
@@ -190,7 +190,7 @@ def test_loop_escalates_then_trips(
     # Another session is not affected.
     assert run(g, "git push", session="s2") == ("allow", None)
     assert [t["session"] for t in limits.tripped_sessions(g.paths)] == ["s1"]
-    cleared = sessions.reset(g.paths, "s1", "alice")
+    cleared = limits.reset_session(g.paths, "s1", "alice")
     assert cleared["tripped"]
     assert limits.tripped_sessions(g.paths) == []
     assert run(g, "git push") == ("allow", None)
@@ -242,7 +242,7 @@ def test_unreadable_state_fails_closed(
     r = run(g, "git push")[1]
     assert r is not None and "unreadable" in r.message
     assert run(g, "ls") == ("allow", None)  # reads still run
-    sessions.reset(g.paths, "s1", "bob")
+    limits.reset_session(g.paths, "s1", "bob")
     assert run(g, "git push") == ("allow", None)
 
 
@@ -334,7 +334,7 @@ def test_session_lifecycle(gate: Gate) -> None:
     with pytest.raises(ValueError):
         sessions.end(gate.paths, sid, "bob")
     with pytest.raises(LookupError):
-        sessions.reset(gate.paths, "nope", "bob")
+        limits.reset_session(gate.paths, "nope", "bob")
     json.loads(Path(sessions.record_path(gate.paths, sid)).read_text())  # plain JSON on disk
 
 

@@ -17,8 +17,9 @@ import pytest
 from xguard.commands.approval_cmd import is_gate_cmdline
 from xguard.approval.notify import payload
 from xguard.paths import Paths
-from xguard.approval.queue import Listener, Spool, request_key, wake_all, write_atomic
-from xguard.gate.runner import new_id
+from xguard.approval.queue import Listener, Spool, wake_all, write_atomic
+from xguard.gate.request import request_key
+from xguard.util import new_id
 
 
 class Log:

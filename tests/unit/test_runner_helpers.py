@@ -7,7 +7,7 @@ import shlex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xguard.gate.runner import printable, shell_join
+from xguard.util import printable, shell_join
 
 
 @settings(max_examples=500, deadline=None)

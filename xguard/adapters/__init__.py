@@ -1,8 +1,10 @@
 """Agent integrations: `xguard hook <runtime>`.
 
-One module per runtime. `hook_main` is on the hot path (an agent runtime
-starts it before every tool call), so it imports only the standard library
-and the runner; never click, rich, yaml, filelock or platformdirs.
+One module per runtime, each only translating that runtime's protocol (its
+hook's JSON, its shell wrapper) to a `Request` and the pipeline's outcome
+back. `xguard hook RUNTIME` is dispatched by xguard/frontends/hooks.py. This is
+the hot path (a runtime starts a hook before every tool call): standard
+library only; never click, rich, yaml, filelock or platformdirs.
 
 A hook that fails must fail *closed*. Claude Code (and Codex, Gemini CLI and
 OpenHands, whose hooks copy its protocol) treat exit status 2 as "block the
@@ -13,8 +15,6 @@ error here exits 2, never 64.
 """
 
 from __future__ import annotations
-
-import sys
 
 HOOKS = ("claude-code",)
 USAGE = "usage: xguard hook claude-code [--require-approval ask|wait|deny] [--timeout SECONDS]"
@@ -35,22 +35,3 @@ Example ~/.claude/settings.json:
   {{"hooks": {{"PreToolUse": [{{"matcher": "*", "hooks": [
       {{"type": "command", "command": "xguard hook claude-code"}}]}}]}}}}
 """
-
-
-def hook_main(args: list[str]) -> int:
-    """`xguard hook RUNTIME [OPTIONS]`: dispatch to one adapter."""
-    if not args or args[0] in ("-h", "--help"):
-        if args:
-            sys.stdout.write(HELP)
-            return 0
-        sys.stderr.write(f"xguard: hook: name the runtime\n{USAGE}\n")
-        return 2
-    name, rest = args[0], args[1:]
-    if name == "claude-code":
-        from xguard.adapters.claude_code import hook_main as claude_hook
-
-        return claude_hook(rest)
-    sys.stderr.write(
-        f"xguard: hook: unknown runtime {name!r} (known: {', '.join(HOOKS)})\n{USAGE}\n"
-    )
-    return 2

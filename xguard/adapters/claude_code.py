@@ -64,6 +64,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from xguard.gate.pipeline import Asked
+from xguard.util import printable
+
 SOURCE = "hook:claude-code"
 EVENT = "PreToolUse"
 MAX_INPUT = 4 * 1024 * 1024  # the hook JSON; a command this large is not a command
@@ -319,36 +322,6 @@ def unwrap_claude_code(text: str) -> str | None:
 # ---------------------------------------------------------------------------
 # CLAUDE_CODE_SHELL_PREFIX=xguard-prefix
 
-PREFIX_USAGE = "usage: xguard-prefix COMMAND-LINE   (the same as: xguard -c COMMAND-LINE)"
-PREFIX_HELP = f"""{PREFIX_USAGE}
-
-For CLAUDE_CODE_SHELL_PREFIX: Claude Code runs `xguard-prefix '<command line>'`
-for every Bash tool call, hook command, status line command and stdio MCP
-server start, with the whole line as one argument. xguard gates it (the
-model's command inside Claude Code's wrapper, or else the whole line) and runs
-it with bash, exactly as `xguard -c` does.
-
-  export CLAUDE_CODE_SHELL_PREFIX="$(command -v xguard-prefix)"
-"""
-
-
-def prefix_main(argv: list[str] | None = None) -> int:
-    """Console script `xguard-prefix STRING`: `xguard -c STRING`, one argument only."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        sys.stdout.write(PREFIX_HELP)
-        return 0
-    if len(args) != 1:
-        sys.stderr.write(
-            f"xguard-prefix: expected exactly one argument, got {len(args)}\n{PREFIX_USAGE}\n"
-        )
-        return 64
-    from xguard.__main__ import main
-
-    # `--` so a command line that starts with '-' is still the string, not a flag.
-    return main(["-c", "--", args[0]])
-
-
 # ---------------------------------------------------------------------------
 # The PreToolUse hook.
 
@@ -560,60 +533,81 @@ def _hook(args: list[str], stdin: Any) -> int:
             "tool_input.command is not valid Unicode (it holds a lone surrogate)"
         ) from None
 
-    from xguard.gate import limits
-    from xguard.gate.runner import Request, new_id, printable
+    from xguard.gate.pipeline import run_request
+    from xguard.gate import strictmode
+    from xguard.gate.request import Request, load_gate
 
     # Claude Code's session id is the session unless XGUARD_SESSION names one:
     # the blast-radius limits (issue 5) then count per Claude Code session.
     session = os.environ.get("XGUARD_SESSION") or session_id
-    req = Request(text=command, session=session, source=SOURCE)
+    req = Request(text=command, session=session, source=SOURCE, cwd=cwd)
     shown = printable(command, 200)
-    from xguard.gate.runner import _maybe_strict
-
-    if _maybe_strict():
-        from xguard.strict.client import broker_socket
+    if strictmode.configured():
+        from xguard.gate.strictmode import broker_socket
 
         sock = broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits, never this process
             return _hook_via_broker(sock, req, cwd, shown, mode)
-    gate = _gate(req, cwd)
+    gate = load_gate(req, cwd)
     if mode is None:
         mode = ((gate.ruleset.setting("hook", {}) or {}).get("claude_code", {}) or {}).get(
             "require_approval", "ask"
         )
-    decision = None
-    stop = limits.before_decision(gate, req)  # an expired session, sessions.required
-    if stop is None:
-        decision = gate.decide_text(command, cwd)
-        stop = limits.after_decision(gate, req, decision)  # loop breaker, rate caps
-    if stop is not None:  # (decision is set whenever stop is None)
-        limits.refuse(gate, req, decision, stop)  # audits the refusal
-        return _emit(
-            "deny", f"xguard: `{shown}` did not run: {stop.message if stop else 'refused'}"
-        )
-    assert decision is not None  # set whenever stop is None
-    record = gate.base_record(req, decision, new_id())
-    record.update(cwd=cwd, claude_session_id=session_id, tool_use_id=tool_use_id)
-    log = gate.audit()
-    why = "; ".join(decision.reasons) or "no reason given"
+    outcome = run_request(
+        req,
+        gate,
+        ask=HookAsker(mode, hook_timeout, shown),
+        execute=None,  # Claude Code runs the command itself
+        extra={"claude_session_id": session_id, "tool_use_id": tool_use_id},
+    )
+    return _emit(*answer_for(outcome, shown))
 
-    if decision.decision == "allow":
-        log.append("decision", **record, hook_answer="allow")
-        return _emit("allow", f"xguard: allowed by rules: {shown}")
-    if decision.decision == "deny":
-        log.append("decision", **record, hook_answer="deny")
-        return _emit("deny", _deny_reason(shown, why))
-    if mode == "ask":
-        log.append("decision", **record, hook_answer="ask")
-        return _emit("ask", f"xguard: needs a human's approval: {shown} — {why}")
-    if mode == "deny":
-        log.append("decision", **record, hook_answer="deny")
-        return _emit(
-            "deny",
-            f"xguard: `{shown}` needs a human's approval and this hook is set to deny such "
-            f"commands ({why}). It did not run. Ask the user to run it, or use another approach.",
+
+def answer_for(outcome: Any, shown: str) -> tuple[str, str]:
+    """The pipeline's outcome as (permissionDecision, reason) for the runtime."""
+    d = outcome.decision
+    why = "; ".join(d.reasons) if d is not None and d.reasons else "no reason given"
+    if outcome.answer == "allow":
+        if outcome.reviewer is not None or outcome.request_id is not None:
+            by = f" by {outcome.reviewer}" if outcome.reviewer else ""
+            return "allow", f"xguard: approved{by} (request {outcome.request_id})"
+        return "allow", f"xguard: allowed by rules: {shown}"
+    if outcome.answer == "ask":
+        return "ask", f"xguard: needs a human's approval: {shown} — {why}"
+    if outcome.record is None:  # refused by a session or a limit before or after deciding
+        msg = (outcome.message or "xguard: refused").removeprefix("xguard: ")
+        return "deny", f"xguard: `{shown}` did not run: {msg}"
+    if d is not None and d.decision == "deny":
+        return "deny", _deny_reason(shown, why)
+    return "deny", outcome.message or f"xguard: `{shown}` did not run"
+
+
+class HookAsker:
+    """What require_approval becomes for a hook: `ask` (Claude Code prompts its
+    user), `deny`, or `wait` for an xguard reviewer, always answering before
+    the hook's own timeout (a hook that times out does not block)."""
+
+    def __init__(self, mode: str, hook_timeout: float, shown: str) -> None:
+        self.mode, self.hook_timeout, self.shown = mode, hook_timeout, shown
+
+    def __call__(
+        self, gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
+    ) -> Asked:
+        why = "; ".join(decision.reasons) or "no reason given"
+        if self.mode == "ask":
+            return Asked(False, answer="ask")
+        if self.mode == "deny":
+            return Asked(
+                False,
+                77,
+                answer="deny",
+                message=f"xguard: `{self.shown}` needs a human's approval and this hook is set "
+                f"to deny such commands ({why}). It did not run. Ask the user to run it, or "
+                "use another approach.",
+            )
+        return _wait_for_reviewer(
+            gate, req, decision, record, log, self.shown, why, self.hook_timeout
         )
-    return _wait_for_reviewer(gate, req, decision, record, log, shown, why, hook_timeout)
 
 
 def _hook_via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str | None) -> int:
@@ -648,27 +642,6 @@ def _hook_via_broker(sock: str, req: Any, cwd: str, shown: str, mode: str | None
     return _emit("deny", _deny_reason(shown, why))
 
 
-def _gate(req: Any, cwd: str | None) -> Any:
-    """The Gate for this request, as runner.gate_and_run builds it: a session's
-    own profile, and a config error audited before it is reported."""
-    from xguard.gate import limits
-    from xguard.gate import runner
-    from xguard.errors import ConfigError
-
-    if not os.environ.get("XGUARD_PROFILE"):
-        req.profile = limits.session_profile(os.environ, req.session)
-    try:
-        gate = runner.Gate(profile=req.profile)
-    except ConfigError as e:
-        audit_config_error = getattr(runner, "_audit_config_error", None)
-        if audit_config_error is not None:
-            audit_config_error(e, req)
-        raise
-    if cwd:
-        gate.cwd = cwd
-    return gate
-
-
 def _deny_reason(shown: str, why: str) -> str:
     return (
         f"xguard policy denies `{shown}`: {why}. It will not run, not even with approval. "
@@ -682,7 +655,7 @@ def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     the hook's timeout, because a hook that times out does not block
     (https://code.claude.com/docs/en/hooks, "Timeouts")."""
     from xguard.approval.wait import settings
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     budget = max(1.0, hook_timeout - HOOK_MARGIN)
     w = gate.environ.get("XGUARD_WAIT")
@@ -728,7 +701,7 @@ def _wait_for_reviewer(
     shown: str,
     why: str,
     hook_timeout: float,
-) -> int:
+) -> Asked:
     import signal
 
     from xguard.approval.wait import obtain_approval
@@ -743,46 +716,38 @@ def _wait_for_reviewer(
     tee = _Tee(sys.stderr)
     sys.stderr = tee
     try:
-        outcome = obtain_approval(gate, req, decision, record, log)
+        asked = obtain_approval(gate, req, decision, record, log)
     except TimeoutError:
-        return _emit(
-            "deny",
-            f"xguard: `{shown}` is waiting for a human's approval ({why}). It did not run. "
-            "Go on with other work and run the same command again later.",
+        return Asked(
+            False,
+            75,
+            message=f"xguard: `{shown}` is waiting for a human's approval ({why}). It did not "
+            "run. Go on with other work and run the same command again later.",
         )
     finally:
         sys.stderr = tee.real
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
+    if asked.run:
+        return asked
     said = " ".join(x.strip() for x in "".join(tee.lines).splitlines() if x.strip())
-    rid = outcome.request_id or record["id"]
-    if outcome.exit_code is None:
-        from xguard.gate import limits
-
-        stop = limits.before_decision(gate, req)  # the session may have ended during the wait
-        if stop is not None:
-            limits.refuse(gate, req, decision, stop)
-            return _emit("deny", f"xguard: `{shown}` did not run: {stop.message}")
-        record["id"] = rid
-        log.append("decision", **record, reviewer=outcome.reviewer, hook_answer="allow")
-        by = f" by {outcome.reviewer}" if outcome.reviewer else ""
-        return _emit("allow", f"xguard: approved{by} (request {rid})")
-    if outcome.exit_code == 75:
-        return _emit(
-            "deny",
+    rid = asked.request_id or record["id"]
+    if asked.exit_code == 75:
+        asked.message = (
             f"xguard: `{shown}` is waiting for a human's approval (request {rid}; {why}). "
             "It did not run. Go on with other work and run the same command again later: "
-            "once it is approved it will run.",
+            "once it is approved it will run."
         )
-    if outcome.exit_code == 77:
-        return _emit(
-            "deny",
+    elif asked.exit_code == 77:
+        asked.message = (
             f"xguard: a reviewer denied `{shown}` (request {rid}). {said or ''} "
-            "Do not retry it; use another approach or ask the user.".replace("  ", " "),
+            "Do not retry it; use another approach or ask the user."
+        ).replace("  ", " ")
+    else:
+        asked.message = (
+            f"xguard: `{shown}` did not get approval (exit {asked.exit_code}). {said}".strip()
         )
-    return _emit(
-        "deny", f"xguard: `{shown}` did not get approval (exit {outcome.exit_code}). {said}".strip()
-    )
+    return asked
 
 
 def _file_tool(
@@ -801,12 +766,13 @@ def _file_tool(
         if isinstance(data.get("cwd"), str) and str(data.get("cwd")).startswith("/")
         else None
     )
-    from xguard.gate.runner import Request, new_id
+    from xguard.gate.request import Request, load_gate
+    from xguard.util import new_id
 
     req = Request(
         text=f"{tool} {path}", session=os.environ.get("XGUARD_SESSION") or session_id, source=SOURCE
     )
-    gate = _gate(req, cwd)
+    gate = load_gate(req, cwd)
     text = f"cat -- {_sq(path)}" if access == "read" else f": > {_sq(path)}"
     decision = gate.decide_text(text, cwd)
     denied = [u for u in decision.units if u.kind == "path" and u.decision == "deny"]

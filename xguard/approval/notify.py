@@ -59,7 +59,7 @@ def _slack_escape(s: str) -> str:
 def payload(request: dict[str, Any]) -> dict[str, Any]:
     """The JSON every target gets: Slack's `text` plus the request's fields."""
     from xguard.audit.log import utc_timestamp
-    from xguard.gate.runner import printable
+    from xguard.util import printable
 
     rid = request["id"]
     cmd = printable(str(request.get("command", "")), 300)
@@ -199,7 +199,7 @@ class _Failure(Exception):
 
 
 def _timeout(target: dict[str, Any]) -> float:
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     t = parse_duration(target.get("timeout", DEFAULT_TIMEOUT))
     return t if t else DEFAULT_TIMEOUT

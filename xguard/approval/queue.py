@@ -38,8 +38,10 @@ import socket
 import time
 from pathlib import Path
 
-from xguard.audit.log import sha256, utc_timestamp
+from xguard.audit.log import utc_timestamp
 from xguard.errors import XguardError
+
+
 from xguard.paths import Paths, ensure_dir
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
@@ -60,38 +62,6 @@ KEEP_DECIDED = 7 * 86400
 TMP_MAX_AGE = 3600  # leftovers of a writer that died mid-write
 PRUNE_EVERY = 600  # pruning scans every decided request: not on each sweep
 _SOCK_PATH_MAX = 100  # sun_path holds 108 bytes; longer folders are reached through /proc/self/fd
-
-
-def request_key(
-    text: str, cwd: str, session: str | None, profile: str | None, how: list[str]
-) -> str:
-    """What an approval is bound to: the exact text, cwd, session and profile,
-    plus how the text runs (shell flags, positional args, or argv mode), so a
-    different command, folder, session or profile can never reuse it."""
-    blob = json.dumps([text, cwd, session or "", profile or "", how], ensure_ascii=False)
-    return sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-
-
-def format_age(seconds: float) -> str:
-    """A short age for people: 12s, 5m, 2h05m, 3d."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d"
-
-
-def user_name() -> str:
-    """Who this process runs as: what a decision's `by` and the audit's `reviewer` say."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -39,10 +39,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from xguard.approval.queue import POLL, Listener, Spool, user_name
-from xguard.approval.queue import format_age as age
-from xguard.policy.rules import parse_duration
-from xguard.gate.runner import printable
+from xguard.approval.queue import POLL, Listener, Spool
+from xguard.util import user_name
+from xguard.util import format_age as age
+from xguard.util import parse_duration
+from xguard.util import printable
 
 DEFAULT_FOR = "15m"
 PROD_BADGE = "‼ PRODUCTION ‼"
@@ -287,7 +288,7 @@ class Reviewer:
             self.status = "not approved"
 
     def _reset(self, session_id: str) -> None:
-        from xguard.gate.sessions import reset
+        from xguard.gate.limits import reset_session as reset
 
         try:
             reset(self.gate.paths, session_id, self.who, self.log)

@@ -1,7 +1,8 @@
 """The agent's side of approval: queue the request, wait, maybe ask at the terminal (SPEC §4).
 
-`obtain_approval` is called by the runner for a `require_approval` command.
-It can only turn that into "run" or "do not run" (exit 77, 75 or 128+N): it
+`obtain_approval` is the pipeline's `ask` for front ends that wait here (the
+shell, `run`, the interactive shell; xguard/gate/pipeline.py). It can only turn
+a `require_approval` into "run" or "do not run" (exit 77, 75 or 128+N): it
 never sees a `deny`. In order:
 
 1. an earlier answer to exactly this command (same text, cwd, session,
@@ -31,30 +32,21 @@ import time
 from xguard.approval import notify
 from xguard.gate import sessions
 from xguard.errors import ExitCode
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, user_name, wake_all
-from xguard.gate.runner import new_id, printable
+from xguard.gate.pipeline import Asked
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
+from xguard.gate.request import request_key
+from xguard.util import user_name
+from xguard.util import new_id, printable, say
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from dataclasses import dataclass
     from typing import Any
-else:
-    from xguard._record import dataclass
 
 DEFAULT_WAIT = 60.0
 DEFAULT_EXPIRY = 3600.0
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass
-class ApprovalOutcome:
-    """exit_code None means approved: run the command. Otherwise exit with it."""
-
-    exit_code: int | None
-    request_id: str | None = None
-    reviewer: str | None = None
 
 
 class _Signalled(Exception):
@@ -63,13 +55,11 @@ class _Signalled(Exception):
         self.signum = signum
 
 
-def obtain_approval(
-    gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any
-) -> ApprovalOutcome:
+def obtain_approval(gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any) -> Asked:
     """Get a human's yes or no for `req` (see the module docstring for the order)."""
     spool = Spool(gate.paths).ensure()
     key = request_key(
-        req.text, str(record["cwd"]), record.get("session"), record.get("profile"), _how(req)
+        req.text, str(record["cwd"]), record.get("session"), record.get("profile"), req.how()
     )
     answer = spool.use_answer(key)
     if answer is not None and not sessions.grant_alive(gate.paths, answer):
@@ -77,29 +67,25 @@ def obtain_approval(
     if answer is not None and answer.get("state") == "approved":
         # The runner's decision line names the approval this run rides on.
         record["approval"] = answer["id"]
-        return ApprovalOutcome(None, None, answer.get("by"))
+        return Asked(True, reviewer=answer.get("by"))
     if answer is not None:
         # Denied after the agent stopped waiting: this run is how it learns.
-        return ApprovalOutcome(_say_denied(req, answer), answer["id"], answer.get("by"))
+        return Asked(
+            False, _say_denied(req, answer), request_id=answer["id"], reviewer=answer.get("by")
+        )
     return _Waiter(gate, req, decision, record, log, spool=spool, key=key).run()
 
 
 def _say_denied(req: Any, verdict: dict[str, Any]) -> int:
     who = f"denied by {verdict.get('by', '?')}, request {verdict.get('id')}"
     why = f"{verdict['reason']} ({who})" if verdict.get("reason") else who
-    sys.stderr.write(f"xguard: denied: {printable(req.text, 200)} — {why}\n")
+    say(f"xguard: denied: {printable(req.text, 200)} — {why}")
     return int(ExitCode.NOPERM)
-
-
-def _how(req: Any) -> list[str]:
-    if req.argv is not None:
-        return ["argv"]
-    return ["shell", *req.shell_args, "--", *req.positional]
 
 
 def settings(gate: Any, profile: str | None) -> tuple[float, float]:
     """(wait, expiry) in seconds from the config: the profile's wait first."""
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     prof = gate.ruleset.profiles.get(profile or "", {}) if profile else {}
     wait = parse_duration(prof.get("wait", gate.ruleset.setting("wait", DEFAULT_WAIT)))
@@ -146,7 +132,7 @@ class _Waiter:
         self.wait = req.wait if req.wait is not None else wait
         self.t0 = time.monotonic()
 
-    def run(self) -> ApprovalOutcome:
+    def run(self) -> Asked:
         def on_signal(signum: int, _frame: object) -> None:
             raise _Signalled(signum)
 
@@ -161,10 +147,7 @@ class _Waiter:
                     self.spool.sweep(self.log)
                     ticket = self.spool.adopt(self.key) or self._publish()
                     self.record["id"] = ticket.id
-                sys.stderr.write(
-                    f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})\n"
-                )
-                sys.stderr.flush()
+                say(f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})")
                 if self.wait > 0:
                     prompt = _Prompt.open(self.gate, ticket)
                 return self._wait(ticket, listener, prompt)
@@ -247,9 +230,7 @@ class _Waiter:
             "bell": any((targets.get(n) or {}).get("bell") for n in self.decision.notify),
         }
 
-    def _wait(
-        self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None
-    ) -> ApprovalOutcome:
+    def _wait(self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None) -> Asked:
         rid = ticket.id
         wait_end = self.t0 + self.wait
         expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
@@ -275,11 +256,11 @@ class _Waiter:
             return self._verdict(
                 ticket, self.spool.verdict(rid) or {"state": "expired", "by": "xguard"}
             )
-        sys.stderr.write(
+        say(
             f"xguard: pending approval {rid}: the command did not run; "
-            "go on with other work and run it again later\n"
+            "go on with other work and run it again later"
         )
-        return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
+        return Asked(False, int(ExitCode.TEMPFAIL), request_id=rid)
 
     def _answer(self, ticket: Ticket, prompt: _Prompt) -> bool:
         """Handle one line typed at the prompt; False when the terminal is gone."""
@@ -298,18 +279,18 @@ class _Waiter:
             prompt.ask()
         return True
 
-    def _verdict(self, ticket: Ticket, verdict: dict[str, Any]) -> ApprovalOutcome:
+    def _verdict(self, ticket: Ticket, verdict: dict[str, Any]) -> Asked:
         rid, state, by = ticket.id, verdict.get("state"), verdict.get("by", "?")
         if state in ("approved", "denied"):
             self.spool.consume_own_answer(ticket)
         if state == "approved":
-            return ApprovalOutcome(None, rid, by)
+            return Asked(True, request_id=rid, reviewer=by)
         if state == "denied":
-            return ApprovalOutcome(_say_denied(self.req, verdict), rid, by)
-        sys.stderr.write(f"xguard: approval request {rid} {state}: the command did not run\n")
-        return ApprovalOutcome(int(ExitCode.TEMPFAIL), rid)
+            return Asked(False, _say_denied(self.req, verdict), request_id=rid, reviewer=by)
+        say(f"xguard: approval request {rid} {state}: the command did not run")
+        return Asked(False, int(ExitCode.TEMPFAIL), request_id=rid)
 
-    def _cancelled(self, ticket: Ticket | None, signum: int) -> ApprovalOutcome:
+    def _cancelled(self, ticket: Ticket | None, signum: int) -> Asked:
         name = signal.Signals(signum).name
         if ticket is not None:
             won, _ = self.spool.decide(
@@ -320,8 +301,8 @@ class _Waiter:
                 log=self.log,
             )
             if won:
-                sys.stderr.write(f"xguard: cancelled approval request {ticket.id} ({name})\n")
-        return ApprovalOutcome(128 + signum, ticket.id if ticket else None)
+                say(f"xguard: cancelled approval request {ticket.id} ({name})")
+        return Asked(False, 128 + signum, request_id=ticket.id if ticket else None)
 
 
 # ---------------------------------------------------------------------------

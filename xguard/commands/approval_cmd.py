@@ -5,7 +5,7 @@ cannot approve its own request (issue 3 item 7). The policy already denies
 units that run them (SPEC §3, built in); this is the second wall, for what
 slips past the parser (a script that calls `xguard approve`, `env -u`):
 
-- the runner puts XGUARD_GATED in every gated command's environment;
+- the executor puts XGUARD_GATED in every gated command's environment;
 - and, because a variable can be unset, the verbs also walk their parent
   processes (/proc/<pid>/stat) looking for an xguard gate process.
 
@@ -26,8 +26,9 @@ from typing import Any
 import click
 
 from xguard.errors import ExitCode, UsageError
-from xguard.approval.queue import Spool, format_age, user_name
-from xguard.gate.runner import printable
+from xguard.approval.queue import Spool
+from xguard.util import format_age, user_name
+from xguard.util import printable
 
 GATE_MARKER = "XGUARD_GATED"
 # Arguments with which an xguard process gates commands (SPEC §2): shell mode
@@ -121,7 +122,7 @@ def refuse_if_gated(verb: str) -> None:
 
 # ---------------------------------------------------------------------------
 def _gate() -> Any:
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     return Gate()
 
@@ -139,7 +140,8 @@ def pending(as_json: bool, show_all: bool) -> int:
       xguard pending
       xguard pending --json | jq -r '.[].id'
     """
-    from xguard.strict.client import broker_socket, remote_pending
+    from xguard.strict.client import remote_pending
+    from xguard.gate.strictmode import broker_socket
 
     if broker_socket():  # strict mode: the broker's queue, for reviewers only (issue 6)
         reqs = remote_pending(str(broker_socket()), show_all)
@@ -185,7 +187,7 @@ def _decide(
     reason: str | None = None,
 ) -> int:
     from xguard.approval.wait import settings
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     refuse_if_gated("approve" if state == "approved" else "deny")
     for_seconds = None
@@ -193,7 +195,8 @@ def _decide(
         for_seconds = parse_duration(for_)
         if not for_seconds:
             raise UsageError(f"--for {for_!r} is not a duration (like 30s, 15m, 2h)")
-    from xguard.strict.client import broker_socket, remote_decide
+    from xguard.strict.client import remote_decide
+    from xguard.gate.strictmode import broker_socket
 
     if (
         broker_socket()

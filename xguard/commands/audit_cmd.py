@@ -31,7 +31,7 @@ from xguard.audit.read import (
     verify,
 )
 from xguard.paths import get_paths
-from xguard.gate.runner import printable
+from xguard.util import printable
 
 
 class BadLines:

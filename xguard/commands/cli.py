@@ -17,32 +17,72 @@ import click
 from xguard import __version__
 from xguard.errors import ExitCode, XguardError
 
-# name -> "module:attribute". The hot-path verbs (run, check, hook, ssh-gate)
-# are listed too so that `xguard --help` shows them; __main__ routes them to
-# the runner before click is ever imported.
-COMMANDS: dict[str, str] = {
-    "run": "xguard.commands.hotpath:run_cmd",
-    "check": "xguard.commands.hotpath:check_cmd",
-    "hook": "xguard.commands.hotpath:hook_cmd",
-    "ssh-gate": "xguard.commands.hotpath:ssh_gate_cmd",
-    "rules": "xguard.commands.rules_cmd:rules",
-    "init": "xguard.commands.rules_cmd:init",
-    "audit": "xguard.commands.audit_cmd:audit",
-    "pending": "xguard.commands.approval_cmd:pending",
-    "approve": "xguard.commands.approval_cmd:approve",
-    "deny": "xguard.commands.approval_cmd:deny",
-    "review": "xguard.commands.approval_cmd:review",
-    "session": "xguard.commands.session_cmd:session",
-    "serve": "xguard.commands.strict_cmd:serve",
-    "setup": "xguard.commands.strict_cmd:setup",
-    "doctor": "xguard.commands.doctor_cmd:doctor",
+# name -> ("module:attribute", summary). The summaries are what `xguard --help`
+# lists, so it imports no command module (pip's command table); a test checks
+# each against its command's own help. The hot-path verbs (run, check, hook,
+# ssh-gate) are listed too; __main__ routes them before click is ever imported.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "xguard.commands.hotpath:run_cmd",
+        "Gate ARGV as one simple command and run it directly (no shell).",
+    ),
+    "check": (
+        "xguard.commands.hotpath:check_cmd",
+        "Say what would happen to a command; run nothing.",
+    ),
+    "hook": (
+        "xguard.commands.hotpath:hook_cmd",
+        "Answer an agent runtime's pre-command hook (JSON on stdin).",
+    ),
+    "ssh-gate": (
+        "xguard.commands.hotpath:ssh_gate_cmd",
+        "Gate SSH_ORIGINAL_COMMAND (an OpenSSH forced command).",
+    ),
+    "rules": (
+        "xguard.commands.rules_cmd:rules",
+        "Validate rules files and run the examples they carry.",
+    ),
+    "init": (
+        "xguard.commands.rules_cmd:init",
+        "Write the commented built-in rules to the config location for editing.",
+    ),
+    "audit": (
+        "xguard.commands.audit_cmd:audit",
+        "Read the audit log, oldest first; filters combine with AND.",
+    ),
+    "pending": (
+        "xguard.commands.approval_cmd:pending",
+        "List pending approval requests, oldest first.",
+    ),
+    "approve": (
+        "xguard.commands.approval_cmd:approve",
+        "Approve one request (an unambiguous prefix of its ID is enough).",
+    ),
+    "deny": (
+        "xguard.commands.approval_cmd:deny",
+        "Deny one request; the agent's command exits 77 with the reason.",
+    ),
+    "review": (
+        "xguard.commands.approval_cmd:review",
+        "The reviewer's live terminal: approve or deny pending requests.",
+    ),
+    "session": (
+        "xguard.commands.session_cmd:session",
+        "Sessions: a window of time an agent's commands run in.",
+    ),
+    "serve": ("xguard.commands.strict_cmd:serve", "Run the strict-mode broker in the foreground."),
+    "setup": ("xguard.commands.strict_cmd:setup", "Set xguard up on this machine."),
+    "doctor": (
+        "xguard.commands.doctor_cmd:doctor",
+        "Check the setup: rules and profile in effect, queue, audit log, reviewer, …",
+    ),
 }
 
 
 def _available() -> dict[str, str]:
-    """Commands whose module exists in this build."""
+    """Commands whose module exists in this build -> "module:attribute"."""
     out = {}
-    for name, target in COMMANDS.items():
+    for name, (target, _summary) in COMMANDS.items():
         mod = target.split(":", 1)[0]
         if importlib.util.find_spec(mod) is not None:
             out[name] = target
@@ -52,6 +92,13 @@ def _available() -> dict[str, str]:
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_available())
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table's summaries: no command module is imported."""
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _available().get(cmd_name)

@@ -1,121 +1,83 @@
-"""Click faces of the hot-path verbs, for `xguard --help`, the man page and
+"""Click faces of the hot-path verbs, made from their one table
+(xguard/frontends/verbs.py), for `xguard --help`, the man page and the
 completions. `xguard run|check|hook|ssh-gate` never reach these: __main__
-sends them to xguard.gate.runner before click is imported. They exist so the CLI
-can describe every verb in one place, and they delegate if called."""
+sends them to xguard/frontends/shell.py before click is imported. Called
+anyway (through click), they hand their words back to the same dispatcher.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-
-def _delegate(verb: str, args: tuple[str, ...]) -> int:
-    from xguard.gate import runner
-
-    return runner.dispatch(verb, list(args))
+from xguard.adapters import HOOKS
+from xguard.frontends.verbs import VERBS, Verb
 
 
-@click.command(
-    "run",
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-    epilog="\b\nExamples:\n  xguard run -- git status\n  xguard run --wait 5m -- kubectl scale deploy/api --replicas=3",
-)
-@click.option(
-    "--wait",
-    metavar="DURATION",
-    help="How long to wait for approval (30s, 15m, 2h); also XGUARD_WAIT.",
-)
-@click.option("--session", metavar="ID", help="Session to run in; also XGUARD_SESSION.")
-@click.option(
-    "--profile", metavar="NAME", help="Rules profile (staging, production …); also XGUARD_PROFILE."
-)
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
-def run_cmd(
-    wait: str | None, session: str | None, profile: str | None, argv: tuple[str, ...]
-) -> int:
-    """Gate ARGV as one simple command and run it directly (no shell)."""
-    args = [
-        *(["--wait", wait] if wait else []),
-        *(["--session", session] if session else []),
-        *(["--profile", profile] if profile else []),
-        "--",
-        *argv,
-    ]
-    return _delegate("run", tuple(args))
+def _face(verb: Verb) -> click.Command:
+    params: list[click.Parameter] = []
+    for o in verb.options:
+        params.append(
+            click.Option(
+                list(o.names),
+                o.dest,
+                is_flag=o.flag,
+                multiple=o.multi,
+                metavar=None if o.flag else o.metavar,
+                type=click.Choice(list(o.choices)) if o.choices else None,
+                help=o.help,
+            )
+        )
+    for a in verb.positionals:
+        if a.many:
+            params.append(
+                click.Argument([a.name], nargs=-1, type=click.UNPROCESSED, required=a.required)
+            )
+        else:
+            choice = click.Choice(list(HOOKS)) if verb.name == "hook" else None
+            params.append(click.Argument([a.name], type=choice, required=a.required))
+    if verb.name == "hook":  # the runtime's own words, passed on
+        params.append(click.Argument(["args"], nargs=-1, type=click.UNPROCESSED))
+
+    def callback(**values: Any) -> int:
+        from xguard.frontends.shell import dispatch
+
+        words: list[str] = []
+        for a in verb.positionals:
+            if not a.many and values.get(a.name) is not None:
+                words.append(str(values[a.name]))
+        for o in verb.options:
+            v = values.get(o.dest)
+            if o.flag and v:
+                words.append(o.names[0])
+            elif o.multi:
+                for x in v or ():
+                    words += [o.names[0], x]
+            elif v is not None and not o.flag:
+                words += [o.names[0], v]
+        words += list(values.get("args") or ())
+        many = [a for a in verb.positionals if a.many]
+        if many and values.get(many[0].name):
+            words += ["--", *values[many[0].name]]
+        return dispatch(verb.name, words)
+
+    examples = "\n".join(f"  {e}" for e in verb.examples)
+    return click.Command(
+        verb.name,
+        params=params,
+        callback=callback,
+        help=verb.summary + (f"\n\n{verb.epilog}" if verb.epilog else ""),
+        short_help=verb.summary,
+        epilog=f"\b\nExamples:\n{examples}",
+        context_settings={
+            "ignore_unknown_options": verb.name in ("run", "hook"),
+            "allow_interspersed_args": verb.name != "run",
+        },
+    )
 
 
-@click.command(
-    "check",
-    epilog="\b\nExamples:\n  xguard check -c 'rm -rf ~'\n  xguard check --json -- git status\n"
-    "  xguard check --batch commands.jsonl --rules my-rules.yaml",
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object: decision, units, reasons."
-)
-@click.option(
-    "--rules", metavar="FILE", help="Decide under this rules file instead of the one in effect."
-)
-@click.option("--profile", metavar="NAME", help="Rules profile to decide under.")
-@click.option("-c", "command", metavar="STRING", help="The shell command to check.")
-@click.option("--batch", metavar="FILE", help="JSON lines with a \"command\" each ('-' for stdin).")
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
-def check_cmd(
-    as_json: bool,
-    rules: str | None,
-    profile: str | None,
-    command: str | None,
-    batch: str | None,
-    argv: tuple[str, ...],
-) -> int:
-    """Say what would happen to a command; run nothing.
-
-    Exit 0 allow, 1 require_approval, 2 deny, 78 config error.
-    """
-    args = [
-        *(["--json"] if as_json else []),
-        *(["--rules", rules] if rules else []),
-        *(["--profile", profile] if profile else []),
-        *(["-c", command] if command is not None else []),
-        *(["--batch", batch] if batch else []),
-        *(["--", *argv] if argv else []),
-    ]
-    return _delegate("check", tuple(args))
-
-
-@click.command(
-    "hook",
-    context_settings={"ignore_unknown_options": True},
-    epilog="\b\nExample (Claude Code settings.json):\n"
-    '  {"hooks": {"PreToolUse": [{"matcher": "Bash",\n'
-    '     "hooks": [{"type": "command", "command": "xguard hook claude-code"}]}]}}',
-)
-@click.argument("agent", type=click.Choice(["claude-code"]))
-@click.option(
-    "--require-approval",
-    type=click.Choice(["ask", "wait", "deny"]),
-    help="What require_approval becomes: ask (Claude Code prompts), wait (for `xguard review`), deny; "
-    "default: config hook.claude_code.require_approval, else ask.",
-)
-@click.option(
-    "--timeout",
-    metavar="SECONDS",
-    help="The hook's timeout in settings.json (default 600): `wait` gives up before it.",
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def hook_cmd(
-    agent: str, require_approval: str | None, timeout: str | None, args: tuple[str, ...]
-) -> int:
-    """Answer an agent runtime's pre-command hook (JSON on stdin)."""
-    opts = [
-        *(["--require-approval", require_approval] if require_approval else []),
-        *(["--timeout", timeout] if timeout else []),
-    ]
-    return _delegate("hook", (agent, *opts, *args))
-
-
-@click.command(
-    "ssh-gate",
-    epilog='\b\nExample, in ~/.ssh/authorized_keys:\n  command="xguard ssh-gate",restrict ssh-ed25519 AAAA… agent',
-)
-def ssh_gate_cmd() -> int:
-    """Gate SSH_ORIGINAL_COMMAND (an OpenSSH forced command)."""
-    return _delegate("ssh-gate", ())
+run_cmd = _face(VERBS["run"])
+check_cmd = _face(VERBS["check"])
+hook_cmd = _face(VERBS["hook"])
+ssh_gate_cmd = _face(VERBS["ssh-gate"])

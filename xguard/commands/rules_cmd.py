@@ -250,7 +250,7 @@ def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(res, ensure_ascii=False))
         return 0
-    from xguard.gate.runner import printable
+    from xguard.util import printable
 
     click.echo(
         f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "

@@ -24,17 +24,17 @@ import click
 from xguard.gate import limits
 from xguard.gate import sessions
 from xguard.errors import UsageError
-from xguard.gate.runner import printable
+from xguard.util import printable
 
 
 def _gate(profile: str | None = None) -> Any:
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     return Gate(profile=profile)
 
 
 def _left(rec: dict[str, Any], now: float) -> str:
-    from xguard.approval.queue import format_age
+    from xguard.util import format_age
 
     st = rec.get("state") or sessions.state(rec, now)[0]
     if st == "live":
@@ -76,8 +76,8 @@ def session() -> None:
 def start(ttl: str | None, profile: str | None, name: str | None) -> int:
     """Start a session; prints `export XGUARD_SESSION=…` for eval."""
     from xguard.commands.approval_cmd import refuse_if_gated
-    from xguard.approval.queue import user_name
-    from xguard.policy.rules import parse_duration
+    from xguard.util import user_name
+    from xguard.util import parse_duration
 
     refuse_if_gated("session start")
     seconds = None
@@ -171,7 +171,7 @@ def show(session_id: str, as_json: bool) -> int:
     """Show one session: times, profile, state, loop-breaker counters."""
     gate = _gate()
     try:
-        sid = sessions.resolve(gate.paths, session_id)
+        sid = limits.resolve_session(gate.paths, session_id)
     except LookupError as e:
         sys.stderr.write(f"xguard: {e.args[0]}\n")
         return 1
@@ -234,12 +234,13 @@ def show(session_id: str, as_json: bool) -> int:
 def end(session_id: str) -> int:
     """End a session now: its commands and its `--for` approvals stop working,
     and its pending requests are cancelled."""
-    from xguard.approval.queue import Spool, user_name
+    from xguard.approval.queue import Spool
+    from xguard.util import user_name
 
     gate = _gate()
     log = gate.audit()
     try:
-        sid = sessions.resolve(gate.paths, session_id)
+        sid = limits.resolve_session(gate.paths, session_id)
         rec = sessions.end(gate.paths, sid, user_name(), log=log)
     except (LookupError, ValueError) as e:
         sys.stderr.write(f"xguard: {e.args[0]}\n")
@@ -269,13 +270,13 @@ def reset(session_id: str) -> int:
     Use `-` for the commands that run without a session.
     """
     from xguard.commands.approval_cmd import refuse_if_gated
-    from xguard.approval.queue import user_name
+    from xguard.util import user_name
 
     refuse_if_gated("session reset")
     gate = _gate()
     try:
-        sid = sessions.resolve(gate.paths, session_id)
-        cleared = sessions.reset(gate.paths, sid, user_name(), log=gate.audit())
+        sid = limits.resolve_session(gate.paths, session_id)
+        cleared = limits.reset_session(gate.paths, sid, user_name(), log=gate.audit())
     except LookupError as e:
         sys.stderr.write(f"xguard: {e.args[0]}\n")
         return 1

@@ -46,7 +46,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xguard.errors import ExitCode, XguardError
+from xguard.errors import XguardError
 
 TRAILER = (
     "\n__xguard_st=$?\nPOSIXLY_CORRECT=1\n__XGUARD_STATUS=$__xguard_st \\exec {stopper} -STOP $$\n"
@@ -171,8 +171,10 @@ class Shell:
     # -- one line --------------------------------------------------------------
     def run_line(self, text: str) -> int:
         """Gate the line like `xguard -c` does, run it, keep its folder and exports."""
-        from xguard.gate import limits
-        from xguard.gate.runner import Gate, Request, _env_wait, new_id, printable
+        from xguard.approval.wait import obtain_approval
+        from xguard.util import say
+        from xguard.gate.pipeline import run_request
+        from xguard.gate.request import Request, env_wait, load_gate
 
         try:
             os.chdir(self.cwd)
@@ -185,109 +187,20 @@ class Shell:
                 text=text,
                 session=os.environ.get("XGUARD_SESSION") or None,
                 source="interactive",
-                wait=_env_wait(),
+                wait=env_wait(),
+                cwd=self.cwd,
             )
-            if not os.environ.get("XGUARD_PROFILE"):  # a session's own profile, as in shell mode
-                req.profile = limits.session_profile(os.environ, req.session)
             # A Gate per line: a long-lived shell sees rule changes (cached, cheap).
-            gate = Gate(profile=req.profile)
+            gate = load_gate(req, self.cwd)
             if self.env is None:
                 self.env = self.base_env(gate)
-            stop = limits.before_decision(gate, req)  # expired session, sessions.required
-            if stop is not None:
-                return limits.refuse(gate, req, None, stop)
-            decision = gate.decide_text(text, self.cwd)
-            stop = limits.after_decision(gate, req, decision)  # loop breaker, rate caps
-            if stop is not None:
-                return limits.refuse(gate, req, decision, stop)
-            record = gate.base_record(req, decision, new_id())
-            log = gate.audit()
-            shown = printable(text, 200)
-            if decision.decision == "deny":
-                log.append("decision", **record)
-                why = decision.reasons[0] if decision.reasons else "denied by rule"
-                sys.stderr.write(f"xguard: denied: {shown} — {why}\n")
-                return int(ExitCode.NOPERM)
-            reviewer = None
-            if decision.decision == "require_approval":
-                from xguard.approval.wait import obtain_approval
-
-                outcome = obtain_approval(gate, req, decision, record, log)
-                if outcome.exit_code is not None:
-                    return outcome.exit_code
-                stop = limits.before_decision(gate, req)  # the session may have ended meanwhile
-                if stop is not None:
-                    return limits.refuse(gate, req, decision, stop)
-                record["id"] = outcome.request_id or record["id"]
-                reviewer = outcome.reviewer
-            log.append("decision", **record, reviewer=reviewer)
+            outcome = run_request(req, gate, ask=obtain_approval, execute=_LineExecutor(self))
         except XguardError as e:
-            from xguard.gate import runner
-            from xguard.errors import ConfigError
-
-            if isinstance(e, ConfigError) and hasattr(runner, "_audit_config_error"):
-                runner._audit_config_error(e, Request(text=text, source="interactive"))
             sys.stderr.write(f"xguard: {e.message}\n")
             return int(e.exit_code)
-        return self._execute(gate, text, record, log)
-
-    def _execute(self, gate: Any, text: str, record: dict[str, Any], log: Any) -> int:
-        import time
-
-        from xguard.gate.execenv import RESET_IN_CHILD
-
-        assert self.env is not None
-        bash = gate.ruleset.setting("shell", "/bin/bash")
-        script = text + (TRAILER.format(stopper=self.stopper) if self.stopper else "")
-        env = dict(self.env)
-        env["XGUARD_GATED"] = str(record["id"])
-        t0 = time.monotonic()
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-        try:
-            try:
-                pid = os.posix_spawn(bash, [bash, "-c", script], env, setsigdef=RESET_IN_CHILD)
-            except OSError as e:
-                sys.stderr.write(f"xguard: cannot run {bash}: {e.strerror}\n")
-                self._log_exit(log, record, text, 126, t0)
-                return 126
-            code = self._wait(pid)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-        self._log_exit(log, record, text, code, t0)
-        return code
-
-    def _wait(self, pid: int) -> int:
-        """Wait for the line; at the trailer's stop, take its folder and exports."""
-        while True:
-            try:
-                _, status = os.waitpid(pid, os.WUNTRACED)
-            except ChildProcessError:  # pragma: no cover
-                return 0
-            if os.WIFSTOPPED(status):
-                got = self._take_state(pid) if os.WSTOPSIG(status) == signal.SIGSTOP else None
-                if got is None:  # stopped by something else: let it go on
-                    os.kill(pid, signal.SIGCONT)
-                    continue
-                os.kill(pid, signal.SIGKILL)
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:  # pragma: no cover
-                    pass
-                return got
-            code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                sig = -code
-                if sig == signal.SIGINT:
-                    _tty_write("\n")
-                elif sig != signal.SIGPIPE:
-                    try:
-                        name = signal.strsignal(sig) or f"signal {sig}"
-                    except ValueError:
-                        name = f"signal {sig}"
-                    sys.stderr.write(f"{name}\n")
-                return 128 + sig
-            return code
+        if outcome.message:
+            say(outcome.message)
+        return outcome.exit_code
 
     def _take_state(self, pid: int) -> int | None:
         """Read the stopped trailer's /proc entries; None if it is not our trailer."""
@@ -323,25 +236,6 @@ class Shell:
         self.cwd = logical if same else phys
         self.env["PWD"] = self.cwd
         return status
-
-    def _log_exit(self, log: Any, record: dict[str, Any], text: str, code: int, t0: float) -> None:
-        import time
-
-        try:
-            log.append(
-                "exit",
-                id=record["id"],
-                session=record["session"],
-                profile=record["profile"],
-                command=text,
-                cwd=record["cwd"],
-                exit_code=code,
-                duration_ms=int((time.monotonic() - t0) * 1000),
-            )
-        except XguardError as e:
-            sys.stderr.write(
-                f"xguard: warning: the command ran but its exit was not logged: {e.message}\n"
-            )
 
     # -- readline ------------------------------------------------------------
     def _setup_readline(self) -> None:
@@ -405,6 +299,48 @@ class Shell:
             f"xguard: gated shell; every line is checked against {src}{extra}. "
             "Ctrl-D or `exit` leaves.\n"
         )
+
+
+class _LineExecutor:
+    """How a line runs: the one executor, with the shell's kept environment and
+    the trailer that hands back the line's folder and exports."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+
+    def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
+        record["confined"] = (
+            "none"  # issue 11: the trailer's SIGSTOP is not seen through bwrap (yet)
+        )
+
+    def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> Any:
+        from xguard.gate.execenv import launch, runtime_limits
+
+        sh = self.shell
+        assert sh.env is not None
+        env = dict(sh.env)
+        env["XGUARD_GATED"] = str(record["id"])
+        max_runtime, grace = runtime_limits(gate, decision)
+        result = launch(
+            req,
+            env,
+            shell=gate.ruleset.setting("shell", "/bin/bash"),
+            max_runtime=max_runtime,
+            kill_grace=grace,
+            script=req.text + (TRAILER.format(stopper=sh.stopper) if sh.stopper else ""),
+            on_stop=sh._take_state if sh.stopper else None,
+        )
+        sig = result.fields.get("signal")
+        if isinstance(sig, int):
+            if sig == signal.SIGINT:
+                _tty_write("\n")
+            elif sig != signal.SIGPIPE:
+                try:
+                    name = signal.strsignal(sig) or f"signal {sig}"
+                except ValueError:
+                    name = f"signal {sig}"
+                sys.stderr.write(f"{name}\n")
+        return result
 
 
 class _Completer:

@@ -12,7 +12,7 @@ human is watching":
   than `loop.same_rule` / `loop.same_command` times within `loop.window`
   escalates allowed units to require_approval; at `loop.trip_at` the session
   trips, and then nothing but allowed reads runs until a reviewer resets it
-  (`xguard session reset ID`, sessions.reset). Reads never count: an agent
+  (`xguard session reset ID`, reset_session). Reads never count: an agent
   may `cat` and `grep` all day.
 
 A "read" is a unit that cannot change anything: an allowed command whose
@@ -35,6 +35,7 @@ import fcntl
 import os
 import time
 
+from xguard.gate import sessions
 from xguard.gate.sessions import NO_SESSION, loads, safe_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
@@ -116,7 +117,7 @@ def effective(gate: Any) -> dict[str, Any]:
 
 
 def _seconds(value: Any, default: float) -> float:
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     v = parse_duration(value) if value is not None else None
     return default if v is None else v
@@ -310,7 +311,7 @@ def before_decision(gate: Any, req: Any) -> Refusal | None:
 def after_decision(gate: Any, req: Any, decision: Any) -> Refusal | None:
     """Apply the limits to a decided command: may escalate `decision` in place
     (loop breaker), or refuse it (rate caps, a tripped session). Records what
-    the counters need. A `deny` is left to the runner."""
+    the counters need. A `deny` is left to the pipeline."""
     if decision.decision == "deny":
         return None
     conf = effective(gate)
@@ -460,7 +461,7 @@ def _new_ask(gate: Any, req: Any) -> bool:
     (a `--for` approval, a late denial) or a pending request for exactly
     this command already exists. Peeks at the queue's files, read-only, with
     the queue's own key (same text, cwd, session, profile, flags)."""
-    from xguard.approval.queue import request_key
+    from xguard.gate.request import request_key
 
     how = ["argv"] if req.argv is not None else ["shell", *req.shell_args, "--", *req.positional]
     key = request_key(req.text, gate.cwd, req.session, req.profile or gate.profile, how)
@@ -489,16 +490,20 @@ def _new_ask(gate: Any, req: Any) -> bool:
     return True
 
 
-def audit_refusal(gate: Any, req: Any, decision: Any, why: Refusal) -> str:
+def audit_refusal(
+    gate: Any, req: Any, decision: Any, why: Refusal, extra: dict[str, Any] | None = None
+) -> str:
     """Write the audit records of a refusal (a `decision` line with decision
     deny and `limit`, and `session_tripped` when this command tripped the
     session); return the line to show the agent, without the `xguard: ` prefix.
     For front ends that answer the agent otherwise than on stderr (hooks, the broker)."""
-    from xguard.gate.runner import new_id, printable
+    from xguard.util import new_id, printable
 
     d = decision if decision is not None else _Undecided()
     record = gate.base_record(req, d, new_id())
     record["decision"] = "deny"
+    if extra:
+        record.update(extra)
     log = gate.audit()
     log.append("decision", **record, limit=why.limit, note=why.message)
     if why.tripped is not None:
@@ -575,6 +580,45 @@ def tripped_sessions(paths: Paths) -> list[dict[str, Any]]:
             sid = (s or {}).get("session") or (NO_SESSION if n == "_nosession.json" else n[:-5])
             out.append({"session": sid, "at": t.get("at"), "why": t.get("why")})
     return out
+
+
+def reset_session(paths: Paths, session_id: str, by: str, log: Any = None) -> dict[str, Any]:
+    """Clear a session's loop-breaker trip and counters (a reviewer's verb:
+    `xguard session reset ID`, or a key in `xguard review`).
+
+    `session_id` may be sessions.NO_SESSION ("-") for the commands that run without a
+    session. Returns what was cleared ({"tripped": {...} | None, ...});
+    LookupError when xguard knows nothing about that id.
+    """
+    rec = sessions.load(paths, session_id)
+    if rec is None and session_id != sessions.NO_SESSION and not has_state(paths, session_id):
+        raise LookupError(f"no session {session_id!r} (see xguard session list)")
+    cleared = clear(paths, session_id, by)
+    if log is not None:
+        log.append(
+            "session_reset",
+            session=None if session_id == sessions.NO_SESSION else session_id,
+            profile=rec.get("profile") if rec else None,
+            reviewer=by,
+            note="loop breaker reset" + (" (it had tripped)" if cleared.get("tripped") else ""),
+            tripped=cleared.get("tripped"),
+        )
+    return cleared
+
+
+def resolve_session(paths: Paths, ref: str) -> str:
+    """An exact id or an unambiguous prefix -> the id; LookupError otherwise."""
+    ref = ref.strip()
+    if ref == sessions.NO_SESSION or sessions.load(paths, ref) is not None:
+        return ref
+    hits = [r["id"] for r in sessions.all_sessions(paths) if ref and r["id"].startswith(ref)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise LookupError(f"{ref!r} is ambiguous: {', '.join(hits)}")
+    if sessions.safe_name(ref) and has_state(paths, ref):
+        return ref  # an unmanaged id the limits know (an agent runtime's session)
+    raise LookupError(f"no session {ref!r} (see xguard session list)")
 
 
 def _ts(epoch: float) -> str:

@@ -285,32 +285,6 @@ def end(paths: Paths, sid: str, by: str, log: Any = None) -> dict[str, Any]:
     return rec
 
 
-def reset(paths: Paths, session_id: str, by: str, log: Any = None) -> dict[str, Any]:
-    """Clear a session's loop-breaker trip and counters (a reviewer's verb:
-    `xguard session reset ID`, or a key in `xguard review`).
-
-    `session_id` may be NO_SESSION ("-") for the commands that run without a
-    session. Returns what was cleared ({"tripped": {...} | None, ...});
-    LookupError when xguard knows nothing about that id.
-    """
-    from xguard.gate import limits
-
-    rec = load(paths, session_id)
-    if rec is None and session_id != NO_SESSION and not limits.has_state(paths, session_id):
-        raise LookupError(f"no session {session_id!r} (see xguard session list)")
-    cleared = limits.clear(paths, session_id, by)
-    if log is not None:
-        log.append(
-            "session_reset",
-            session=None if session_id == NO_SESSION else session_id,
-            profile=rec.get("profile") if rec else None,
-            reviewer=by,
-            note="loop breaker reset" + (" (it had tripped)" if cleared.get("tripped") else ""),
-            tripped=cleared.get("tripped"),
-        )
-    return cleared
-
-
 def all_sessions(paths: Paths) -> list[dict[str, Any]]:
     """Every session record, oldest first, each with its current `state`."""
     try:
@@ -330,25 +304,8 @@ def all_sessions(paths: Paths) -> list[dict[str, Any]]:
     return out
 
 
-def resolve(paths: Paths, ref: str) -> str:
-    """An exact id or an unambiguous prefix -> the id; LookupError otherwise."""
-    ref = ref.strip()
-    if ref == NO_SESSION or load(paths, ref) is not None:
-        return ref
-    hits = [r["id"] for r in all_sessions(paths) if ref and r["id"].startswith(ref)]
-    if len(hits) == 1:
-        return hits[0]
-    if hits:
-        raise LookupError(f"{ref!r} is ambiguous: {', '.join(hits)}")
-    from xguard.gate import limits
-
-    if safe_name(ref) and limits.has_state(paths, ref):
-        return ref  # an unmanaged id the limits know (an agent runtime's session)
-    raise LookupError(f"no session {ref!r} (see xguard session list)")
-
-
 def _duration(value: Any, default: float) -> float:
-    from xguard.policy.rules import parse_duration
+    from xguard.util import parse_duration
 
     if value is None:
         return default

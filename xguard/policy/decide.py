@@ -2,7 +2,7 @@
 
 `decide` is pure given its `Context`: file-system facts (does a word name an
 existing file, what does a glob expand to) come in through the context's
-callables, so tests can pin them and the runner can use the real disk.
+callables, so tests can pin them and the Gate can use the real disk.
 
 The order of precedence, for every unit: built-in self-protection (deny) >
 rules (strictest wins, order never matters) > `default`; then the parser's
@@ -392,8 +392,11 @@ def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
     if not decided:
         # Nothing to run (empty or comment-only): allow, it does nothing.
         final = ALLOW
+    # Strictest first: the deny message, a hook's reason and the audit name the
+    # unit that decided (`touch x; cat ~/.ssh/id_rsa` is denied for the key, not
+    # for `touch x`), then the others in the order they stand.
     reasons = []
-    for d in decided:
+    for d in sorted(decided, key=lambda d: -STRICTNESS[d.decision]):
         if d.decision != ALLOW:
             r = f"{d.text}: {d.why}"
             if r not in reasons:

@@ -21,6 +21,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type chec
 
 from xguard import __version__
 from xguard.errors import ConfigError
+from xguard.util import parse_duration
 from xguard.paths import Paths, ensure_dir
 
 if TYPE_CHECKING:
@@ -140,33 +141,6 @@ TOP_SCHEMA: dict[str, Any] = {
     "profiles": {"*": _PROFILE},
     **_SETTINGS,
 }
-
-
-def parse_duration(value: object) -> float | None:
-    """`30s`, `15m`, `2h`, `1d`, `500ms` or a bare number (seconds) -> seconds."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str):
-        return None
-    v = value.strip()
-    unit = ""
-    for u in ("ms", "s", "m", "h", "d", "w"):
-        if v.endswith(u):
-            unit, v = u, v[: -len(u)].rstrip()
-            break
-    if (
-        not v
-        or not all(c.isdigit() or c == "." for c in v)
-        or v.count(".") > 1
-        or v.startswith(".")
-        or v.endswith(".")
-    ):
-        return None
-    return (
-        float(v) * {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-    )
 
 
 class _Checker:

@@ -47,8 +47,12 @@ from typing import Any
 from xguard.strict import setup as strict
 from xguard.errors import ConfigError, ExitCode, XguardError
 from xguard.paths import get_paths
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, request_key, wake_all
-from xguard.gate.runner import Gate, new_id, printable
+from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
+from xguard.gate.request import request_key
+from xguard.gate.execenv import ExecResult
+from xguard.gate.pipeline import Asked, run_request
+from xguard.gate.request import Gate, Request
+from xguard.util import new_id, printable
 
 PROTOCOL = 1
 MAX_LINE = 4 << 20
@@ -197,7 +201,7 @@ def _proc_ppid(pid: int) -> int | None:
 # ---------------------------------------------------------------------------
 class _AgentView:
     """The broker's Gate as the agent's request sees it: the agent's cwd, home,
-    user and pid, for code written against the runner's Gate (limits, sessions)."""
+    user and pid, for code written against the Gate (the pipeline, limits, sessions)."""
 
     def __init__(self, broker: Broker, gate: Gate, peer: Peer, req: dict[str, Any]) -> None:
         self.broker, self.gate, self.peer, self.req = broker, gate, peer, req
@@ -213,6 +217,9 @@ class _AgentView:
 
     def context(self, cwd: str | None = None) -> Any:
         return self.gate.context(cwd or self.cwd)
+
+    def decide(self, rq: Any) -> Any:
+        return self.broker._decide(self.gate, rq.text, rq.argv, self.cwd)
 
     def base_record(self, rq: Any, decision: Any, cmd_id: str) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -234,6 +241,38 @@ class _AgentView:
         if self.req.get("ssh"):
             record["ssh_client"] = self.req["ssh"]
         return record
+
+
+class _ClientRuns:
+    """The broker's executor: the agent-side client runs the command (as the
+    agent user) and reports how it ended; its report is what the exit record
+    says, marked `"reported": "agent"`."""
+
+    def __init__(self, broker: Broker, lc: LineConn, view: _AgentView) -> None:
+        self.broker, self.lc, self.view = broker, lc, view
+
+    def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
+        record["confined"] = (
+            "none"  # issue 11: the client runs it as the agent user, without a box (yet)
+        )
+
+    def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
+        self.lc.send(self.broker._run_answer(self.view, decision, record))
+        rep = self.lc.read(None, until_stop=True)
+        fields: dict[str, Any] = {"reported": "agent"}
+        code = duration = None
+        if rep is not None and rep.get("op") == "exit":
+            code = rep.get("exit_code") if type(rep.get("exit_code")) is int else None
+            duration = rep.get("duration_ms") if type(rep.get("duration_ms")) is int else None
+            if type(rep.get("signal")) is int:
+                fields["signal"] = rep["signal"]
+            if rep.get("timed_out") is True:
+                fields["timed_out"] = True
+        elif self.broker.stopping.is_set():
+            fields["note"] = "the broker stopped before the agent reported how the command ended"
+        else:
+            fields["note"] = "the agent side went away without reporting how the command ended"
+        return ExecResult(code, duration, fields)
 
 
 class Broker:
@@ -604,7 +643,6 @@ class Broker:
         about (Claude Code's PreToolUse). Nothing runs here: the runtime runs the
         command itself, through its shell, which in strict mode asks again."""
         from xguard.gate import limits
-        from xguard.gate.runner import Request
 
         agents, _ = self.identity(self.gate(None))
         text = _text(msg, "text", "") or ""
@@ -639,31 +677,21 @@ class Broker:
         }
         gate = self._checked_gate(peer, profile, text, req["cwd"])
         view = _AgentView(self, gate, peer, req)
-        rq = Request(text=text, session=session, profile=profile, source=req["source"])  # type: ignore[call-arg]
-        decision = None
-        stop = limits.before_decision(view, rq)
-        if stop is None:
-            decision = self._decide(gate, text, None, req["cwd"])
-            stop = limits.after_decision(view, rq, decision)
-        if stop is not None:
-            refused = self._limit_refusal(view, rq, decision, stop)  # audits the refusal
+        rq = Request(
+            text=text, session=session, profile=profile, source=req["source"], cwd=req["cwd"]
+        )
+        # Nothing runs here (execute=None); what needs approval is handed back
+        # to the runtime as `ask`, or refused when the hook is set to deny.
+        handback = Asked(False, 77, answer="deny" if answer == "deny" else "ask")
+        outcome = run_request(rq, view, ask=lambda *_: handback, execute=None)
+        if outcome.record is None:  # refused by a session or a limit (audited)
+            reason = (outcome.message or "refused").removeprefix("xguard: ")
             lc.send(
-                {
-                    "status": "ok",
-                    "result": {
-                        "decision": "deny",
-                        "units": [],
-                        "reasons": [str(refused.get("message", "refused"))],
-                    },
-                }
+                {"status": "ok", "result": {"decision": "deny", "units": [], "reasons": [reason]}}
             )
             return
-        assert decision is not None  # set whenever stop is None
-        hook_answer = decision.decision if decision.decision != "require_approval" else answer
-        view.audit().append(
-            "decision", **view.base_record(rq, decision, new_id()), hook_answer=hook_answer
-        )
-        lc.send({"status": "ok", "result": decision.to_json()})
+        assert outcome.decision is not None
+        lc.send({"status": "ok", "result": outcome.decision.to_json()})
 
     def op_refuse(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
         """Audit what the agent side refused on its own (ssh-gate: a login, a subsystem)."""
@@ -769,7 +797,6 @@ class Broker:
 
     def op_run(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
         from xguard.gate import limits
-        from xguard.gate.runner import Request
 
         agents, _ = self.identity(self.gate(None))
         text = _text(msg, "text", "")
@@ -807,7 +834,7 @@ class Broker:
         }
         gate = self._checked_gate(peer, profile, req["text"], req["cwd"])
         view = _AgentView(self, gate, peer, req)
-        rq = Request(  # type: ignore[call-arg]  # (xguard._record fields)
+        rq = Request(
             text=req["text"],
             argv=argv,
             shell_args=req["shell_args"],
@@ -816,94 +843,42 @@ class Broker:
             session=session,
             profile=profile,
             source=req["source"],
+            cwd=req["cwd"],
         )
-        # Sessions and blast-radius limits (issue 5) count in the broker's own
-        # state, where the agent cannot reset them.
-        stop = limits.before_decision(view, rq)
-        if stop is not None:
-            lc.send(self._limit_refusal(view, rq, None, stop))
-            return
-        decision = self._decide(gate, req["text"], argv, req["cwd"])
-        stop = limits.after_decision(view, rq, decision)  # may escalate allow -> require_approval
-        if stop is not None:
-            lc.send(self._limit_refusal(view, rq, decision, stop))
-            return
-        record = view.base_record(rq, decision, new_id())
-        log = gate.audit()
-        if decision.decision == "deny":
-            log.append("decision", **record)
-            why = decision.reasons[0] if decision.reasons else "denied by rule"
-            lc.send(
-                _answer(ExitCode.NOPERM, f"xguard: denied: {printable(req['text'], 200)} — {why}")
-            )
-            return
-        reviewer = None
-        if decision.decision == "require_approval":
+
+        def ask(g: Any, r: Any, decision: Any, record: dict[str, Any], log: Any) -> Asked:
             answer, reviewer = self._approval(
                 lc, peer, gate, req=req, decision=decision, record=record, log=log
             )
-            if answer is not None:
-                lc.send(answer)
-                return
-            stop = limits.before_decision(view, rq)  # the session may have ended during the wait
-            if stop is not None:
-                lc.send(self._limit_refusal(view, rq, decision, stop))
-                return
-        # The decision line is written before the agent may start (SPEC §6).
-        log.append("decision", **record, reviewer=reviewer)
-        lc.send(self._run_answer(view, decision, record))
-        self._await_exit(lc, record, log)
+            if answer is None:
+                return Asked(True, request_id=str(record["id"]), reviewer=reviewer)
+            return Asked(False, int(answer["code"]), message=str(answer["message"]))
 
-    def _limit_refusal(self, view: _AgentView, rq: Any, decision: Any, why: Any) -> dict[str, Any]:
-        """limits.refuse, with the message going to the agent instead of our stderr."""
-        from xguard.gate.limits import audit_refusal
-
-        return _answer(ExitCode.NOPERM, f"xguard: {audit_refusal(view, rq, decision, why)}")
+        # Sessions and blast-radius limits (issue 5) count in the broker's own
+        # state, where the agent cannot reset them.
+        outcome = run_request(rq, view, ask=ask, execute=_ClientRuns(self, lc, view))
+        if outcome.ran:
+            with contextlib.suppress(_Gone):
+                lc.send({"status": "ok"})  # the exit record is written: the client may go
+            return
+        lc.send(_answer(outcome.exit_code, outcome.message or "xguard: the command did not run"))
 
     def _run_answer(
         self, view: _AgentView, decision: Any, record: dict[str, Any]
     ) -> dict[str, Any]:
-        from xguard.gate.limits import effective
-        from xguard.policy.rules import parse_duration
+        from xguard.gate.execenv import runtime_limits
 
-        gate = view.gate
-        env_cfg = gate.ruleset.env
-        prof = gate.ruleset.profiles.get(view.profile or "", {}) if view.profile else {}
-        keep = prof.get("env", {}).get("keep", env_cfg["keep"])
-        set_ = {**env_cfg.get("set", {}), **prof.get("env", {}).get("set", {})}
-        limits = effective(view)
-        max_runtime = decision.max_runtime
-        if max_runtime is None and limits.get("max_runtime") is not None:
-            max_runtime = parse_duration(limits["max_runtime"])
+        keep, set_ = view.gate.env_settings(view.profile)
+        max_runtime, grace = runtime_limits(view, decision)
         return {
             "status": "run",
             "id": record["id"],
             "keep": keep,
             "set": set_,
-            "shell": gate.ruleset.setting("shell", "/bin/bash"),
+            "shell": view.gate.ruleset.setting("shell", "/bin/bash"),
             "max_runtime": max_runtime,
-            "kill_grace": parse_duration(limits.get("kill_grace", 5)) or 5.0,
+            "kill_grace": grace,
         }
-
-    def _await_exit(self, lc: LineConn, record: dict[str, Any], log: Any) -> None:
-        rep = lc.read(None, until_stop=True)
-        fields = {k: record.get(k) for k in EXIT_FIELDS}
-        extra: dict[str, Any] = {"reported": "agent"}
-        code = duration = None
-        if rep is not None and rep.get("op") == "exit":
-            code = rep.get("exit_code") if type(rep.get("exit_code")) is int else None
-            duration = rep.get("duration_ms") if type(rep.get("duration_ms")) is int else None
-            if type(rep.get("signal")) is int:
-                extra["signal"] = rep["signal"]
-            if rep.get("timed_out") is True:
-                extra["timed_out"] = True
-        elif self.stopping.is_set():
-            extra["note"] = "the broker stopped before the agent reported how the command ended"
-        else:
-            extra["note"] = "the agent side went away without reporting how the command ended"
-        log.append("exit", **fields, exit_code=code, duration_ms=duration, **extra)
-        with contextlib.suppress(_Gone):
-            lc.send({"status": "ok"})
 
     # -- approval -----------------------------------------------------------
     def _approval(

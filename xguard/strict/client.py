@@ -32,15 +32,14 @@ from __future__ import annotations
 import os
 import sys
 
-from xguard.errors import ConfigError, ExitCode, XguardError
+from xguard.errors import ExitCode, XguardError
+from xguard.gate.strictmode import ENV_VAR
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
 if TYPE_CHECKING:
     from typing import Any
 
-CLIENT_CONF = "/etc/xguard/client.conf"
-ENV_VAR = "XGUARD_BROKER"
 PROTOCOL = 1
 CONNECT_TIMEOUT = 5.0
 ANSWER_TIMEOUT = 60.0  # the broker decides (or says "waiting") within this
@@ -116,113 +115,6 @@ class BrokerError(XguardError):
     """The broker could not be reached or broke the protocol: fail closed, nothing ran."""
 
     exit_code = ExitCode.SOFTWARE
-
-
-# ---------------------------------------------------------------------------
-# Is this process a broker client?
-
-
-def broker_socket(environ: Any = None) -> str | None:
-    """The broker's socket when strict mode applies to this process, else None."""
-    env = os.environ if environ is None else environ
-    sock = _client_conf()
-    if sock is not None:
-        return sock
-    v = env.get(ENV_VAR, "").strip()
-    return v or None
-
-
-def _client_conf(path: str = CLIENT_CONF) -> str | None:
-    """The socket named by a client.conf that lists this user, else None.
-
-    Format (a YAML subset, read without YAML):
-
-        socket: /run/xguard/broker.sock
-        agents: claude, codex        # user names or uids; `*` = every user but root
-    """
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", path, 1) from None
-    # Like sudo with sudoers: a file that decides who is contained must be root's alone.
-    if st.st_uid != 0:
-        raise ConfigError(
-            f"owned by uid {st.st_uid}, not root: strict mode refuses it (chown root {path})",
-            path,
-            1,
-        )
-    if st.st_mode & 0o022:
-        raise ConfigError(
-            f"writable by group/others (mode {st.st_mode & 0o7777:04o}): strict mode refuses it "
-            f"(chmod go-w {path})",
-            path,
-            1,
-        )
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read: {getattr(e, 'strerror', None) or e}", path, 1) from None
-    conf = parse_client_conf(lines, path)
-    if not conf.get("socket"):
-        raise ConfigError("no 'socket:' line", path, 1)
-    agents = conf.get("agents") or []
-    uid = os.getuid()
-    if "*" in agents and uid != 0:
-        return conf["socket"]
-    if str(uid) in agents:
-        return conf["socket"]
-    import pwd
-
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return None
-    return conf["socket"] if name in agents else None
-
-
-def parse_client_conf(lines: list[str], path: str) -> dict[str, Any]:
-    """`key: value` lines; `agents` takes a comma list or a [flow, list]."""
-    out: dict[str, Any] = {}
-    for n, raw in enumerate(lines, 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        key, sep, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if not sep or key not in ("socket", "agents"):
-            raise ConfigError(
-                f"expected 'socket: PATH' or 'agents: NAME, …', not {raw.strip()[:80]!r}", path, n
-            )
-        if key in out:
-            raise ConfigError(f"duplicate key '{key}'", path, n)
-        if key == "socket":
-            value = value.strip("'\"")
-            if not value.startswith("/"):
-                raise ConfigError("socket: must be an absolute path", path, n)
-            out[key] = value
-        else:
-            value = value.strip()
-            if value.startswith("[") and value.endswith("]"):
-                value = value[1:-1]
-            out[key] = [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
-    return out
-
-
-def refuse_local(environ: Any = None) -> None:
-    """Fail closed where a strict-mode agent would otherwise decide locally.
-
-    Called by the runner's Gate: in strict mode the agent's own rules (which
-    it can edit) must never decide anything (issue 6)."""
-    sock = broker_socket(environ)
-    if sock:
-        raise ConfigError(
-            f"strict mode: the broker at {sock} decides this user's commands; "
-            "this xguard verb cannot decide locally "
-            "(use `xguard -c`, `xguard run` or `xguard check`)"
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -404,7 +296,8 @@ def _wait(conn: Conn, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
-    from xguard.gate.execenv import run_child, scrub, which
+    """Run what the broker allowed, through the one executor, and report how it ended."""
+    from xguard.gate.execenv import launch, scrub
 
     keep = [k for k in r.get("keep") or [] if isinstance(k, str)]
     set_ = {
@@ -416,38 +309,21 @@ def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
     env["XGUARD_GATED"] = str(r.get("id"))
     if os.environ.get(ENV_VAR):
         env[ENV_VAR] = os.environ[ENV_VAR]
-    if req.argv is not None:
-        path = which(req.argv[0], env.get("PATH", os.defpath))
-        if path is None:
-            sys.stderr.write(f"xguard: {req.argv[0]}: command not found\n")
-            _report(conn, {"exit_code": 127, "duration_ms": 0})
-            return 127
-        argv = list(req.argv)
-    else:
-        path = str(r.get("shell") or "/bin/bash")
-        argv = [path, *req.shell_args, "-c", req.exec_text or req.text, *req.positional]
     max_runtime = r.get("max_runtime") if isinstance(r.get("max_runtime"), int | float) else None
     grace = float(r["kill_grace"]) if isinstance(r.get("kill_grace"), int | float) else 5.0
-    try:
-        out = run_child(path, argv, env, max_runtime=max_runtime, kill_grace=grace)
-    except OSError as e:
-        sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
-        _report(conn, {"exit_code": 126, "duration_ms": 0})
-        return 126
+    result = launch(
+        req,
+        env,
+        shell=str(r.get("shell") or "/bin/bash"),
+        max_runtime=max_runtime,
+        kill_grace=grace,
+    )
     _report(
         conn,
-        {
-            "exit_code": out.exit_code,
-            "duration_ms": out.duration_ms,
-            "signal": out.signal,
-            "timed_out": out.timed_out,
-        },
+        {"exit_code": result.exit_code, "duration_ms": result.duration_ms, **result.fields},
     )
-    if out.timed_out:
-        sys.stderr.write(
-            f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n"
-        )
-    return out.exit_code
+    # Nobody knows how it ended: never report success.
+    return int(ExitCode.SOFTWARE) if result.exit_code is None else result.exit_code
 
 
 def _report(conn: Conn, fields: dict[str, Any]) -> None:
@@ -487,7 +363,7 @@ def check_via_broker(
 
         sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
     else:
-        from xguard.gate.runner import printable
+        from xguard.util import printable
 
         sys.stdout.write(f"{d.get('decision')}\n")
         for u in d.get("units") or []:
@@ -524,7 +400,7 @@ def remote_decide(
     )
     if r.get("status") != "ok":
         return _exit_answer(r)
-    from xguard.gate.runner import printable
+    from xguard.util import printable
 
     how = f" for {for_seconds:g}s" if for_seconds else (" (once)" if state == "approved" else "")
     sys.stdout.write(f"{state} {r.get('id')}{how}: {printable(str(r.get('command') or ''), 200)}\n")

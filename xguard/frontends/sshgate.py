@@ -30,7 +30,6 @@ import sys
 
 from xguard.errors import ExitCode, UsageError
 
-USAGE = "usage: xguard ssh-gate [--allow-interactive] [--allow-subsystem NAME]..."
 # What sshd runs for a subsystem request, by program name -> subsystem name.
 SUBSYSTEM_PROGRAMS = {"sftp-server": "sftp", "internal-sftp": "sftp"}
 
@@ -62,47 +61,30 @@ def forced_command_args(text: str) -> list[str] | None:
 
 
 def _parse(args: list[str]) -> tuple[bool, set[str]]:
-    interactive = False
-    subsystems: set[str] = set()
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a in ("-h", "--help"):
-            sys.stdout.write(
-                USAGE + "\n\nGate SSH_ORIGINAL_COMMAND (an OpenSSH forced command).\n\n"
-                "Examples:\n"
-                "  sshd_config:      Match User agent / ForceCommand xguard ssh-gate\n"
-                '  authorized_keys:  command="xguard ssh-gate",restrict ssh-ed25519 AAAA… agent\n'
-                "  then, from the agent's side:  ssh agent@host 'ls -la'\n"
-            )
-            raise SystemExit(0)
-        if a == "--allow-interactive":
-            interactive = True
-        elif a == "--allow-subsystem" or a.startswith("--allow-subsystem="):
-            if "=" in a:
-                value = a.split("=", 1)[1]
-            else:
-                if i + 1 >= len(args):
-                    raise UsageError(f"--allow-subsystem needs a name\n{USAGE}")
-                i += 1
-                value = args[i]
-            subsystems.add(value)
-        else:
-            raise UsageError(f"unknown option {a!r}\n{USAGE}")
-        i += 1
-    return interactive, subsystems
+    from xguard.frontends.verbs import VERBS
+
+    verb = VERBS["ssh-gate"]
+    opts, rest = verb.parse(args)
+    if opts.get("help"):
+        sys.stdout.write(verb.help())
+        raise SystemExit(0)
+    if rest:
+        raise UsageError(f"unexpected argument {rest[0]!r}\n{verb.usage}")
+    return bool(opts["allow_interactive"]), set(opts["allow_subsystem"])
 
 
 def _refuse(what: str, why: str) -> int:
     """Audit and refuse; exit 77."""
-    from xguard.strict.client import broker_socket, report_refusal
+    from xguard.strict.client import report_refusal
+    from xguard.gate.strictmode import broker_socket
 
     sock = broker_socket()
     if sock:
         report_refusal(sock, what, why)
     else:
         try:
-            from xguard.gate.runner import Gate, new_id
+            from xguard.gate.request import Gate
+            from xguard.util import new_id
 
             gate = Gate()
             gate.audit().append(
@@ -140,15 +122,15 @@ def ssh_gate_main(args: list[str]) -> int:
     sub = subsystem_of(command)
     if sub is not None and sub not in subsystems:
         return _refuse(command, f"the SSH subsystem '{sub}' is refused for this user")
-    from xguard.gate.runner import Request, _env_wait, gate_and_run
+    from xguard.frontends.local import gate_and_run
+    from xguard.gate.request import Request, env_wait
 
-    req = Request(text=command, source="ssh", wait=_env_wait())  # type: ignore[call-arg]
-    return gate_and_run(req)
+    return gate_and_run(Request(text=command, source="ssh", wait=env_wait()))
 
 
 def _interactive() -> int:
     """An allowed interactive login: the gated shell (through the broker in strict mode)."""
-    from xguard.strict.client import broker_socket
+    from xguard.gate.strictmode import broker_socket
 
     sock = broker_socket()
     if not sock:
@@ -158,7 +140,7 @@ def _interactive() -> int:
     # Strict mode: each line is one `xguard -c`, decided by the broker. No
     # state carries from line to line (cd, exports): say so once.
     from xguard.strict.client import gate_via_broker
-    from xguard.gate.runner import Request, _env_wait
+    from xguard.gate.request import Request, env_wait
 
     tty = sys.stdin.isatty()
     if tty:
@@ -179,5 +161,4 @@ def _interactive() -> int:
             continue
         if line.strip() in ("exit", "logout"):
             return status
-        req = Request(text=line, source="ssh", wait=_env_wait())  # type: ignore[call-arg]
-        status = gate_via_broker(req, sock)
+        status = gate_via_broker(Request(text=line, source="ssh", wait=env_wait()), sock)
