@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -150,11 +151,18 @@ def support(cache_dir: str | None, *, refresh: bool = False) -> Support:
 
 def _probe_bwrap(bwrap: str) -> str:
     """Start the smallest box with every namespace the real one uses; '' if it works."""
+    import _signal
+    import select
+
     argv = [bwrap, *_BASE, "--unshare-net", "--new-session"]
     if os.geteuid() == 0:
         argv += ["--cap-drop", "ALL"]
     argv += ["--", "/bin/sh", "-c", ":"]
+    # bwrap waits for its child's SIGCHLD: a caller that ignores SIGCHLD (the
+    # disposition survives exec) would leave it waiting for ever.
+    old = _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     r, w = os.pipe()
+    pid = -1
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
@@ -167,13 +175,20 @@ def _probe_bwrap(bwrap: str) -> str:
                     (os.POSIX_SPAWN_DUP2, devnull, 1),
                     (os.POSIX_SPAWN_DUP2, w, 2),
                 ],
+                setsigdef=(_signal.SIGCHLD, _signal.SIGPIPE),
             )
         finally:
             os.close(devnull)
         os.close(w)
         w = -1
         err = b""
+        deadline = time.monotonic() + 10
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return f"{bwrap} did not finish starting a box within 10 seconds"
             chunk = os.read(r, 4096)
             if not chunk:
                 break
@@ -185,6 +200,7 @@ def _probe_bwrap(bwrap: str) -> str:
         os.close(r)
         if w >= 0:
             os.close(w)
+        _signal.signal(_signal.SIGCHLD, old)
     if os.waitstatus_to_exitcode(status) == 0:
         return ""
     msg = err.decode("utf-8", "replace").strip().splitlines()
