@@ -27,7 +27,7 @@ rules:
   - {pattern: "kubectl get", action: allow, network: allow}
   - {pattern: cd, action: allow, if_confined: true}
   - {path: "./build/**", access: write, action: allow}
-  - {path: "/tmp/out/**", access: write, action: allow}
+  - {path: "OUTDIR/**", access: write, action: allow}
   - {path: "**/*.log", access: write, action: allow}
   - {path: "**/.env", action: deny}
   - {path: "**/.ssh/**", action: deny}
@@ -86,7 +86,7 @@ def test_masks_follow_the_rules_that_deny_or_gate_reads(world: tuple[Path, Path,
     [
         ("echo hi > build/out.txt", ["project/build"]),  # the folder the rule names
         ("echo hi > build/a/b.txt", ["project/build"]),
-        ("echo hi > /tmp/out/x", None),  # resolved below: the rule's own folder
+        ("echo hi > OUTDIR/x", None),  # resolved below: the rule's own folder
         ("echo hi > run.log", ["project/run.log"]),  # a file rule: the file, created empty
         ("echo hi > nodir/run.log", []),  # no folder to create it in
         ("ls > /dev/null", []),  # /dev/null is in every box
@@ -97,7 +97,7 @@ def test_writable_paths_are_what_allowed_write_units_name(
 ) -> None:
     project, _, _ = world
     out = str(project.parent / "out")
-    box = _box(world, cmd.replace("/tmp/out", out), BASE_RULES.replace("/tmp/out", out))
+    box = _box(world, cmd.replace("OUTDIR", out), BASE_RULES.replace("OUTDIR", out))
     if writable is None:
         assert box.writable == [str(project.parent / "out")]
     else:
@@ -133,7 +133,7 @@ def test_an_approved_command_runs_unconfined_unless_configured(
 
 
 @pytest.mark.parametrize(
-    ("setting", "mechanism", "cmd", "expect", "why"),
+    "case",
     [
         ("required", "none", "ls", "require_approval", "confine: required"),
         ("auto", "none", "ls", "allow", None),
@@ -143,14 +143,8 @@ def test_an_approved_command_runs_unconfined_unless_configured(
         ("auto", "bwrap", "cd src && ls", "allow", None),
     ],
 )
-def test_escalation(
-    world: tuple[Path, Path, Paths],
-    setting: str,
-    mechanism: str,
-    cmd: str,
-    expect: str,
-    why: str | None,
-) -> None:
+def test_escalation(world: tuple[Path, Path, Paths], case: tuple[str, ...]) -> None:
+    setting, mechanism, cmd, expect, why = case
     project, home, _ = world
     f = project.parent / "rules.yaml"
     f.write_text(f"confine: {setting}\n" + BASE_RULES)
