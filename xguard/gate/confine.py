@@ -416,6 +416,9 @@ _BASE = (
     "--unshare-ipc",
     "--die-with-parent",
 )
+# How `xguard approve` and the other deciding verbs know they run in a box
+# (its init's command line starts so), even with XGUARD_GATED unset.
+BOX_SIGNATURE = _BASE
 
 
 def plan(
