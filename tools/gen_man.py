@@ -358,13 +358,16 @@ KEY_HELP: dict[str, str] = {
     "agents": "Agent users (strict mode).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
+    "confine": "How allowed commands run: auto (default: in a kernel box, bubblewrap else Landlock, where one "
+    "can start), required (where none can, every allow needs approval), off (no box).",
+    "confine_approved": "Run commands a person approved in the box too. Default: false (unconfined).",
 }
 RULE_KEY_HELP = {
     "pattern": "Match a unit's text: * (and .*) match any text, a run of blanks matches one word break, "
     "everything else is literal; anchored at the start, ending at a word break.",
     "regex": "A Python regular expression searched in the unit's text (anchor it yourself).",
     "path": "A glob over an absolute, normalised path; ** spans folders; dir/** matches dir too; a relative "
-    "glob matches at any depth.",
+    "glob matches at any depth; one starting with ./ is taken from the cwd.",
     "access": "For path rules: write, read or any (default).",
     "action": "allow, require_approval or deny.",
     "reason": "Shown to the reviewer and to the agent.",
@@ -380,6 +383,9 @@ RULE_KEY_HELP = {
     "growth": "The factor applied to baseline. Default: 2.",
     "read": "Whether the matched command only reads, for the loop breaker (limits.loop).",
     "name": "A name for the rule in reports and the audit log.",
+    "confine": "false: a tool that needs the whole machine; commands this rule allows run unconfined.",
+    "network": "allow: the kernel box keeps the network for commands this rule allows. Default: no network.",
+    "if_confined": "true: this allow counts only where the command will run in the kernel box.",
 }
 
 
@@ -400,6 +406,7 @@ def _kind(s: Any) -> str:
         "number": "number",
         "duration": "duration (30s, 15m, 2h, 1d)",
         "regex": "regular expression",
+        "confine_mode": "auto | required | off",
         "any": "any",
     }.get(str(s), str(s))
 
@@ -565,6 +572,7 @@ TEST_KEY_HELP = {
     "expect": "allow, require_approval or deny.",
     "cwd": "The working folder to decide in.",
     "argv": "A command as an argument list (as xguard run gets it), instead of command.",
+    "confined": "true: decide as where the kernel box can start (if_confined rules count).",
 }
 
 

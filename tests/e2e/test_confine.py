@@ -520,3 +520,16 @@ def test_bwrap_as_an_unprivileged_user(second_user: object) -> None:
     assert [r.get("confined") for r in decisions] == ["bwrap"] * len(decisions), [
         (r["command"], r["decision"], r.get("note")) for r in decisions
     ]
+
+
+@pytest.mark.parametrize(("cmd", "sig"), [("sleep 30", 15), ("trap '' TERM; sleep 30", 9)])
+def test_max_runtime_stops_the_boxed_command(box: Box, cmd: str, sig: int) -> None:
+    """SIGTERM reaches the command itself (not bwrap), SIGKILL follows the grace."""
+    rules = box.xghome / "rules.yaml"
+    rules.write_text(rules.read_text() + "limits: {max_runtime: 1s, kill_grace: 1s}\n")
+    t = time.monotonic()
+    p = box.xg(cmd)
+    assert p.returncode == 124, p.stderr
+    assert time.monotonic() - t < 10
+    ex = [r for r in box.records() if r["event"] == "exit"][-1]
+    assert ex["exit_code"] == 124 and ex["signal"] == sig

@@ -16,12 +16,17 @@ if TYPE_CHECKING:
 class Unwrapped:
     """The model's command found inside a runtime's wrapper."""
 
-    __slots__ = ("command", "exec_text", "source")
+    __slots__ = ("command", "exec_text", "source", "writes")
 
-    def __init__(self, command: str, exec_text: str, source: str) -> None:
+    def __init__(
+        self, command: str, exec_text: str, source: str, writes: tuple[str, ...] = ()
+    ) -> None:
         self.command = command
         self.exec_text = exec_text
         self.source = source
+        # Files the scaffolding itself writes (the cwd report): the kernel box
+        # lets these through (issue 11).
+        self.writes = writes
 
 
 def unwrap(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
@@ -31,5 +36,5 @@ def unwrap(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
 
         w = parse_claude_code_wrapper(text, environ)
         if w is not None:
-            return Unwrapped(w.command, w.exec_text, "shell:claude-code")
+            return Unwrapped(w.command, w.exec_text, "shell:claude-code", (w.cwd_file,))
     return None

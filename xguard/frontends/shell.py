@@ -73,6 +73,7 @@ def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str],
 def shell_main(args: list[str]) -> int:
     text, flags, positional, from_stdin = parse_shell_args(args)
     source, exec_text = "shell", None
+    writes: tuple[str, ...] = ()
     if text is not None and "ssh-gate" in text and "SSH_CONNECTION" in os.environ:
         # sshd runs a ForceCommand through the login shell (issue 6).
         from xguard.frontends.sshgate import forced_command_args, ssh_gate_main
@@ -88,6 +89,7 @@ def shell_main(args: list[str]) -> int:
         found = unwrap(text, os.environ)
         if found is not None:
             text, exec_text, source = found.command, found.exec_text, found.source
+            writes = found.writes
     if text is None:
         if from_stdin:
             if sys.stdin.isatty() and not positional:
@@ -112,6 +114,7 @@ def shell_main(args: list[str]) -> int:
             wait=env_wait(),
             source=source,
             exec_text=exec_text,
+            trailer_writes=writes,
         )
     )
 

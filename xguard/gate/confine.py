@@ -341,6 +341,7 @@ class Box:
     __slots__ = (
         "abi",
         "bwrap",
+        "created",
         "cwd",
         "masked_dirs",
         "masked_files",
@@ -362,6 +363,7 @@ class Box:
         self.partial = False  # the search for `**/name` secrets ran out of budget
         self.bwrap = ""
         self.abi = 0
+        self.created: list[str] = []  # trailer files made empty to be bound; see tidy()
 
     def __repr__(self) -> str:
         return (
@@ -393,6 +395,14 @@ class Box:
             out += ["--seccomp", str(seccomp_fd)]
         out += ["--chdir", self.cwd, "--", path, *argv[1:]]
         return out
+
+    def tidy(self) -> None:
+        """Remove the trailer files made for binding that were never written
+        (the command failed before its trailer ran): as if the box was not there."""
+        for f in self.created:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(f) == 0:
+                    os.unlink(f)
 
     # -- Landlock --------------------------------------------------------------
     def landlock_ruleset(self) -> int:
@@ -430,6 +440,7 @@ def plan(
     *,
     approved: bool = False,
     cache_dir: str | None = None,
+    extra_writes: tuple[str, ...] = (),
 ) -> Box:
     """The box for one decided command. `none` when it runs unconfined: the
     setting is off, nothing works here, a person approved it, or a rule it
@@ -448,6 +459,13 @@ def plan(
     box.abi = sup.abi
     box.network = _network(decision, ruleset)
     box.writable = _writable(decision, ruleset, ctx)
+    for f in extra_writes:  # what xguard's own trailer writes (a runtime's cwd report)
+        existed = os.path.exists(f)
+        target = _existing_file(f)
+        if target is not None and os.path.realpath(target) not in box.writable:
+            box.writable.append(os.path.realpath(target))
+            if not existed:
+                box.created.append(target)
     dirs, files = _masks(ruleset, ctx, paths, box, cache_dir)
     if not box.network:
         for s in SOCKET_MASKS:

@@ -10,6 +10,7 @@ Standard library only: no subprocess (it imports threading, selectors …).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -181,7 +182,15 @@ def run_child(
         timed_out = True
         sig = signal.SIGTERM if stage == 0 else signal.SIGKILL
         try:
-            if own_group:
+            if box is not None and box.mechanism == "bwrap":
+                # The command and what it started, not bwrap itself: bwrap does
+                # not pass a SIGTERM on, it dies and its box is killed outright.
+                keep = {pid, *_children(pid)}
+                for p in _descendants(pid):
+                    if p not in keep:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(p, sig)
+            elif own_group:
                 os.killpg(pid, sig)
             else:
                 for p in [*_descendants(pid), pid]:
@@ -244,6 +253,8 @@ def run_child(
         return Outcome(None, None, timed_out, ms)
     code = os.waitstatus_to_exitcode(status)
     sig = -code if code < 0 else None
+    if box is not None and box.mechanism == "bwrap" and 128 < code <= 128 + 64:
+        sig = code - 128  # bwrap reports its command's death by signal N as 128+N
     exit_code = 128 + sig if sig else code
     if timed_out:
         exit_code = 124
@@ -390,20 +401,20 @@ def _copy(chunk: bytes) -> None:
         view = view[n:]
 
 
+def _children(p: int) -> list[int]:
+    try:
+        with open(f"/proc/{p}/task/{p}/children", "rb") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _bwrap_command(pid: int) -> list[int]:
     """The boxed command's pid as seen from here: bwrap's child is the pid
     namespace's init, whose child is the command."""
-
-    def children(p: int) -> list[int]:
-        try:
-            with open(f"/proc/{p}/task/{p}/children", "rb") as f:
-                return [int(x) for x in f.read().split()]
-        except (OSError, ValueError):
-            return []
-
     out: list[int] = []
-    for init in children(pid):
-        out += children(init)
+    for init in _children(pid):
+        out += _children(init)
     return out
 
 
@@ -525,6 +536,7 @@ class LocalExecutor:
             mechanism,
             approved=decision.decision != "allow",
             cache_dir=gate.paths.cache_dir_s,
+            extra_writes=req.trailer_writes,
         )
         record["confined"] = self.box.mechanism
 
@@ -534,11 +546,15 @@ class LocalExecutor:
         # inside it (issue 3, no self-approval).
         env["XGUARD_GATED"] = str(record["id"])
         max_runtime, grace = runtime_limits(gate, decision)
-        return launch(
-            req,
-            env,
-            shell=gate.ruleset.setting("shell", "/bin/bash"),
-            max_runtime=max_runtime,
-            kill_grace=grace,
-            box=self.box,
-        )
+        try:
+            return launch(
+                req,
+                env,
+                shell=gate.ruleset.setting("shell", "/bin/bash"),
+                max_runtime=max_runtime,
+                kill_grace=grace,
+                box=self.box,
+            )
+        finally:
+            if self.box is not None:
+                self.box.tidy()

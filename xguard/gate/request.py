@@ -39,6 +39,8 @@ class Request:
     # decided text (a runtime's cwd report, xguard/adapters/); else text.
     exec_text: str | None = None
     cwd: str | None = None  # the folder it runs in; None: this process's
+    # Files that trailer (not the decided text) writes: the box lets them through.
+    trailer_writes: tuple[str, ...] = ()
 
     def how(self) -> list[str]:
         """How the text runs, for approval keys: argv mode, or shell flags and positional args."""
