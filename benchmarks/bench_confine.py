@@ -92,7 +92,7 @@ def main() -> None:
     os.environ["XGUARD_HOME"] = str(homes["auto"])
     os.chdir(project)
     from xguard.gate import confine
-    from xguard.gate.runner import Gate
+    from xguard.gate.request import Gate
 
     g = Gate(confinable=True)
     d = g.decide_text("true")

@@ -249,3 +249,36 @@ def test_support_is_kept_on_disk(tmp_path: Path) -> None:
     again = confine.support(str(tmp_path))
     assert (again.bwrap, again.abi, again.why) == (first.bwrap, first.abi, first.why)
     assert os.stat(kept[0]).st_mode & 0o777 <= 0o644
+
+
+def test_the_kept_masks_follow_the_disk(world: tuple[Path, Path, Paths], tmp_path: Path) -> None:
+    """The masks are kept with the mtimes of the folders read: a secret created
+    anywhere the search looks is masked on the next command, one removed is not."""
+    project, home, paths = world
+    f = project.parent / "rules.yaml"
+    f.write_text(BASE_RULES)
+    rs = Ruleset(build_ruleset_dict(f, None))
+    rs.data["key"] = "k"
+    ctx = Context(cwd=str(project), home=str(home), confined=True)
+    d = decide(parse("ls"), rs, ctx)
+    cache = str(tmp_path / "cache")
+
+    def masked() -> set[str]:
+        box = confine.plan(d, rs, ctx, paths, "bwrap", cache_dir=cache)
+        return {*box.masked_files, *box.masked_dirs}
+
+    first = masked()
+    assert str(project / "src/deep/er/.env") in first
+    assert masked() == first  # from the kept answer
+    (project / "src" / "deep" / ".env").write_text("new")
+    (project / "src" / "deep" / "er" / ".env").unlink()
+    (home / ".gnupg").mkdir()
+    now = masked()
+    assert str(project / "src/deep/.env") in now
+    assert str(project / "src/deep/er/.env") not in now
+    (home / ".aws").mkdir()
+    f.write_text(BASE_RULES + '  - {path: "~/.aws/**", action: deny}\n')
+    rs2 = Ruleset(build_ruleset_dict(f, None))
+    rs2.data["key"] = "k2"  # new rules, new key
+    box = confine.plan(decide(parse("ls"), rs2, ctx), rs2, ctx, paths, "bwrap", cache_dir=cache)
+    assert str(home / ".aws") in box.masked_dirs

@@ -467,13 +467,6 @@ def plan(
             if not existed:
                 box.created.append(target)
     dirs, files = _masks(ruleset, ctx, paths, box, cache_dir)
-    if not box.network:
-        for s in SOCKET_MASKS:
-            real = os.path.realpath(s)
-            if os.path.isdir(real):
-                dirs.add(real)
-            elif os.path.exists(real):
-                files.add(real)
     # A mask wins over a write: secrets stay hidden even under a writable folder,
     # and a writable path inside a masked folder stays masked.
     box.writable = [w for w in box.writable if not any(_under(w, d) for d in dirs)]
@@ -674,15 +667,113 @@ class _Matcher:
         return False
 
 
+class _Watch:
+    """The folders an answer was read from, with their mtimes taken before
+    reading: a folder's mtime changes whenever a name in it is added,
+    removed or renamed, so the answer holds as long as these stat calls say so."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def dir(self, d: str) -> None:
+        while d not in self.seen:
+            try:
+                self.seen[d] = os.stat(d).st_mtime_ns
+                return
+            except OSError:
+                if d in ("/", ""):
+                    return
+                d = os.path.dirname(d)  # a missing folder: its parent says when it appears
+
+    def path(self, p: str) -> None:
+        self.dir(os.path.dirname(p) or "/")
+
+
 def _masks(
     ruleset: Any, ctx: Any, paths: Any, box: Box, cache_dir: str | None = None
+) -> tuple[set[str], set[str]]:
+    """(folders, files) to mask, kept in the state folder with the mtimes of
+    every folder consulted, so most commands pay a few stat calls for it."""
+    sources = [s for s in ruleset.sources if s]
+    protected = paths.protected_s()
+    key_src = "\0".join(
+        [
+            "v2",
+            str(ruleset.data.get("key", "")),
+            ctx.cwd,
+            ctx.home,
+            "net" if box.network else "-",
+            *protected,
+            *sources,
+        ]
+    )
+    cache = None
+    if cache_dir:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found]
+        except ImportError:  # pragma: no cover
+            from hashlib import sha256
+        digest = sha256(key_src.encode("utf-8", "surrogateescape")).hexdigest()
+        cache = os.path.join(cache_dir, f"confine-masks-{digest[:24]}.txt")
+        kept = _read_masks(cache)
+        if kept is not None:
+            box.partial = kept[2]
+            return kept[0], kept[1]
+    watch = _Watch()
+    dirs, files = _compute_masks(ruleset, ctx, protected, sources, box=box, watch=watch)
+    if cache:
+        lines = ["v2", "P" if box.partial else "-"]
+        lines += [f"D{m}\t{d}" for d, m in watch.seen.items()]
+        lines += [f"d{d}" for d in sorted(dirs)] + [f"f{f}" for f in sorted(files)]
+        try:
+            os.makedirs(cache_dir or "", mode=0o700, exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write("\n".join(lines) + "\n")
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # an optimisation only
+    return dirs, files
+
+
+def _read_masks(cache: str) -> tuple[set[str], set[str], bool] | None:
+    try:
+        with open(cache, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    if lines[:1] != ["v2"] or len(lines) < 3:
+        return None
+    dirs: set[str] = set()
+    files: set[str] = set()
+    for line in lines[2:]:
+        tag, rest = line[:1], line[1:]
+        if tag == "D":
+            mtime, _, d = rest.partition("\t")
+            try:
+                if str(os.stat(d).st_mtime_ns) != mtime:
+                    return None
+            except OSError:
+                return None
+        elif tag == "d":
+            dirs.add(rest)
+        elif tag == "f":
+            files.add(rest)
+    return dirs, files, lines[1] == "P"
+
+
+def _compute_masks(
+    ruleset: Any, ctx: Any, protected: list[str], sources: list[str], *, box: Box, watch: _Watch
 ) -> tuple[set[str], set[str]]:
     dirs: set[str] = set()
     files: set[str] = set()
 
     def add(p: str) -> None:
         # The mount goes on the real file: a symlink to a secret leads to the mask.
+        watch.path(p)
         q = os.path.realpath(p)
+        if q != p:
+            watch.path(q)
         if q.startswith(("/proc/", "/dev/", "/sys/")) or q in ("/", "/proc", "/dev", "/sys"):
             return  # the box has a /proc and /dev of its own
         if os.path.isdir(q):
@@ -690,12 +781,15 @@ def _masks(
         elif os.path.exists(q):
             files.add(q)
 
-    for p in paths.protected_s():
+    for p in protected:
         add(p)
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for s in ruleset.sources:
-        if s and not s.startswith(package):
-            add(s)
+    for src in sources:
+        if not src.startswith(package):
+            add(src)
+    if not box.network:
+        for sock in SOCKET_MASKS:
+            add(sock)
     matcher = _Matcher()
     for r in ruleset.path_rules:
         if r.action == "allow" or r.access == "write":
@@ -706,7 +800,7 @@ def _masks(
         elif g.startswith(("./", "../")):
             g = os.path.normpath(os.path.join(ctx.cwd, g))
         if g.startswith("/"):
-            _anchored(g, add)
+            _anchored(g, add, watch)
             continue
         while g.startswith("**/"):
             g = g[3:]
@@ -724,11 +818,13 @@ def _masks(
             roots.append((d, 1))
             d = os.path.dirname(d)
         seen: set[str] = set()
-        sig = f"{ruleset.data.get('key', '')}\0{ctx.home}"
         for root, depth in roots:
             if root and root != "/" and root not in seen:
                 seen.add(root)
-                for m in _walk_cached(root, depth, matcher, box, cache_dir=cache_dir, sig=sig):
+                found: list[str] = []
+                if _walk(root, depth, matcher, found, watch):
+                    box.partial = True
+                for m in found:
                     add(m)
     # Many masked files in one folder: mask the folder (each mask is a mount).
     by_parent: dict[str, int] = {}
@@ -740,7 +836,7 @@ def _masks(
     return dirs, files
 
 
-def _anchored(g: str, add: Any) -> None:
+def _anchored(g: str, add: Any, watch: _Watch) -> None:
     """An absolute rule glob: the literal folder of `X/**`, the path itself, or
     its (bounded) expansion."""
     if g.endswith("/**") and not any(c in g[:-3] for c in "*?["):
@@ -758,6 +854,7 @@ def _anchored(g: str, add: Any) -> None:
             return  # a recursive glob in the middle of an absolute path: too broad to walk
         nxt: list[str] = []
         for d in found:
+            watch.dir(d)
             if not any(c in part for c in "*?["):
                 q = os.path.join(d, part)
                 if os.path.lexists(q):
@@ -773,80 +870,18 @@ def _anchored(g: str, add: Any) -> None:
         add(m)
 
 
-def _walk_cached(
-    root: str, depth: int, matcher: _Matcher, box: Box, *, cache_dir: str | None, sig: str
-) -> list[str]:
-    """The paths under `root` that unanchored mask rules name. The answer is
-    kept with the mtime of every folder read: a folder's mtime changes
-    whenever a name in it is added, removed or renamed, so the kept answer
-    holds exactly as long as those stat calls say so."""
-    cache = None
-    if cache_dir:
-        try:
-            from _sha256 import sha256  # type: ignore[import-not-found]
-        except ImportError:  # pragma: no cover
-            from hashlib import sha256
-        key = sha256(f"{sig}\0{root}\0{depth}".encode("utf-8", "surrogateescape")).hexdigest()
-        cache = os.path.join(cache_dir, f"confine-walk-{key[:24]}.txt")
-        kept = _read_walk(cache)
-        if kept is not None:
-            box.partial = box.partial or kept[1]
-            return kept[0]
-    found: list[str] = []
-    read: list[tuple[str, int]] = []
-    partial = _walk(root, depth, matcher, found, read)
-    box.partial = box.partial or partial
-    if cache:
-        lines = ["v1", "P" if partial else "-"]
-        lines += [f"D{m}\t{d}" for d, m in read]
-        lines += [f"M{p}" for p in found]
-        try:
-            os.makedirs(cache_dir or "", mode=0o700, exist_ok=True)
-            tmp = f"{cache}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-                f.write("\n".join(lines) + "\n")
-            os.replace(tmp, cache)
-        except OSError:
-            pass  # an optimisation only
-    return found
-
-
-def _read_walk(cache: str) -> tuple[list[str], bool] | None:
-    try:
-        with open(cache, encoding="utf-8", errors="surrogateescape") as f:
-            lines = f.read().split("\n")
-    except OSError:
-        return None
-    if lines[:1] != ["v1"] or len(lines) < 3:
-        return None
-    found = []
-    for line in lines[2:]:
-        if line.startswith("D"):
-            mtime, _, d = line[1:].partition("\t")
-            try:
-                if str(os.stat(d).st_mtime_ns) != mtime:
-                    return None
-            except OSError:
-                return None
-        elif line.startswith("M"):
-            found.append(line[1:])
-    return found, lines[1] == "P"
-
-
-def _walk(
-    root: str, depth: int, matcher: _Matcher, found: list[str], read: list[tuple[str, int]]
-) -> bool:
-    """Breadth-bounded search; -> whether the budget ran out."""
+def _walk(root: str, depth: int, matcher: _Matcher, found: list[str], watch: _Watch) -> bool:
+    """Bounded search under root for what unanchored mask rules name; -> whether
+    the budget ran out."""
     todo = [(root, depth)]
     budget = WALK_BUDGET
     while todo:
         d, left = todo.pop()
+        watch.dir(d)
         try:
-            mtime = os.stat(d).st_mtime_ns
             it = os.scandir(d)
         except OSError:
             continue
-        read.append((d, mtime))
         with it:
             for e in it:
                 budget -= 1
