@@ -10,9 +10,13 @@ Compares, on this machine and in one run:
   xguard -c '… | … && …'   a compound command (tree-sitter path)
   xguard run -- true
   xguard check -c true
-and `xguard check --batch` throughput over both corpora (commands/s).
-Issue targets: `xguard -c true` ≤ 2.5× `python -I -c pass` (goal 2.0×);
-batch ≥ 5,000 commands/s.
+and `xguard check --batch` throughput over both corpora (commands/s), each
+first under the built-in defaults (what a new user runs: no rules file), then
+under the small rules file below.
+Targets, under the built-in defaults: `xguard -c true` ≤ 1.7 times `python -I
+-c pass` on a quiet machine; `check --batch` ≥ 10,000 commands/s over the
+corpora repeated to 20,000 lines (also printed: each command once, which no
+remembered parse or match can help).
 """
 
 from __future__ import annotations
@@ -67,13 +71,19 @@ def main() -> int:
         print("xguard is not installed next to this interpreter", file=sys.stderr)
         return 1
     home = Path(tempfile.mkdtemp(prefix="xguard-bench-"))
-    (home / "rules.yaml").write_text(RULES)
+    builtin = home / "builtin"  # no rules.yaml here: the built-in defaults (300+ rules)
+    builtin.mkdir()
+    small = home / "small"
+    small.mkdir()
+    (small / "rules.yaml").write_text(RULES)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
-        "XGUARD_HOME": str(home),
+        "XGUARD_HOME": str(builtin),
     }
-    subprocess.run([exe, "-c", "true"], env=env, check=True)  # warm the rules cache
+    senv_small = {**env, "XGUARD_HOME": str(small)}
+    for e in (env, senv_small):
+        subprocess.run([exe, "-c", "true"], env=e, check=True)  # warm the rules cache
 
     rows = [
         ("python -I -c pass", [sys.executable, "-I", "-c", "pass"]),
@@ -85,9 +95,13 @@ def main() -> int:
         ("xguard check -c true", [exe, "check", "-c", "true"]),
     ]
     results = {name: median_ms(cmd, env, a.runs) for name, cmd in rows}
+    results["xguard -c true [small rules file]"] = median_ms(
+        [exe, "-c", "true"], senv_small, a.runs
+    )
     extra = []
-    if a.session:  # issue 5: the same allowed commands in a live session, with rate caps and the loop breaker on
-        shome = home / "session"
+    # issue 5: the same allowed commands in a live session, with rate caps and the loop breaker on
+    if a.session:
+        shome = home / "session"  # the small rules, with sessions and limits
         shome.mkdir()
         (shome / "rules.yaml").write_text(
             RULES + "sessions: {required: true}\nlimits: {max_runtime: 10m, rate: "
@@ -102,16 +116,22 @@ def main() -> int:
         subprocess.run([exe, "-c", "true"], env=senv, check=True)  # warm the rules cache
         for name, cmd in rows[2:6]:
             # Interleaved pairs, so that machine noise hits both sides alike.
-            pairs = [(median_ms(cmd, env, 1), median_ms(cmd, senv, 1)) for _ in range(a.runs)]
+            pairs = [
+                (median_ms(cmd, senv_small, 1), median_ms(cmd, senv, 1)) for _ in range(a.runs)
+            ]
             results[name + " [session+limits]"] = statistics.median(s for _, s in pairs)
             extra.append((name, statistics.median(s - b for b, s in pairs)))
     base = results["python -I -c pass"]
     bash = results["bash -c true"]
-    print(f"whole-process medians over {a.runs} runs ({os.cpu_count()} cores)")
+    print(
+        f"whole-process medians over {a.runs} runs ({os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.2f}); under the built-in defaults unless marked"
+    )
     for name, ms in results.items():
         print(f"  {name:<42} {ms:7.1f} ms   {ms / base:5.2f}x python   {ms / bash:6.1f}x bash")
     print(
-        f"  target: xguard -c true <= 2.5x python -I (goal 2.0x): {results['xguard -c true'] / base:.2f}x"
+        "  target: xguard -c true <= 1.7x python -I under the built-in defaults: "
+        f"{results['xguard -c true'] / base:.2f}x"
     )
     for name, delta in extra:
         print(f"  session+limits cost, paired median: {name:<40} {delta:+6.1f} ms")
@@ -122,30 +142,25 @@ def main() -> int:
         if p.exists():
             corpus += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     if corpus:
-        batch = home / "batch.jsonl"
         reps = max(1, 20000 // len(corpus))
-        batch.write_text(
-            "".join(json.dumps({"command": c["command"]}) + "\n" for c in corpus * reps)
-        )
-        n = len(corpus) * reps
-        builtin = home / "builtin"  # no rules.yaml here: the built-in defaults (322 rules)
-        builtin.mkdir()
-        for label, e in (
-            ("the small rules above", env),
-            ("the built-in defaults", {**env, "XGUARD_HOME": str(builtin)}),
-        ):
-            subprocess.run(
-                [exe, "check", "-c", "true"], env=e, stdout=subprocess.DEVNULL, check=False
-            )  # warm cache
-            t = time.perf_counter()
-            subprocess.run(
-                [exe, "check", "--batch", str(batch)], env=e, stdout=subprocess.DEVNULL, check=True
-            )
-            dt = time.perf_counter() - t
-            print(
-                f"  check --batch under {label}: {n} commands in {dt:.2f} s = {n / dt:,.0f} commands/s "
-                "(target >= 5,000)"
-            )
+        for label, lines in (("repeated", corpus * reps), ("each once", corpus)):
+            batch = home / f"batch-{reps if label == 'repeated' else 1}.jsonl"
+            batch.write_text("".join(json.dumps({"command": c["command"]}) + "\n" for c in lines))
+            for rules, e in (("the built-in defaults", env), ("the small rules", senv_small)):
+                t = time.perf_counter()
+                subprocess.run(
+                    [exe, "check", "--batch", str(batch)],
+                    env=e,
+                    stdout=subprocess.DEVNULL,
+                    check=True,
+                )
+                dt = time.perf_counter() - t
+                n = len(lines)
+                target = " (target >= 10,000)" if label == "repeated" else ""
+                print(
+                    f"  check --batch, corpus {label}, under {rules}: {n} commands in "
+                    f"{dt:.2f} s = {n / dt:,.0f} commands/s{target}"
+                )
     shutil.rmtree(home, ignore_errors=True)
     return 0
 

@@ -85,7 +85,7 @@ _xguard_choices() {
 
 _xguard_argchoices() {
     case "$1" in
-        "hook") echo "claude-code" ;;
+        "hook") echo "claude-code codex gemini" ;;
     esac
 }
 

@@ -181,9 +181,48 @@ def xguard_1(root: Cmd, version: str) -> str:
         "xguard -c COMMAND-LINE. When SHELL or CLAUDE_CODE_SHELL is xguard (through a symlink whose "
         "name contains bash, such as ~/.local/bin/xguard-bash, since Claude Code ignores other "
         "names), xguard recognises the exact wrapper Claude Code builds (source <snapshot> ... && "
-        "eval '<command>' < /dev/null && pwd -P >| <cwd file>): the inner command is what is gated, "
-        "shown and audited, the snapshot is never sourced, and the working folder is still reported "
-        "back. Anything else is gated whole."
+        "eval '<command>' < /dev/null && pwd -P >| <cwd file>) by its structure: the inner command "
+        "is what is gated, shown and audited, preparation statements of known kinds (shopt, setopt, "
+        "unalias, unset -f) are not run, a statement of any other kind is decided with the command, "
+        "the snapshot is never sourced, and the working folder is still reported back. Its start-up "
+        "steps (the -c env probe, the snapshot script) are answered at once, with a record of their "
+        "own and no request. Anything else is gated whole."
+    )
+    out += [".SS Codex CLI"]
+    out += para(
+        "xguard hook codex answers Codex's PreToolUse hook (the same JSON as Claude Code's). It never "
+        "answers ask, which Codex treats as unsupported and runs the command: a command that needs "
+        "approval waits for a reviewer (wait, the default) or is denied, as --require-approval or "
+        "hook.codex.require_approval says. Codex runs a hook only once it is trusted (/hooks in "
+        "codex); xguard doctor says when it is not. Codex takes its shell from the passwd entry and "
+        "lets the model pick another one, so a login shell of xguard alone does not hold. In "
+        "~/.codex/config.toml:"
+    )
+    out += verbatim(
+        [
+            "[[hooks.PreToolUse]]",
+            'matcher = "*"',
+            "[[hooks.PreToolUse.hooks]]",
+            'type = "command"',
+            'command = "xguard hook codex"',
+        ]
+    )
+    out += [".SS Gemini CLI"]
+    out += para(
+        "xguard hook gemini answers Gemini CLI's BeforeTool hook: it decides run_shell_command in the "
+        'hook\'s cwd (and dir_path) and prints {"decision": "allow" | "deny" | "ask", "reason": ...}; '
+        "read_file, write_file, replace and list_directory are denied a file an xguard rule denies. "
+        'Gemini stops a hook after 60 seconds unless its "timeout" (milliseconds) says otherwise; '
+        "pass the same in seconds as --timeout. Gemini runs commands with the bare name bash: a "
+        "folder first on PATH holding bash -> xguard gates them too, and xguard recognises Gemini's "
+        "wrapper (shopt -u ...; _bgpids_file=...; ( trap ... EXIT <command> )). In "
+        "~/.gemini/settings.json:"
+    )
+    out += verbatim(
+        [
+            '{"hooks": {"BeforeTool": [{"matcher": ".*", "hooks": [',
+            '  {"type": "command", "command": "xguard hook gemini"}]}]}}',
+        ]
     )
     out += [".SH EXIT STATUS"]
     out += para(
@@ -346,6 +385,17 @@ KEY_HELP: dict[str, str] = {
     "limits.loop.same_command": "How many runs of one command within window count as a loop.",
     "limits.loop.window": "The window loops are counted in.",
     "limits.loop.trip_at": "How many loops trip the limit.",
+    "limits.max_rows": "A statement whose impact preview counts more rows needs approval, even where a "
+    "rule allows it; psql holds the cap at run time too.",
+    "limits.max_rows_hard": "A statement whose impact preview counts more rows is denied, whoever is "
+    "watching.",
+    "impact": "The impact preview: rows a DELETE, UPDATE, TRUNCATE, DROP TABLE or INSERT ... SELECT "
+    "would touch, counted read-only with the command's own client before anyone is asked.",
+    "impact.timeout": "Statement timeout of the count; past it, the planner's estimate. Default: 2s.",
+    "impact.lock_timeout": "Lock timeout of the count. Default: 1s.",
+    "impact.connect_timeout": "Connect timeout of the preview's client. Default: 3s.",
+    "impact.pure": "Functions known not to write, added to the built-in list; a statement calling any "
+    "other function gets no preview.",
     "sessions": "Agent sessions.",
     "sessions.required": "Refuse commands that name no session.",
     "sessions.max_ttl": "The longest a session may live.",
@@ -354,8 +404,17 @@ KEY_HELP: dict[str, str] = {
     "hook.claude_code": "xguard hook claude-code.",
     "hook.claude_code.require_approval": "What require_approval becomes in the hook: ask (Claude Code asks), "
     "wait (for an xguard reviewer), deny. Default: ask.",
+    "hook.codex": "xguard hook codex.",
+    "hook.codex.require_approval": "What require_approval becomes in the Codex hook: wait (for an "
+    "xguard reviewer) or deny; never ask, which Codex would run. Default: wait.",
+    "hook.gemini": "xguard hook gemini.",
+    "hook.gemini.require_approval": "What require_approval becomes in the Gemini CLI hook: wait, ask "
+    "(a headless gemini -p then waits for ever), deny. Default: wait.",
     "reviewers": "Users whose decisions count (strict mode).",
     "agents": "Agent users (strict mode).",
+    "trust_path": "Folders whose programs an allow rule covers although the agent could write there "
+    "(by default a program found on PATH in the home folder, the project, /tmp or a folder not owned by "
+    "root needs approval).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
     "confine": "How allowed commands run: auto (default: in a kernel box, bubblewrap else Landlock, where one "
@@ -369,6 +428,8 @@ RULE_KEY_HELP = {
     "path": "A glob over an absolute, normalised path; ** spans folders; dir/** matches dir too; a relative "
     "glob matches at any depth; one starting with ./ is taken from the cwd.",
     "access": "For path rules: write, read or any (default).",
+    "except": "For path rules: globs the rule does not cover (a path one of them matches is not "
+    "matched by this rule), e.g. public keys under a denied ~/.ssh.",
     "action": "allow, require_approval or deny.",
     "reason": "Shown to the reviewer and to the agent.",
     "notify": "Targets (under notify:) told when this rule asks for approval.",
@@ -378,14 +439,18 @@ RULE_KEY_HELP = {
     "caps": "Upper bounds on the command's numeric options (OPTION: number); above the lower of caps and "
     "growth times baseline, the command needs approval.",
     "caps.NAME": "The bound for one option.",
-    "baseline": "Usual values of numeric options (OPTION: number); above growth times baseline needs approval.",
-    "baseline.NAME": "The usual value of one option.",
+    "baseline": "Usual values of numeric options (OPTION: number, or live: what the cluster runs now, "
+    "read with kubectl get); above growth times baseline needs approval. baseline: live means "
+    "{--replicas: live}.",
     "growth": "The factor applied to baseline. Default: 2.",
     "read": "Whether the matched command only reads, for the loop breaker (limits.loop).",
     "name": "A name for the rule in reports and the audit log.",
     "confine": "false: a tool that needs the whole machine; commands this rule allows run unconfined.",
     "network": "allow: the kernel box keeps the network for commands this rule allows. Default: no network.",
     "if_confined": "true: this allow counts only where the command will run in the kernel box.",
+    "limits": "Row caps for the statements this rule matches (the lowest cap in effect counts).",
+    "limits.max_rows": "Above this many rows (impact preview) the statement needs approval.",
+    "limits.max_rows_hard": "Above this many rows (impact preview) the statement is denied.",
 }
 
 
@@ -408,6 +473,7 @@ def _kind(s: Any) -> str:
         "regex": "regular expression",
         "confine_mode": "auto | required | off",
         "any": "any",
+        "baseline": "live | mapping of OPTION: number | live",
     }.get(str(s), str(s))
 
 

@@ -213,3 +213,106 @@ def test_doctor_says_which_box_works_here(env: dict[str, str], tmp_path: Path) -
         [*xguard_exe(), "doctor"], env=env, capture_output=True, text=True, check=False
     )
     assert f"confine    {best}  [confine: auto]" in r.stdout
+
+
+CODEX_HOOK = """
+[[hooks.PreToolUse]]
+matcher = "*"
+[[hooks.PreToolUse.hooks]]
+type = "command"
+command = "{command}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "state", "verdict"),
+    [
+        # installed, never trusted: Codex skips it without a word
+        ("xguard hook codex", "", "not trusted"),
+        # trusted: fine
+        ("xguard hook codex", '[hooks.state."user:0:0"]\ntrusted_hash = "abc"\n', None),
+        # Claude Code's hook answers ask, which Codex runs
+        (
+            "xguard hook claude-code",
+            '[hooks.state."user:0:0"]\ntrusted_hash = "abc"\n',
+            'treats an "ask" answer',
+        ),
+    ],
+)
+def test_codex_hooks(env: dict[str, str], command: str, state: str, verdict: str | None) -> None:
+    d = Path(env["HOME"]) / ".codex"
+    d.mkdir()
+    (d / "config.toml").write_text(CODEX_HOOK.format(command=command) + state)
+    code, rep = doctor(env)
+    assert [i["command"] for i in rep["integrations"] if i["name"] == "Codex PreToolUse hook"] == [
+        command
+    ]
+    if verdict is None:
+        assert code == 0 and rep["problems"] == []
+    else:
+        assert code == 1 and any(verdict in p for p in rep["problems"]), rep["problems"]
+
+
+@pytest.mark.parametrize(
+    ("login_is_xguard", "hook", "warned"),
+    [(True, "", True), (False, "", False), (True, "codex", False)],
+)
+def test_codex_model_chosen_shell(
+    env: dict[str, str], login_is_xguard: bool, hook: str, warned: bool
+) -> None:
+    """A login shell that is xguard does not hold under Codex (the model picks
+    the shell), unless a trusted `xguard hook codex` is there too. (The login
+    shell comes from passwd, which a test cannot change: the check is called
+    directly.)"""
+    from xguard.commands import doctor_runtimes
+
+    d = Path(env["HOME"]) / ".codex"
+    d.mkdir()
+    text = 'model = "x"\n'
+    if hook:
+        text += CODEX_HOOK.format(command="xguard hook codex")
+        text += '[hooks.state."user:0:0"]\ntrusted_hash = "abc"\n'
+    (d / "config.toml").write_text(text)
+    said: list[str] = []
+    doctor_runtimes.codex(
+        Path(env["HOME"]), env, login_is_xguard, warn=said.append, problem=said.append
+    )
+    assert any("lets the model pick the shell" in w for w in said) is warned
+
+
+def test_gemini_hooks(env: dict[str, str], tmp_path: Path) -> None:
+    d = Path(env["HOME"]) / ".gemini"
+    d.mkdir()
+    (d / "settings.json").write_text(
+        json.dumps(
+            {
+                "hooks": {
+                    "BeforeTool": [
+                        {
+                            "matcher": "run_shell_command",
+                            "hooks": [
+                                {
+                                    "type": "command",
+                                    "command": "xguard hook gemini --require-approval wait",
+                                }
+                            ],
+                        },
+                        {
+                            "matcher": ".*",
+                            "hooks": [{"type": "command", "command": "xguard hook claude-code"}],
+                        },
+                    ]
+                }
+            }
+        )
+    )
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "bash").symlink_to(xguard_exe()[0])
+    e = {**env, "PATH": f"{shim}:{Path(xguard_exe()[0]).parent}:{env['PATH']}"}
+    code, rep = doctor(e)
+    hooks = [i["command"] for i in rep["integrations"] if i["name"] == "Gemini CLI BeforeTool hook"]
+    assert hooks == ["xguard hook gemini --require-approval wait", "xguard hook claude-code"]
+    assert "PATH shim `bash` (Gemini CLI)" in [i["name"] for i in rep["integrations"]]
+    assert code == 1 and any("Gemini reads" in p for p in rep["problems"])
+    assert any("60 s by default" in w for w in rep["warnings"])

@@ -54,7 +54,10 @@ def home(xguard_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def rules(home: Path, extra: str = "") -> None:
-    (home / "rules.yaml").write_text(BASE + extra)
+    # The stand-in kubectl lives in a folder the agent could write; the rules
+    # vouch for it, as a team would for its own tools folder (issue 11).
+    trust = f"trust_path: [{home.parent / 'bin'}]\n"
+    (home / "rules.yaml").write_text(trust + BASE + extra)
 
 
 def xg(

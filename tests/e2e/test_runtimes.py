@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -264,3 +266,41 @@ def test_claude_code_shell_needs_bash_in_the_name(
     assert cwdf.read_text().strip() == str(tmp_path.resolve())
     cwdf.unlink()
     assert ("decision", "echo from claude", "allow") in audit_commands(xguard_home)
+
+
+def test_gemini_wrapper_through_the_shim(
+    env: dict[str, str], tmp_path: Path, xguard_home: Path
+) -> None:
+    """Gemini CLI's wrapper (0.61.0): the model's command is decided and runs;
+    the trap still reports background pids to the file Gemini named."""
+    piddir = Path(tempfile.mkdtemp(prefix="gemini-shell-"))
+    pidfile = piddir / "bgpids.tmp"
+    text = (
+        f"shopt -u promptvars nullglob extglob nocaseglob dotglob; _bgpids_file={pidfile}\n(\n"
+        "  trap 'jobs -p > \"$_bgpids_file\"' EXIT\necho from gemini\n)\n__code=$?\nexit $__code"
+    )
+    try:
+        r = subprocess.run(
+            [xguard_exe()[0], "-c", text], env=env, capture_output=True, text=True, check=False
+        )
+        assert (r.returncode, r.stdout) == (0, "from gemini\n"), r.stderr
+        assert pidfile.exists()
+    finally:
+        shutil.rmtree(piddir)
+    assert ("decision", "echo from gemini", "allow") in audit_commands(xguard_home)
+
+
+def test_unknown_preparation_statement_is_decided_with_the_command(
+    env: dict[str, str], xguard_home: Path
+) -> None:
+    """A statement of a kind xguard does not know stays gated: it is decided,
+    shown and audited with the model's command, never dropped."""
+    cwdf = Path(tempfile.gettempdir()) / f"claude-{os.getpid():x}ef-cwd"
+    text = f"export CLAUDE_NEW=1 && eval 'echo hi' < /dev/null && pwd -P >| {cwdf}"
+    r = subprocess.run(
+        [xguard_exe()[0], "-c", text], env=env, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 75, r.stderr  # an assignment needs approval (XGUARD_WAIT=0)
+    decided = "export CLAUDE_NEW=1 && eval 'echo hi' < /dev/null"
+    assert ("pending", decided, "require_approval") in audit_commands(xguard_home)
+    assert not cwdf.exists()

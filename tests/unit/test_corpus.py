@@ -86,6 +86,31 @@ def _cases(rows: list[dict[str, str]]) -> list:  # type: ignore[type-arg]
     return [pytest.param(r, id=r["id"]) for r in rows] or [_ABSENT]
 
 
+ACTIONS = ("allow", "require_approval", "deny")
+# The fields a corpus row may carry beside its command; an expectation field
+# this file does not know would otherwise be ignored, so it fails the row.
+ROW_FIELDS = {"id", "command", "category", "why", "expect", "must_not_be"}
+
+
+def row_problem(row: dict[str, str], decision: str) -> str | None:
+    """What is wrong with `decision` for this corpus row, by the row's own
+    expectation fields (`expect`: exactly this; `must_not_be`: anything but
+    this), or None when the row is honoured."""
+    unknown = sorted(set(row) - ROW_FIELDS)
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)} in {row.get('id')}"
+    for key in ("expect", "must_not_be"):
+        if key in row and row[key] not in ACTIONS:
+            return f"{row.get('id')}: {key} must be one of {', '.join(ACTIONS)}, not {row[key]!r}"
+    if "expect" not in row and "must_not_be" not in row:
+        return f"{row.get('id')}: no expectation (expect or must_not_be)"
+    if "expect" in row and decision != row["expect"]:
+        return f"{row['id']}: {decision}, the row expects {row['expect']}"
+    if "must_not_be" in row and decision == row["must_not_be"]:
+        return f"{row['id']}: {decision}, which the row says it must not be"
+    return None
+
+
 # ---------------------------------------------------------------------------
 # Fixtures: a project-like cwd, a home, and the rule sets (loaded once).
 
@@ -158,6 +183,8 @@ def test_evasion_not_allowed(
             f"{case['id']} allowed under {name}: {case['command']!r} "
             f"({case.get('why')}); {explain(d)}"
         )
+        problem = row_problem(case, d.decision)
+        assert problem is None, f"under {name}: {problem} ({case.get('why')}); {explain(d)}"
 
 
 @pytest.mark.parametrize("case", _cases(BENIGN))
@@ -166,6 +193,33 @@ def test_benign_allowed_by_fixture(
 ) -> None:
     d = verdict(fixture_rules, ctx, case["command"])
     assert d.decision == "allow", f"{case['id']} {case['command']!r}: {d.decision}: {explain(d)}"
+    problem = row_problem(case, d.decision)
+    assert problem is None, f"{problem}: {case['command']!r}: {explain(d)}"
+
+
+# A row's own fields decide what it asserts: a row that expects
+# require_approval must not pass as allow, nor must_not_be: deny as deny.
+ROW_CASES = [
+    ({"id": "a", "command": "x", "expect": "allow"}, "allow", None),
+    ({"id": "a", "command": "x", "expect": "require_approval"}, "allow", "expects"),
+    ({"id": "a", "command": "x", "expect": "require_approval"}, "deny", "expects"),
+    ({"id": "a", "command": "x", "expect": "deny"}, "deny", None),
+    ({"id": "a", "command": "x", "must_not_be": "allow"}, "deny", None),
+    ({"id": "a", "command": "x", "must_not_be": "deny"}, "deny", "must not be"),
+    ({"id": "a", "command": "x", "must_not_be": "deny"}, "allow", None),
+    ({"id": "a", "command": "x", "expect": "maybe"}, "allow", "must be one of"),
+    ({"id": "a", "command": "x"}, "allow", "no expectation"),
+    ({"id": "a", "command": "x", "expect": "allow", "must_be": "allow"}, "allow", "unknown"),
+]
+
+
+@pytest.mark.parametrize(("row", "decision", "problem"), ROW_CASES)
+def test_row_fields_are_honoured(row: dict[str, str], decision: str, problem: str | None) -> None:
+    got = row_problem(row, decision)
+    if problem is None:
+        assert got is None, got
+    else:
+        assert got is not None and problem in got, got
 
 
 def test_benign_share_under_defaults(default_rules: Ruleset, ctx: Context) -> None:
@@ -174,7 +228,7 @@ def test_benign_share_under_defaults(default_rules: Ruleset, ctx: Context) -> No
     missed = []
     for case in BENIGN:
         d = verdict(default_rules, ctx, case["command"])
-        if d.decision != "allow":
+        if d.decision != "allow" or row_problem(case, d.decision):
             missed.append(f"{case['id']} {case['command']!r}: {d.decision}: {explain(d)}")
     share = (len(BENIGN) - len(missed)) / len(BENIGN)
     allowed = len(BENIGN) - len(missed)
@@ -262,6 +316,9 @@ DEFAULTS_BLOCK = [
     ("git config --get-regexp '.*'", "require_approval"),
     ("git var -l", "require_approval"),
     ("git remote add evil https://example.com/x", "require_approval"),
+    # remote URLs may hold a token (https://user:token@host): issue 11
+    ("git remote get-url origin", "require_approval"),
+    ("git remote -v", "require_approval"),
     ("git submodule foreach 'rm -rf .'", "require_approval"),
     ("git show HEAD:.env.production", "deny"),
     ("git cat-file -p HEAD:.npmrc", "deny"),
@@ -459,7 +516,6 @@ DEFAULTS_ALLOW = [
     "git branch -vv",
     "git branch --contains HEAD",
     "git tag -n",
-    "git remote get-url origin",
     "git stash show -p stash@{0}",
     "git config --global --get user.email",
     "git -P show HEAD",

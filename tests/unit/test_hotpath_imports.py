@@ -103,6 +103,25 @@ def test_hook_imports_nothing_heavy(xguard_home: Path) -> None:
     assert _probe(["hook", "claude-code"], xguard_home, stdin=hook) == []
 
 
+@pytest.mark.parametrize(
+    ("runtime", "event", "tool"),
+    [("codex", "PreToolUse", "Bash"), ("gemini", "BeforeTool", "run_shell_command")],
+)
+def test_other_hooks_import_nothing_heavy(
+    runtime: str, event: str, tool: str, xguard_home: Path
+) -> None:
+    hook = json.dumps(
+        {
+            "session_id": "s1",
+            "cwd": "/srv",  # the runtime's cwd in the hook input; it need not exist
+            "hook_event_name": event,
+            "tool_name": tool,
+            "tool_input": {"command": "ls"},
+        }
+    )
+    assert _probe(["hook", runtime], xguard_home, stdin=hook) == []
+
+
 # An allowed plain command under the built-in rules pays for none of these
 # either (each costs milliseconds): the launcher, the rules cache (marshal),
 # the audit writer (its own JSON) and the literal prefilters keep them out.

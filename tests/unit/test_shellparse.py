@@ -58,8 +58,9 @@ CASES = [
     (
         "head -n $(( $(rm x; echo 1) )) f",
         [
+            "input:arithmetic, indirection (${!x}), substring offset (${x:o}), array subscript,"
+            " ${x@P} or ${x:=v}: bash evaluates a variable's value as code or assigns it",
             "command:head -n $(( $(rm x; echo 1) )) f",
-            "input:arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash evaluates a variable's value as code or assigns it",
             "command:rm x",
             "write:x",
             "command:echo 1",
@@ -174,7 +175,7 @@ CASES = [
     ("flock /tmp/l -c 'rm x'", ["command:flock /tmp/l -c rm x", "command:rm x", "write:x"], False),
     (
         "script -qc 'rm x' /dev/null",
-        ["command:script -qc rm x /dev/null", "command:rm x", "write:x"],
+        ["command:script -qc rm x /dev/null", "write:/dev/null", "command:rm x", "write:x"],
         False,
     ),
     # nested shell code is parsed after the text that holds it
@@ -217,7 +218,16 @@ CASES = [
     (". ./x.sh", ["command:. ./x.sh"], True),
     ("alias ls='rm -rf ~'", ["command:alias ls=rm -rf ~"], True),
     ("coproc X { rm x; }", None, True),
-    ("(( a[$(rm x)] ))", ["command:(( a[$(rm x)] ))", "command:rm x", "write:x"], True),
+    (
+        "(( a[$(rm x)] ))",
+        [
+            "input:((…)) arithmetic reads variables' values as code",
+            "command:(( a[$(rm x)] ))",
+            "command:rm x",
+            "write:x",
+        ],
+        True,
+    ),
     ("echo 'unterminated", None, True),
     ("ls\r; rm x", None, True),
     ("r\x00m x", None, True),

@@ -16,22 +16,47 @@ error here exits 2, never 64.
 
 from __future__ import annotations
 
-HOOKS = ("claude-code",)
-USAGE = "usage: xguard hook claude-code [--require-approval ask|wait|deny] [--timeout SECONDS]"
+HOOKS = ("claude-code", "codex", "gemini")
+USAGE = "usage: xguard hook claude-code|codex|gemini [--require-approval MODE] [--timeout SECONDS]"
 HELP = f"""{USAGE}
 
-Answer an agent runtime's pre-tool-use hook with xguard's decision.
+Answer an agent runtime's pre-tool-use hook with xguard's decision. The hook
+JSON is read on stdin; the runtime's answer JSON is printed on stdout.
 
-  claude-code   Claude Code PreToolUse hook: reads the hook JSON on stdin,
-                decides tool_input.command in the hook's cwd, prints
-                {{"hookSpecificOutput": {{"permissionDecision": "allow"|"deny"|"ask", ...}}}}.
+  claude-code   Claude Code PreToolUse hook: decides tool_input.command (Bash)
+                and the files of Read/Write/Edit/MultiEdit/NotebookEdit.
+                Answers {{"hookSpecificOutput": {{"permissionDecision":
+                "allow"|"deny"|"ask", ...}}}}.
+                require_approval: ask (default) | wait | deny. Hook timeout 600 s.
+  codex         Codex CLI PreToolUse hook (the same JSON as Claude Code). Never
+                answers ask, which Codex treats as unsupported and runs the command:
+                require_approval: wait (default) | deny. Hook timeout 600 s.
+  gemini        Gemini CLI BeforeTool hook: decides run_shell_command and the files
+                of read_file/write_file/replace/list_directory. Answers
+                {{"decision": "allow"|"deny"|"ask", "reason": ...}}.
+                require_approval: wait (default; ask makes a headless `gemini -p`
+                wait for ever) | ask | deny. Hook timeout 60 s.
 
-require_approval becomes `ask` (Claude Code prompts), `wait` (an xguard
-reviewer decides: `xguard review`), or `deny`; config key
-`hook: {{claude_code: {{require_approval: ask|wait|deny}}}}`, default ask.
+--require-approval MODE  what require_approval becomes: ask (the runtime asks its
+                         user), wait (an xguard reviewer decides: `xguard review`),
+                         deny; config `hook: {{claude_code|codex|gemini:
+                         {{require_approval: MODE}}}}`.
+--timeout SECONDS        the hook's own timeout in the runtime's settings: `wait`
+                         gives up before it, because a hook that times out does
+                         not block.
 Malformed input is denied (exit 2, the reason on stderr).
 
-Example ~/.claude/settings.json:
-  {{"hooks": {{"PreToolUse": [{{"matcher": "*", "hooks": [
-      {{"type": "command", "command": "xguard hook claude-code"}}]}}]}}}}
+Examples:
+  ~/.claude/settings.json:
+    {{"hooks": {{"PreToolUse": [{{"matcher": "*", "hooks": [
+        {{"type": "command", "command": "xguard hook claude-code"}}]}}]}}}}
+  ~/.codex/config.toml (then trust it in codex's /hooks):
+    [[hooks.PreToolUse]]
+    matcher = "*"
+    [[hooks.PreToolUse.hooks]]
+    type = "command"
+    command = "xguard hook codex"
+  ~/.gemini/settings.json:
+    {{"hooks": {{"BeforeTool": [{{"matcher": ".*", "hooks": [
+        {{"type": "command", "command": "xguard hook gemini"}}]}}]}}}}
 """

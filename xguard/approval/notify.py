@@ -86,6 +86,7 @@ def payload(request: dict[str, Any]) -> dict[str, Any]:
         "rules",
         "notify",
         "source",
+        "impact",
     )
     body: dict[str, Any] = {
         "text": _slack_escape(text),

@@ -60,6 +60,7 @@ POLL = 0.5
 # Decided requests stay in `pending --all` this long; the audit log keeps them for good.
 KEEP_DECIDED = 7 * 86400
 TMP_MAX_AGE = 3600  # leftovers of a writer that died mid-write
+CORRUPT_EXPIRY = 3600  # a request whose file is corrupt expires this long after it was written
 PRUNE_EVERY = 600  # pruning scans every decided request: not on each sweep
 _SOCK_PATH_MAX = 100  # sun_path holds 108 bytes; longer folders are reached through /proc/self/fd
 
@@ -76,11 +77,37 @@ def _tmp_path(folder: Path) -> Path:
     return folder / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
 
 
-def _write_tmp(folder: Path, data: bytes) -> tuple[Path, int]:
+class SpoolOwnerError(LookupError):
+    """A decision this user cannot hand to the requester in a file it can read."""
+
+
+def _give(fd: int, owner: os.stat_result | None, shared_mode: int = 0o640) -> None:
+    """Make a spool file readable by the user who owns the request (`owner`,
+    the request file's stat). As root (approving an agent user's request in
+    the same-user layout) the file becomes that user's; another user may
+    share it through the request's group; otherwise refuse, loudly, before
+    anything is published: a decision its waiter cannot read helps nobody."""
+    if owner is None or owner.st_uid == os.geteuid():
+        return
+    try:
+        if os.geteuid() == 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+        else:
+            os.fchown(fd, -1, owner.st_gid)
+            os.fchmod(fd, shared_mode)
+    except OSError as e:
+        raise SpoolOwnerError(
+            f"the request belongs to uid {owner.st_uid} and this user (uid {os.geteuid()}) "
+            f"cannot give it a file it can read ({e.strerror}): decide it as that user or as root"
+        ) from None
+
+
+def _write_tmp(folder: Path, data: bytes, owner: os.stat_result | None = None) -> tuple[Path, int]:
     """A complete, fsynced file under a hidden temporary name; returns (path, open fd)."""
     tmp = _tmp_path(folder)
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
+        _give(fd, owner)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -93,14 +120,16 @@ def _write_tmp(folder: Path, data: bytes) -> tuple[Path, int]:
     return tmp, fd
 
 
-def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
+def write_atomic(
+    path: Path, data: bytes, *, exclusive: bool = False, owner: os.stat_result | None = None
+) -> bool:
     """Put `data` at `path` all at once and durably.
 
     exclusive=True publishes with link(2), which fails when `path` exists: the
     first writer wins and False tells the others they lost. Otherwise rename(2)
-    replaces whatever was there.
+    replaces whatever was there. `owner`: see _give.
     """
-    tmp, fd = _write_tmp(path.parent, data)
+    tmp, fd = _write_tmp(path.parent, data, owner)
     os.close(fd)
     try:
         if exclusive:
@@ -118,12 +147,31 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    return _load(path)[0]
+
+
+def _load(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None), (None, None) when the file is missing, or (None, what
+    is wrong) when it is there but cannot be trusted: unreadable, torn, not
+    a JSON object."""
     try:
         with open(path, "rb") as f:
-            obj = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
+            data = f.read()
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        try:
+            owner = f" (owned by uid {os.stat(path).st_uid})"
+        except OSError:
+            owner = ""
+        return None, f"unreadable: {e.strerror}{owner}"
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return None, "not valid JSON (torn or corrupted)"
+    if not isinstance(obj, dict):
+        return None, "not a JSON object (corrupted)"
+    return obj, None
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
@@ -219,19 +267,50 @@ class Spool:
         return None
 
     def get(self, rid: str) -> dict[str, Any] | None:
-        """The request with this exact id, with its current `state` (and `verdict`)."""
-        req = _read_json(self._req_path(rid))
+        """The request with this exact id, with its current `state` (and `verdict`).
+
+        A request or decision file that cannot be trusted is shown, flagged
+        `corrupt`, never hidden: it can still be denied (never approved: what
+        would run is unknown) and it expires like any other."""
+        req, problem = _load(self._req_path(rid))
         if req is None:
-            return None
-        v = self.verdict(rid)
+            if problem is None:
+                return None
+            req = self._corrupt_entry(rid, f"the request file is {problem}")
+        v, vproblem = self.read_verdict(rid)
         req["state"] = v["state"] if v else "pending"
         if v:
             req["verdict"] = v
+        if vproblem:
+            why = f"the decision file is {vproblem}: decide it again"
+            req["corrupt"] = f"{req['corrupt']}; {why}" if req.get("corrupt") else why
         return req
 
+    def _corrupt_entry(self, rid: str, why: str) -> dict[str, Any]:
+        try:
+            created = os.stat(self._req_path(rid), follow_symlinks=False).st_mtime
+        except OSError:
+            created = time.time()
+        return {
+            "id": rid,
+            "key": None,
+            "created": created,
+            "expires": created + CORRUPT_EXPIRY,
+            "command": f"<{why}>",
+            "reasons": [why],
+            "rules": [],
+            "corrupt": why,
+        }
+
     def verdict(self, rid: str) -> dict[str, Any] | None:
-        """The decision on a request, or None while it is pending."""
-        return _read_json(self._dec_path(rid))
+        """The decision on a request, or None while it is pending (or while
+        its decision file cannot be trusted: see read_verdict)."""
+        return _load(self._dec_path(rid))[0]
+
+    def read_verdict(self, rid: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(decision or None, what is wrong with a decision file that is there
+        but cannot be trusted, or None)."""
+        return _load(self._dec_path(rid))
 
     def _names(self) -> tuple[list[str], set[str]]:
         try:
@@ -243,15 +322,14 @@ class Spool:
         return ids, decided
 
     def pending(self) -> list[dict[str, Any]]:
-        """Pending requests, oldest first."""
+        """Pending requests, oldest first (corrupt ones too, flagged: see get)."""
         ids, decided = self._names()
         out = []
         for rid in ids:
-            if rid in decided:
+            if rid in decided and self.verdict(rid) is not None:
                 continue
-            req = _read_json(self._req_path(rid))
-            if req is not None:
-                req["state"] = "pending"
+            req = self.get(rid)
+            if req is not None and req["state"] == "pending":
                 out.append(req)
         out.sort(key=lambda r: (r.get("created", 0), r.get("id", "")))
         return out
@@ -300,9 +378,25 @@ class Spool:
         """
         if state not in STATES[1:]:
             raise ValueError(f"not a decision: {state}")
-        req = _read_json(self._req_path(rid))
-        if req is None:
+        req, problem = _load(self._req_path(rid))
+        try:
+            owner = os.stat(self._req_path(rid), follow_symlinks=False)
+        except FileNotFoundError:
+            owner = None
+        if owner is None or (req is None and problem is None):
             raise LookupError(f"no request {rid!r}")
+        if req is None and owner.st_uid != os.geteuid() and os.geteuid() != 0:
+            raise SpoolOwnerError(
+                f"request {rid} belongs to uid {owner.st_uid} and this user (uid "
+                f"{os.geteuid()}) cannot read it ({problem}): decide it as that user or as root"
+            )
+        if req is None:
+            if state == "approved":
+                raise LookupError(
+                    f"request {rid} cannot be approved: its spool file is {problem}, so what "
+                    f"would run is unknown; deny it (xguard deny {rid}) or let it expire"
+                )
+            req = {"id": rid}
         now = time.time()
         v: dict[str, Any] = {
             "id": rid,
@@ -318,9 +412,15 @@ class Spool:
             v["note"] = note
         if for_seconds:
             v["for"] = for_seconds
-        won = write_atomic(self._dec_path(rid), _dumps(v), exclusive=True)
+        if problem:
+            v["corrupt"] = f"the request file is {problem}"
+        data = _dumps(v)
+        won = write_atomic(self._dec_path(rid), data, exclusive=True, owner=owner)
+        replaced = None
         if not won:
-            return False, self.verdict(rid) or {"id": rid, "state": "unknown"}
+            replaced = self._dec_problem_replaced(rid, data, owner)
+            if replaced is None:
+                return False, self.verdict(rid) or {"id": rid, "state": "unknown"}
         if log is not None:
             try:
                 log.append(
@@ -331,16 +431,18 @@ class Spool:
                     reason=reason,
                     for_seconds=for_seconds,
                     waited_ms=int((now - req.get("created", now)) * 1000),
+                    **({"corrupt": v["corrupt"]} if "corrupt" in v else {}),
+                    **({"replaced": replaced} if replaced else {}),
                 )
             except BaseException:
                 # An unaudited approval must not run: turn it into a cancel
                 # (best effort; the waiter's own decision line would fail too).
                 v.update(state="cancelled", reason="the audit log could not be written")
-                write_atomic(self._dec_path(rid), _dumps(v))
+                write_atomic(self._dec_path(rid), _dumps(v), owner=owner)
                 wake_all(self.wake_dir, {"id": rid, "state": "cancelled"})
                 raise
-        if state in ("approved", "denied"):
-            ensure_dir(self.answers_dir)
+        if state in ("approved", "denied") and req.get("key"):
+            self._ensure_answers(owner)
             timed = for_seconds if state == "approved" and for_seconds else None
             # The session travels along: sessions (issue 5) revoke their own answers.
             answer = {
@@ -354,9 +456,45 @@ class Spool:
                 "at": now,
                 "until": now + (timed or once_seconds),
             }
-            write_atomic(self.answers_dir / f"{req['key']}.{rid}.json", _dumps(answer))
+            write_atomic(self.answers_dir / f"{req['key']}.{rid}.json", _dumps(answer), owner=owner)
         wake_all(self.wake_dir, {"id": rid, "state": state})
         return True, v
+
+    def _dec_problem_replaced(
+        self, rid: str, data: bytes, owner: os.stat_result | None
+    ) -> str | None:
+        """When the decision file that beat us is one nobody can trust (torn,
+        corrupted, unreadable), move it aside and publish ours, first wins
+        again. Returns what was wrong with it, or None when a real decision
+        stands (we lost). Serialised by a lock, so two reviewers repairing at
+        once cannot move each other's good decision aside."""
+        if self.read_verdict(rid)[1] is None:
+            return None
+        fd = os.open(self.dir / ".repair.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            problem = self.read_verdict(rid)[1]
+            if problem is None:
+                return None
+            # Kept a while as evidence (pruned like other leftovers), never read as a verdict.
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self._dec_path(rid), self.dir / f".tmp-torn-{rid}-{os.urandom(3).hex()}")
+            if not write_atomic(self._dec_path(rid), data, exclusive=True, owner=owner):
+                return None
+            return f"a decision file that was {problem}"
+        finally:
+            os.close(fd)
+
+    def _ensure_answers(self, owner: os.stat_result | None) -> None:
+        if os.path.isdir(self.answers_dir):
+            return
+        ensure_dir(self.answers_dir)
+        if owner is not None and owner.st_uid != os.geteuid():
+            fd = os.open(self.answers_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                _give(fd, owner, 0o750)
+            finally:
+                os.close(fd)
 
     # -- answers for re-runs -------------------------------------------------
     def use_answer(self, key: str, now: float | None = None) -> dict[str, Any] | None:

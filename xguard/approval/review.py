@@ -389,6 +389,11 @@ class Reviewer:
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("created", now)))
             grid.add_row("request", f"{r['id']} · created {created} · source {r.get('source')}")
         grid.add_row("command", Text(printable(str(r.get("command", "")), limit), style="bold"))
+        for it in r.get("impact") or []:
+            # issue 13: what the statement would touch, read before the units
+            grid.add_row("impact", _impact_line(it, limit))
+        if full and r.get("exec"):
+            grid.add_row("runs", Text(printable(str(r["exec"]), limit), style="dim"))
         cwd = printable(str(r.get("cwd")), 300)
         if r.get("git_branch"):
             cwd += f"  (branch {printable(str(r['git_branch']), 60)})"
@@ -507,6 +512,16 @@ class Reviewer:
             if listener is not None:
                 listener.close()
         return 0
+
+
+def _impact_line(it: dict[str, Any], limit: int) -> Text:
+    from xguard.gate.impact import describe
+
+    if "error" in it:
+        return Text(printable(describe(it), limit), style="yellow")
+    rows, total = it.get("rows"), it.get("table_rows")
+    big = isinstance(rows, int) and isinstance(total, int) and total and rows * 2 > total
+    return Text(printable(describe(it), limit), style="bold red" if big else "bold")
 
 
 def review_main(gate: Any, bell: bool = True) -> int:

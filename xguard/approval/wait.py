@@ -55,8 +55,18 @@ class _Signalled(Exception):
         self.signum = signum
 
 
-def obtain_approval(gate: Any, req: Any, decision: Any, record: dict[str, Any], log: Any) -> Asked:
-    """Get a human's yes or no for `req` (see the module docstring for the order)."""
+def obtain_approval(
+    gate: Any,
+    req: Any,
+    decision: Any,
+    record: dict[str, Any],
+    log: Any,
+    channel: Channel | None = None,
+) -> Asked:
+    """Get a human's yes or no for `req` (see the module docstring for the order).
+
+    `channel` is where the waiting agent is: this process at its terminal (the
+    default), or the broker's client at the other end of a socket."""
     spool = Spool(gate.paths).ensure()
     key = request_key(
         req.text, str(record["cwd"]), record.get("session"), record.get("profile"), req.how()
@@ -71,16 +81,20 @@ def obtain_approval(gate: Any, req: Any, decision: Any, record: dict[str, Any], 
     if answer is not None:
         # Denied after the agent stopped waiting: this run is how it learns.
         return Asked(
-            False, _say_denied(req, answer), request_id=answer["id"], reviewer=answer.get("by")
+            False,
+            int(ExitCode.NOPERM),
+            message=_denied(req, answer),
+            request_id=answer["id"],
+            reviewer=answer.get("by"),
         )
-    return _Waiter(gate, req, decision, record, log, spool=spool, key=key).run()
+    waiter = _Waiter(gate, req, decision, record, log, spool=spool, key=key)
+    return waiter.run(channel or Channel())
 
 
-def _say_denied(req: Any, verdict: dict[str, Any]) -> int:
+def _denied(req: Any, verdict: dict[str, Any]) -> str:
     who = f"denied by {verdict.get('by', '?')}, request {verdict.get('id')}"
     why = f"{verdict['reason']} ({who})" if verdict.get("reason") else who
-    say(f"xguard: denied: {printable(req.text, 200)} — {why}")
-    return int(ExitCode.NOPERM)
+    return f"xguard: denied: {printable(req.text, 200)} — {why}"
 
 
 def settings(gate: Any, profile: str | None) -> tuple[float, float]:
@@ -114,6 +128,50 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def readable(objs: list[Any], timeout: float | None) -> list[Any]:
+    """Which of `objs` (descriptors or objects with fileno()) are readable; poll(2),
+    not select(2), so that a busy broker's descriptors above 1023 work."""
+    p = select.poll()
+    by_fd = {}
+    for o in objs:
+        fd = o if isinstance(o, int) else o.fileno()
+        by_fd[fd] = o
+        p.register(fd, select.POLLIN)
+    events = p.poll(None if timeout is None else max(timeout, 0) * 1000)
+    return [by_fd[fd] for fd, _ in events]
+
+
+class Channel:
+    """Where the waiting agent is, for the one waiting loop. This default is
+    this process at its terminal: the waiting line on stderr, SIGINT/SIGTERM/
+    SIGHUP cancel, a sudo-like prompt on /dev/tty. The broker passes its own
+    (xguard/strict/broker.py): the agent is a client at the end of a socket."""
+
+    handles_signals = True  # only the main thread of a process can
+
+    def ppid(self) -> int:
+        """The agent process that asked (the reviewer sees its name)."""
+        return os.getppid()
+
+    def announce(self, rid: str, wait: float) -> None:
+        say(f"xguard: waiting for approval {rid} (xguard approve {rid})")
+
+    def prompt(self, gate: Any, ticket: Ticket) -> _Prompt | None:
+        return _Prompt.open(gate, ticket)
+
+    def fds(self) -> list[Any]:
+        """More things to wait on beside the wake-up socket and the prompt."""
+        return []
+
+    def interrupted(self, rid: str) -> Asked | None:
+        """Checked on every turn: an answer that ends the wait now, or None."""
+        return None
+
+    def ready(self, ready: list[Any], waiter: _Waiter, rid: str) -> None:
+        """One of fds() is ready (may raise to end the wait)."""
+        return None
+
+
 class _Waiter:
     def __init__(
         self,
@@ -132,24 +190,27 @@ class _Waiter:
         self.wait = req.wait if req.wait is not None else wait
         self.t0 = time.monotonic()
 
-    def run(self) -> Asked:
+    def run(self, channel: Channel) -> Asked:
         def on_signal(signum: int, _frame: object) -> None:
             raise _Signalled(signum)
 
+        self.channel = channel
+        signals = channel.handles_signals
         # Listen before the request exists, so no wake-up can fall in between.
         listener = Listener.open(self.spool.wake_dir)
-        old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS}
+        old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS} if signals else {}
+        held = _signals_held if signals else contextlib.nullcontext
         ticket: Ticket | None = None
         prompt: _Prompt | None = None
         try:
             try:
-                with _signals_held():
+                with held():
                     self.spool.sweep(self.log)
                     ticket = self.spool.adopt(self.key) or self._publish()
                     self.record["id"] = ticket.id
-                say(f"xguard: waiting for approval {ticket.id} (xguard approve {ticket.id})")
+                channel.announce(ticket.id, self.wait)
                 if self.wait > 0:
-                    prompt = _Prompt.open(self.gate, ticket)
+                    prompt = channel.prompt(self.gate, ticket)
                 return self._wait(ticket, listener, prompt)
             except _Signalled as got:
                 # A second Ctrl-C must not interrupt the cancel itself.
@@ -158,7 +219,7 @@ class _Waiter:
                 return self._cancelled(ticket, got.signum)
         finally:
             # Held while the old handlers come back: a signal now gets those.
-            with _signals_held():
+            with held():
                 for s, h in old.items():
                     signal.signal(s, h)
             if prompt is not None:
@@ -199,7 +260,7 @@ class _Waiter:
     def _request(self, now: float) -> dict[str, Any]:
         from xguard.audit.log import utc_timestamp
 
-        ppid = os.getppid()
+        ppid = self.channel.ppid()
         rec = self.record
         targets = self.gate.ruleset.notify
         return {
@@ -213,6 +274,7 @@ class _Waiter:
             "profile": rec.get("profile"),
             "production": is_production(self.gate, rec.get("profile")),
             "user": rec.get("user"),
+            **({"uid": rec["uid"]} if "uid" in rec else {}),
             "host": rec.get("host"),
             "pid": rec.get("pid"),
             "ppid": ppid,
@@ -227,6 +289,9 @@ class _Waiter:
             "reasons": list(self.decision.reasons),
             "rules": rec.get("rules"),
             "notify": list(self.decision.notify),
+            # issue 13: what the statement would touch, and the text that runs when
+            # a row cap wraps it
+            **{k: rec[k] for k in ("impact", "exec", "row_cap") if k in rec},
             "bell": any((targets.get(n) or {}).get("bell") for n in self.decision.notify),
         }
 
@@ -235,44 +300,68 @@ class _Waiter:
         wait_end = self.t0 + self.wait
         expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
         end = min(wait_end, expire_end)
+        said = None
         while True:
-            verdict = self.spool.verdict(rid)
+            verdict, problem = self.spool.read_verdict(rid)
+            if problem is not None and problem != said:
+                # Never silent, never run: a decision nobody can read is no decision.
+                sys.stderr.write(
+                    f"xguard: the decision on {rid} cannot be used ({problem}); the command "
+                    f"did not run; waiting for it to be decided again (xguard approve|deny {rid})\n"
+                )
+                sys.stderr.flush()
+                said = problem
             if verdict is not None:
                 if prompt is not None and verdict["by"] != prompt.who:
                     prompt.say(f"\nxguard: {rid} {verdict['state']} by {verdict['by']}\n")
                 return self._verdict(ticket, verdict)
+            stop = self.channel.interrupted(rid)
+            if stop is not None:
+                return stop
             left = end - time.monotonic()
             if left <= 0:
                 break
-            fds = [x for x in (listener, prompt) if x is not None]
-            ready, _, _ = select.select(fds, [], [], min(POLL, left))
+            fds = [x for x in (listener, prompt) if x is not None] + self.channel.fds()
+            ready = readable(fds, min(POLL, left))
             if listener is not None and listener in ready:
                 listener.drain()
             if prompt is not None and prompt in ready and not self._answer(ticket, prompt):
                 prompt.close()
                 prompt = None
+            self.channel.ready(ready, self, rid)
         if expire_end <= wait_end:
             self.spool.decide(rid, "expired", "xguard", log=self.log)
             return self._verdict(
                 ticket, self.spool.verdict(rid) or {"state": "expired", "by": "xguard"}
             )
-        say(
-            f"xguard: pending approval {rid}: the command did not run; "
-            "go on with other work and run it again later"
+        return Asked(
+            False,
+            int(ExitCode.TEMPFAIL),
+            message=f"xguard: pending approval {rid}: the command did not run; "
+            "go on with other work and run it again later",
+            request_id=rid,
         )
-        return Asked(False, int(ExitCode.TEMPFAIL), request_id=rid)
 
     def _answer(self, ticket: Ticket, prompt: _Prompt) -> bool:
         """Handle one line typed at the prompt; False when the terminal is gone."""
         answer = prompt.read()
         if answer is None:
             return False
-        if answer in ("y", "yes"):
-            self.spool.decide(ticket.id, "approved", prompt.who, log=self.log)
-        elif answer in ("", "n", "no"):
-            self.spool.decide(
-                ticket.id, "denied", prompt.who, reason="denied at the terminal", log=self.log
-            )
+        if answer in ("y", "yes", "", "n", "no"):
+            try:
+                if answer in ("y", "yes"):
+                    self.spool.decide(ticket.id, "approved", prompt.who, log=self.log)
+                else:
+                    self.spool.decide(
+                        ticket.id,
+                        "denied",
+                        prompt.who,
+                        reason="denied at the terminal",
+                        log=self.log,
+                    )
+            except LookupError as e:  # a corrupt request file cannot be approved
+                prompt.say(f"xguard: {e.args[0]}\n")
+                prompt.ask()
         else:
             if answer in ("d", "details"):
                 prompt.details()
@@ -286,12 +375,23 @@ class _Waiter:
         if state == "approved":
             return Asked(True, request_id=rid, reviewer=by)
         if state == "denied":
-            return Asked(False, _say_denied(self.req, verdict), request_id=rid, reviewer=by)
-        say(f"xguard: approval request {rid} {state}: the command did not run")
-        return Asked(False, int(ExitCode.TEMPFAIL), request_id=rid)
+            return Asked(
+                False,
+                int(ExitCode.NOPERM),
+                message=_denied(self.req, verdict),
+                request_id=rid,
+                reviewer=by,
+            )
+        return Asked(
+            False,
+            int(ExitCode.TEMPFAIL),
+            message=f"xguard: approval request {rid} {state}: the command did not run",
+            request_id=rid,
+        )
 
     def _cancelled(self, ticket: Ticket | None, signum: int) -> Asked:
         name = signal.Signals(signum).name
+        message = None
         if ticket is not None:
             won, _ = self.spool.decide(
                 ticket.id,
@@ -301,8 +401,8 @@ class _Waiter:
                 log=self.log,
             )
             if won:
-                say(f"xguard: cancelled approval request {ticket.id} ({name})")
-        return Asked(False, 128 + signum, request_id=ticket.id if ticket else None)
+                message = f"xguard: cancelled approval request {ticket.id} ({name})"
+        return Asked(False, 128 + signum, message=message, request_id=ticket.id if ticket else None)
 
 
 # ---------------------------------------------------------------------------

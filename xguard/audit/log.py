@@ -231,12 +231,19 @@ def parse_link(line: bytes) -> tuple[int, str] | None:
 def scan_tail(fd: int, size: int) -> tuple[tuple[int, str] | None, bool, bool]:
     """Read a log from its end: (last good (seq, hash) or None, junk after it, torn end).
 
-    `torn end` means the file does not end with a newline; `junk` means
-    something that is not a record (a torn or non-JSON line) follows the last
-    good record.
+    `torn end` means the file does not end with a newline (the next line
+    must start with one); `junk` means something that is not a record (a
+    torn or non-JSON line) follows the last good record.
     """
     lines = lines_backwards(fd, size)
-    torn_end = next(lines) != b""
+    last = next(lines)
+    torn_end = last != b""
+    if torn_end:
+        link = parse_link(last)
+        if link is not None:
+            # A whole record that lost only its newline is still the last link:
+            # chaining from the one before it would fork the chain.
+            return link, False, True
     junk = torn_end
     for line in lines:
         link = parse_link(line)

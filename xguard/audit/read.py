@@ -18,6 +18,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256 as _sha256  # OpenSSL: three times the built-in module's speed
@@ -617,7 +618,7 @@ _JUNK = {
 }
 
 
-def verify(path: Path, anchor: Head | None = None) -> VerifyResult:
+def verify(path: Path, anchor: Head | None = None, keep: int | None = None) -> VerifyResult:
     """Check the hash chain across all files and name the first bad record.
 
     Every line must hash to its `hash`; each record's `prev` must be the hash
@@ -626,19 +627,67 @@ def verify(path: Path, anchor: Head | None = None) -> VerifyResult:
     tail"` and chains on from the last good one (a writer was interrupted;
     it is listed in `notes`). With `anchor`, the log must still hold that
     seq with that hash and go on from it: that catches a truncated tail.
+    With `keep` (the config's audit.keep), a history that starts after seq 1
+    must have all `keep` rotated files: the writer drops the oldest file only
+    then, so fewer means files were removed.
+
+    A first pass reads without locking, so writers never wait on a verify;
+    if it finds a break, a second pass holds the writers' lock, so a file
+    rotated under the first pass's feet is never reported as a break.
     """
+    try:
+        first = _verify_once(path, anchor, keep)
+        if first.ok:
+            return first
+    except AuditReadError:
+        pass  # a rotated file briefly missing: look again under the lock
+    with writers_lock(path):
+        return _verify_once(path, anchor, keep)
+
+
+def _verify_once(path: Path, anchor: Head | None, keep: int | None) -> VerifyResult:
     files = existing_files(path)
-    v = _Verifier(files, anchor)
+    v = _Verifier(files, anchor, keep)
     v.run()
     return VerifyResult(v.problem, _head(files), v.count, files, v.notes)
+
+
+@contextmanager
+def writers_lock(path: Path) -> Iterator[None]:
+    """Hold the lock every writer takes (a shared flock on the live log), so
+    no record is appended and no file rotated meanwhile."""
+    import fcntl
+
+    for _ in range(1000):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield  # no live log: nothing writes to it
+            return
+        except OSError as e:
+            raise AuditReadError(f"cannot read the audit log {path}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            mine = os.fstat(fd)
+            if now is not None and _same_file(now, mine):
+                yield
+                return
+        finally:
+            os.close(fd)  # closing drops the lock
+    raise AuditReadError(f"the audit log {path} keeps being replaced while we wait for its lock")
 
 
 class _Verifier:
     """The state of one verify pass: a fast loop for good lines, `step` for the rest."""
 
-    def __init__(self, files: list[Path], anchor: Head | None) -> None:
+    def __init__(self, files: list[Path], anchor: Head | None, keep: int | None = None) -> None:
         self.files = files
         self.anchor = anchor
+        self.keep = keep
         self.anchor_seen = False
         self.notes: list[Problem] = []
         self.problem: Problem | None = None
@@ -708,7 +757,7 @@ class _Verifier:
             return True
         last = self.last
         if last is None:
-            problem = _check_start(link, len(self.files) > 1, self.notes)
+            problem = _check_start(link, self.files, self.keep, self.notes)
         elif link.seq == last.seq + 1 and link.prev == last.hash:
             problem = None
         else:
@@ -750,15 +799,30 @@ def _head(files: list[Path]) -> Head | None:
     return None
 
 
-def _check_start(link: _Link, rotated: bool, notes: list[Problem]) -> Problem | None:
+def _check_start(
+    link: _Link, files: list[Path], keep: int | None, notes: list[Problem]
+) -> Problem | None:
     if link.seq == 1 and link.prev == GENESIS:
         return None
     if link.prev == GENESIS:
         return Problem(
             link.file, link.line, "missing", f"the first record has seq {link.seq}, expected 1"
         )
+    rotated = [f for f in files if f.suffix[1:].isdigit()]  # <name>.N, not the live <name>
+    span = "seq 1" if link.seq == 2 else f"seq 1-{link.seq - 1}"
     if rotated:
-        # keep >= 1, so rotated files exist: the oldest ones may have been dropped.
+        numbers = sorted(int(f.suffix[1:]) for f in rotated)
+        if keep is not None and numbers != list(range(1, keep + 1)):
+            # The writer drops its oldest file only when .1 … .keep all exist.
+            return Problem(
+                link.file,
+                link.line,
+                "missing",
+                f"history starts at seq {link.seq} with {len(numbers)} rotated "
+                f"file{'s' if len(numbers) != 1 else ''} (.{', .'.join(map(str, numbers))}), "
+                f"but audit.keep is {keep} and rotation drops a file only when all "
+                f"{keep} exist: {span} were removed",
+            )
         notes.append(
             Problem(
                 link.file,
@@ -768,7 +832,6 @@ def _check_start(link: _Link, rotated: bool, notes: list[Problem]) -> Problem | 
             )
         )
         return None
-    span = "seq 1" if link.seq == 2 else f"seq 1-{link.seq - 1}"
     return Problem(
         link.file, link.line, "missing", f"the log starts at seq {link.seq}: {span} removed"
     )
@@ -1082,7 +1145,9 @@ def forwarded_heads(file: Path) -> dict[int, str]:
     return out
 
 
-def cross_check(path: Path, forwarded: dict[int, str]) -> tuple[VerifyResult, list[str]]:
+def cross_check(
+    path: Path, forwarded: dict[int, str], keep: int | None = None
+) -> tuple[VerifyResult, list[str]]:
     """Verify the local log against the copy forwarded to syslog.
 
     The newest forwarded record is used as an anchor (the local log must hold
@@ -1090,7 +1155,7 @@ def cross_check(path: Path, forwarded: dict[int, str]) -> tuple[VerifyResult, li
     record still present locally must carry the same hash.
     """
     top = max(forwarded)
-    result = verify(path, Head(top, forwarded[top]))
+    result = verify(path, Head(top, forwarded[top]), keep)
     local: dict[int, str] = {}
     for e in entries(path):
         seq, digest = e.record.get("seq"), e.record.get("hash")

@@ -302,7 +302,7 @@ def verify_cmd(anchor: Head | None, syslog_file: str | None, as_json: bool) -> i
     """
     if syslog_file is not None:
         return _verify_against_syslog(syslog_file, as_json)
-    result = verify(get_paths().audit_file, anchor)
+    result = verify(get_paths().audit_file, anchor, keep=_configured_keep())
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -332,7 +332,7 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
     if not forwarded:
         click.echo(f"xguard: no forwarded audit records in {syslog_file}", err=True)
         return 1
-    result, mismatches = cross_check(get_paths().audit_file, forwarded)
+    result, mismatches = cross_check(get_paths().audit_file, forwarded, keep=_configured_keep())
     ok = result.ok and not mismatches
     if as_json:
         click.echo(
@@ -384,6 +384,18 @@ def report_cmd(since: str, as_json: bool) -> int:
         click.echo(format_report(rep, since), nl=False)
     bad.warn()
     return 0
+
+
+def _configured_keep() -> int | None:
+    """audit.keep from the config (10 when unset), or None when the config
+    cannot be read: verify then cannot tell dropped files from removed ones."""
+    from xguard.policy.rules import load_ruleset_for_report
+
+    ruleset = load_ruleset_for_report()
+    if ruleset is None:
+        return None
+    keep = (ruleset.setting("audit", {}) or {}).get("keep", 10)
+    return keep if isinstance(keep, int) else None
 
 
 def _rule_ids() -> list[str] | None:

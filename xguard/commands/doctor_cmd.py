@@ -3,7 +3,9 @@
 It reports which rules file and profile are in effect, where the queue and
 the audit log live, whether a reviewer is watching, which agent integrations
 it can see (SHELL, the login shell, Claude Code's hook, SHELL or prefix,
-Codex and Gemini CLI settings), and what is unsafe. Unsafe means a gate that
+Codex's and Gemini CLI's hooks, a `bash` shim on PATH), and what is unsafe:
+also a runtime hook that will never run or fails open (an untrusted Codex
+hook, a Claude Code hook under Codex or Gemini CLI). Unsafe means a gate that
 can be quietly weakened or that cannot keep its promises: rules, config or
 state folders that other users (group or world) can write, files owned by
 someone else, a rules file that does not load, an audit log that cannot be
@@ -369,15 +371,11 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
                     **h,
                 }
             )
-    for name, f in (
-        ("Codex hook", home / ".codex" / "config.toml"),
-        ("Gemini CLI hook", home / ".gemini" / "settings.json"),
-    ):
-        try:
-            if "xguard" in f.read_text(encoding="utf-8", errors="replace"):
-                found.append({"name": name, "detail": str(f)})
-        except OSError:
-            pass
+    from xguard.commands import doctor_runtimes
+
+    login_is_xguard = any(x["name"] == "login shell" for x in found)
+    found += doctor_runtimes.codex(home, env, login_is_xguard, warn=rep.warn, problem=rep.problem)
+    found += doctor_runtimes.gemini(home, cwd, env, exe, warn=rep.warn, problem=rep.problem)
     if env.get("XGUARD_GATED"):
         found.append(
             {"name": "running inside a gated command", "detail": f"request {env['XGUARD_GATED']}"}
@@ -386,7 +384,7 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
     if not found:
         rep.warn(
             "no agent integration found: set the agent's SHELL to xguard, or add "
-            "`xguard hook claude-code` as a PreToolUse hook (see man xguard)"
+            "`xguard hook claude-code|codex|gemini` as the runtime's hook (see man xguard)"
         )
     rep.data["confine"] = _confinement(rep, paths, rules, env)
     rep.data["ok"] = not rep.problems

@@ -25,6 +25,14 @@ def hook_main(args: list[str]) -> int:
         from xguard.adapters.claude_code import hook_main as claude_hook
 
         return claude_hook(rest)
+    if name == "codex":
+        from xguard.adapters.codex import hook_main as codex_hook
+
+        return codex_hook(rest)
+    if name == "gemini":
+        from xguard.adapters.gemini import hook_main as gemini_hook
+
+        return gemini_hook(rest)
     sys.stderr.write(
         f"xguard: hook: unknown runtime {name!r} (known: {', '.join(HOOKS)})\n{USAGE}\n"
     )

@@ -327,7 +327,9 @@ class _LineExecutor:
             shell=gate.ruleset.setting("shell", "/bin/bash"),
             max_runtime=max_runtime,
             kill_grace=grace,
-            script=req.text + (TRAILER.format(stopper=sh.stopper) if sh.stopper else ""),
+            # exec_text: psql's run-time row cap wraps the statement (issue 13)
+            script=(req.exec_text or req.text)
+            + (TRAILER.format(stopper=sh.stopper) if sh.stopper else ""),
             on_stop=sh._take_state if sh.stopper else None,
         )
         sig = result.fields.get("signal")

@@ -82,14 +82,22 @@ def shell_main(args: list[str]) -> int:
         if ssh_args is not None:
             return ssh_gate_main(ssh_args)
     if text is not None:
-        from xguard.adapters.wrappers import unwrap
+        from xguard.adapters.wrappers import maybe_startup, startup, unwrap
 
-        # An agent runtime's own wrapper around the model's command (SHELL or
-        # CLAUDE_CODE_SHELL_PREFIX is xguard): the model's command is what is gated.
+        # An agent runtime's own wrapper around the model's command (SHELL,
+        # CLAUDE_CODE_SHELL_PREFIX, a login shell or a PATH shim is xguard): the
+        # model's command is what is decided, shown and audited (issue 12).
         found = unwrap(text, os.environ)
         if found is not None:
             text, exec_text, source = found.command, found.exec_text, found.source
             writes = found.writes
+        elif maybe_startup(text):
+            step = startup(text, flags)
+            if step is not None:  # a runtime's start-up step: answered at once, no request
+                from xguard.adapters.startup import answer, needs_answer
+
+                if needs_answer(step, text):
+                    return answer(step, text, None)
     if text is None:
         if from_stdin:
             if sys.stdin.isatty() and not positional:

@@ -196,21 +196,26 @@ VERBS: dict[str, Verb] = {
             Opt(
                 ["--require-approval"],
                 "ask|wait|deny",
-                "What require_approval becomes: ask (the runtime prompts), wait (for "
-                "`xguard review`), deny; default: config hook.<runtime>.require_approval.",
+                "What require_approval becomes: ask (the runtime prompts; not for codex, where "
+                "it would run the command), wait (for `xguard review`), deny; default: config "
+                "hook.<runtime>.require_approval, else ask (codex, gemini: wait).",
                 choices=["ask", "wait", "deny"],
             ),
             Opt(
                 ["--timeout"],
                 "SECONDS",
-                "The hook's timeout in the runtime's settings (default 600): `wait` gives up before it.",
+                "The hook's timeout in the runtime's settings (default 600; gemini 60): "
+                "`wait` gives up before it.",
             ),
         ],
-        args="RUNTIME",
+        args="claude-code|codex|gemini",
         positionals=[Arg("runtime")],
         examples=[
             'Claude Code settings.json: {"hooks": {"PreToolUse": [{"matcher": "*",',
             '  "hooks": [{"type": "command", "command": "xguard hook claude-code"}]}]}}',
+            'Codex config.toml: [[hooks.PreToolUse.hooks]] command = "xguard hook codex"',
+            'Gemini CLI settings.json: {"hooks": {"BeforeTool": [{"matcher": ".*",',
+            '  "hooks": [{"type": "command", "command": "xguard hook gemini"}]}]}}',
         ],
     ),
     "ssh-gate": Verb(

@@ -136,7 +136,8 @@ def _where(gate: Any, key: str) -> str:
 
 
 def _rule_index(ruleset: Any) -> dict[str, Any]:
-    return {r.id: r for r in ruleset.rules}
+    # The rules this ruleset has made hold every rule its decisions name.
+    return ruleset.loaded()
 
 
 def is_read(d: Any, rules: dict[str, Any]) -> bool:
@@ -631,3 +632,145 @@ def _human(seconds: float) -> str:
         if s >= n and s % n == 0:
             return f"{s // n}{unit}"
     return f"{s}s"
+
+
+# ---------------------------------------------------------------------------
+# Row caps and live baselines (issue 13): what the impact preview found,
+# held against `limits.max_rows`/`max_rows_hard` and `baseline: live`.
+
+_DML_START = ("delete ", "update ", "truncate ", "drop table ", "insert ", "with ")
+
+
+def row_caps(gate: Any, d: Any) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+    """((max_rows, where it is set) | None, (max_rows_hard, where) | None) for
+    one decided unit: the lowest of the limits in effect and of the rules it matched."""
+    conf = effective(gate)
+    rules = _rule_index(gate.ruleset)
+    out: list[tuple[int, str] | None] = []
+    for key in ("max_rows", "max_rows_hard"):
+        best = (conf[key], _where(gate, key)) if conf.get(key) is not None else None
+        for rid in d.rule_ids:
+            r = rules.get(rid)
+            v = getattr(r, key, None) if r is not None else None
+            if v is not None and (best is None or v < best[0]):
+                best = (v, f"limits.{key} of rule {rid}")
+        out.append(best)
+    return out[0], out[1]
+
+
+def preview_units(gate: Any, decision: Any) -> list[int]:
+    """The units the impact preview measures: DML that is not allowed outright
+    or that a row cap applies to, and `kubectl scale` under a live baseline.
+    Cheap, standard library only: on the hot path it decides whether
+    xguard/gate/impact.py (and sqlglot) is imported at all."""
+    if decision.decision == "deny":
+        return []
+    conf = effective(gate)
+    top_caps = conf.get("max_rows") is not None or conf.get("max_rows_hard") is not None
+    out = []
+    rules = None
+    for i, d in enumerate(decision.units):
+        if d.kind == "sql":
+            if d.decision == "deny" or (d.unit is not None and d.unit.meta):
+                continue
+            if not d.text.lower().startswith(_DML_START):
+                continue
+            if d.decision != "allow" or top_caps or any(row_caps(gate, d)):
+                out.append(i)
+        elif d.kind == "command" and d.decision != "deny" and d.rule_ids:
+            words = d.unit.words if d.unit is not None else ()
+            if not words or words[0].rsplit("/", 1)[-1] != "kubectl" or "scale" not in words:
+                continue
+            rules = rules or _rule_index(gate.ruleset)
+            if any(getattr(rules.get(r), "live", None) for r in d.rule_ids):
+                out.append(i)
+    return out
+
+
+def _escalate(decision: Any, d: Any, to: str, why: str) -> None:
+    from xguard.policy.rules import STRICTNESS
+
+    if STRICTNESS[to] <= STRICTNESS[d.decision]:
+        return
+    d.decision = to
+    d.why = f"{why}; {d.why}" if d.why else why
+    line = f"{d.text}: {why}"
+    if to == "deny":
+        decision.reasons.insert(0, line)  # the deny message names the unit that decided
+    else:
+        decision.reasons.append(line)
+    if STRICTNESS[to] > STRICTNESS[decision.decision]:
+        decision.decision = to
+
+
+def apply_impact(gate: Any, decision: Any, items: list[dict[str, Any]], describe: Any) -> None:
+    """Hold each preview against its unit's caps; may make `decision` stricter,
+    never looser. A cap that cannot be checked (the preview failed) asks a person."""
+    rules = _rule_index(gate.ruleset)
+    for it in items:
+        d = decision.units[it["unit"]]
+        if "replicas" in it or (d.kind == "command" and "error" in it):
+            _apply_live(decision, d, it, rules)
+            continue
+        soft, hard = row_caps(gate, d)
+        if soft is None and hard is None:
+            continue
+        rows = it.get("rows")
+        if rows is None:
+            cap = soft or hard
+            assert cap is not None
+            if d.decision == "allow":
+                what = it.get("error") or "the row count is unknown"
+                _escalate(
+                    decision,
+                    d,
+                    "require_approval",
+                    f"the row cap ({cap[1]} is {cap[0]:,}) cannot be checked: {what}",
+                )
+            continue
+        said = describe(it)
+        if hard is not None and rows > hard[0]:
+            _escalate(
+                decision, d, "deny", f"{said}: over the hard cap of {hard[0]:,} rows ({hard[1]})"
+            )
+        elif soft is not None and rows > soft[0]:
+            _escalate(
+                decision,
+                d,
+                "require_approval",
+                f"{said}: over the cap of {soft[0]:,} rows ({soft[1]})",
+            )
+
+
+def _apply_live(decision: Any, d: Any, it: dict[str, Any], rules: dict[str, Any]) -> None:
+    growth = None
+    for rid in d.rule_ids:
+        live = getattr(rules.get(rid), "live", None)
+        if live:
+            g = min(live.values())
+            growth = g if growth is None else min(growth, g)
+    if growth is None:
+        return
+    if "error" in it:
+        _escalate(
+            decision, d, "require_approval", f"the live baseline cannot be read: {it['error']}"
+        )
+        return
+    now, to = it["replicas"], it["to"]
+    if to > now * growth:
+        _escalate(
+            decision,
+            d,
+            "require_approval",
+            f"{it['summary']}: over {growth:g} x the {now} running now ({now * growth:g})",
+        )
+
+
+def runtime_cap(gate: Any, d: Any, rows: int | None) -> tuple[int, str] | None:
+    """The cap a psql statement is held to when it runs (issue 13): max_rows for
+    a statement previewed under it; max_rows_hard for one a person approved
+    above it, or without a count (a failed preview under a cap always asks)."""
+    soft, hard = row_caps(gate, d)
+    if soft is not None and rows is not None and rows <= soft[0]:
+        return soft
+    return hard

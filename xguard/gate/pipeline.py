@@ -161,7 +161,18 @@ def run_request(
         line = limits.audit_refusal(gate, req, decision, stop, extra)
         return Outcome(int(ExitCode.NOPERM), "deny", decision=decision, message=f"xguard: {line}")
     assert decision is not None  # set whenever stop is None
+    # Issue 13: the impact preview (rows a statement would touch, replicas
+    # running now), after the limits and before anyone is asked. It may make the
+    # decision stricter (row caps, live baselines), and, for a command that runs
+    # here, wrap what runs so psql holds the row cap at run time ("exec").
+    impact: dict[str, Any] = {}
+    preview = limits.preview_units(gate, decision)
+    if preview:
+        from xguard.gate.impact import step
+
+        impact = step(gate, req, decision, preview, guard=execute is not None)
     record = gate.base_record(req, decision, new_id())
+    record.update(impact)
     if decision.reasons:  # the unit that decided, and why (issue 10)
         record["reason"] = decision.reasons[0]
     if extra:

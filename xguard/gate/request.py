@@ -140,11 +140,21 @@ class Gate:
         for s in self.ruleset.sources:
             if s and not s.startswith(package):
                 protected.append(s)
+        # issue 11: a command name is decided on the program the agent's PATH runs.
+        from xguard.policy.resolve import path_resolver
+
+        which = path_resolver(
+            self.environ.get("PATH", os.defpath),
+            self.home,
+            key,
+            trusted=self.ruleset.setting("trust_path", []),
+        )
         ctx = Context(
             cwd=key,
             home=self.home,
             protected=protected,
             expand_glob=real_glob,
+            which=which,
             confined=self.confine()[0] != "none",
         )
         self._contexts[key] = ctx

@@ -34,6 +34,23 @@ SELF_SUBVERBS = {
 PYTHONS = ("python", "python3")
 
 
+def real_listdir(path: str) -> list[str] | None:
+    """Entries of a real folder (a folder's name ends with '/', a symlink's
+    with '@'), None if it is not one."""
+    try:
+        with os.scandir(path) as it:
+            return [
+                e.name + "/"
+                if e.is_dir(follow_symlinks=False)
+                else e.name + "@"
+                if e.is_symlink()
+                else e.name
+                for e in it
+            ]
+    except OSError:
+        return None
+
+
 @dataclass
 class Context:
     """Facts about where the command runs."""
@@ -49,6 +66,15 @@ class Context:
     expand_glob: Callable[[str, str], list[str] | None] | None = (
         None  # (pattern, cwd) -> matches, None if too many
     )
+    # Entries of a folder (folders end with '/', symlinks with '@'; None when
+    # it is not one): a
+    # recursive search of a folder reads the secrets inside it.
+    listdir: Callable[[str], list[str] | None] | None = real_listdir
+    isdir: Callable[[str], bool] = os.path.isdir
+    # name -> (the program the agent's PATH runs, whether it lies in a folder
+    # the agent can write); None when the name is not a program on PATH.
+    # Built by the gate (policy/resolve.py: path_resolver); None: not checked.
+    which: Callable[[str], tuple[str, bool] | None] | None = None
     # The command will run in the kernel box (xguard/gate/confine.py): rules
     # marked `if_confined` count only then (issue 11: `cd DIR && …`).
     confined: bool = False
@@ -178,6 +204,19 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
 def _match_path_rules(
     paths: list[str], access: str, ruleset: Ruleset, home: str, cwd: str = ""
 ) -> list[Rule]:
+    """The path rules that match any of `paths` for this access, in file
+    order; remembered per ruleset like _text_hits (a pure function)."""
+    key = ("path", tuple(paths), access, home, cwd)
+    hits = ruleset.memo.get(key)
+    if hits is None:
+        hits = _scan_path_rules(paths, access, ruleset, home, cwd)
+        ruleset.remember(key, hits)
+    return hits
+
+
+def _scan_path_rules(
+    paths: list[str], access: str, ruleset: Ruleset, home: str, cwd: str = ""
+) -> list[Rule]:
     hits = []
     lows = [p.lower() for p in paths] if all(p.isascii() for p in paths) else None
     for r in ruleset.path_rules:
@@ -201,16 +240,55 @@ def _match_path_rules(
 
 
 def _strictest(hits: list[Rule]) -> Rule:
+    """The strictest rule; among equally strict ones the first in the file,
+    so the rule named never depends on how candidates were gathered."""
     best = hits[0]
     for r in hits[1:]:
-        if STRICTNESS[r.action] > STRICTNESS[best.action]:
+        s, b = STRICTNESS[r.action], STRICTNESS[best.action]
+        if s > b or (s == b and r.pos < best.pos):
             best = r
     return best
+
+
+def _pos(r: Rule) -> int:
+    return r.pos
 
 
 def _rule_why(r: Rule) -> str:
     label = f'{r.type} "{r.src}"'
     return f"{r.reason} ({label})" if r.reason else f"matches {label}"
+
+
+def _text_hits(u: Unit, ruleset: Ruleset) -> list[Rule]:
+    """The rules a command or SQL unit's text matches, in file order.
+
+    A pure function of the unit's text and the rules, so it is remembered
+    per ruleset (bounded): agents and batch files repeat commands.
+    """
+    sql = u.kind == "sql"
+    key = (u.text, u.alt_text, u.alt_trusted, sql)
+    memo = ruleset.memo
+    hits = memo.get(key)
+    if hits is not None:
+        return hits
+    cands = ruleset.text_rules() if sql else ruleset.candidates(u.text, u.alt_text)
+    hits = []
+    low = u.text.lower() if u.text.isascii() else None
+    alt_low = u.alt_text.lower() if u.alt_text is not None and u.alt_text.isascii() else None
+    for r in cands:
+        if r.matches_text(u.text, sql, low):
+            hits.append(r)
+        elif (
+            u.alt_text is not None
+            and (r.action != ALLOW or u.alt_trusted)
+            and r.matches_text(u.alt_text, sql, alt_low)
+        ):
+            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
+            hits.append(r)
+    if len(hits) > 1:
+        hits.sort(key=_pos)
+    ruleset.remember(key, hits)
+    return hits
 
 
 def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
@@ -221,26 +299,9 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
         return _decide_assign(u, ruleset)
     if u.kind == "path":
         return _decide_path(u, ruleset, ctx)
-    sql = u.kind == "sql"
-    if sql:
-        cands = ruleset.text_rules()
-    else:
-        cands = ruleset.candidates(u.text, u.alt_text)
-    hits = []
-    low = u.text.lower() if u.text.isascii() else None
-    alt_low = u.alt_text.lower() if u.alt_text is not None and u.alt_text.isascii() else None
-    for r in cands:
-        if r.if_confined and not ctx.confined:
-            continue  # an allow that holds only inside the box
-        if r.matches_text(u.text, sql, low):
-            hits.append(r)
-        elif (
-            u.alt_text is not None
-            and (r.action != ALLOW or u.alt_trusted)
-            and r.matches_text(u.alt_text, sql, alt_low)
-        ):
-            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
-            hits.append(r)
+    hits = _text_hits(u, ruleset)
+    if not ctx.confined and hits:
+        hits = [r for r in hits if not r.if_confined]  # allows that hold only in the box
     if u.kind == "command":
         selfwhy = _self_protect_command(u)
         if selfwhy:
@@ -269,6 +330,15 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
         ud.decision, ud.why = REQUIRE, capped
     if decision == ALLOW and u.dynamic and not any(r.dynamic for r in hits if r.action == ALLOW):
         ud.decision, ud.why = REQUIRE, f"an argument is known only at run time ({why})"
+    if ud.decision == ALLOW and u.kind == "command" and ctx.which is not None and u.words:
+        name = u.words[0]
+        found = ctx.which(name) if "/" not in name else None
+        if found is not None and found[1]:
+            ud.decision = REQUIRE
+            ud.why = (
+                f"'{name}' runs {found[0]}, a program in a folder the agent can write, "
+                f"not the system's {name} ({why})"
+            )
     if u.floor and ud.decision == ALLOW:
         ud.decision = REQUIRE
     if u.floor:
@@ -303,7 +373,14 @@ def _decide_assign(u: Unit, ruleset: Ruleset) -> UnitDecision:
     import fnmatch
 
     ok = ruleset.env.get("assign_ok", [])
-    bad = [n for n in u.names if not any(fnmatch.fnmatchcase(n, pat) for pat in ok)]
+    # Proxy variables redirect every network client's traffic: only a name
+    # listed exactly may be assigned, never one a glob happens to cover.
+    bad = [
+        n
+        for n in u.names
+        if not any(fnmatch.fnmatchcase(n, pat) for pat in ok)
+        or (n.lower().endswith("_proxy") and n not in ok)
+    ]
     if not bad:
         return UnitDecision(
             "assign", u.text, ALLOW, None, "assigns only variables in env.assign_ok", u
@@ -318,8 +395,27 @@ def _decide_assign(u: Unit, ruleset: Ruleset) -> UnitDecision:
     )
 
 
+def _own_stream(path: str) -> bool:
+    """/dev/stdin, /dev/stdout, /dev/stderr, /dev/fd/N and /proc/self/fd/N name
+    the command's own open files (pipes, when an agent runs it), not files on
+    disk; whatever was opened on them is a unit of its own (`3< FILE`)."""
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if path.startswith(prefix) and path[len(prefix) :].isdigit():
+            return True
+    return path in ("/dev/stdin", "/dev/stdout", "/dev/stderr")
+
+
 def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     paths = resolve_path(u, ctx)
+    if not u.dynamic and not u.glob and all(_own_stream(p) for p in paths):
+        return None
+    if (
+        u.names_only
+        and not u.dynamic
+        and not u.glob
+        and all(ctx.isdir(ctx.realpath(p)) for p in paths)
+    ):
+        return None  # `ls ~/.ssh`: the folder's names, not its files
     why_extra = []
     if u.glob and not u.dynamic and ctx.expand_glob is not None:
         for pattern in list(paths):
@@ -342,6 +438,23 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         if real != p and real not in paths:
             paths.append(real)
     access = u.access
+    inside = _secrets_inside(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    if inside is not None:
+        r, found = inside
+        # Reading a folder's tree reads what is in it. A person decides: the
+        # search may never print the secret (`grep -rn TODO .` beside a .env),
+        # and what a folder holds changes, so the same command must not flip
+        # between allow and deny with the files around it.
+        return UnitDecision(
+            "path",
+            f"read {paths[0]}",
+            REQUIRE,
+            r.id,
+            f"a recursive search of {paths[0]} reads {found}: {_rule_why(r)}",
+            u,
+            sorted(r.notify),
+            [r.id],
+        )
     for prot in ctx.protected:
         if access == "write" and any(_under(p, prot) for p in paths):
             return UnitDecision(
@@ -377,6 +490,70 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
     if reasons:
         ud.why = "; ".join(reasons + ([why] if why else []))
     return ud
+
+
+WALK_LIMIT = 3000  # entries a recursive-search check looks at before it gives up
+WALK_DEPTH = 4
+
+
+def _secrets_inside(
+    paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
+) -> tuple[Rule, str] | None:
+    """A path rule that does not allow reading and that a file inside one of
+    the folders matches (a breadth-first look, bounded), with that file.
+
+    A folder that holds the home folder (`/`, `/home`, `~/..`) holds every
+    secret the rules name there, so the home folder is looked at too."""
+    if ctx.listdir is None:
+        return None
+    strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
+    if not strict:
+        return None
+    todo: list[tuple[str, int]] = []
+    for p in paths:
+        todo.append((p, 0))
+        if _under(ctx.home, p) and ctx.home != p:
+            todo.append((ctx.home, 1))
+    seen = 0
+    best: tuple[Rule, str] | None = None
+    while todo:
+        folder, depth = todo.pop(0)
+        entries = ctx.listdir(folder)
+        if entries is None:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > WALK_LIMIT:
+                return best
+            name = entry[:-1] if entry.endswith(("/", "@")) else entry
+            if not hidden and name.startswith("."):
+                continue  # rg, and git's lists, skip hidden files
+            child = folder.rstrip("/") + "/" + name
+            probe = [child, child + "/x"]
+            if entry.endswith("@"):
+                # `cat $(git ls-files)` and `grep -R` follow a link to ~/.ssh/id_rsa.
+                try:
+                    probe.append(ctx.realpath(child))
+                except (OSError, ValueError):
+                    pass
+            hits = _match_path_rules(probe, "read", ruleset, ctx.home, ctx.cwd)
+            hits = [r for r in hits if r.action != ALLOW]
+            if hits:
+                r = _strictest(hits)
+                if best is None or STRICTNESS[r.action] > STRICTNESS[best[0].action]:
+                    best = (r, child)
+                continue
+            # .git holds objects (compressed: a search does not show them) and
+            # config, whose tokens a recursive search of the project would
+            # print; the everyday `grep -rn X .` stays allowed all the same
+            # (reading .git/config by name needs approval).
+            if (
+                entry.endswith("/")
+                and depth + 1 < WALK_DEPTH
+                and name not in ("node_modules", ".git")
+            ):
+                todo.append((child, depth + 1))
+    return best
 
 
 def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:

@@ -5,10 +5,11 @@ declarative schema: an unknown key, a bad value, a duplicate key or an
 invalid regex is a config error naming `file:line: what`, because a typo in a
 security config must never silently weaken it.
 
-Compiled rules are cached as JSON under the state folder, keyed by the SHA-256
-of the source files' bytes (and xguard's version), so the hot path loads them
-with the standard library only; YAML is imported only when the cache is stale.
-Regexes are compiled lazily, when a unit first needs them.
+Compiled rules are cached (marshal) under the state folder, keyed by the
+SHA-256 of the source files' bytes (and xguard's version), so the hot path
+loads them with the standard library only; YAML is imported only when the
+cache is stale. A command reads the cache's index and makes only the rules
+its units can match; regexes are compiled when a unit first needs them.
 """
 
 from __future__ import annotations
@@ -68,15 +69,19 @@ _RULE_SCHEMA: dict[str, Any] = {
     "regex": "regex",
     "path": "str",
     "access": ("read", "write", "any"),
+    "except": "strlist",  # path rules: globs the rule does not cover (`**/.ssh/*.pub`)
     "action": ACTIONS,
     "reason": "str",
     "notify": "strlist",
     "dynamic": ("allow", "require_approval"),
     "max_runtime": _DURATION,
     "caps": {"*": "number"},
-    "baseline": {"*": "number"},  # issue 5: above growth x baseline needs approval
+    # issue 5: above growth x baseline needs approval; issue 13: `live` reads the
+    # current value from the cluster (`baseline: live` is `{--replicas: live}`)
+    "baseline": "baseline",
     "growth": "number",
     "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
+    "limits": {"max_rows": "int", "max_rows_hard": "int"},  # issue 13: row caps
     "name": "str",
     # issue 11: how an allowed command runs (xguard/gate/confine.py)
     "confine": "bool",  # false: the tool needs the whole machine; it runs unconfined
@@ -102,6 +107,8 @@ _LIMITS = {
     "kill_grace": _DURATION,
     "rate": {"commands_per_minute": "int", "approvals_per_hour": "int"},
     "loop": {"same_rule": "int", "same_command": "int", "window": _DURATION, "trip_at": "int"},
+    "max_rows": "int",  # issue 13: a statement's preview above it needs approval
+    "max_rows_hard": "int",  # and above this it is denied
 }
 _ENV = {"keep": "strlist", "set": {"*": "str"}, "assign_ok": "strlist"}
 _SETTINGS: dict[str, Any] = {
@@ -116,13 +123,28 @@ _SETTINGS: dict[str, Any] = {
     },
     "limits": _LIMITS,
     "sessions": {"required": "bool", "max_ttl": _DURATION, "default_ttl": _DURATION},
-    "hook": {"claude_code": {"require_approval": ("ask", "wait", "deny")}},
+    "hook": {
+        "claude_code": {"require_approval": ("ask", "wait", "deny")},
+        # never ask: Codex treats "ask" as unsupported and runs the command
+        "codex": {"require_approval": ("wait", "deny")},
+        "gemini": {"require_approval": ("ask", "wait", "deny")},
+    },
     "reviewers": "strlist",
     "agents": "strlist",
+    # issue 11: folders whose programs count as the system's own, though the
+    # agent could write there (a team's tool folder, a test's stand-ins).
+    "trust_path": "strlist",
     "strict": "bool",
     "socket": "str",
     "confine": "confine_mode",  # issue 11: auto | required | off (kernel confinement)
     "confine_approved": "bool",  # approved commands run in the box too
+    # issue 13: the impact preview (xguard/gate/impact.py)
+    "impact": {
+        "timeout": _DURATION,
+        "lock_timeout": _DURATION,
+        "connect_timeout": _DURATION,
+        "pure": "strlist",
+    },
 }
 _PROFILE = {
     "rules": "str",
@@ -156,7 +178,7 @@ class _Checker:
         import yaml
 
         if schema == "any":
-            return _plain(node)
+            return _plain(node, self.file)
         if isinstance(schema, dict):
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(node, f"{where}: expected a mapping")
@@ -173,7 +195,10 @@ class _Checker:
                     sub = schema["*"]
                 else:
                     known = ", ".join(sorted(x for x in schema if x != "*"))
-                    raise self.fail(k, f"unknown key '{key}' in {where} (known: {known})")
+                    hint = ""
+                    if ":" in key and key.split(":", 1)[0] in schema:
+                        hint = " (in YAML a ':' needs a space after it)"
+                    raise self.fail(k, f"unknown key '{key}' in {where}{hint} (known: {known})")
                 out[key] = self.check(v, sub, f"{where}.{key}" if where else key)
             return out
         if isinstance(schema, list):
@@ -189,7 +214,7 @@ class _Checker:
             if "expect" not in t or ("command" not in t and "argv" not in t):
                 raise self.fail(node, f"{where}: a test needs 'command' and 'expect'")
             return t
-        value = _plain(node)
+        value = _plain(node, self.file)
         if isinstance(schema, tuple):
             if not isinstance(node, yaml.ScalarNode) or value not in schema:
                 raise self.fail(node, f"{where}: must be one of {', '.join(schema)}, not {value!r}")
@@ -229,13 +254,27 @@ class _Checker:
             if parse_duration(value) is None:
                 raise self.fail(node, f"{where}: expected a duration like 30s, 15m, 2h")
             return value
+        if schema == "baseline":
+            if isinstance(node, yaml.ScalarNode) and value == "live":
+                return {"--replicas": "live"}
+            if not isinstance(node, yaml.MappingNode):
+                raise self.fail(node, f"{where}: expected `live` or a mapping of option: number")
+            out = {}
+            for k, v in node.value:
+                val = _plain(v)
+                if val != "live":
+                    val = self.check(v, "number", f"{where}.{k.value}")
+                out[str(k.value)] = val
+            return out
         if schema == "regex":
             import re
 
+            if not isinstance(node, yaml.ScalarNode) or isinstance(value, bytes | bool | None):
+                raise self.fail(node, f"{where}: expected a regular expression")
             s = str(value)
             try:
                 re.compile(s)
-            except re.error as e:
+            except (re.error, OverflowError, RecursionError, ValueError) as e:
                 raise self.fail(node, f"{where}: invalid regex: {e}") from None
             return s
         raise AssertionError(f"schema kind {schema!r}")  # pragma: no cover
@@ -249,6 +288,8 @@ class _Checker:
             raise self.fail(node, f"{where}: a rule needs an action ({', '.join(ACTIONS)})")
         if "access" in r and kinds[0] != "path":
             raise self.fail(node, f"{where}: 'access' applies to path rules only")
+        if "except" in r and kinds[0] != "path":
+            raise self.fail(node, f"{where}: 'except' applies to path rules only")
         if kinds[0] == "pattern" and not r["pattern"].strip():
             raise self.fail(node, f"{where}: empty pattern")
         if kinds[0] == "path" and not r["path"].strip():
@@ -259,14 +300,34 @@ class _Checker:
             raise self.fail(node, f"{where}: 'if_confined' and 'confine: false' contradict")
         if ("network" in r or "confine" in r) and kinds[0] == "path":
             raise self.fail(node, f"{where}: 'network' and 'confine' apply to command rules")
+        if kinds[0] == "path":
+            import re
+
+            # The glob becomes a regex compiled at decision time: a glob that
+            # cannot (`[z-a]`) must fail here, not as an internal error later.
+            try:
+                re.compile(
+                    glob_regex(r["path"])
+                    .replace("\x00HOME\x00", "/home")
+                    .replace("\x00CWD\x00", "/w")
+                )
+            except (re.error, OverflowError, RecursionError, ValueError) as e:
+                raise self.fail(node, f"{where}.path: invalid glob: {e}") from None
         r["line"] = node.start_mark.line + 1
         return r
 
 
-def _plain(node: Any) -> Any:
+def _plain(node: Any, file: str = "") -> Any:
+    """The Python value of a composed node, built by the safe constructor
+    directly (re-serialising the node and loading it again fails on values
+    such as a lone `,` that the emitter writes back unquoted)."""
     import yaml
 
-    return yaml.load(yaml.serialize(node), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid value: {what}", file, node.start_mark.line + 1) from None
 
 
 def load_yaml_file(path: Path, schema: dict[str, Any] = TOP_SCHEMA) -> dict[str, Any]:
@@ -536,6 +597,8 @@ def _caps(r: dict[str, Any]) -> dict[str, list[Any]] | None:
     caps: dict[str, list[Any]] = {k: [float(v), f"{v:g}"] for k, v in (r.get("caps") or {}).items()}
     g = r.get("growth", 2)
     for k, b in (r.get("baseline") or {}).items():
+        if b == "live":
+            continue  # known only from the cluster, at request time (gate/impact.py)
         if k not in caps or b * g < caps[k][0]:
             caps[k] = [float(b * g), f"{b * g:g} ({g:g} x {b:g})"]
     return caps or None
@@ -555,6 +618,10 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "confine": r.get("confine", True),
         "network": r.get("network"),
         "if_confined": r.get("if_confined", False),
+        "max_rows": (r.get("limits") or {}).get("max_rows"),
+        "max_rows_hard": (r.get("limits") or {}).get("max_rows_hard"),
+        "live": {k: r.get("growth", 2) for k, b in (r.get("baseline") or {}).items() if b == "live"}
+        or None,
         "first": None,
         "literal": None,
     }
@@ -582,6 +649,11 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["need"] = _required_literals(
             c["rx"].replace("\x00HOME\x00", "").replace("\x00CWD\x00", "")
         )
+        if r.get("except"):
+            # A path the rule would match but an `except` glob names is not
+            # covered: a lookahead in front of the rule's own regex.
+            ex = "|".join("(?:" + glob_regex(g)[1:] + ")" for g in r["except"])
+            c["rx"] = "^(?!" + ex + ")" + c["rx"][1:]
     return c
 
 
@@ -639,11 +711,15 @@ class Rule:
         "id",
         "if_confined",
         "literal",
+        "live",
+        "max_rows",
+        "max_rows_hard",
         "max_runtime",
         "need",
         "need1",
         "network",
         "notify",
+        "pos",
         "pre",
         "pre_ci",
         "pre_low",
@@ -654,7 +730,8 @@ class Rule:
         "type",
     )
 
-    def __init__(self, d: dict[str, Any]) -> None:
+    def __init__(self, d: dict[str, Any], pos: int = 0) -> None:
+        self.pos = pos  # place in the file: ties between equally strict rules go to the first
         self.id = d["id"]
         self.type = d["type"]
         self.src = d["src"]
@@ -669,6 +746,11 @@ class Rule:
         self.confine: bool = d.get("confine", True)
         self.network: str | None = d.get("network")
         self.if_confined: bool = d.get("if_confined", False)
+        self.max_rows: int | None = d.get("max_rows")
+        self.max_rows_hard: int | None = d.get("max_rows_hard")
+        # {option: growth} for `baseline: live` (issue 13): the cap is growth x
+        # the value the cluster reports now.
+        self.live: dict[str, float] | None = d.get("live")
         self.first = d.get("first")
         self.literal = d.get("literal")
         self.access = d.get("access", "any")
@@ -731,63 +813,165 @@ class Rule:
         return self.regex().search(text) is not None
 
 
-class Ruleset:
-    """Compiled rules plus the settings that travel with them."""
+def rule_index(rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which rules (by position) a unit can match, by what it starts with.
 
-    def __init__(self, d: dict[str, Any]) -> None:
+    `first`: rules that can only match a unit whose first word is the key;
+    `char`: anchored rules, by the (lowercase) first character a matching
+    unit must start with; `no_prefix`: rules that can match any command text;
+    `unindexed`: every text rule without a first word (what a non-ASCII unit
+    is matched against: IGNORECASE can match non-ASCII letters); `text`:
+    every pattern and regex rule (SQL units); `path`: path rules. Each list
+    is in rule order. Built once, when the cache is written.
+    """
+    ix: dict[str, Any] = {
+        "first": {},
+        "char": {},
+        "no_prefix": [],
+        "unindexed": [],
+        "text": [],
+        "path": [],
+    }
+    for i, r in enumerate(rules):
+        if r["type"] == "path":
+            ix["path"].append(i)
+            continue
+        ix["text"].append(i)
+        if r.get("first"):
+            ix["first"].setdefault(r["first"], []).append(i)
+            continue
+        ix["unindexed"].append(i)
+        pre = r.get("prefixes")
+        if pre:
+            for ch in sorted({x[0].lower() for x in pre[0]}):
+                ix["char"].setdefault(ch, []).append(i)
+        else:
+            ix["no_prefix"].append(i)
+    return ix
+
+
+_NONE: list[Rule] = []
+MEMO_SIZE = 4096
+
+
+class Ruleset:
+    """Compiled rules plus the settings that travel with them.
+
+    The rules are reached through `rule_index`: a ruleset read from the cache
+    builds a Rule only when a unit can match it (the built-in defaults hold
+    over 300 rules; `ls` needs a handful), so every command pays for what it
+    can match, not for the whole set. Built from a full dict (`Ruleset(d)`),
+    every rule is made at once; decisions are the same either way.
+    """
+
+    def __init__(
+        self, d: dict[str, Any], blob: Any = None, offsets: list[int] | None = None
+    ) -> None:
         self.data = d
         self.sources: list[str] = d["sources"]
         self.default: str = d["default"]
-        self.rules = [Rule(r) for r in d["rules"]]
-        self.tests: list[dict[str, Any]] = d.get("tests", [])
         self.env: dict[str, Any] = d["env"]
         self.notify: dict[str, Any] = d.get("notify", {})
         self.profiles: dict[str, Any] = d.get("profiles", {})
         self.settings: dict[str, Any] = d.get("settings", {})
-        self.with_runtime = {r.id: r.max_runtime for r in self.rules if r.max_runtime}
-        self._text_rules = [r for r in self.rules if r.type != "path"]
-        self.by_first: dict[str, list[Rule]] = {}
-        self.unindexed: list[Rule] = []
-        self.path_rules: list[Rule] = []
-        for r in self.rules:
-            if r.type == "path":
-                self.path_rules.append(r)
-            elif r.first:
-                self.by_first.setdefault(r.first, []).append(r)
-            else:
-                self.unindexed.append(r)
+        self._blob = blob  # the cache file's bytes, read once (a memoryview)
+        self._offsets = offsets  # rule i is blob[offsets[i]:offsets[i + 1]]; tests follow
+        if blob is None:
+            full = d["rules"]
+            self._loaded: dict[int, Rule] = {i: Rule(r, i) for i, r in enumerate(full)}
+            self._count = len(full)
+            ix = rule_index(full)
+            self.with_runtime: dict[str, float] = {
+                r["id"]: r["max_runtime"] for r in full if r.get("max_runtime")
+            }
+        else:
+            self._loaded = {}
+            self._count = d["count"]
+            ix = d["index"]
+            self.with_runtime = d["with_runtime"]
+        self._first: dict[str, list[int]] = ix["first"]
+        self._char: dict[str, list[int]] = ix["char"]
+        self._ix = ix
+        # Rules per index key, made on first use.
+        self._by_first: dict[str, list[Rule]] = {}
+        self._by_char: dict[str, list[Rule]] = {}
+        self._groups: dict[str, list[Rule]] = {}
+        # What pure matching found for a unit text or a set of paths (policy/decide.py).
+        self.memo: dict[tuple[Any, ...], list[Rule]] = {}
 
-        # Unindexed rules with anchored prefixes, bucketed by the (lowercase)
-        # first character a matching unit must start with.
-        self.by_char: dict[str, list[Rule]] = {}
-        self.no_prefix: list[Rule] = []
-        for r in self.unindexed:
-            if r.pre_low:
-                for ch in {x[0] for x in r.pre_low}:
-                    self.by_char.setdefault(ch, []).append(r)
-            else:
-                self.no_prefix.append(r)
+    def remember(self, key: tuple[Any, ...], hits: list[Rule]) -> None:
+        if len(self.memo) >= MEMO_SIZE:
+            self.memo.clear()  # a bound, not an LRU: refilling costs one match per unit
+        self.memo[key] = hits
+
+    def _rule(self, i: int) -> Rule:
+        r = self._loaded.get(i)
+        if r is None:
+            assert self._blob is not None and self._offsets is not None
+            r = Rule(marshal.loads(self._blob[self._offsets[i] : self._offsets[i + 1]]), i)
+            self._loaded[i] = r
+        return r
+
+    def _group(self, name: str) -> list[Rule]:
+        g = self._groups.get(name)
+        if g is None:
+            g = self._groups[name] = [self._rule(i) for i in self._ix[name]]
+        return g
+
+    def _first_rules(self, word: str) -> list[Rule]:
+        g = self._by_first.get(word)
+        if g is None:
+            ids = self._first.get(word)
+            g = self._by_first[word] = [self._rule(i) for i in ids] if ids else _NONE
+        return g
+
+    def _char_rules(self, ch: str) -> list[Rule]:
+        g = self._by_char.get(ch)
+        if g is None:
+            ids = self._char.get(ch)
+            g = self._by_char[ch] = [self._rule(i) for i in ids] if ids else _NONE
+        return g
+
+    @property
+    def rules(self) -> list[Rule]:
+        """Every rule, in file order (loads them all: not for the hot path)."""
+        return [self._rule(i) for i in range(self._count)]
+
+    def loaded(self) -> dict[str, Rule]:
+        """The rules made so far, by id: every rule a decision of this ruleset names."""
+        return {r.id: r for r in self._loaded.values()}
+
+    @property
+    def tests(self) -> list[dict[str, Any]]:
+        """The file's own examples (`rules test`)."""
+        if self._blob is None:
+            return self.data.get("tests", [])
+        assert self._offsets is not None
+        return marshal.loads(self._blob[self._offsets[self._count] :])  # type: ignore[no-any-return]
+
+    @property
+    def path_rules(self) -> list[Rule]:
+        return self._group("path")
 
     def candidates(self, text: str, alt_text: str | None) -> list[Rule]:
         """The rules that can match a command unit (its text or its alt text):
         those indexed under its first word, plus the unindexed ones whose
         anchored prefix can start it. Other rules cannot match."""
-        first = text.split(" ", 1)[0]
-        out = list(self.by_first.get(first, ()))
+        out = self._first_rules(text.split(" ", 1)[0])
         if alt_text is not None:
-            out += self.by_first.get(alt_text.split(" ", 1)[0], ())
+            out = out + self._first_rules(alt_text.split(" ", 1)[0])
         if not text.isascii() or (alt_text is not None and not alt_text.isascii()):
-            out += self.unindexed  # IGNORECASE can match non-ASCII letters: no bucketing
+            out = out + self._group("unindexed")  # IGNORECASE can match non-ASCII letters
         else:
-            out += self.by_char.get(text[:1].lower(), ())
+            out = out + self._char_rules(text[:1].lower())
             if alt_text is not None:
-                out += self.by_char.get(alt_text[:1].lower(), ())
-            out += self.no_prefix
+                out += self._char_rules(alt_text[:1].lower())
+            out += self._group("no_prefix")
         return list(dict.fromkeys(out)) if alt_text is not None else out
 
     def text_rules(self) -> list[Rule]:
         """Every pattern and regex rule (what an SQL unit is matched against)."""
-        return self._text_rules
+        return self._group("text")
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
@@ -852,9 +1036,9 @@ def load_ruleset(
 ) -> Ruleset:
     """Load the rules in effect, from the cache when the sources are unchanged.
 
-    The cache is marshal data (the fastest format the standard library
-    reads), keyed by the SHA-256 of the source files' bytes, their paths,
-    xguard's version and the Python version.
+    The cache (see pack_ruleset) is marshal data, the fastest format the
+    standard library reads, keyed by the SHA-256 of the source files' bytes,
+    their paths, xguard's version and the Python version.
     """
     src = (
         os.fspath(rules_file) if rules_file is not None else rules_source_s(paths, environ, profile)
@@ -875,21 +1059,11 @@ def load_ruleset(
             (profile or "").encode(),
         ]
     )
-    cache = os.path.join(paths.cache_dir_s, f"ruleset-{key[:32]}.marshal")
+    cache = os.path.join(paths.cache_dir_s, f"ruleset-{key[:32]}.rules")
     if use_cache:
-        try:
-            with open(cache, "rb") as f:
-                d = marshal.load(f)
-            if (
-                isinstance(d, dict)
-                and d.get("key") == key
-                and all(  # a profile's own rules file (issue 5)
-                    _digest([_read(p, "rules file") or b""]) == h for p, h in d.get("deps", ())
-                )
-            ):
-                return Ruleset(d)
-        except (OSError, ValueError, EOFError, TypeError, KeyError):
-            pass
+        rs = _read_cache(cache, key)
+        if rs is not None:
+            return rs
     d = build_ruleset_dict(src, settings_path if sraw is not None else None, profile)
     d["key"] = key
     if use_cache:
@@ -941,12 +1115,66 @@ def build_ruleset_dict(
     return compile_config(data, os.fspath(src), settings_files)
 
 
+# The cache file: MAGIC, the header's length (4 bytes), the header (marshal:
+# settings, the rule index, where each rule starts), then one marshal blob
+# per rule and the tests. A command unmarshals the header and the few rules
+# it can match: loading all 300-odd default rules on every command cost more
+# than the rest of the hot path.
+_MAGIC = b"xguard-rules\x01"
+
+
+def pack_ruleset(d: dict[str, Any]) -> bytes:
+    """The cache file's bytes for a compiled ruleset dict."""
+    blobs = [marshal.dumps(r) for r in d["rules"]]
+    offsets = [0]
+    for b in blobs:
+        offsets.append(offsets[-1] + len(b))
+    header = {k: v for k, v in d.items() if k not in ("rules", "tests")}
+    header["count"] = len(blobs)
+    header["index"] = rule_index(d["rules"])
+    header["with_runtime"] = {r["id"]: r["max_runtime"] for r in d["rules"] if r.get("max_runtime")}
+    header["offsets"] = offsets
+    hb = marshal.dumps(header)
+    return b"".join(
+        [_MAGIC, len(hb).to_bytes(4, "big"), hb, *blobs, marshal.dumps(d.get("tests", []))]
+    )
+
+
+def unpack_ruleset(data: bytes, key: str | None = None) -> Ruleset | None:
+    """A lazy Ruleset over cache bytes, or None when they are not a current cache."""
+    m = len(_MAGIC)
+    if data[:m] != _MAGIC or len(data) < m + 4:
+        return None
+    n = int.from_bytes(data[m : m + 4], "big")
+    view = memoryview(data)
+    try:
+        header = marshal.loads(view[m + 4 : m + 4 + n])
+    except (ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(header, dict) or (key is not None and header.get("key") != key):
+        return None
+    for p, h in header.get("deps", ()):  # a profile's own rules file (issue 5)
+        if _digest([_read(p, "rules file") or b""]) != h:
+            return None
+    base = m + 4 + n
+    return Ruleset(header, view, [base + o for o in header["offsets"]])
+
+
+def _read_cache(cache: str, key: str) -> Ruleset | None:
+    try:
+        with open(cache, "rb") as f:
+            data = f.read()
+        return unpack_ruleset(data, key)
+    except (OSError, ValueError, EOFError, TypeError, KeyError):
+        return None
+
+
 def _write_cache(paths: Paths, cache: str, d: dict[str, Any]) -> None:
     try:
         ensure_dir(paths.cache_dir_s)
         tmp = f"{cache}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
-            marshal.dump(d, f)
+            f.write(pack_ruleset(d))
         os.replace(tmp, cache)
     except Exception:  # noqa: S110  # the cache is an optimisation; never fail on it
         pass

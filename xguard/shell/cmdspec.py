@@ -680,7 +680,6 @@ CODE_BUILTINS = {
     "readonly": "readonly sets variables",
     "local": "local sets variables",
     "unset": "unset changes variables and functions",
-    "read": "read sets variables",
     "fc": "fc re-runs history",
     "bind": "bind changes key bindings and can run commands",
     "complete": "complete -C runs commands",
@@ -813,7 +812,57 @@ def _find_w(args: list[Word]) -> tuple[list[Word], list[Word]]:
     return w, []
 
 
+def _script_w(args: list[Word]) -> tuple[list[Word], list[Word]]:
+    # script [opts] [FILE]: FILE (default ./typescript) and every log file are written.
+    o = getopt(
+        args,
+        "cEIOBTmo",
+        frozenset(
+            {
+                "command",
+                "echo",
+                "log-in",
+                "log-out",
+                "log-io",
+                "log-timing",
+                "logging-format",
+                "output-limit",
+            }
+        ),
+    )
+    logs = [v for k, v in o.opts if k in "IOBT" + "log-in log-out log-io log-timing" and v]
+    return (o.operands or [lit("typescript")]) + logs, []
+
+
+def _second_operand(short: str, long: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
+    # TOOL [opts] [INFILE [OUTFILE]]: `-` as INFILE is stdin, OUTFILE is still written.
+    def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
+        o = getopt(args, short, long)
+        return o.operands[1:2], o.operands[:1]
+
+    return f
+
+
 WRITERS = {
+    # kubectl's own files: a profile, a log, an HTTP cache (`kubectl get` is a read).
+    "kubectl": _opt_targets(
+        "",
+        frozenset({"profile", "profile-output", "log-file", "cache-dir", "log-dir"}),
+        {"profile-output", "log-file", "cache-dir", "log-dir"},
+    ),
+    "xxd": _second_operand("cglosnR"),
+    # BSD base64 -o FILE (macOS); GNU base64 has no -o and fails on it.
+    "base64": _opt_targets("bio", frozenset({"break", "input", "output"}), {"o", "output"}),
+    "shuf": _opt_targets(
+        "eino",
+        frozenset({"echo", "input-range", "head-count", "output", "random-source"}),
+        {"o", "output"},
+    ),
+    "iconv": _opt_targets("oft", frozenset({"output", "from-code", "to-code"}), {"o", "output"}),
+    "csplit": _opt_targets(
+        "bfn", frozenset({"prefix", "suffix-format", "digits"}), {"f", "prefix"}
+    ),
+    "script": _script_w,
     "tee": _all_operands("", frozenset({"output-error"})),
     "rm": _all_operands(),
     "rmdir": _all_operands(),
@@ -941,3 +990,91 @@ WRITERS = {
         "oiBdDFprVYzg", frozenset({"output", "input", "directory"}), {"o", "output"}
     ),
 }
+
+
+# ---------------------------------------------------------------------------
+# Recursive readers: the folders whose whole tree a search reads. A search of
+# a folder that holds secrets reads them, however the folder is spelled.
+_GREP_SHORT = "efmABCdD"
+_GREP_LONG = frozenset(
+    "regexp file max-count after-context before-context context directories devices label "
+    "include exclude exclude-dir exclude-from binary-files color colour group-separator".split()
+)
+_RG_SHORT = "eAfBCgjmMtTEr"
+_RG_LONG = frozenset(
+    "regexp file after-context before-context context glob iglob threads max-count "
+    "max-filesize type type-not type-add type-clear encoding replace max-depth maxdepth "
+    "path-separator pre pre-glob sort sortr colors color context-separator field-match-separator "
+    "field-context-separator dfa-size-limit regex-size-limit ignore-file engine".split()
+)
+
+
+def recursive_folders(name: str, args: list[Word]) -> list[tuple[Word, str]]:
+    """Folders `name ARGS` searches recursively (`grep -r`, `rg`, `ag`, `diff -r`),
+    each with "all" or "visible" (hidden files skipped, as rg does by default);
+    `.` when the tool searches the cwd by default."""
+    return [(w, mode) for w in _recursive(name, args) for mode in [_hidden_mode(name, args)]]
+
+
+def _hidden_mode(name: str, args: list[Word]) -> str:
+    if name not in ("rg", "ag"):
+        return "all"
+    for w in args:
+        v = w.value
+        if v in ("--hidden", "--no-ignore-dot", "--unrestricted", "-.") or (
+            v.startswith("-") and not v.startswith("--") and ("u" in v or "." in v)
+        ):
+            return "all"
+    return "visible"
+
+
+def _recursive(name: str, args: list[Word]) -> list[Word]:
+    if name in ("grep", "egrep", "fgrep", "zgrep"):
+        o = getopt(args, _GREP_SHORT, _GREP_LONG)
+        rec = any(
+            k in ("r", "R", "recursive", "dereference-recursive")
+            or (k in ("d", "directories") and v is not None and v.value == "recurse")
+            for k, v in o.opts
+        )
+        if not rec:
+            return []
+        given = any(k in ("e", "f", "regexp", "file") for k, _ in o.opts)
+        paths = o.operands if given else o.operands[1:]
+        return paths or [lit(".")]
+    if name in ("rg", "ag", "ack", "ack-grep"):
+        o = getopt(args, _RG_SHORT, _RG_LONG)
+        if any(k in ("files", "type-list", "version", "help", "h", "V") for k, _ in o.opts):
+            return [lit(".")] if any(k == "files" for k, _ in o.opts) else []
+        given = any(k in ("e", "f", "regexp", "file") for k, _ in o.opts)
+        paths = o.operands if given else o.operands[1:]
+        return paths or [lit(".")]
+    if name == "git":
+        # `git diff A B` with a path outside the repository is `--no-index`:
+        # it reads both trees, whatever git tracks.
+        g = getopt(
+            args, "Cc", frozenset({"git-dir", "work-tree", "namespace"}), stop_at_operand=True
+        )
+        rest = args[g.rest_index :]
+        if rest and rest[0].value == "diff":
+            return [w for w in rest[1:] if w.value[:1] in ("/", "~", ".") and w.value != "."]
+        return []
+    if name == "diff":
+        o = getopt(
+            args,
+            "CFILSUWxX",
+            frozenset(
+                {
+                    "label",
+                    "exclude",
+                    "exclude-from",
+                    "from-file",
+                    "to-file",
+                    "starting-file",
+                    "unified",
+                    "context",
+                }
+            ),
+        )
+        if any(k in ("r", "recursive") for k, _ in o.opts):
+            return o.operands
+    return []

@@ -18,19 +18,31 @@ import os
 import time
 from xguard._record import dataclass
 
-from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, unwrap
+from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folders, unwrap
+from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
 MAX_DEPTH = 16  # nested shell code (bash -c "bash -c …")
 MAX_PARSES = 256  # tree-sitter parses of nested strings per command
 MAX_NODES = 200_000
-TIME_BUDGET = 0.25  # seconds; a hostile command costs milliseconds, then fails closed
+# Seconds of this thread's CPU time: a hostile command costs milliseconds, then
+# fails closed. CPU, not wall clock, so a loaded machine cannot turn an allowed
+# command into require_approval; WALL_CAP bounds the wall clock all the same.
+TIME_BUDGET = 0.25
+WALL_CAP = 10.0
 
 # Directories whose programs are the system's own: `/usr/bin/ls` may match an
 # allow rule for `ls`, but `./ls` or `/tmp/x/ls` may not (they are other programs).
 SYSTEM_BIN_DIRS = frozenset(
     {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
+)
+
+# Commands whose shell code runs under /bin/sh or another non-bash shell
+# (watch and flock use `sh -c`; ssh and su use a shell we cannot see).
+POSIX_SHELL_RUNNERS = frozenset(
+    {"sh", "dash", "ash", "posh", "ksh", "mksh", "yash", "busybox-sh", "zsh", "fish"}
+    | {"watch", "flock", "ssh", "su", "runuser", "script", "parallel"}
 )
 
 DB_CLIENTS = frozenset(
@@ -62,6 +74,11 @@ _UNIT_FIELDS = (
     "meta",
     "names",
     "bases",
+    "recursive",
+    "names_only",
+    "client",
+    "client_env",
+    "client_via",
 )
 
 
@@ -77,8 +94,15 @@ class Unit:
     For path units: access (read | write), path (as written, for matching:
       expansions replaced by '*'), glob (may need pathname expansion),
       dynamic, must_exist (counts only if it names an existing file),
-      bases (folders a `cd` earlier in the text may have moved to).
-    For sql units: meta (a client command such as psql's backslash commands).
+      bases (folders a `cd` earlier in the text may have moved to),
+      recursive (a folder whose whole tree the command reads, `grep -r`:
+      "all"; "visible" when hidden files are skipped, as rg and git do),
+      names_only (the command shows a folder's names, not its files: `ls`).
+    For sql units: meta (a client command such as psql's backslash commands);
+      client (the client's argv words), client_env (NAME=VALUE assignments
+      before it; "" for one known only at run time), client_via (the wrappers
+      it runs inside): the impact preview (xguard/gate/impact.py) connects as
+      the command would.
     For assign units: names.
 
     A plain class with class-level defaults (not a record type): the batch
@@ -99,6 +123,11 @@ class Unit:
     meta = False
     names: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()
+    recursive = ""
+    names_only = False
+    client: tuple[str, ...] = ()
+    client_env: tuple[str, ...] = ()
+    client_via: tuple[str, ...] = ()
 
     def __init__(self, kind: str, text: str, **kw: object) -> None:
         self.kind = kind
@@ -252,6 +281,8 @@ class _Job:
     depth: int = 0
     dynamic: bool = False  # argv gets run-time arguments (xargs, find {})
     stdin_text: bytes | None = None
+    listed: bool = False  # those arguments are the repository's file names
+    via: tuple[str, ...] = ()  # the wrappers (sudo, env, ssh …) this argv runs inside
 
 
 class _Walker:
@@ -259,7 +290,8 @@ class _Walker:
         self.fast = fast
         self.units: list[Unit] = []
         self.queue: list[_Job] = []
-        self.deadline = time.monotonic() + budget
+        self.deadline = time.thread_time() + budget
+        self.wall_deadline = time.monotonic() + max(WALL_CAP, budget)
         self.parses = 0
         self.nodes = 0
         # `cd DIR && cat f` reads DIR/f: relative paths are also resolved
@@ -269,6 +301,14 @@ class _Walker:
         # Set by word() when an expansion evaluates text as code; the unit
         # being built takes a floor (see _evaluates).
         self.evaluating = False
+        # Commands whose stdin is a list of the repository's files (the
+        # command before them in a pipeline is `git ls-files`).
+        self.listing_fed: set[int] = set()
+        self.fed_by_listing = False
+
+    def check_budget(self) -> None:
+        if time.thread_time() > self.deadline or time.monotonic() > self.wall_deadline:
+            raise _Budget("parse exceeded its time budget")
 
     # -- queue --------------------------------------------------------------
     def run(self) -> None:
@@ -276,13 +316,20 @@ class _Walker:
         while i < len(self.queue):
             job = self.queue[i]
             i += 1
-            if time.monotonic() > self.deadline:
-                raise _Budget("parse exceeded its time budget")
+            self.check_budget()
             if job.depth > MAX_DEPTH:
                 self.units.append(_input_unit("shell code nested too deep to check"))
                 continue
             if job.words is not None:
-                self.simple_command(job.words, [], job.depth, job.dynamic, job.stdin_text)
+                self.simple_command(
+                    job.words,
+                    [],
+                    job.depth,
+                    job.dynamic,
+                    job.stdin_text,
+                    listed=job.listed,
+                    via=job.via,
+                )
             elif job.text is not None:
                 self.parse_text(job.text, job.depth)
 
@@ -296,6 +343,11 @@ class _Walker:
     def parse_text(self, src: bytes, depth: int) -> None:
         text = src.decode("utf-8", "surrogateescape")
         fl = fast_list(text) if self.fast else None
+        if fl is not None and any(
+            fw[0] == "xargs" and _words_list_files(prev)
+            for prev, fw in zip(fl, fl[1:], strict=False)
+        ):
+            fl = None  # `git ls-files | xargs …`: the pipeline's shape matters
         if fl is not None:
             for fw in fl:
                 self.simple_command([lit(w) for w in fw], [], depth, False, None)
@@ -318,7 +370,40 @@ class _Walker:
                     self.queue.append(
                         _Job(text=piece.encode("utf-8", "surrogateescape"), depth=depth + 1)
                     )
+        if b"<<" in src:
+            self.check_heredocs(root, src, depth)
+        why = _evaluation(root, src)
+        if why:
+            self.units.append(_input_unit(why))
         self.walk(root, src, depth)
+
+    def check_heredocs(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
+        """Hold tree-sitter's here-document boundaries against bash's (heredoc.scan).
+
+        Where they differ, tree-sitter filed commands under a body (or a body
+        under commands): the unit is floored, and the text with bash's bodies
+        taken out is read again so the commands that really run are units.
+        """
+        from xguard.shell.heredoc import scan, without_bodies
+
+        docs = scan(src)
+        # Terminator lines are compared (tree-sitter starts a `<<-` body after its tabs).
+        ours = sorted(d.end for d in docs)
+        theirs: list[int | None] = []
+        todo = [root]
+        while todo:
+            n = todo.pop()
+            if n.type == "heredoc_redirect":
+                ends = [c.end_byte for c in n.children if c.type == "heredoc_end"]
+                theirs.append(ends[0] if ends else None)
+            todo.extend(n.children)
+        same = None not in theirs and sorted(e for e in theirs if e is not None) == ours
+        if same and all(d.terminated for d in docs):
+            return
+        self.units.append(
+            _input_unit("here-document ends where bash ends it, not where the parser did")
+        )
+        self.queue.append(_Job(text=without_bodies(src, docs), depth=depth + 1))
 
     def walk(self, root, src: bytes, depth: int) -> None:  # type: ignore[no-untyped-def]
         stack = [root]
@@ -327,8 +412,8 @@ class _Walker:
             self.nodes += 1
             if self.nodes > MAX_NODES:
                 raise _Budget("command too large to check")
-            if self.nodes % 512 == 0 and time.monotonic() > self.deadline:
-                raise _Budget("parse exceeded its time budget")
+            if self.nodes % 512 == 0:
+                self.check_budget()
             t = node.type
             if not node.is_named or t == "comment":
                 continue
@@ -339,10 +424,18 @@ class _Walker:
             stack.extend(reversed(found))
 
     def dispatch(self, node, t: str, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
-        if t in _STRUCTURAL:
+        if t == "pipeline":
+            kids = node.named_children
+            for a, b in zip(kids, kids[1:], strict=False):
+                if a.type == "command" and b.type == "command" and _lists_files(a, src):
+                    self.listing_fed.add(b.id)
+            stack.extend(kids)
+        elif t in _STRUCTURAL:
             stack.extend(node.named_children)
         elif t == "command":
+            self.fed_by_listing = node.id in self.listing_fed
             self.command_node(node, src, depth, None, stack)
+            self.fed_by_listing = False
         elif t == "redirected_statement":
             self.redirected(node, src, depth, stack)
         elif t in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
@@ -449,6 +542,15 @@ class _Walker:
 
     def word(self, node, src: bytes, stack: list) -> Word:  # type: ignore[no-untyped-def,type-arg]
         """Quote-removed value of a word node; its substitutions go on the stack."""
+        if node.type == "process_substitution":
+            # A word that is one <(cmd) or >(cmd): bash passes /dev/fd/N, a
+            # pipe to cmd (a unit of its own), never a file on disk.
+            stack.append(node)
+            return Word(_txt(node, src), approx="/dev/fd/63")
+        if node.type == "command_substitution" and _lists_files(node, src):
+            stack.append(node)
+            text = _txt(node, src)
+            return Word(text, dynamic=True, approx="*", listing=True)
         start = node.start_byte
         spans = []
         todo = [node] if node.type in _EXPANSION_NODES else list(reversed(node.children))
@@ -464,9 +566,14 @@ class _Walker:
         return dequote(src[start : node.end_byte], tuple(spans))
 
     # -- commands -------------------------------------------------------------
-    def command_node(
-        self, node, src: bytes, depth: int, stdin_text: bytes | None, stack: list
-    ) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def command_node(  # type: ignore[no-untyped-def]
+        self,
+        node,
+        src: bytes,
+        depth: int,
+        stdin_text: bytes | None,
+        stack: list,  # type: ignore[type-arg]
+    ) -> None:
         self.evaluating = False
         assigns = []
         pieces: list = []  # type: ignore[type-arg]
@@ -497,18 +604,13 @@ class _Walker:
             else:
                 groups.append([c])
         words = [self.word_group(g, src, stack) for g in groups]
-        evaluating = self.evaluating
         if assigns:
             self.assign_unit(assigns, src, stack, standalone=not words)
         if words:
-            self.simple_command(words, [], depth, False, stdin_text)
-        if evaluating:
-            self.units.append(
-                _input_unit(
-                    "arithmetic, array subscript, ${x@P} or ${x:=v} expansion: bash "
-                    "evaluates a variable's value as code or assigns it"
-                )
-            )
+            # The assignments' text travels with SQL units: the impact preview
+            # connects with the environment the client gets (PGHOST=… psql).
+            env = [_assign_text(a, src) for a in assigns]
+            self.simple_command(words, env, depth, False, stdin_text)
 
     def word_group(self, nodes: list, src: bytes, stack: list) -> Word:  # type: ignore[type-arg]
         """One shell word made of adjacent tree-sitter nodes."""
@@ -650,9 +752,11 @@ class _Walker:
                 dest = c
         if dest is None:
             return None
-        if dest.type in _SUBST_NODES:  # > >(cmd), < <(cmd)
+        if dest.type == "process_substitution":  # > >(cmd), < <(cmd): a pipe
             stack.append(dest)
             return None
+        # `> $(cmd)` and `` > `cmd` `` write to a file named by cmd's output:
+        # a write unit like any other, its name known only at run time.
         w = self.word(dest, src, stack)
         if op in (">&", "<&", ">&-", "<&-") and (w.value.isdigit() or w.value == "-") and w.literal:
             return None  # duplicates or closes a file descriptor
@@ -700,11 +804,16 @@ class _Walker:
     def simple_command(
         self,
         words: list[Word],
-        _assigns: list,
+        assigns: list[str],
         depth: int,
         inherited_dynamic: bool,
         stdin_text: bytes | None,
-    ) -> None:  # type: ignore[type-arg]
+        *,
+        listed: bool = False,
+        via: tuple[str, ...] = (),
+    ) -> None:
+        """One simple command. `listed`: its run-time arguments are file names
+        the repository lists (`xargs` fed by `git ls-files`)."""
         name = words[0]
         args = words[1:]
         text = " ".join(w.value for w in words)
@@ -716,14 +825,20 @@ class _Walker:
             u.require("backslash-newline inside a word")
         if any(w.missed for w in words):
             u.require("expansion the parser did not report")
-        u.dynamic = inherited_dynamic or any(w.dynamic or w.brace or w.missed for w in args)
         nm = name.value
+        base = nm.rsplit("/", 1)[-1] if "/" in nm else nm
+        # A list of the repository's files is safe as the arguments of a
+        # reader no option word can turn into a writer or a runner.
+        safe_list = base in LISTING_READERS and name.literal
+        listed = (listed or any(w.listing for w in args)) and safe_list
+        u.dynamic = (inherited_dynamic and not listed) or any(
+            w.dynamic or w.brace or w.missed for w in args if not (w.listing and safe_list)
+        )
         if not nm.isascii():
             u.require("non-ASCII character in the command name")
         if any(c.isspace() for c in nm):
             # Unit text joins words with blanks: `'git status' x` would read as `git status x`.
             u.require("blank inside the command name")
-        base = nm.rsplit("/", 1)[-1] if "/" in nm else nm
         if "/" in nm and base:
             u.alt_text = " ".join([base, *u.words[1:]])
             folder = os.path.normpath(nm.rsplit("/", 1)[0] or "/")
@@ -732,6 +847,8 @@ class _Walker:
             u.require(f"shell keyword '{nm}' where a command should be")
         if base in CODE_BUILTINS:
             u.require(CODE_BUILTINS[base])
+        if base == "read":
+            self.read_builtin(args, u)
         if base == "printf" and any(w.value.startswith("-v") for w in args):
             u.require("printf -v sets a variable")
         if base in ("cd", "pushd"):
@@ -772,12 +889,44 @@ class _Walker:
                         "read",
                         must_exist=True,
                     )
+                elif not v.startswith("--") and len(v) > 2 and not (w.dynamic or w.missed):
+                    self.glued_paths(w)
                 continue
-            self.path_unit(w, "read", must_exist=True)
+            if base == "git" and ":" in v[1:] and not v.startswith(":"):
+                # REV:PATH (`git show HEAD:.env`) reads PATH from the repository.
+                self.path_unit(
+                    lit(v.split(":", 1)[1] or "."), "read", must_exist=False, redirect=True
+                )
+            if base == "git" and (_GLOB_CHARS.intersection(v) or v.startswith(":")):
+                # git expands pathspecs itself, quoted or not (`'.e*'`, `':(top).env'`).
+                spec = _strip_pathspec_magic(v)
+                self.path_unit(
+                    Word(spec, glob=True, approx=spec), "read", must_exist=False, redirect=True
+                )
+                continue
+            self.path_unit(w, "read", must_exist=True, names_only=base in NAMES_ONLY)
+        for d, mode in recursive_folders(base, args):
+            self.path_unit(d, "read", must_exist=False, redirect=True, recursive=mode)
+        if listed and not u.dynamic:
+            # Its arguments are the repository's files (`$(git ls-files)`,
+            # `git ls-files -z | xargs -0 …`): it reads the project's tree.
+            self.path_unit(lit("."), "read", must_exist=False, redirect=True, recursive="visible")
+
+        # Programs inside arguments: what an awk program or a sed script opens or runs.
+        if base in ("awk", "gawk", "mawk", "nawk", "sed"):
+            from xguard.shell.programs import check_awk, check_sed
+
+            chk = check_sed(args) if base == "sed" else check_awk(args)
+            for why in chk.issues:
+                u.require(why)
+            for p in chk.writes:
+                self.path_unit(lit(p), "write", must_exist=False, redirect=True)
+            for p in chk.reads:
+                self.path_unit(lit(p), "read", must_exist=False, redirect=True)
 
         # SQL given to a database client.
         if base in DB_CLIENTS:
-            self.sql(base, words, u, stdin_text)
+            self.sql(base, words, u, stdin_text, assigns=assigns, via=via)
 
         if inner is None:
             return
@@ -792,14 +941,49 @@ class _Walker:
                     depth=depth + 1,
                     dynamic=inherited_dynamic or inner.dynamic,
                     stdin_text=stdin_text,
+                    listed=base == "xargs" and self.fed_by_listing,
+                    via=(*via, base),
                 )
             )
         for s in inner.shell:
+            if base in POSIX_SHELL_RUNNERS and s.literal:
+                # /bin/sh is dash on Debian and Ubuntu: where the string leaves
+                # the POSIX subset, bash's reading (ours) is not what runs.
+                differs = bash_only(s.value)
+                if differs:
+                    u.require(f"{base} runs this with a POSIX shell, not bash: {differs}")
             self.push_shell(s, depth, base, u)
         if base in SHELLS and stdin_text is not None and not inner.shell:
             self.queue.append(_Job(text=stdin_text, depth=depth + 1))
 
-    def sql(self, base: str, words: list[Word], u: Unit, stdin_text: bytes | None) -> None:
+    def read_builtin(self, args: list[Word], u: Unit) -> None:
+        """`read [-ers] [-a NAME] [-d D] [-n N] [-p P] [-t T] [-u FD] [NAME…]`:
+        the names it sets are an assign unit; `read 'a[$(cmd)]'` evaluates
+        the subscript, so a name that is not a plain identifier is floored."""
+        from xguard.shell.cmdspec import getopt
+
+        o = getopt(args, "adinNptu")
+        names = [v.value for k, v in o.opts if k == "a" and v is not None]
+        names += [w.value for w in o.operands] or ([] if names else ["REPLY"])
+        bad = [
+            n
+            for n in names
+            if not n or not (n[0].isalpha() or n[0] == "_") or not n.replace("_", "a").isalnum()
+        ]
+        if bad or not all(w.literal for w in args):
+            u.require("read sets a variable whose name is not a plain identifier")
+        self.units.append(Unit("assign", " ".join(names), names=tuple(names)))
+
+    def sql(
+        self,
+        base: str,
+        words: list[Word],
+        u: Unit,
+        stdin_text: bytes | None,
+        *,
+        assigns: list[str],
+        via: tuple[str, ...],
+    ) -> None:
         if not all(w.literal or w.glob for w in words):
             u.require("SQL known only at run time")
             return
@@ -809,21 +993,63 @@ class _Walker:
         res = client_sql([base, *(w.value for w in words[1:])], stdin=stdin)
         if res is None:
             return
+        client = tuple(w.value for w in words)
+        env = tuple(assigns)
+        bases = tuple(self.cd_bases) + (("\x00",) if self.cd_dynamic else ())
         for why in res.issues:
             u.require(why)
         for s in res.units:
             # Client commands (psql's \dt, \d users …) are decided by the rules
             # like any SQL unit; the dangerous ones (\!, \o, \copy, \i …)
             # already raised an issue on the client's own unit above.
-            self.units.append(Unit("sql", s.text, meta=s.meta))
+            self.units.append(
+                Unit(
+                    "sql",
+                    s.text,
+                    meta=s.meta,
+                    client=client,
+                    client_env=env,
+                    client_via=via,
+                    bases=bases,
+                )
+            )
         for p in res.write_paths:
             self.path_unit(lit(p), "write", must_exist=False)
         for p in res.read_paths:
             self.path_unit(lit(p), "read", must_exist=False)
 
-    def path_unit(self, w: Word, access: str, *, must_exist: bool, redirect: bool = False) -> None:
+    def glued_paths(self, w: Word) -> None:
+        """`-fFILE`, `-f~/.ssh/key`, `-rf/etc`: a value glued to a short option.
+
+        Which letter takes a value is the tool's business; every tail that
+        starts like a path is a read unit, and the tail after the first
+        letter counts when it names an existing file."""
+        v = w.value
+        for j in range(2, len(v)):
+            tail = v[j:]
+            if tail[0] in "/.~" or (j == 2 and "/" in tail):
+                self.path_unit(
+                    Word(tail, glob=w.glob, tilde=tail[0] == "~", approx=tail),
+                    "read",
+                    must_exist=True,
+                )
+        if "/" not in v:
+            self.path_unit(Word(v[2:], glob=w.glob, approx=v[2:]), "read", must_exist=True)
+
+    def path_unit(
+        self,
+        w: Word,
+        access: str,
+        *,
+        must_exist: bool,
+        redirect: bool = False,
+        recursive: str = "",
+        names_only: bool = False,
+    ) -> None:
         """Record a word that may name a file (SPEC §3 `path`)."""
-        v = w.approx if w.dynamic or w.missed else w.value
+        # approx differs from value for run-time words and for <(…), which
+        # bash passes as /dev/fd/N.
+        v = w.approx if w.dynamic or w.missed or (w.approx and w.approx != w.value) else w.value
         if not v:
             return
         names_path = "/" in v or v.startswith((".", "~", "$HOME"))
@@ -843,6 +1069,8 @@ class _Walker:
             dynamic=w.dynamic or w.missed,
             tilde=w.tilde or v.startswith("$HOME"),
             must_exist=exists_check,
+            recursive=recursive,
+            names_only=names_only,
         )
         if not v.startswith(("/", "~", "$HOME")):
             u.bases = tuple(self.cd_bases)
@@ -855,6 +1083,66 @@ class _Walker:
         if w.brace:
             u.require("brace expansion in a file name")
         self.units.append(u)
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+# Commands that show a folder's entries and their metadata, never what the
+# files hold: `ls -la ~/.ssh` lists names; `cat ~/.ssh/id_rsa` is a read.
+NAMES_ONLY = frozenset("ls dir vdir tree du stat find fd fdfind exa eza".split())
+
+# Readers whose options cannot write a file or run a program, so a run-time
+# list of the repository's files (a name may start with '-') is safe as
+# their arguments.
+LISTING_READERS = frozenset(
+    "grep egrep fgrep cat head wc ls stat md5sum sha1sum sha256sum sha512sum b2sum cksum "
+    "du basename dirname realpath".split()
+)
+# `git ls-files` and `git diff --name-only` print file names only with these
+# options (`-o` would add untracked files, `--format` any text).
+_LISTER_OPTS = frozenset(
+    "-z -c --cached -m --modified -d --deleted --full-name --exclude-standard --name-only "
+    "--staged -r --relative".split()
+)
+
+
+def _lists_files(node, src: bytes) -> bool:  # type: ignore[no-untyped-def]
+    """Is `node` (a command, or `$(command)`) `git ls-files` or `git diff
+    --name-only` with plain options: its output is the repository's file names?"""
+    if node.type == "command_substitution":
+        inner = [c for c in node.named_children if c.is_named]
+        if len(inner) != 1 or inner[0].type != "command":
+            return False
+        node = inner[0]
+    return _words_list_files(
+        src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape").split()
+    )
+
+
+def _words_list_files(words: list[str]) -> bool:
+    if len(words) < 2 or words[0] != "git" or any(not _PLAIN_WORD.issuperset(w) for w in words):
+        return False
+    rest = words[2:]
+    if words[1] == "ls-files":
+        pass
+    elif words[1] == "diff" and "--name-only" in rest:
+        pass
+    else:
+        return False
+    return all(w in _LISTER_OPTS or not w.startswith("-") for w in rest)
+
+
+_PLAIN_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@~^")
+
+
+def _strip_pathspec_magic(v: str) -> str:
+    """`:(top,glob).env` -> `.env`, `:/x` -> `x`, `:!x` -> `x` (git pathspec magic)."""
+    if v.startswith(":("):
+        end = v.find(")")
+        return v[end + 1 :] if end > 0 else v
+    if v.startswith(":"):
+        return v[1:].lstrip("/!^") or "."
+    return v
 
 
 def _split_statements(text: str) -> list[str]:
@@ -888,22 +1176,148 @@ def _split_statements(text: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
+# Arithmetic made only of these is evaluated without reading any variable:
+# `$((1+2))` is harmless; `$((x))` evaluates x's *value* as arithmetic, and
+# x='a[$(cmd)]' runs cmd.
+_ARITH_LITERAL = frozenset(b"0123456789 \t+-*/%()<>=!&|^~?:,")
+_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789")
+
+
+def _arith_inner(text: bytes) -> bytes:
+    """The expression of `$((…))`, `$[…]` or `((…))`."""
+    if text.startswith(b"$(("):
+        return text[3:-2]
+    if text.startswith(b"$["):
+        return text[2:-1]
+    if text.startswith(b"(("):
+        return text[2:-2]
+    return text
+
+
 def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
     """Expansions that evaluate a variable's *value* as code — arithmetic
-    (`$((x))`, where x='a[$(cmd)]' runs cmd), array subscripts (arithmetic
-    too), prompt expansion `${x@P}` — or that assign (`${X:=v}`, `${X=v}`:
-    GLOBIGNORE or EXECIGNORE set that way change later commands)."""
+    (`$((x))`), array subscripts (arithmetic too), substring offsets and
+    lengths (`${x:o:l}`, `${@:o}`: arithmetic), indirection (`${!x}`: x's
+    value names what is expanded, `a[$(cmd)]` included), prompt expansion
+    `${x@P}` — or that assign (`${X:=v}`, `${X=v}`: GLOBIGNORE or EXECIGNORE
+    set that way change later commands). A value is dangerous however it
+    was set (a `for` list, `read`, a literal assignment)."""
+    text = src[n.start_byte : n.end_byte]
     if n.type == "arithmetic_expansion":
-        return True
+        return not _ARITH_LITERAL.issuperset(_arith_inner(text))
     if n.type == "expansion":
-        text = src[n.start_byte : n.end_byte]
-        if b"[" in text or b"@P" in text:
+        if text.startswith(b"${!") or b"@P" in text:
             return True
-        name_end = 2
-        while name_end < len(text) and (chr(text[name_end]).isalnum() or text[name_end] == 0x5F):
-            name_end += 1
-        return text[name_end : name_end + 1] == b"=" or text[name_end : name_end + 2] == b":="
+        if b"[" in text:
+            return not _literal_subscripts(text)
+        i = 2
+        if text[i : i + 1] == b"#" and len(text) > 4:
+            i += 1  # ${#x}: a length
+        if i < len(text) and text[i] in _NAME_BYTES:
+            while i < len(text) and text[i] in _NAME_BYTES:
+                i += 1
+        elif i < len(text) and text[i] in b"@*#?$!-":
+            i += 1
+        op = text[i : i + 2]
+        if op[:1] == b"=" or op == b":=":
+            return True
+        # `${x:-d}`, `${x:=d}`, `${x:?m}`, `${x:+a}` are not substrings; any
+        # other `:` starts an arithmetic offset.
+        return op[:1] == b":" and op[1:2] not in (b"-", b"=", b"?", b"+")
     return False
+
+
+def _assign_text(node, src: bytes) -> str:  # type: ignore[no-untyped-def]
+    """NAME=VALUE after quote removal; "" when the value is known only at run time."""
+    w = dequote(src[node.start_byte : node.end_byte])
+    v = w.value
+    return "" if w.dynamic or w.missed or "$" in v or "`" in v else v
+
+
+def _literal_subscripts(text: bytes) -> bool:
+    """Every `[…]` in the expansion is a number, `@` or `*`."""
+    i = text.find(b"[")
+    while i >= 0:
+        j = text.find(b"]", i)
+        if j < 0:
+            return False
+        inner = text[i + 1 : j].strip()
+        if not (inner in (b"@", b"*") or inner.isdigit()):
+            return False
+        i = text.find(b"[", j)
+    return True
+
+
+def _evaluation(root, src: bytes) -> str | None:  # type: ignore[no-untyped-def]
+    """Why some part of the tree evaluates a run-time value as code, or None.
+
+    One pass over the whole tree, so every context counts: arguments,
+    assignment values, for lists, case words, redirect targets, here-document
+    bodies, `((…))`, `for ((…))` and array subscripts."""
+    todo = [root]
+    while todo:
+        n = todo.pop()
+        t = n.type
+        if t in ("arithmetic_expansion", "expansion"):
+            if _evaluates(n, src):
+                return (
+                    "arithmetic, indirection (${!x}), substring offset (${x:o}), array "
+                    "subscript, ${x@P} or ${x:=v}: bash evaluates a variable's value as "
+                    "code or assigns it"
+                )
+            if t == "arithmetic_expansion":
+                continue
+        elif t == "subscript":
+            idx = n.child_by_field_name("index")
+            inner = src[idx.start_byte : idx.end_byte].strip() if idx is not None else b"?"
+            if not (inner in (b"@", b"*") or inner.isdigit()):
+                return "array subscript: bash evaluates it as arithmetic on variables' values"
+        elif t == "c_style_for_statement" and not _loop_arith_literal(
+            src[n.start_byte : n.end_byte]
+        ):
+            return "for ((…)) arithmetic reads variables' values as code"
+        elif (
+            t == "compound_statement"
+            and n.children
+            and n.children[0].type == "(("
+            and not _ARITH_LITERAL.issuperset(_arith_inner(src[n.start_byte : n.end_byte]))
+        ):
+            return "((…)) arithmetic reads variables' values as code"
+        todo.extend(n.children)
+    return None
+
+
+def _loop_arith_literal(text: bytes) -> bool:
+    """`for ((i=0; i<10; i++))`: every name it reads is set from a number in
+    its own first clause, so no outside value is evaluated."""
+    head_end = text.find(b"))")
+    if not text.startswith(b"for") or head_end < 0:
+        return False
+    head = text[text.find(b"((") + 2 : head_end]
+    if any(c in head for c in b"$`[\"'"):
+        return False
+    init = head.split(b";", 1)[0]
+    assigned = set()
+    for part in init.split(b","):
+        name, eq, val = part.partition(b"=")
+        if not eq or not val.strip().isdigit():
+            return False
+        assigned.add(name.strip())
+    names = set()
+    i = 0
+    while i < len(head):
+        if head[i] in _NAME_BYTES and not head[i : i + 1].isdigit():
+            j = i
+            while j < len(head) and head[j] in _NAME_BYTES:
+                j += 1
+            names.add(head[i:j])
+            i = j
+        elif head[i : i + 1].isdigit():
+            while i < len(head) and head[i] in _NAME_BYTES:
+                i += 1
+        else:
+            i += 1
+    return names <= assigned
 
 
 def _txt(node, src: bytes) -> str:  # type: ignore[no-untyped-def]

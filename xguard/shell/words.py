@@ -48,12 +48,23 @@ class Word:
     approx  -- value with each expansion replaced by '*' (for path matching only)
     missed  -- an expansion the tree-sitter parse did not report (fail closed)
     joined  -- a backslash-newline was removed inside the word (SPEC §3: suspicious)
+    listing -- the word is `$(git ls-files)`: the repository's file names
 
     A plain slotted class (not a record type): words are made by the
     hundred thousand in batch checks. Treat it as immutable.
     """
 
-    __slots__ = ("approx", "brace", "dynamic", "glob", "joined", "missed", "tilde", "value")
+    __slots__ = (
+        "approx",
+        "brace",
+        "dynamic",
+        "glob",
+        "joined",
+        "listing",
+        "missed",
+        "tilde",
+        "value",
+    )
 
     def __init__(
         self,
@@ -65,6 +76,7 @@ class Word:
         approx: str = "",
         missed: bool = False,
         joined: bool = False,
+        listing: bool = False,
     ) -> None:
         self.value = value
         self.dynamic = dynamic
@@ -74,6 +86,7 @@ class Word:
         self.approx = approx
         self.missed = missed
         self.joined = joined
+        self.listing = listing
 
     def __repr__(self) -> str:
         return f"Word({self.value!r}, dynamic={self.dynamic}, glob={self.glob}, brace={self.brace})"

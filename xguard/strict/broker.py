@@ -47,32 +47,18 @@ from typing import Any
 from xguard.strict import setup as strict
 from xguard.errors import ConfigError, ExitCode, XguardError
 from xguard.paths import get_paths
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
-from xguard.gate.request import request_key
+from xguard.approval.queue import POLL, Spool
+from xguard.approval.wait import Channel, obtain_approval, readable
 from xguard.gate.execenv import ExecResult
 from xguard.gate.pipeline import Asked, run_request
 from xguard.gate.request import Gate, Request
-from xguard.util import new_id, printable
+from xguard.util import new_id
 
 PROTOCOL = 1
 MAX_LINE = 4 << 20
 READ_TIMEOUT = 15.0  # a client states its request within this
 STOP_GRACE = 3.0  # on shutdown, running commands get this long to report their exit
 MAX_CONNECTIONS = 512  # beyond this, new connections are closed at once (a flood from an agent)
-EXIT_FIELDS = ("id", "session", "profile", "user", "host", "pid", "cwd", "command", "source")
-
-
-def readable(objs: list[Any], timeout: float | None) -> list[Any]:
-    """Which of `objs` (descriptors or objects with fileno()) are readable; poll(2),
-    not select(2), so that a busy broker's descriptors above 1023 work."""
-    p = select.poll()
-    by_fd = {}
-    for o in objs:
-        fd = o if isinstance(o, int) else o.fileno()
-        by_fd[fd] = o
-        p.register(fd, select.POLLIN)
-    events = p.poll(None if timeout is None else max(timeout, 0) * 1000)
-    return [by_fd[fd] for fd, _ in events]
 
 
 class _Gone(Exception):
@@ -203,6 +189,10 @@ class _AgentView:
     """The broker's Gate as the agent's request sees it: the agent's cwd, home,
     user and pid, for code written against the Gate (the pipeline, limits, sessions)."""
 
+    # The broker runs as another user with another environment: an impact
+    # preview from here would not connect as the agent's command does (issue 13).
+    impact_preview = False
+
     def __init__(self, broker: Broker, gate: Gate, peer: Peer, req: dict[str, Any]) -> None:
         self.broker, self.gate, self.peer, self.req = broker, gate, peer, req
         self.paths = gate.paths
@@ -273,6 +263,61 @@ class _ClientRuns:
         else:
             fields["note"] = "the agent side went away without reporting how the command ended"
         return ExecResult(code, duration, fields)
+
+
+class _AgentChannel(Channel):
+    """The waiting agent as the broker sees it: a client on a socket. It is
+    told it waits; closing the connection (the agent side got a signal or
+    died) cancels the request; a stopping broker ends the wait."""
+
+    handles_signals = False  # the broker waits in a thread
+
+    def __init__(self, broker: Broker, lc: LineConn, peer: Peer) -> None:
+        self.broker, self.lc, self.peer = broker, lc, peer
+
+    def ppid(self) -> int:
+        return _proc_ppid(self.peer.pid) or 0
+
+    def announce(self, rid: str, wait: float) -> None:
+        self.lc.send(
+            {
+                "status": "waiting",
+                "id": rid,
+                "wait": wait,
+                "message": f"xguard: waiting for approval {rid} (xguard approve {rid})",
+            }
+        )
+
+    def prompt(self, gate: Any, ticket: Any) -> None:
+        return None
+
+    def fds(self) -> list[Any]:
+        return [self.lc.sock, self.broker.stop_r]
+
+    def interrupted(self, rid: str) -> Asked | None:
+        if not self.broker.stopping.is_set():
+            return None
+        return Asked(
+            False,
+            int(ExitCode.TEMPFAIL),
+            message=f"xguard: pending approval {rid}: the broker is stopping; "
+            "the command did not run; run it again later",
+            request_id=rid,
+        )
+
+    def ready(self, ready: list[Any], waiter: Any, rid: str) -> None:
+        if self.lc.sock in ready:
+            # The agent side closes the connection when it is signalled (or
+            # killed): the request is cancelled, as SPEC §4 asks. (A reviewer
+            # who decided in the same instant wins, and nothing runs either.)
+            waiter.spool.decide(
+                rid,
+                "cancelled",
+                "xguard (agent went away)",
+                reason="the waiting agent went away (signal or closed connection)",
+                log=waiter.log,
+            )
+            raise _Gone
 
 
 class Broker:
@@ -847,12 +892,10 @@ class Broker:
         )
 
         def ask(g: Any, r: Any, decision: Any, record: dict[str, Any], log: Any) -> Asked:
-            answer, reviewer = self._approval(
-                lc, peer, gate, req=req, decision=decision, record=record, log=log
-            )
-            if answer is None:
-                return Asked(True, request_id=str(record["id"]), reviewer=reviewer)
-            return Asked(False, int(answer["code"]), message=str(answer["message"]))
+            # The same spool, rules and waiting loop as the local path
+            # (xguard/approval/wait.py), minus the terminal prompt: the agent's
+            # terminal is the agent's, never a reviewer's.
+            return obtain_approval(g, r, decision, record, log, _AgentChannel(self, lc, peer))
 
         # Sessions and blast-radius limits (issue 5) count in the broker's own
         # state, where the agent cannot reset them.
@@ -879,217 +922,6 @@ class Broker:
             "max_runtime": max_runtime,
             "kill_grace": grace,
         }
-
-    # -- approval -----------------------------------------------------------
-    def _approval(
-        self,
-        lc: LineConn,
-        peer: Peer,
-        gate: Gate,
-        *,
-        req: dict[str, Any],
-        decision: Any,
-        record: dict[str, Any],
-        log: Any,
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """The broker's side of SPEC §4; -> (answer to send, or None to run it; reviewer).
-
-        The same spool and the same rules as the local path (xguard/approval.py),
-        minus the terminal prompt: the agent's terminal is the agent's, never
-        a reviewer's."""
-        from xguard.approval.wait import settings
-
-        spool = Spool(gate.paths).ensure()
-        how = (
-            ["argv"]
-            if req["argv"] is not None
-            else ["shell", *req["shell_args"], "--", *req["positional"]]
-        )
-        key = request_key(req["text"], req["cwd"], req["session"], req["profile"], how)
-        answer = spool.use_answer(key)
-        if answer is not None:
-            from xguard.gate.sessions import grant_alive
-
-            if not grant_alive(gate.paths, answer):
-                answer = None  # issue 5: a grant dies with the session it was given in
-        if answer is not None and answer.get("state") == "approved":
-            record["approval"] = answer["id"]
-            return None, answer.get("by")
-        if answer is not None:
-            return self._denied(req["text"], answer), None
-        wait, expiry = settings(gate, req["profile"])
-        if req["wait"] is not None:
-            wait = min(req["wait"], expiry)
-        listener = Listener.open(spool.wake_dir)
-        ticket: Ticket | None = None
-        try:
-            spool.sweep(log)
-            ticket = spool.adopt(key) or self._publish(
-                spool,
-                gate,
-                peer,
-                req=req,
-                decision=decision,
-                record=record,
-                log=log,
-                key=key,
-                expiry=expiry,
-            )
-            rid = ticket.id
-            record["id"] = rid
-            lc.send(
-                {
-                    "status": "waiting",
-                    "id": rid,
-                    "wait": wait,
-                    "message": f"xguard: waiting for approval {rid} (xguard approve {rid})",
-                }
-            )
-            wait_end = time.monotonic() + wait
-            expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)
-            end = min(wait_end, expire_end)
-            while True:
-                v = spool.verdict(rid)
-                if v is not None:
-                    return self._verdict(spool, ticket, req, v)
-                if self.stopping.is_set():
-                    return _answer(
-                        ExitCode.TEMPFAIL,
-                        f"xguard: pending approval {rid}: the broker is stopping; "
-                        "the command did not run; run it again later",
-                    ), None
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                fds: list[Any] = [
-                    lc.sock,
-                    self.stop_r,
-                    *([listener] if listener is not None else []),
-                ]
-                ready = readable(fds, min(POLL, left))
-                if listener is not None and listener in ready:
-                    listener.drain()
-                if lc.sock in ready:
-                    # The agent side closes the connection when it is signalled
-                    # (or killed): the request is cancelled, as SPEC §4 asks.
-                    # (A reviewer who decided in the same instant wins, and nothing runs either.)
-                    spool.decide(
-                        rid,
-                        "cancelled",
-                        "xguard (agent went away)",
-                        reason="the waiting agent went away (signal or closed connection)",
-                        log=log,
-                    )
-                    raise _Gone
-            if expire_end <= wait_end:
-                spool.decide(rid, "expired", "xguard", log=log)
-                return self._verdict(
-                    spool, ticket, req, spool.verdict(rid) or {"state": "expired", "by": "xguard"}
-                )
-            return _answer(
-                ExitCode.TEMPFAIL,
-                f"xguard: pending approval {rid}: the command did not run; "
-                "go on with other work and run it again later",
-            ), None
-        finally:
-            if listener is not None:
-                listener.close()
-            if ticket is not None:
-                ticket.release()
-
-    @staticmethod
-    def _denied(text: str, verdict: dict[str, Any]) -> dict[str, Any]:
-        by, why, rid = verdict.get("by", "?"), verdict.get("reason"), verdict.get("id")
-        why = f"{why} (denied by {by}, request {rid})" if why else f"denied by {by}, request {rid}"
-        return _answer(ExitCode.NOPERM, f"xguard: denied: {printable(text, 200)} — {why}")
-
-    def _verdict(
-        self, spool: Spool, ticket: Ticket, req: dict[str, Any], v: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        state, by = v.get("state"), v.get("by", "?")
-        if state in ("approved", "denied"):
-            spool.consume_own_answer(ticket)
-        if state == "approved":
-            return None, by
-        if state == "denied":
-            return self._denied(req["text"], v), None
-        return _answer(
-            ExitCode.TEMPFAIL,
-            f"xguard: approval request {ticket.id} {state}: the command did not run",
-        ), None
-
-    def _publish(
-        self,
-        spool: Spool,
-        gate: Gate,
-        peer: Peer,
-        *,
-        req: dict[str, Any],
-        decision: Any,
-        record: dict[str, Any],
-        log: Any,
-        key: str,
-        expiry: float,
-    ) -> Ticket:
-        from xguard.approval import notify
-        from xguard.approval.wait import git_branch, is_production, proc_name
-        from xguard.audit.log import utc_timestamp
-
-        now = time.time()
-        ppid = _proc_ppid(peer.pid)
-        targets = gate.ruleset.notify
-        request = {
-            "v": 1,
-            "id": record["id"],
-            "key": key,
-            "created": now,
-            "expires": now + expiry,
-            "expires_ts": utc_timestamp(int((now + expiry) * 1e9)),
-            "session": req["session"],
-            "profile": req["profile"],
-            "production": is_production(gate, req["profile"]),
-            "user": peer.name,
-            "uid": peer.uid,
-            "host": self.host,
-            "pid": peer.pid,
-            "ppid": ppid,
-            "parent": proc_name(ppid) if ppid else None,
-            "cwd": req["cwd"],
-            "git_branch": git_branch(req["cwd"]),
-            "command": req["text"],
-            "argv": req["argv"],
-            "source": req["source"],
-            "units": record["units"],
-            "decision": record["decision"],
-            "reasons": list(decision.reasons),
-            "rules": record["rules"],
-            "notify": list(decision.notify),
-            "bell": any((targets.get(n) or {}).get("bell") for n in decision.notify),
-        }
-        ticket = spool.create(request, new_id)
-        record["id"] = ticket.id
-        try:
-            log.append(
-                "pending",
-                **record,
-                expires=request["expires_ts"],
-                parent=request["parent"],
-                ppid=ppid,
-                git_branch=request["git_branch"],
-                notify=request["notify"],
-                reasons=request["reasons"],
-            )
-        except BaseException:
-            # Not audited means not queued (as on the local path).
-            spool.decide(
-                ticket.id, "cancelled", "xguard", reason="the audit log could not be written"
-            )
-            ticket.release()
-            raise
-        wake_all(spool.wake_dir, {"id": ticket.id, "state": "pending"})
-        if request["notify"]:
-            notify.dispatch(targets, request["notify"], request, gate.audit)
-        return ticket
 
 
 # ---------------------------------------------------------------------------

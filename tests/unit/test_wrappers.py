@@ -1,0 +1,204 @@
+"""Runtime wrappers recognised by structure (xguard/adapters/wrappers.py).
+
+The first rows are texts captured from the real programs (Claude Code
+2.1.332 with bash, with zsh and with CLAUDE_CODE_SHELL_PREFIX; Gemini CLI
+0.61.0); the rest are the variations an upstream release could bring, and
+texts that must not pass for a wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from xguard.adapters.wrappers import recognise, startup
+
+SNAP = "/home/u/.claude/shell-snapshots/snapshot-bash-1796538948874-k6txei.sh"
+ZSNAP = "/home/u/.claude/shell-snapshots/snapshot-zsh-1796538960289-gfz60v.sh"
+UNALIAS = (
+    "{ \\builtin unalias -- 'which'; \\builtin unset -f -- 'which'; } >/dev/null 2>&1 || true && "
+    "{ \\builtin unalias -- 'unsetenv'; \\builtin unset -f -- 'unsetenv'; } >/dev/null 2>&1 || true"
+)
+CWD = "/tmp/claude-6af6-cwd"  # noqa: S108 - where Claude Code puts it
+ZSH_OPTS = (
+    "NO_EXTENDED_GLOB NO_BARE_GLOB_QUAL NO_BRACE_CCL NO_MAGIC_EQUAL_SUBST NO_RC_QUOTES NO_EQUALS"
+)
+
+# (text, the model's command, statements dropped)
+CLAUDE = [
+    # 2.1.332, CLAUDE_CODE_SHELL=…bash
+    (
+        f"source {SNAP} 2>/dev/null || true && \\builtin shopt -u extglob 2>/dev/null || true && "
+        f"{UNALIAS} && eval 'ls /' < /dev/null && pwd -P >| {CWD}",
+        "ls /",
+        4,
+    ),
+    # 2.1.332, zsh
+    (
+        f"source {ZSNAP} 2>/dev/null || true && \\builtin setopt {ZSH_OPTS} 2>/dev/null || true && "
+        f"{UNALIAS} && eval 'ls / | head -3' < /dev/null && pwd -P >| {CWD}",
+        "ls / | head -3",
+        4,
+    ),
+    # 2.1.332, CLAUDE_CODE_SHELL_PREFIX (one statement for bash and zsh)
+    (
+        f"source {ZSNAP} 2>/dev/null || true && {{ \\builtin shopt -u extglob || \\builtin setopt "
+        f"{ZSH_OPTS}; }} >/dev/null 2>&1 || true && {UNALIAS} && eval 'ls /' < /dev/null && "
+        f"pwd -P >| {CWD}",
+        "ls /",
+        4,
+    ),
+    # 2.1.332, heredoc (no redirect), no snapshot
+    (
+        f"\\builtin shopt -u extglob 2>/dev/null || true && eval 'cat <<EOF\nmulti\nEOF' && "
+        f"pwd -P >| {CWD}",
+        "cat <<EOF\nmulti\nEOF",
+        1,
+    ),
+    # the issue's 2.1 prefix form
+    (
+        "{ shopt -u extglob || setopt NO_EXTENDED_GLOB NO_BARE_GLOB_QUAL; } >/dev/null 2>&1 || true"
+        f" && eval 'git status' \\< /dev/null && pwd -P >| {CWD}",
+        "git status",
+        1,
+    ),
+    # A release that adds harmless statements of known kinds: still the command alone.
+    (
+        "builtin shopt -u extglob globstar 2>/dev/null || true && "
+        "\\builtin unsetopt GLOB_SUBST 2>/dev/null || true && "
+        "{ \\builtin unalias -- 'grep'; \\builtin unset -f -- 'grep'; } &>/dev/null || true && "
+        f"eval 'npm test' < /dev/null && pwd -P >| {CWD}",
+        "npm test",
+        3,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "command", "dropped"), CLAUDE)
+def test_claude_code_wrappers(text: str, command: str, dropped: int) -> None:
+    w = recognise(text, {})
+    assert w is not None and w.runtime == "claude-code"
+    assert (w.command, len(w.dropped), w.extra) == (command, dropped, [])
+    # what runs: the command under eval, then the cwd report; never the snapshot
+    assert w.exec_text.endswith(f" && pwd -P >| '{CWD}'")
+    assert "source" not in w.exec_text.split("eval ", 1)[0]
+    assert "snapshot" not in w.exec_text
+
+
+# A statement of an unknown kind is kept and decided with the command.
+UNKNOWN = [
+    ("export CLAUDE_X=1 2>/dev/null || true", "export CLAUDE_X=1 2>/dev/null || true"),
+    ("shopt -s extglob && set -o noglob", "set -o noglob"),  # set is not in the table
+    ("source /tmp/evil.sh", "source /tmp/evil.sh"),  # not a snapshot
+    ("unset -- PATH", "unset -- PATH"),  # a variable, not a function
+    ("rm -rf ~/x", "rm -rf ~/x"),  # not even static: the whole text is gated
+]
+
+
+@pytest.mark.parametrize(("head", "kept"), UNKNOWN)
+def test_unknown_statements_stay_gated(head: str, kept: str) -> None:
+    text = f"{head} && eval 'ls' < /dev/null && pwd -P >| {CWD}"
+    w = recognise(text, {})
+    if "~" in head:
+        assert w is None  # not static: gated whole, as any string
+        return
+    assert w is not None
+    assert w.extra == [kept]
+    assert w.command == f"{kept} && eval 'ls' < /dev/null"  # decided and shown
+    assert w.exec_text == f"{w.command} && pwd -P >| '{CWD}'"
+
+
+NOT_WRAPPERS = [
+    f"eval 'ls' && pwd -P >| {CWD}; rm -rf ~",
+    f"eval 'ls' && rm -rf ~ && pwd -P >| {CWD}",
+    "eval 'ls' && pwd -P >| /home/u/.bashrc",
+    "eval 'ls' && pwd -P >| /tmp/../etc/claude-e4c0-cwd",
+    f'eval "$CMD" && pwd -P >| {CWD}',
+    f"{{ shopt -u extglob; && eval 'ls' && pwd -P >| {CWD}",
+    f"shopt -u extglob\nrm -rf ~ && eval 'ls' && pwd -P >| {CWD}",
+]
+
+
+@pytest.mark.parametrize("text", NOT_WRAPPERS)
+def test_not_wrappers(text: str) -> None:
+    assert recognise(text, {}) is None
+
+
+GEMINI_TRAP = "\n(\n  trap 'jobs -p > \"$_bgpids_file\"' EXIT\n"
+GEMINI_TAIL = "\n)\n__code=$?\nexit $__code"
+
+
+GEMINI_PID = "/tmp/gemini-shell-gUnptY/bgpids.tmp"  # noqa: S108 - where Gemini CLI puts it
+
+
+def gemini(command: str, pid: str = GEMINI_PID, guard: str = "") -> str:
+    guard = guard or "shopt -u promptvars nullglob extglob nocaseglob dotglob; "
+    return f"{guard}_bgpids_file={pid}{GEMINI_TRAP}{command}{GEMINI_TAIL}"
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        (gemini("ls /tmp/rt | head -2"), "ls /tmp/rt | head -2"),  # captured, 0.61.0
+        (gemini("cat <<EOF\nx\nEOF"), "cat <<EOF\nx\nEOF"),
+        (gemini("ls", guard="shopt -u promptvars nullglob globstar; "), "ls"),  # a new option
+        (gemini("ls", pid="'/tmp/gemini-shell-a b/bgpids.tmp'"), None),  # not Gemini's name
+        (gemini("ls", pid="/home/u/gemini-shell-abc/bgpids.tmp"), None),  # not a temp folder
+        (gemini("ls", guard="export X=1; "), None),  # an unknown statement: gated whole
+        (gemini(""), None),
+    ],
+)
+def test_gemini_wrappers(text: str, command: str | None) -> None:
+    w = recognise(text, {})
+    if command is None:
+        assert w is None
+        return
+    assert w is not None and w.runtime == "gemini" and w.command == command
+    # The trap writes to a literal path: the command cannot redirect it by
+    # reassigning a variable.
+    assert w.exec_text == (
+        f"(\n  trap 'jobs -p > '\\''/tmp/gemini-shell-gUnptY/bgpids.tmp'\\''' EXIT\n{command}\n)"
+    )
+
+
+def test_gemini_pid_file_may_not_be_a_symlink(tmp_path: Path) -> None:
+    d = Path(tempfile.gettempdir()) / f"gemini-shell-x{os.getpid()}"
+    d.mkdir(exist_ok=True)
+    link = d / "bgpids.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(tmp_path / "elsewhere")
+    try:
+        assert recognise(gemini("ls", pid=str(link)), {}) is None
+    finally:
+        link.unlink()
+        d.rmdir()
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "kind"),
+    [
+        ("env", [], "env-probe"),
+        (
+            "SNAPSHOT_FILE=/home/u/.claude/shell-snapshots/snapshot-bash-1796538948874-k6txei.sh\n"
+            '      echo "# Snapshot file" >| "$SNAPSHOT_FILE"\n',
+            [],
+            "snapshot",
+        ),
+        (
+            'if [ -z "${BASH_ENV-}" ]; then :; fi\n__codex_snapshot_command() {\n  "$@"\n}\n',
+            [],
+            "snapshot",
+        ),
+        ('set -e; . "/home/u/.codex/shell_snapshots/0190-aa.tmp-1796"', [], "snapshot-check"),
+        ("env", ["-e"], None),
+        ("env | grep KEY", [], None),
+        ("SNAPSHOT_FILE=/tmp/x.sh\nrm -rf ~", [], None),
+        (". /home/u/.bashrc", [], None),
+    ],
+)
+def test_startup_steps(text: str, flags: list[str], kind: str | None) -> None:
+    step = startup(text, flags)
+    assert (step.kind if step else None) == kind

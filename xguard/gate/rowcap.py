@@ -1,0 +1,229 @@
+"""Row caps held at run time, for psql (issue 13).
+
+A preview counts rows before the command runs; rows can appear between that
+count and the statement. Where the client makes it possible the cap is
+checked again inside the statement's own transaction: the approved psql
+command is run as a script (on its stdin, a here-document) that does
+
+    BEGIN;
+    <the statement>;
+    \\set xguard_rows :ROW_COUNT
+    SELECT :xguard_rows > CAP AS xguard_over \\gset
+    \\if :xguard_over  -> an error naming the figure: ON_ERROR_STOP ends psql
+                        non-zero and the open transaction is rolled back
+    COMMIT;
+
+(for TRUNCATE and DROP TABLE, which report no row count, the table is
+locked and counted before the statement instead). This changes what runs, so
+the decision record carries the wrapped text as "exec" beside "command".
+
+Only a plain psql command is wrapped: one client, its SQL given with -c, one
+statement per -c, no redirections or other commands around it. Anything else
+runs as decided, with its preview-time check only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# psql interpolates :name in a script but not in -c text: a statement that
+# could hold a variable reference is not moved into a script.
+_VARIABLE = re.compile(r"(?<!:):(?:['\"]?[A-Za-z_]|\{\?)")
+
+
+def guard_psql(
+    gate: Any, req: Any, decision: Any, items: list[dict[str, Any]]
+) -> tuple[str, list[dict[str, Any]]] | None:
+    """(the text to run, [{"unit", "cap", "set_by"}]) when a psql statement
+    runs under a row cap and can be wrapped; sets req.exec_text. None otherwise."""
+    from xguard.gate import limits
+
+    if req.argv is not None:
+        return None
+    commands = [d for d in decision.units if d.kind == "command"]
+    if len(commands) != 1 or commands[0].unit is None:
+        return None
+    words = list(commands[0].unit.words)
+    if not words or words[0].rsplit("/", 1)[-1] != "psql":
+        return None
+    sqls = [(i, d) for i, d in enumerate(decision.units) if d.kind == "sql"]
+    for d in decision.units:
+        if d.kind in ("input", "function") or (d.kind == "path" and d.text.startswith("write ")):
+            return None
+    if any(d.unit is None or d.unit.meta or tuple(d.unit.client) != tuple(words) for _, d in sqls):
+        return None
+    split = _split_command(words[1:])
+    if split is None:
+        return None
+    kept, statements = split
+    if len(statements) != len(sqls):
+        return None  # a -c holding several statements: its pieces' text is not kept whole
+    rows_of = {it["unit"]: it for it in items if "error" not in it and "rows" in it}
+    parts = ["\\set QUIET on", "\\set VERBOSITY terse", "BEGIN;"]
+    caps: list[dict[str, Any]] = []
+    for (i, d), raw in zip(sqls, statements, strict=True):
+        if _VARIABLE.search(raw):
+            return None
+        it = rows_of.get(i)
+        cap = limits.runtime_cap(gate, d, it.get("rows") if it else None)
+        verb = str(it.get("verb")) if it else ""
+        body = raw.rstrip().rstrip(";").rstrip()
+        if cap is None or not it:
+            parts += ["\\set QUIET off", body, ";", "\\set QUIET on"]
+            continue
+        caps.append({"unit": i, "cap": cap[0], "set_by": cap[1]})
+        tables = [t["table"] for t in items if t.get("unit") == i and "table" in t]
+        if verb in ("truncate", "drop"):
+            parts += _precheck(cap, tables, verb)
+            parts += ["\\set QUIET off", body, ";", "\\set QUIET on"]
+            continue
+        parts += ["\\set QUIET off", body, ";", "\\set QUIET on"]
+        parts += [
+            "\\set xguard_rows :ROW_COUNT",
+            f"SELECT :xguard_rows > {int(cap[0])} AS xguard_over \\gset",
+            "\\if :xguard_over",
+            _raise(
+                f"xguard: row cap: {verb or 'the statement'} touched ",
+                f" rows in {', '.join(tables) or 'the table'}, over {cap[0]:,} ({cap[1]}); "
+                "rolled back, nothing changed",
+            ),
+            "\\endif",
+        ]
+    if not caps:
+        return None
+    parts.append("COMMIT;")
+    script = "\n".join(parts)
+    delim = "XGUARD_ROWCAP"
+    while delim in script:
+        delim += "_"
+    from xguard.util import shell_join
+
+    client_env = sqls[0][1].unit.client_env if sqls else ()
+    env = " ".join(_assignment(a) for a in client_env)
+    cmd = shell_join([words[0], *kept, "-v", "ON_ERROR_STOP=1", "-f", "-"])
+    text = f"{env + ' ' if env else ''}{cmd} <<'{delim}'\n{script}\n{delim}"
+    if req.exec_text:
+        # A front end's own wrapper around the decided text (Claude Code's
+        # `eval 'TEXT' && pwd -P >| FILE`): the wrapped text takes its place.
+        old, new = _sq(req.text), _sq(text)
+        if req.exec_text.count(old) != 1:
+            return None
+        req.exec_text = req.exec_text.replace(old, new)
+    else:
+        req.exec_text = text
+    return req.exec_text, caps
+
+
+def _precheck(cap: tuple[int, str], tables: list[str], verb: str) -> list[str]:
+    """TRUNCATE and DROP report no row count: lock each table, count it, then run."""
+    out = []
+    for t in tables:
+        ref = _ident(t)
+        out += [
+            f"LOCK TABLE {ref} IN ACCESS EXCLUSIVE MODE;",
+            f"SELECT count(*) AS xguard_rows, count(*) > {int(cap[0])} AS xguard_over "
+            f"FROM {ref} \\gset",
+            "\\if :xguard_over",
+            _raise(
+                f"xguard: row cap: {verb} would remove ",
+                f" rows from {t}, over {cap[0]:,} ({cap[1]}); rolled back, nothing changed",
+            ),
+            "\\endif",
+        ]
+    return out
+
+
+def _ident(name: str) -> str:
+    return ".".join('"' + p.replace('"', '""') + '"' for p in name.split("."))
+
+
+def _raise(before: str, after: str) -> str:
+    """An error reading `before` + the row count + `after`: RAISE EXCEPTION
+    through \\gexec, so psql stops (ON_ERROR_STOP) with exactly one line and
+    the open transaction is rolled back."""
+    msg = f"{_lit(before)} || :xguard_rows || {_lit(after)}"
+    return f"SELECT format('DO $xguard$ BEGIN RAISE EXCEPTION %L; END $xguard$', {msg}) \\gexec"
+
+
+def _sq(s: str) -> str:
+    """Single-quoted for bash, as front ends quote the decided text inside their wrappers."""
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _assignment(a: str) -> str:
+    from xguard.util import shell_join
+
+    name, _, value = a.partition("=")
+    return f"{name}={shell_join([value]) if value else ''}"
+
+
+def _split_command(args: list[str]) -> tuple[list[str], list[str]] | None:
+    """psql's words without its -c options (and -1: the script has its own
+    transaction), and the -c strings in order; None when SQL comes otherwise."""
+    from xguard.shell.sql import _PSQL_LONG, _PSQL_SHORT_ARG, _REQ, _resolve_long
+
+    kept: list[str] = []
+    sql: list[str] = []
+    i = 0
+    while i < len(args):
+        w = args[i]
+        if w == "--":
+            kept += args[i:]
+            break
+        if not w.startswith("-") or w == "-":
+            kept.append(w)
+            i += 1
+            continue
+        if w.startswith("--"):
+            nm, eq, value = w[2:].partition("=")
+            hit = _resolve_long(nm, _PSQL_LONG)
+            if isinstance(hit, str):
+                return None
+            key, has_arg = hit
+            take = [w]
+            if has_arg == _REQ and not eq:
+                if i + 1 >= len(args):
+                    return None
+                value = args[i + 1]
+                take.append(value)
+                i += 1
+            if key == "c":
+                sql.append(value)
+            elif key == "f":
+                return None
+            elif key != "1":
+                kept += take
+            i += 1
+            continue
+        k = 1
+        flags = ""
+        while k < len(w):
+            ch = w[k]
+            if ch in _PSQL_SHORT_ARG:
+                value = w[k + 1 :]
+                if not value:
+                    if i + 1 >= len(args):
+                        return None
+                    value = args[i + 1]
+                    i += 1
+                if ch == "c":
+                    sql.append(value)
+                elif ch == "f":
+                    return None
+                else:
+                    kept += [f"-{ch}", value]
+                break
+            if ch != "1":
+                flags += ch
+            k += 1
+        if flags:
+            kept.append("-" + flags)
+        i += 1
+    if not sql or any(s.lstrip().startswith("\\") for s in sql):
+        return None
+    return kept, sql
