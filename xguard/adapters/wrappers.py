@@ -328,10 +328,17 @@ class Unwrapped:
         return f"shell:{self.runtime}"
 
     @property
-    def writes(self) -> tuple[str, ...]:
-        """Files the scaffolding itself writes (Claude Code's cwd report, Gemini's
-        pid file): the kernel box lets these through (issue 11)."""
-        return tuple(str(self.meta[k]) for k in ("cwd_file", "pid_file") if k in self.meta)
+    def writes(self) -> tuple[tuple[str, bool], ...]:
+        """Files the scaffolding itself writes, for the kernel box to let through
+        (issue 11), each with whether it is written on every run: Gemini's
+        EXIT trap always writes its pid file; Claude Code's cwd report follows
+        `&&`, so an empty one was never written."""
+        out: list[tuple[str, bool]] = []
+        if "cwd_file" in self.meta:
+            out.append((str(self.meta["cwd_file"]), False))
+        if "pid_file" in self.meta:
+            out.append((str(self.meta["pid_file"]), True))
+        return tuple(out)
 
     def __repr__(self) -> str:
         return f"Unwrapped({self.runtime!r}, {self.command!r}, extra={self.extra!r})"

@@ -73,7 +73,7 @@ def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str],
 def shell_main(args: list[str]) -> int:
     text, flags, positional, from_stdin = parse_shell_args(args)
     source, exec_text = "shell", None
-    writes: tuple[str, ...] = ()
+    writes: tuple[tuple[str, bool], ...] = ()
     if text is not None and "ssh-gate" in text and "SSH_CONNECTION" in os.environ:
         # sshd runs a ForceCommand through the login shell (issue 6).
         from xguard.frontends.sshgate import forced_command_args, ssh_gate_main

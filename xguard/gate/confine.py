@@ -440,7 +440,7 @@ def plan(
     *,
     approved: bool = False,
     cache_dir: str | None = None,
-    extra_writes: tuple[str, ...] = (),
+    extra_writes: tuple[tuple[str, bool], ...] = (),
 ) -> Box:
     """The box for one decided command. `none` when it runs unconfined: the
     setting is off, nothing works here, a person approved it, or a rule it
@@ -459,12 +459,12 @@ def plan(
     box.abi = sup.abi
     box.network = _network(decision, ruleset)
     box.writable = _writable(decision, ruleset, ctx)
-    for f in extra_writes:  # what xguard's own trailer writes (a runtime's cwd report)
+    for f, always in extra_writes:  # what xguard's own trailer writes (a runtime's cwd report)
         existed = os.path.exists(f)
         target = _existing_file(f)
         if target is not None and os.path.realpath(target) not in box.writable:
             box.writable.append(os.path.realpath(target))
-            if not existed:
+            if not existed and not always:
                 box.created.append(target)
     dirs, files = _masks(ruleset, ctx, paths, box, cache_dir)
     # A mask wins over a write: secrets stay hidden even under a writable folder,

@@ -39,8 +39,9 @@ class Request:
     # decided text (a runtime's cwd report, xguard/adapters/); else text.
     exec_text: str | None = None
     cwd: str | None = None  # the folder it runs in; None: this process's
-    # Files that trailer (not the decided text) writes: the box lets them through.
-    trailer_writes: tuple[str, ...] = ()
+    # Files that trailer (not the decided text) writes, and whether it writes
+    # them on every run: the kernel box lets them through (issue 11).
+    trailer_writes: tuple[tuple[str, bool], ...] = ()
 
     def how(self) -> list[str]:
         """How the text runs, for approval keys: argv mode, or shell flags and positional args."""
