@@ -7,8 +7,9 @@
 # file, value choices and first-argument choices, by command path.
 _xguard_subcommands() {
     case "$1" in
-        "") echo "approve audit check deny doctor hook init pending review rules run serve session setup ssh-gate" ;;
-        "audit") echo "report verify" ;;
+        "") echo "approve audit check db deny doctor hook init pending review rules run serve session setup ssh-gate" ;;
+        "audit") echo "replay report show verify" ;;
+        "db") echo "init sync" ;;
         "rules") echo "lint replay test" ;;
         "session") echo "end list reset show start" ;;
         "setup") echo "strict" ;;
@@ -20,15 +21,20 @@ _xguard_options() {
         "") echo "-c -s -l --login -i -e -o --debug -V --version -h --help" ;;
         "approve") echo "--for --note -h --help" ;;
         "audit") echo "--since --until --session --decision --event --grep --cwd --user --last --json -f --follow -h --help" ;;
+        "audit replay") echo "--speed --max-wait --format -h --help" ;;
         "audit report") echo "--since --json -h --help" ;;
-        "audit verify") echo "--anchor --syslog --json -h --help" ;;
+        "audit show") echo "--output --raw --json -h --help" ;;
+        "audit verify") echo "--anchor --syslog --against-db --host --json -h --help" ;;
         "check") echo "--json --rules --profile -c --batch -h --help" ;;
+        "db") echo "-h --help" ;;
+        "db init") echo "--dsn --agent --reviewer -h --help" ;;
+        "db sync") echo "-h --help" ;;
         "deny") echo "--reason -h --help" ;;
         "doctor") echo "--json -h --help" ;;
         "hook") echo "--require-approval --timeout -h --help" ;;
         "init") echo "--force --print -h --help" ;;
         "pending") echo "--json --all -h --help" ;;
-        "review") echo "--no-bell -h --help" ;;
+        "review") echo "--no-bell --web --listen --trust-proxy -h --help" ;;
         "rules") echo "-h --help" ;;
         "rules lint") echo "--json -h --help" ;;
         "rules replay") echo "--rules --since --until --json -h --help" ;;
@@ -52,11 +58,14 @@ _xguard_valued() {
         "") echo "-c -o" ;;
         "approve") echo "--for --note" ;;
         "audit") echo "--since --until --session --decision --event --grep --cwd --user --last" ;;
+        "audit replay") echo "--speed --max-wait --format" ;;
         "audit report") echo "--since" ;;
-        "audit verify") echo "--anchor --syslog" ;;
+        "audit verify") echo "--anchor --syslog --host" ;;
         "check") echo "--rules --profile -c --batch" ;;
+        "db init") echo "--dsn --agent --reviewer" ;;
         "deny") echo "--reason" ;;
         "hook") echo "--require-approval --timeout" ;;
+        "review") echo "--listen --trust-proxy" ;;
         "rules replay") echo "--rules --since --until" ;;
         "run") echo "--wait --session --profile" ;;
         "serve") echo "--socket" ;;
@@ -79,6 +88,7 @@ _xguard_filevalued() {
 
 _xguard_choices() {
     case "$1" in
+        "audit replay|--format") echo "raw asciicast" ;;
         "hook|--require-approval") echo "ask wait deny" ;;
     esac
 }

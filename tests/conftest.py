@@ -7,14 +7,35 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+
+from tests.pgcluster import PgCluster
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.exists():  # CI lays shared/ beside the clone
     SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = SHARED / "corpus"
 FIXTURES = SHARED / "fixtures"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/oracle/conftest.py: pytest reads options only from the
+    # conftest files it loads before collecting (`pytest -m oracle --oracle-examples N`).
+    group = parser.getgroup("oracle", "execution oracle (tests/oracle)")
+    group.addoption(
+        "--oracle-examples",
+        type=int,
+        default=3000,
+        help="commands the oracle generates and decides (CI: 3000; before a release: 100000)",
+    )
+    group.addoption("--oracle-seed", type=int, default=11, help="the generators' seed (default 11)")
+    group.addoption(
+        "--oracle-report",
+        default=None,
+        help="also write each allowed-and-harmful command here, one line each",
+    )
 
 
 def xguard_exe() -> list[str]:
@@ -58,3 +79,13 @@ def shared() -> Path:
     if not SHARED.exists():
         pytest.skip("shared/ (corpus and fixtures) is not beside this checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgCluster]:
+    """A real PostgreSQL server for the shared queue (issue 15), once per session."""
+    cluster = PgCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

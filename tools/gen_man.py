@@ -365,6 +365,7 @@ KEY_HELP: dict[str, str] = {
     "profiles.NAME.sessions": "As sessions, for this profile.",
     "profiles.NAME.production": "Mark the profile as production: reviewers see it flagged.",
     "profiles.NAME.wait": "As wait, for this profile.",
+    "profiles.NAME.record": "As record, for this profile; record: false keeps no output of its commands.",
     "wait": "How long an agent's xguard waits for approval before exit 75 (the request stays queued). "
     "Default: 60s.",
     "expiry": "How long a pending request can still be approved. Default: 1h.",
@@ -420,6 +421,18 @@ KEY_HELP: dict[str, str] = {
     "confine": "How allowed commands run: auto (default: in a kernel box, bubblewrap else Landlock, where one "
     "can start), required (where none can, every allow needs approval), off (no box).",
     "confine_approved": "Run commands a person approved in the box too. Default: false (unconfined).",
+    "record": "Output recordings beside the audit log (xguard audit show, replay).",
+    "record.output": "Record what each command prints. Default: true.",
+    "record.max_bytes": "The most kept per command; past it the rest is counted, not kept. Default: 10MB.",
+    "record.mask": "Replace secret-shaped strings (AWS keys, private keys, GitHub and Slack tokens, "
+    "bearer tokens) before storing. Default: true.",
+    "queue": "Where approval requests wait (default: the file spool of this host).",
+    "queue.postgres": "A libpq connection string or service: one queue in PostgreSQL for many "
+    "hosts (see xguard db init).",
+    "queue.connect_timeout": "How long to try reaching the database before failing closed (5s).",
+    "web": "The review page (xguard review --web).",
+    "web.trusted_proxies": "Addresses of reverse proxies whose X-Forwarded-For, -Host and "
+    "-Proto are believed.",
 }
 RULE_KEY_HELP = {
     "pattern": "Match a unit's text: * (and .*) match any text, a run of blanks matches one word break, "
@@ -448,6 +461,7 @@ RULE_KEY_HELP = {
     "confine": "false: a tool that needs the whole machine; commands this rule allows run unconfined.",
     "network": "allow: the kernel box keeps the network for commands this rule allows. Default: no network.",
     "if_confined": "true: this allow counts only where the command will run in the kernel box.",
+    "record": "false: keep no output of the commands this rule matches (say why in reason).",
     "limits": "Row caps for the statements this rule matches (the lowest cap in effect counts).",
     "limits.max_rows": "Above this many rows (impact preview) the statement needs approval.",
     "limits.max_rows_hard": "Above this many rows (impact preview) the statement is denied.",
@@ -470,6 +484,8 @@ def _kind(s: Any) -> str:
         "int": "whole number",
         "number": "number",
         "duration": "duration (30s, 15m, 2h, 1d)",
+        "size": "size (10MB, 512KB, bytes)",
+        "record": "true | false | mapping (as record)",
         "regex": "regular expression",
         "confine_mode": "auto | required | off",
         "any": "any",

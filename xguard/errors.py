@@ -70,5 +70,12 @@ class PendingTimeout(XguardError):
     exit_code = ExitCode.TEMPFAIL
 
 
+class QueueError(XguardError):
+    """The shared approval queue (PostgreSQL) cannot be reached or refused us:
+    fail closed, nothing runs (issue 15)."""
+
+    exit_code = ExitCode.SOFTWARE
+
+
 class InternalError(XguardError):
     exit_code = ExitCode.SOFTWARE

@@ -163,6 +163,17 @@ def get_paths(environ: dict[str, str] | None = None) -> Paths:
     return Paths(platformdirs.user_config_dir(APP), platformdirs.user_state_dir(APP))
 
 
+def host_name(environ: dict[str, str] | None = None) -> str:
+    """This host's name in records and requests: XGUARD_HOST, else the node name.
+
+    The override exists for hosts whose node name says nothing (containers);
+    where a shared queue is configured, the database binds each request to
+    the host its role is mapped to, whatever this says.
+    """
+    env = os.environ if environ is None else environ
+    return env.get("XGUARD_HOST", "").strip() or os.uname().nodename
+
+
 def ensure_dir(path: str | os.PathLike[str]) -> str:
     """Create a private folder (0700) if it is missing; never loosen one that exists."""
     p = os.fspath(path)

@@ -71,6 +71,25 @@ def parse_duration(value: object) -> float | None:
     return float(v) * _UNITS[unit]
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(value: object) -> int | None:
+    """`10MB`, `512k`, `1GiB` (powers of 1024) or a bare number of bytes -> bytes."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = v[-1:] if v[-1:] in ("k", "m", "g") else ""
+    v = v[: len(v) - len(unit)].strip()
+    if not v.isdigit():
+        return None
+    return int(v) * _SIZE_UNITS[unit]
+
+
 def format_age(seconds: float) -> str:
     """A short age for people: 12s, 5m, 2h05m, 3d."""
     s = max(0, int(seconds))
@@ -103,3 +122,20 @@ def say(line: str) -> None:
         sys.stderr.flush()
     except (BrokenPipeError, OSError):
         pass
+
+
+def dsn_server(dsn: str) -> str:
+    """Which server a libpq connection string points at, for messages (never
+    the password). Imports psycopg's parser: call it only where one is in use."""
+    import psycopg.conninfo
+
+    try:
+        d = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "an unparsable connection string"
+    if d.get("service"):
+        return f"service {d['service']}"
+    host = str(d.get("host") or d.get("hostaddr") or os.environ.get("PGHOST") or "local socket")
+    port = str(d.get("port") or os.environ.get("PGPORT") or "5432")
+    db = d.get("dbname") or os.environ.get("PGDATABASE")
+    return f"{host}:{port}" + (f"/{db}" if db else "")

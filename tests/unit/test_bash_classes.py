@@ -171,7 +171,11 @@ EVAL = [
     ("((x))", REQUIRE),
     ("[[ x -eq 1 ]]", REQUIRE),
     ("echo ${x:=a}", REQUIRE),
+    ("echo ${!x[1]}", REQUIRE),
+    ("echo ${!a[@]:1}", REQUIRE),
     ("echo $((1+2))", ALLOW),
+    ('for i in "${!arr[@]}"; do echo $i; done', ALLOW),  # an array's keys
+    ("echo ${!BASH*}", ALLOW),  # names with a prefix
     ("echo ${x:-d}", ALLOW),
     ("echo ${#x}", ALLOW),
     ("echo ${a[0]}", ALLOW),
@@ -511,6 +515,16 @@ ORACLE = [
     ("case x in x) grep -r '' ..;; esac", "fixture"),
     ("kubectl get pods --profile-output=pwned --profile=cpu", "fixture"),
     ("xxd -p ~/.cache/huggingface/token", "defaults"),
+    # tree-sitter files the words after `> FILE` under the redirection
+    ("ls > pwned <(tr a b < a)", "defaults"),
+    ("ls >~/pwned >(uniq a)", "fixture"),
+    ("git diff > `echo pwned` <(sort a)", "defaults"),
+    ("ls 2>&1 >pwned $(echo hi) >(grep -rn DEBUG src)", "fixture"),
+    ("kubectl get ns >~/pwned ~/.config/gh/hosts.yml >(uniq a)", "defaults"),
+    ("cat a | wc -l <<\\EOF\nhello\nEOF\ncat < /dev/tcp/127.0.0.1/9\n\\EOF", "fixture"),
+    # xxd takes the word after INFILE as OUTFILE, whatever it looks like
+    ("xxd a --", "defaults"),
+    ('sh -c "xxd a --"', "defaults"),
     ("rev \\\n\\\n~/.codex/auth.json", "defaults"),
 ]
 

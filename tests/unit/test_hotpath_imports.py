@@ -23,6 +23,10 @@ FORBIDDEN = [
     "_hashlib",
     "subprocess",
     "threading",
+    # issue 15: the database driver and the web stack, never on the hot path
+    "psycopg",
+    "starlette",
+    "uvicorn",
 ]
 
 PROBE = r"""
@@ -132,6 +136,7 @@ LEAN = [
     "pathlib",
     "enum",
     "typing",
+    "collections",  # ~3 ms with operator, keyword and reprlib: annotations only need it for mypy
     "dataclasses",
     "inspect",
     "tree_sitter",
@@ -145,3 +150,13 @@ LEAN = [
 )
 def test_allowed_plain_command_is_lean(args: list[str], xguard_home: Path) -> None:
     assert _probe(args, xguard_home, forbidden=LEAN) == []
+
+
+def test_shared_queue_keeps_the_driver_off_an_allowed_command(xguard_home: Path) -> None:
+    # With a postgres queue configured, an allowed command's audit copy is made by
+    # a detached process (xguard/audit/dbsync.py): the command itself loads nothing.
+    xguard_home.mkdir(parents=True, exist_ok=True)
+    (xguard_home / "config.yaml").write_text(
+        'queue:\n  postgres: "host=127.0.0.1 port=9 dbname=x connect_timeout=1"\n'
+    )
+    assert _probe(["-c", "true"], xguard_home) == []

@@ -25,7 +25,8 @@ Layout under the state folder (folders 0700, files 0600):
 
 A request's state is derived, never stored twice: no decision file means
 pending. Decided requests are pruned after KEEP_DECIDED (the audit log keeps
-them); `spool/.pruned` records when that scan last ran. Standard library only: this module is on the agent's hot path.
+them); `spool/.pruned` records when that scan last ran. Standard library
+only: this module is on the agent's hot path.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from dataclasses import dataclass
     from typing import Any
+
+    from xguard.approval.backend import Ticket as AnyTicket
 else:
     from xguard._record import dataclass
 
@@ -366,6 +369,7 @@ class Spool:
         for_seconds: float | None = None,
         once_seconds: float = 3600.0,
         log: Any = None,
+        origin: dict[str, Any] | None = None,
     ) -> tuple[bool, dict[str, Any]]:
         """Decide a request; the first decision wins.
 
@@ -375,6 +379,8 @@ class Spool:
         a denial also leaves the answer a re-run of the same command gets:
         once (valid `once_seconds`) or, for an approval with `for_seconds`,
         any number of times for that long. Every listener is woken.
+        `origin` says where the decision was made (the web page's remote
+        address); it is kept in the verdict and the audit record.
         """
         if state not in STATES[1:]:
             raise ValueError(f"not a decision: {state}")
@@ -412,6 +418,8 @@ class Spool:
             v["note"] = note
         if for_seconds:
             v["for"] = for_seconds
+        if origin:
+            v["origin"] = origin
         if problem:
             v["corrupt"] = f"the request file is {problem}"
         data = _dumps(v)
@@ -431,6 +439,7 @@ class Spool:
                     reason=reason,
                     for_seconds=for_seconds,
                     waited_ms=int((now - req.get("created", now)) * 1000),
+                    **({"origin": origin} if origin else {}),
                     **({"corrupt": v["corrupt"]} if "corrupt" in v else {}),
                     **({"replaced": replaced} if replaced else {}),
                 )
@@ -459,6 +468,22 @@ class Spool:
             write_atomic(self.answers_dir / f"{req['key']}.{rid}.json", _dumps(answer), owner=owner)
         wake_all(self.wake_dir, {"id": rid, "state": state})
         return True, v
+
+    # -- wake-ups, as the Queue interface names them ----------------------------
+    def listener(self) -> Listener | None:
+        """A wake-up socket for this spool (None: poll only)."""
+        return Listener.open(self.wake_dir)
+
+    def wake(self, msg: dict[str, Any]) -> None:
+        """Tell every listener to look again."""
+        wake_all(self.wake_dir, msg)
+
+    def describe(self) -> str:
+        """Where the queue lives, for people."""
+        return str(self.dir)
+
+    def close(self) -> None:
+        """Nothing to close: every call opens and closes its own files."""
 
     def _dec_problem_replaced(
         self, rid: str, data: bytes, owner: os.stat_result | None
@@ -552,7 +577,7 @@ class Spool:
         finally:
             os.close(fd)
 
-    def consume_own_answer(self, ticket: Ticket) -> None:
+    def consume_own_answer(self, ticket: AnyTicket) -> None:
         """The waiter got its answer itself: a once answer is used up."""
         path = self.answers_dir / f"{ticket.request['key']}.{ticket.id}.json"
         a = _read_json(path)

@@ -39,8 +39,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from xguard.approval.queue import POLL, Listener, Spool
-from xguard.util import user_name
+from xguard.approval.backend import open_queue, reviewer_name
+from xguard.approval.queue import POLL
+from xguard.errors import XguardError
+from xguard.paths import host_name
 from xguard.util import format_age as age
 from xguard.util import parse_duration
 from xguard.util import printable
@@ -114,11 +116,11 @@ class Reviewer:
         self.gate = gate
         self.console = console
         self.bell = bell
-        self.spool = Spool(gate.paths).ensure()
+        self.spool = open_queue(gate)
         self.log = gate.audit()
         self.once_seconds = settings(gate, None)[1]
-        self.who = user_name()
-        self.host = os.uname().nodename
+        self.who = reviewer_name(self.spool)
+        self.host = host_name()
         self.items: list[dict[str, Any]] = []
         self.sel = 0
         # None until the first load: no bell for what was already there.
@@ -131,16 +133,26 @@ class Reviewer:
         self.last_load = 0.0
         # Sessions whose loop breaker tripped (issue 5): only a reviewer resets them.
         self.tripped: list[dict[str, Any]] = []
+        # Requests this reviewer approved whose command has not ended yet: when
+        # it does, the status line says how, and where its output is (issue 14).
+        self.running: dict[str, float] = {}
 
     # -- data ---------------------------------------------------------------
     def reload(self) -> None:
         """Re-read the spool; ring for new requests; say who decided what vanished."""
-        self.spool.sweep(self.log)
-        current = self.spool.pending()
+        try:
+            self.spool.sweep(self.log)
+            current = self.spool.pending()
+        except XguardError as e:  # a shared queue out of reach: say so, retry next POLL
+            self.status = f"{e.message}; retrying"
+            self.last_load = time.monotonic()
+            return
         from xguard.gate.limits import tripped_sessions
 
         self.tripped = tripped_sessions(self.gate.paths)
         self.last_load = time.monotonic()
+        if self.running:
+            self._ended()
         sel_id = self.items[self.sel]["id"] if self.items else None
         ids = {r["id"] for r in current}
         if self.seen is not None:
@@ -162,6 +174,25 @@ class Reviewer:
             self.ask = None
         if not current:
             self.details = False
+
+    def _ended(self) -> None:
+        """Say which approved commands have ended, with the link to their output."""
+        from xguard.audit.read import AuditReadError, Filter, tail
+
+        try:
+            ends = tail(self.log.path, 50, Filter(event=("exit",)))
+        except AuditReadError:
+            return
+        for e in ends:
+            rid = e.record.get("id")
+            if rid in self.running:
+                del self.running[rid]
+                line = ended_line(e.record)
+                # After "approved <id>" when that is still showing, else alone.
+                self.status = f"{self.status} · {line}" if str(rid) in self.status else line
+        for rid, since in list(self.running.items()):
+            if time.monotonic() - since > 3600:  # it never ran (the agent gave up): stop looking
+                del self.running[rid]
 
     def _ring(self) -> None:
         # Straight to the terminal: rich.live redirects sys.stdout.
@@ -189,6 +220,8 @@ class Reviewer:
             )
         except LookupError:
             won, v = False, {"state": "gone", "by": "?"}
+        if won and state == "approved":
+            self.running[rid] = time.monotonic()
         if won:
             how = (
                 f" for {age(for_seconds)}"
@@ -240,7 +273,8 @@ class Reviewer:
                 self.ask = _Ask(
                     "reset",
                     str(t["session"]),
-                    f"Reset tripped session {t['session']} ({t.get('why') or 'loop breaker'})? [y/N] ",
+                    f"Reset tripped session {t['session']} "
+                    f"({t.get('why') or 'loop breaker'})? [y/N] ",
                 )
 
     def _ask_key(self, k: str) -> None:
@@ -473,7 +507,7 @@ class Reviewer:
         old_wakeup = signal.set_wakeup_fd(wpipe)
         # A handler (not SIG_DFL, which ignores it) so a resize wakes select().
         old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
-        listener = Listener.open(self.spool.wake_dir)
+        listener = self.spool.listener()
         try:
             tty.setcbreak(fd)
             with Live(
@@ -512,6 +546,18 @@ class Reviewer:
             if listener is not None:
                 listener.close()
         return 0
+
+
+def ended_line(rec: dict[str, Any]) -> str:
+    """`<id> ran: exit N · output 12 bytes: xguard audit show <id>` for an exit record."""
+    rid = rec.get("id")
+    line = f"{rid} ran: exit {rec.get('exit_code')}"
+    out = rec.get("output")
+    if isinstance(out, dict) and out.get("file"):
+        line += f" · output {out.get('bytes')} bytes: xguard audit show {rid}"
+    elif isinstance(out, dict) and out.get("error"):
+        line += f" · {out['error']}"
+    return line
 
 
 def _impact_line(it: dict[str, Any], limit: int) -> Text:

@@ -33,7 +33,8 @@ from xguard.approval import notify
 from xguard.gate import sessions
 from xguard.errors import ExitCode
 from xguard.gate.pipeline import Asked
-from xguard.approval.queue import POLL, Listener, Spool, Ticket, wake_all
+from xguard.approval.backend import open_queue
+from xguard.approval.queue import POLL
 from xguard.gate.request import request_key
 from xguard.util import user_name
 from xguard.util import new_id, printable, say
@@ -43,6 +44,8 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type chec
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
+
+    from xguard.approval.backend import Queue, Ticket, Waker
 
 DEFAULT_WAIT = 60.0
 DEFAULT_EXPIRY = 3600.0
@@ -66,8 +69,26 @@ def obtain_approval(
     """Get a human's yes or no for `req` (see the module docstring for the order).
 
     `channel` is where the waiting agent is: this process at its terminal (the
-    default), or the broker's client at the other end of a socket."""
-    spool = Spool(gate.paths).ensure()
+    default), or the broker's client at the other end of a socket. The queue
+    is the one the config names (open_queue): this host's file spool, or the
+    PostgreSQL queue shared by many hosts (issue 15)."""
+    spool = open_queue(gate)
+    try:
+        return _obtain(gate, req, decision, record, log, spool=spool, channel=channel)
+    finally:
+        spool.close()
+
+
+def _obtain(
+    gate: Any,
+    req: Any,
+    decision: Any,
+    record: dict[str, Any],
+    log: Any,
+    *,
+    spool: Queue,
+    channel: Channel | None,
+) -> Asked:
     key = request_key(
         req.text, str(record["cwd"]), record.get("session"), record.get("profile"), req.how()
     )
@@ -181,7 +202,7 @@ class _Waiter:
         record: dict[str, Any],
         log: Any,
         *,
-        spool: Spool,
+        spool: Queue,
         key: str,
     ) -> None:
         self.gate, self.req, self.decision, self.record, self.log = gate, req, decision, record, log
@@ -197,7 +218,7 @@ class _Waiter:
         self.channel = channel
         signals = channel.handles_signals
         # Listen before the request exists, so no wake-up can fall in between.
-        listener = Listener.open(self.spool.wake_dir)
+        listener = self.spool.listener()
         old = {s: signal.signal(s, on_signal) for s in CANCEL_SIGNALS} if signals else {}
         held = _signals_held if signals else contextlib.nullcontext
         ticket: Ticket | None = None
@@ -252,7 +273,7 @@ class _Waiter:
             )
             ticket.release()
             raise
-        wake_all(self.spool.wake_dir, {"id": ticket.id, "state": "pending"})
+        self.spool.wake({"id": ticket.id, "state": "pending"})
         if request["notify"]:
             notify.dispatch(self.gate.ruleset.notify, request["notify"], request, self.gate.audit)
         return ticket
@@ -282,6 +303,9 @@ class _Waiter:
             "cwd": rec.get("cwd"),
             "git_branch": git_branch(str(rec.get("cwd") or "")),
             "command": self.req.text,
+            # What the key was made of, so a shared queue can check that what a
+            # reviewer reads is what the approval lets run (pgqueue._bound).
+            "how": self.req.how(),
             "argv": self.req.argv,
             "source": self.req.source,
             "units": rec.get("units"),
@@ -295,7 +319,7 @@ class _Waiter:
             "bell": any((targets.get(n) or {}).get("bell") for n in self.decision.notify),
         }
 
-    def _wait(self, ticket: Ticket, listener: Listener | None, prompt: _Prompt | None) -> Asked:
+    def _wait(self, ticket: Ticket, listener: Waker | None, prompt: _Prompt | None) -> Asked:
         rid = ticket.id
         wait_end = self.t0 + self.wait
         expire_end = time.monotonic() + max(ticket.request.get("expires", 0) - time.time(), 0)

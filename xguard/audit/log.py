@@ -28,7 +28,7 @@ import time
 
 TYPE_CHECKING = False  # `typing` costs ~3 ms on the hot path; type checkers see True
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
     from typing import Any
 
@@ -319,6 +319,7 @@ class AuditLog:
         rotate_bytes: int | None = None,
         keep: int = 10,
         forward: dict[str, Any] | None = None,
+        mirror: Callable[[dict[str, Any], bytes], None] | None = None,
     ) -> None:
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise ConfigError("audit.rotate_bytes must be a positive number of bytes")
@@ -335,6 +336,9 @@ class AuditLog:
             conf = forward["syslog"]
             self._syslog = _Syslog(conf if isinstance(conf, dict) else {})
         self.forward_error: str | None = None  # last forwarding failure, for `doctor`
+        # Told of every record after it is durable here (issue 15: the database
+        # copy, xguard/audit/dbsync.py); it must be quick and must not fail.
+        self.mirror = mirror
 
     @property
     def path(self) -> Path:
@@ -366,6 +370,8 @@ class AuditLog:
             raise AuditError(f"cannot write the audit log {self.path_s}: {e.strerror or e}") from e
         if self._syslog is not None:
             self._forward(self._syslog, record, line)
+        if self.mirror is not None:
+            self.mirror(record, line)
         return record
 
     def _append_locked(self, event: str, fields: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -463,6 +469,10 @@ class AuditLog:
             top = 1
             while top < self.keep and os.path.lexists(self._rotated(top)):
                 top += 1
+            if top == self.keep and os.path.lexists(self._rotated(top)):
+                from xguard.audit.pruning import prune
+
+                prune(folder, self._rotated(top))  # its output recordings go with it (issue 14)
             for n in range(top - 1, 0, -1):
                 os.rename(self._rotated(n), self._rotated(n + 1))
             with contextlib.suppress(FileNotFoundError):

@@ -28,9 +28,7 @@ from typing import Any
 import click
 
 from xguard.errors import ExitCode, UsageError
-from xguard.approval.queue import Spool
-from xguard.util import format_age, user_name
-from xguard.util import printable
+from xguard.util import format_age, printable
 
 GATE_MARKER = "XGUARD_GATED"
 # Arguments with which an xguard process gates commands (SPEC §2): shell mode
@@ -157,16 +155,21 @@ def pending(as_json: bool, show_all: bool) -> int:
       xguard pending
       xguard pending --json | jq -r '.[].id'
     """
-    from xguard.strict.client import remote_pending
     from xguard.gate.strictmode import broker_socket
+    from xguard.strict.client import remote_pending
 
     if broker_socket():  # strict mode: the broker's queue, for reviewers only (issue 6)
         reqs = remote_pending(str(broker_socket()), show_all)
     else:
+        from xguard.approval.backend import open_queue
+
         gate = _gate()
-        spool = Spool(gate.paths)
-        spool.sweep(gate.audit())
-        reqs = spool.all() if show_all else spool.pending()
+        spool = open_queue(gate)
+        try:
+            spool.sweep(gate.audit())
+            reqs = spool.all() if show_all else spool.pending()
+        finally:
+            spool.close()
     now = time.time()
     if as_json:
         for r in reqs:
@@ -180,13 +183,16 @@ def pending(as_json: bool, show_all: bool) -> int:
         return 0
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 10_000
     head = f"{'ID':<8} {'AGE':>6} {'STATE':<9} " if show_all else f"{'ID':<8} {'AGE':>6} "
-    sys.stdout.write(f"{head}{'SESSION':<12} {'PROFILE':<11} {'CWD':<24} COMMAND  —  WHY\n")
+    sys.stdout.write(
+        f"{head}{'HOST':<14} {'SESSION':<12} {'PROFILE':<11} {'CWD':<24} COMMAND  —  WHY\n"
+    )
     for r in reqs:
         state = f"{r['state']:<9} " if show_all else ""
         why = "; ".join(r.get("reasons") or [])
         prof = "PRODUCTION" if r.get("production") else (r.get("profile") or "-")
         line = (
             f"{r['id']:<8} {format_age(now - r.get('created', now)):>6} {state}"
+            f"{printable(str(r.get('host') or '-'), 14):<14} "
             f"{printable(str(r.get('session') or '-'), 12):<12} {printable(str(prof), 11):<11} "
             f"{printable(str(r.get('cwd')), 24):<24} {printable(str(r.get('command')), 300)}  —  "
             f"{printable(why, 300)}"
@@ -203,7 +209,6 @@ def _decide(
     note: str | None = None,
     reason: str | None = None,
 ) -> int:
-    from xguard.approval.wait import settings
     from xguard.util import parse_duration
 
     refuse_if_gated("approve" if state == "approved" else "deny")
@@ -212,8 +217,8 @@ def _decide(
         for_seconds = parse_duration(for_)
         if not for_seconds:
             raise UsageError(f"--for {for_!r} is not a duration (like 30s, 15m, 2h)")
-    from xguard.strict.client import remote_decide
     from xguard.gate.strictmode import broker_socket
+    from xguard.strict.client import remote_decide
 
     if (
         broker_socket()
@@ -221,8 +226,32 @@ def _decide(
         return remote_decide(
             str(broker_socket()), ref, state, for_seconds=for_seconds, note=note, reason=reason
         )
+    from xguard.approval.backend import open_queue
+
     gate = _gate()
-    spool = Spool(gate.paths)
+    spool = open_queue(gate)
+    try:
+        return _decide_on(
+            gate, spool, ref, state, for_=for_, for_seconds=for_seconds, note=note, reason=reason
+        )
+    finally:
+        spool.close()
+
+
+def _decide_on(
+    gate: Any,
+    spool: Any,
+    ref: str,
+    state: str,
+    *,
+    for_: str | None,
+    for_seconds: float | None,
+    note: str | None,
+    reason: str | None,
+) -> int:
+    from xguard.approval.backend import reviewer_name
+    from xguard.approval.wait import settings
+
     log = gate.audit()
     spool.sweep(log)
     try:
@@ -234,7 +263,7 @@ def _decide(
         won, v = spool.decide(
             rid,
             state,
-            user_name(),
+            reviewer_name(spool),
             reason=reason,
             note=note,
             for_seconds=for_seconds,
@@ -289,12 +318,31 @@ def deny(request_id: str, reason: str | None) -> int:
 
 @click.command(
     epilog="\b\nExamples:\n  xguard review            # in a terminal beside the agent's\n"
-    "  xguard review --no-bell  # quiet, unless a rule asks for the bell"
+    "  xguard review --no-bell  # quiet, unless a rule asks for the bell\n"
+    "  xguard review --web      # a page for a browser or a phone; prints its URL\n"
+    "  xguard review --web --listen 127.0.0.1:9000   # then: ssh -L 9000:127.0.0.1:9000 HOST"
 )
 @click.option(
     "--no-bell", is_flag=True, help="Ring only for requests whose rule notifies a bell target."
 )
-def review(no_bell: bool) -> int:
+@click.option(
+    "--web", is_flag=True, help="Serve the queue as a web page instead (prints a one-time URL)."
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default="127.0.0.1:8765",
+    show_default=True,
+    help="With --web: where to listen (loopback unless you say otherwise).",
+)
+@click.option(
+    "--trust-proxy",
+    "trust_proxy",
+    multiple=True,
+    metavar="ADDR",
+    help="With --web: a reverse proxy's address whose X-Forwarded-* headers are believed.",
+)
+def review(no_bell: bool, web: bool, listen: str, trust_proxy: tuple[str, ...]) -> int:
     """The reviewer's live terminal: approve or deny pending requests.
 
     \b
@@ -303,6 +351,16 @@ def review(no_bell: bool) -> int:
           session (asks first), q quit.
     """
     refuse_if_gated("review")
+    if web:
+        try:
+            from xguard.approval.web import serve
+        except ImportError as e:
+            raise UsageError(
+                f"xguard review --web needs the web extra: pip install 'xguard[web]' ({e.name})"
+            ) from e
+        gate = _gate()
+        trusted = [*(gate.ruleset.setting("web") or {}).get("trusted_proxies", []), *trust_proxy]
+        return serve(gate, listen, trusted)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError(
             "xguard review needs a terminal; use xguard pending / approve / deny in scripts"

@@ -8,6 +8,7 @@ parse are usage errors (exit 64) naming the flag.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -79,7 +80,14 @@ def outcome(rec: dict[str, Any]) -> str:
     ev = rec.get("event")
     if ev == "exit":
         dur = rec.get("duration_ms")
-        return f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+        text = f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+        out = rec.get("output")
+        if isinstance(out, dict) and out.get("file"):
+            # Where to read what it printed (issue 14).
+            text += f", output {out.get('bytes')}B: xguard audit show {rec.get('id')}"
+        elif isinstance(out, dict) and out.get("error"):
+            text += f", output {out.get('bytes')}B not kept: {out['error']}"
+        return text
     if ev in ("approved", "denied") or rec.get("reviewer"):
         who = rec.get("reviewer")
         base = str(rec.get("decision") or ev) if ev == "decision" else str(ev)
@@ -227,6 +235,7 @@ def audit(
       xguard audit --follow
       xguard audit verify --anchor head.txt
       xguard audit report --since 30d
+      xguard audit show ID --output
     """
     if ctx.invoked_subcommand is not None:
         return 0
@@ -264,6 +273,12 @@ def audit(
     return 0
 
 
+from xguard.commands.audit_show import replay_cmd, show_cmd  # noqa: E402 - after the group
+
+audit.add_command(show_cmd)
+audit.add_command(replay_cmd)
+
+
 def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Head | None:
     if value is None:
         return None
@@ -275,9 +290,11 @@ def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None
 
 @audit.command(
     "verify",
-    epilog="\b\nExamples:\n  xguard audit verify > head.txt          # keep the head somewhere safe\n"
+    epilog="\b\nExamples:\n"
+    "  xguard audit verify > head.txt          # keep the head somewhere safe\n"
     "  xguard audit verify --anchor head.txt   # later: still there, and extended?\n"
-    "  xguard audit verify --syslog /var/log/xguard.log",
+    "  xguard audit verify --syslog /var/log/xguard.log\n"
+    "  xguard audit verify --against-db        # the shared database's copy (queue.postgres)",
 )
 @click.option(
     "--anchor",
@@ -292,22 +309,48 @@ def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None
     type=click.Path(exists=True, dir_okay=False),
     help="A syslog file holding the forwarded copy (audit.forward): cross-check against it.",
 )
+@click.option(
+    "--against-db",
+    "against_db",
+    is_flag=True,
+    help="Cross-check against this host's copy in the shared database (queue.postgres).",
+)
+@click.option(
+    "--host",
+    "db_host",
+    metavar="HOST",
+    help="With --against-db: the host whose copy to compare (default: this role's own).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def verify_cmd(anchor: Head | None, syslog_file: str | None, as_json: bool) -> int:
+def verify_cmd(
+    anchor: Head | None,
+    syslog_file: str | None,
+    against_db: bool,
+    db_host: str | None,
+    as_json: bool,
+) -> int:
     """Check the hash chain across rotated files; exit 0 intact, 1 broken.
 
     Names the first bad line (edited, missing, inserted, reordered, not JSON,
     torn, truncated) and prints the head: keep it, and pass it back with
-    --anchor to catch a log cut short.
+    --anchor to catch a log cut short. Output recordings are checked against
+    the exit records that vouch for them: one edited, cut or deleted names its
+    command.
     """
     if syslog_file is not None:
         return _verify_against_syslog(syslog_file, as_json)
+    if against_db:
+        return _verify_against_db(db_host, as_json)
     result = verify(get_paths().audit_file, anchor, keep=_configured_keep())
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
         n = len(result.files)
         where = f"{result.records} records in {n} file{'s' if n != 1 else ''}"
+        if result.recordings:
+            where += (
+                f", {result.recordings} output recording{'s' if result.recordings != 1 else ''}"
+            )
         for note in result.notes:
             click.echo(f"note: {note}")
         if result.problem is None:
@@ -320,6 +363,51 @@ def verify_cmd(anchor: Head | None, syslog_file: str | None, as_json: bool) -> i
         if result.head is not None:
             click.echo(f"head: seq {result.head.seq} hash {result.head.hash}")
     return 0 if result.ok else 1
+
+
+def _verify_against_db(host: str | None, as_json: bool) -> int:
+    """`verify --against-db`: the log must agree with, and extend, its database copy (issue 15)."""
+    from xguard.approval.backend import postgres_dsn
+    from xguard.audit.dbsync import STATUS, db_heads
+    from xguard.audit.read import cross_check
+    from xguard.errors import UsageError
+    from xguard.gate.request import Gate
+
+    gate = Gate()
+    dsn = postgres_dsn(gate.ruleset)
+    if not dsn:
+        raise UsageError("--against-db needs a shared queue: queue: {postgres: DSN}")
+    host, copied = db_heads(dsn, host)
+    if not copied:
+        click.echo(f"xguard: the database holds no audit records of host {host}", err=True)
+        return 1
+    result, mismatches = cross_check(
+        gate.paths.audit_file, copied, keep=_configured_keep(), copy="database"
+    )
+    ok = result.ok and not mismatches
+    status = None
+    with contextlib.suppress(OSError, ValueError):
+        status = json.loads((gate.paths.audit_dir / STATUS).read_text(encoding="utf-8"))
+    if as_json:
+        out = {**result.to_json(), "ok": ok, "host": host, "copied": len(copied)}
+        click.echo(json.dumps({**out, "mismatches": mismatches, "sync": status}))
+    else:
+        top = max(copied)
+        if result.problem is not None:
+            click.echo(
+                f"audit log BROKEN against the database copy of host {host} "
+                f"(up to seq {top}): {result.problem}"
+            )
+        for m in mismatches:
+            click.echo(f"audit log differs from the database copy of host {host} at {m}")
+        if ok:
+            click.echo(
+                f"audit log intact and agrees with {len(copied)} records of host {host} "
+                f"in the database (up to seq {top})"
+            )
+        if isinstance(status, dict) and not status.get("ok"):
+            click.echo(f"note: last copy to the database failed: {status.get('message')}")
+    return 0 if ok else 1
 
 
 def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
@@ -355,7 +443,8 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
             click.echo(f"audit log differs from the forwarded copy at {m}")
         if ok:
             click.echo(
-                f"audit log intact and agrees with {len(forwarded)} forwarded records (up to seq {top})"
+                f"audit log intact and agrees with {len(forwarded)} forwarded records "
+                f"(up to seq {top})"
             )
     return 0 if ok else 1
 

@@ -76,6 +76,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "xguard.commands.doctor_cmd:doctor",
         "Check the setup: rules and profile in effect, queue, audit log, reviewer, …",
     ),
+    "db": (
+        "xguard.commands.db_cmd:db",
+        "The shared PostgreSQL queue for many hosts (`queue: {postgres: DSN}`).",
+    ),
 }
 
 

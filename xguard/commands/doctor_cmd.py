@@ -85,6 +85,38 @@ def _same_program(value: str, exe: str | None) -> bool:
         return False
 
 
+def _shared_queue(rep: Report, queue: dict[str, Any], dsn: str, paths: Any) -> None:
+    """The shared PostgreSQL queue (issue 15): reachable, pending, the audit copy's last result."""
+    import json
+
+    from xguard.audit.dbsync import STATUS
+    from xguard.util import dsn_server
+
+    try:
+        from xguard.approval.pgqueue import PgQueue
+    except ImportError:
+        rep.problem("queue.postgres is set but psycopg is missing: pip install 'xguard[teams]'")
+        return
+    queue["postgres"] = dsn_server(dsn)
+    try:
+        q = PgQueue(dsn)
+        try:
+            queue["pending"] = len(q.pending())
+            queue["reachable"] = True
+        finally:
+            q.close()
+    except XguardError as e:
+        queue["reachable"] = False
+        rep.problem(f"{e.message}: commands that need approval fail closed (exit 70)")
+    try:
+        status = json.loads((paths.audit_dir / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        status = None
+    queue["audit_copy"] = status
+    if isinstance(status, dict) and not status.get("ok"):
+        rep.warn(f"the last copy of the audit log to the database failed: {status.get('message')}")
+
+
 def _reviewers(wake_dir: Path) -> list[int]:
     """Live `xguard review` processes with a wake-up socket (Linux /proc)."""
     out: list[int] = []
@@ -225,8 +257,10 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
         ),
         "config_file": str(paths.config_file) if paths.config_file.exists() else None,
     }
+    dsn = None
     try:
         rs = load_ruleset(paths, None, env, use_cache=False, profile=profile)
+        dsn = ((rs.setting("queue") or {}).get("postgres")) or None
         rules.update(
             loads=True,
             rules=len(rs.rules),
@@ -314,6 +348,8 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
         )
     except OSError:
         queue["pending"] = 0
+    if dsn:
+        _shared_queue(rep, queue, dsn, paths)
     rep.data["queue"] = queue
     pids = _reviewers(paths.state_dir / "wake")
     serving = paths.socket_path.exists() and _socket_accepts(paths.socket_path)
@@ -323,7 +359,7 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
         "socket": str(paths.socket_path),
         "socket_accepts": serving,
     }
-    if not pids and not serving:
+    if not pids and not serving and not dsn:  # a shared queue's reviewers are elsewhere
         rep.warn(
             "no reviewer is watching: commands that need approval wait, then exit 75 "
             "(run `xguard review` in a terminal that is not an xguard shell)"
@@ -449,7 +485,11 @@ def _print(rep: Report) -> None:
     if r.get("config_file"):
         out.append(f"config     {r['config_file']}")
     q, a, rv = d["queue"], d["audit"], d["reviewer"]
-    out.append(f"queue      {q['dir']}  ({q['pending']} pending)")
+    if q.get("postgres"):
+        state = "reachable" if q.get("reachable") else "UNREACHABLE"
+        out.append(f"queue      postgres at {q['postgres']}, {state}  ({q['pending']} pending)")
+    else:
+        out.append(f"queue      {q['dir']}  ({q['pending']} pending)")
     size = f"{a['bytes']} bytes" if a.get("bytes") is not None else "not created yet"
     free = (
         f", {a['free_bytes'] // (1024 * 1024)} MiB free" if a.get("free_bytes") is not None else ""

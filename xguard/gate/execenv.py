@@ -121,6 +121,7 @@ def run_child(
     max_runtime: float | None = None,
     kill_grace: float = 5.0,
     on_stop: Callable[[int], int | None] | None = None,
+    recorder: Any = None,
     box: Box | None = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
@@ -131,34 +132,59 @@ def run_child(
     (the interactive shell's trailer); the child is then killed. None lets it
     go on.
 
-    With a box (xguard/gate/confine.py) other than `none`, the command runs
-    confined: under bwrap (argv wrapped) or Landlock (applied in the child
-    between fork and exec). Its stderr then passes through xguard when it is
-    not a terminal, so that a write or connect the box refused gets one line
-    telling the agent how to ask instead. A box and on_stop do not mix (the
-    stop is not seen through bwrap): callers with a trailer run unconfined.
+    With a recorder (audit/recording.py's Recorder, or strict mode's relay to
+    the broker; issue 14): the command's stdout and stderr go through xguard,
+    which passes every byte on at once and then records it (gate/capture.py):
+    pipes, or a pty of its own when the caller's stdout or stderr is a terminal.
+
+    With a box (xguard/gate/confine.py, issue 11) other than `none`, the
+    command runs confined: under bwrap (argv wrapped) or Landlock (applied in
+    the child between fork and exec). Unrecorded, its stderr then passes
+    through xguard when it is not a terminal, so that a write or connect the
+    box refused gets one line telling the agent how to ask instead. A box and
+    on_stop do not mix (the stop is not seen through bwrap): callers with a
+    trailer run unconfined.
     """
     if box is not None and (box.mechanism == "none" or on_stop is not None):
         box = None
+    if box is not None and recorder is not None:
+        recorder = _TailKeeper(recorder)  # what the box's hint reads (see exit_note)
     t0 = time.monotonic()
+    interactive = sys.stdin.isatty() if sys.stdin else False
+    plumbing = None
+    if recorder is not None:
+        from xguard.gate.capture import Plumbing
+
+        plumbing = Plumbing.make()
+        recorder.begin(plumbing.pty, plumbing.cols, plumbing.rows)
+    pty = plumbing is not None and plumbing.pty
     # With a time limit the command must be stopped whole, grandchildren too
     # (`bash -c 'sleep 30; true'`). Off a terminal it gets a process group of
     # its own to signal; on a terminal it stays in the foreground group (job
     # control and Ctrl-C keep working) and its descendants are found in /proc.
-    own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
+    # On a pty of its own it is a session (and a process group) of its own.
+    own_group = pty or (bool(max_runtime) and not interactive)
+    spawn: dict[str, Any] = {"setsigdef": RESET_IN_CHILD}
+    if pty:
+        spawn["setsid"] = True
+    elif own_group:
+        spawn["setpgroup"] = 0
+    if plumbing is not None:
+        spawn["file_actions"] = plumbing.file_actions
     # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
     # exec) would have the kernel reap the child at once, and its status lost.
     old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     relay = -1
     try:
         if box is not None:
-            pid, relay = _spawn_boxed(box, path, argv, env, own_group)
-        elif own_group:
-            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
+            tty = pty or any(os.isatty(fd) for fd in (0, 1, 2))
+            pid, relay = _spawn_boxed(box, path, argv, env, spawn, tty=tty, relay=plumbing is None)
         else:
-            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+            pid = os.posix_spawn(path, argv, env, **spawn)
     except BaseException:
         signal.signal(signal.SIGCHLD, old_chld)
+        if plumbing is not None:
+            plumbing.close()
         raise
     timed_out = False
     stage = 0
@@ -173,9 +199,19 @@ def run_child(
 
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(target(), signum)
-        except ProcessLookupError:
-            pass
+            if pty and signum in (signal.SIGINT, signal.SIGQUIT):
+                # What the terminal would do: the pty's foreground group gets it.
+                os.killpg(plumbing.foreground_group() or pid, signum)  # type: ignore[union-attr]
+            else:
+                os.kill(target(), signum)
+        except (ProcessLookupError, PermissionError):
+            return
+
+    def on_winch(_signum: int, _frame: object) -> None:
+        # The pty tells its foreground group itself (TIOCSWINSZ sends SIGWINCH).
+        size = plumbing.resize()  # type: ignore[union-attr]
+        if size is not None:
+            recorder.resize(*size)
 
     def on_alarm(_signum: int, _frame: object) -> None:
         nonlocal timed_out, stage
@@ -206,41 +242,72 @@ def run_child(
 
     old = {s: signal.signal(s, forward) for s in FORWARD}
     old[signal.SIGCHLD] = old_chld
+    if pty:
+        old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, on_winch)
     # A terminal's Ctrl-C / Ctrl-\ reach the whole foreground process group,
     # the child included; xguard itself waits for the child to decide.
-    # Sent to xguard alone (not from a terminal), they are passed on.
-    interactive = sys.stdin.isatty() if sys.stdin else False
+    # Sent to xguard alone (not from a terminal), they are passed on. On a pty
+    # of its own the command is in no group of the caller's terminal: pass on.
     for s in (signal.SIGINT, signal.SIGQUIT):
-        old[s] = signal.signal(s, signal.SIG_IGN if interactive else forward)
+        old[s] = signal.signal(s, signal.SIG_IGN if interactive and not pty else forward)
     if max_runtime:
         old[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, max_runtime)
     status: int | None = None
     stopped_with: int | None = None
+    wait_flags = os.WUNTRACED if on_stop else 0
     tail = b""
+
+    def ended(st: int) -> bool:
+        """Take a wait status; True when the command is over (exited, or stopped for good)."""
+        nonlocal status, stopped_with
+        if on_stop is not None and os.WIFSTOPPED(st):
+            got = on_stop(pid) if os.WSTOPSIG(st) == signal.SIGSTOP else None
+            if got is None:  # stopped by something else: let it go on
+                os.kill(pid, signal.SIGCONT)
+                return False
+            os.kill(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # pragma: no cover - reaped elsewhere
+                pass
+            stopped_with = got
+            return True
+        status = st
+        return True
+
     try:
+        if plumbing is not None:
+            from xguard.gate.capture import pump
+
+            plumbing.started()
+
+            def exited() -> bool:
+                try:
+                    done, st = os.waitpid(pid, os.WNOHANG | wait_flags)
+                except ChildProcessError:  # reaped elsewhere: the status is unknown, not 0
+                    return True
+                return bool(done) and ended(st)
+
+            try:
+                # A pidfd says when the command exits, not when it stops: with
+                # on_stop, the pump asks exited() instead.
+                pump(plumbing, pid, recorder, exited, use_pidfd=on_stop is None)
+                # Before the terminal goes back: whatever reads it next (a
+                # shell's prompt) should find it as the command left it soon.
+                recorder.end()
+            finally:
+                plumbing.close()
         if relay >= 0:
             tail, relayed = _relay(relay, pid)
-            status = relayed if relayed >= 0 else None
-        while status is None:
+            if relayed >= 0:
+                ended(relayed)
+        while status is None and stopped_with is None:
             try:
-                _, st = os.waitpid(pid, os.WUNTRACED if on_stop else 0)
+                _, st = os.waitpid(pid, wait_flags)
             except ChildProcessError:  # reaped elsewhere: the status is unknown, not 0
                 break
-            if on_stop is not None and os.WIFSTOPPED(st):
-                got = on_stop(pid) if os.WSTOPSIG(st) == signal.SIGSTOP else None
-                if got is None:  # stopped by something else: let it go on
-                    os.kill(pid, signal.SIGCONT)
-                    continue
-                os.kill(pid, signal.SIGKILL)
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:  # pragma: no cover - reaped elsewhere
-                    pass
-                stopped_with = got
-                break
-            status = st
-            break
+            ended(st)
     finally:
         if max_runtime:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -261,20 +328,49 @@ def run_child(
     if box is not None:
         from xguard.gate.confine import exit_note
 
+        if isinstance(recorder, _TailKeeper):
+            tail = recorder.tail
         exit_note(box, exit_code, tail)
     return Outcome(exit_code, sig, timed_out, ms)
 
 
+class _TailKeeper:
+    """A recorder that also keeps the end of what the command printed (both
+    streams: on a pty they are one), for the box's one-line hint."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.tail = b""
+
+    def write(self, stream: int, data: bytes, *args: Any, **kw: Any) -> Any:
+        self.tail = (self.tail + data)[-8192:]
+        return self.inner.write(stream, data, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def _spawn_boxed(
-    box: Box, path: str, argv: list[str], env: dict[str, str], own_group: bool
+    box: Box,
+    path: str,
+    argv: list[str],
+    env: dict[str, str],
+    spawn: dict[str, Any],
+    *,
+    tty: bool,
+    relay: bool,
 ) -> tuple[int, int]:
-    """Start the command in its box; -> (pid, read end of the stderr relay or -1)."""
+    """Start the command in its box with run_child's spawn settings (signal
+    defaults, group or session, the recorder's plumbing); -> (pid, read end
+    of the stderr relay or -1)."""
     from xguard.gate import confine
 
-    tty = any(os.isatty(fd) for fd in (0, 1, 2))
     relay_r = relay_w = -1
-    if not os.isatty(2):
+    if relay and not os.isatty(2):
         relay_r, relay_w = os.pipe()
+    actions = list(spawn.get("file_actions") or [])
+    if relay_w >= 0:
+        actions.append((os.POSIX_SPAWN_DUP2, relay_w, 2))
     try:
         if box.mechanism == "bwrap":
             # The seccomp program goes to bwrap through a pipe it reads once.
@@ -284,27 +380,14 @@ def _spawn_boxed(
                 os.close(sw)
                 sw = -1
                 os.set_inheritable(sr, True)
-                actions = [(os.POSIX_SPAWN_DUP2, relay_w, 2)] if relay_w >= 0 else []
                 wrapped = box.bwrap_argv(path, argv, tty=tty, seccomp_fd=sr)
-                if own_group:
-                    pid = os.posix_spawn(
-                        box.bwrap,
-                        wrapped,
-                        env,
-                        setsigdef=RESET_IN_CHILD,
-                        file_actions=actions,
-                        setpgroup=0,
-                    )
-                else:
-                    pid = os.posix_spawn(
-                        box.bwrap, wrapped, env, setsigdef=RESET_IN_CHILD, file_actions=actions
-                    )
+                pid = os.posix_spawn(box.bwrap, wrapped, env, **{**spawn, "file_actions": actions})
             finally:
                 os.close(sr)
                 if sw >= 0:
                     os.close(sw)
         else:
-            pid = _fork_landlock(box, path, argv, env, own_group=own_group, tty=tty, err=relay_w)
+            pid = _fork_landlock(box, path, argv, env, spawn, actions=actions, tty=tty)
     except BaseException:
         if relay_r >= 0:
             os.close(relay_r)
@@ -320,13 +403,14 @@ def _fork_landlock(
     path: str,
     argv: list[str],
     env: dict[str, str],
+    spawn: dict[str, Any],
     *,
-    own_group: bool,
+    actions: list[tuple[Any, ...]],
     tty: bool,
-    err: int,
 ) -> int:
-    """fork, restrict (no_new_privs, seccomp, Landlock), exec. The ruleset
-    is built here in the parent; the child only makes three calls."""
+    """fork, do what posix_spawn would (signal defaults, session or group,
+    file actions), restrict (no_new_privs, seccomp, Landlock), exec. The
+    ruleset is built here in the parent; the child only makes three calls."""
     from xguard.gate.confine import landlock_preexec
 
     enter = landlock_preexec(box)
@@ -336,12 +420,21 @@ def _fork_landlock(
             try:
                 for s in RESET_IN_CHILD:
                     signal.signal(s, signal.SIG_DFL)
-                if not tty:
-                    os.setsid()  # as bwrap --new-session: no controlling terminal
-                elif own_group:
+                if spawn.get("setsid") or not tty:
+                    os.setsid()  # as bwrap --new-session off a terminal: no controlling terminal
+                elif "setpgroup" in spawn:
                     os.setpgid(0, 0)
-                if err >= 0:
-                    os.dup2(err, 2)
+                for act in actions:
+                    if act[0] == os.POSIX_SPAWN_DUP2:
+                        os.dup2(act[1], act[2])
+                    elif act[0] == os.POSIX_SPAWN_CLOSE:
+                        with contextlib.suppress(OSError):
+                            os.close(act[1])
+                    else:  # POSIX_SPAWN_OPEN: (op, fd, path, flags, mode)
+                        fd = os.open(act[2], act[3], act[4])
+                        if fd != act[1]:
+                            os.dup2(fd, act[1])
+                            os.close(fd)
                 enter()
                 os.execve(path, argv, env)  # noqa: S606 - argv, never a shell string
             except BaseException as e:  # nothing may run unconfined: report and stop
@@ -474,6 +567,7 @@ def launch(
     kill_grace: float,
     script: str | None = None,
     on_stop: Callable[[int], int | None] | None = None,
+    recorder: Any = None,
     box: Box | None = None,
 ) -> ExecResult:
     """Run a decided request: its argv directly, or its text with `shell -c`
@@ -497,6 +591,7 @@ def launch(
             max_runtime=max_runtime,
             kill_grace=kill_grace,
             on_stop=on_stop,
+            recorder=recorder,
             box=box,
         )
     except OSError as e:
@@ -546,15 +641,43 @@ class LocalExecutor:
         # inside it (issue 3, no self-approval).
         env["XGUARD_GATED"] = str(record["id"])
         max_runtime, grace = runtime_limits(gate, decision)
+        recorder, output = start_recording(gate, req, decision, record)
         try:
-            return launch(
+            result = launch(
                 req,
                 env,
                 shell=gate.ruleset.setting("shell", "/bin/bash"),
                 max_runtime=max_runtime,
                 kill_grace=grace,
+                recorder=recorder,
                 box=self.box,
             )
         finally:
             if self.box is not None:
                 self.box.tidy()
+        return with_output(result, recorder, output)
+
+
+def start_recording(
+    gate: Any, req: Any, decision: Any, record: dict[str, Any]
+) -> tuple[Any, dict[str, Any] | None]:
+    """The recorder for a command about to run here (issue 14), or None with
+    the exit record's `output` saying why nothing is recorded."""
+    from xguard.audit import recording
+
+    return recording.start(
+        gate.ruleset,
+        req.profile or gate.profile,
+        decision,
+        gate.paths.audit_dir_s,
+        str(record["id"]),
+    )
+
+
+def with_output(result: ExecResult, recorder: Any, output: dict[str, Any] | None) -> ExecResult:
+    """Add the recording's summary to what the exit record says."""
+    if recorder is not None:
+        output = recorder.finish()
+    if output is not None:
+        result.fields["output"] = output
+    return result

@@ -13,7 +13,7 @@ import os
 from xguard._record import dataclass, field
 from xguard.errors import ConfigError, UsageError
 from xguard.gate import strictmode
-from xguard.paths import Paths, ensure_dir, get_paths
+from xguard.paths import Paths, ensure_dir, get_paths, host_name
 from xguard.util import parse_duration, user_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
@@ -197,11 +197,18 @@ class Gate:
         forward = a.get("forward")
         if forward == "syslog":
             forward = {"syslog": {"address": "/dev/log"}}
+        mirror = None
+        queue = self.ruleset.setting("queue") or {}
+        if queue.get("postgres"):  # issue 15: a copy of every record in the shared database
+            from xguard.audit.dbsync import Kicker
+
+            mirror = Kicker(self.paths.state_dir_s, queue["postgres"])
         return AuditLog(
             self.paths.audit_file_s,
             rotate_bytes=a.get("rotate_bytes"),
             keep=a.get("keep", 10),
             forward=forward,
+            mirror=mirror,
         )
 
     def env_settings(self, profile: str | None = None) -> tuple[list[str], dict[str, str]]:
@@ -220,7 +227,7 @@ class Gate:
             "session": req.session,
             "profile": req.profile or self.profile,
             "user": user_name(),
-            "host": os.uname().nodename,
+            "host": host_name(self.environ),
             "pid": os.getpid(),
             "cwd": req.cwd or self.cwd,
             "command": req.text,

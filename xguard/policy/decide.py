@@ -15,6 +15,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # collections.abc imports collections: ~2 ms on the hot path
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 import os
 from xguard._record import dataclass, field
@@ -34,6 +35,15 @@ SELF_SUBVERBS = {
 PYTHONS = ("python", "python3")
 
 
+def real_path(path: str) -> str:
+    """os.path.realpath that takes any word: a NUL (which the parser has
+    already floored) makes it the path as written, not an exception."""
+    try:
+        return os.path.realpath(path)
+    except ValueError:
+        return path
+
+
 def real_listdir(path: str) -> list[str] | None:
     """Entries of a real folder (a folder's name ends with '/', a symlink's
     with '@'), None if it is not one."""
@@ -47,7 +57,7 @@ def real_listdir(path: str) -> list[str] | None:
                 else e.name
                 for e in it
             ]
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (bash cannot pass one)
         return None
 
 
@@ -62,7 +72,7 @@ class Context:
     )  # xguard's config/spool/audit folders and files
     exists: Callable[[str], bool] = os.path.exists
     # Where a path really leads: `notes -> ~/.ssh/id_rsa` is the key, for rules and self-protection.
-    realpath: Callable[[str], str] = os.path.realpath
+    realpath: Callable[[str], str] = real_path
     expand_glob: Callable[[str, str], list[str] | None] | None = (
         None  # (pattern, cwd) -> matches, None if too many
     )
@@ -78,6 +88,9 @@ class Context:
     # The command will run in the kernel box (xguard/gate/confine.py): rules
     # marked `if_confined` count only then (issue 11: `cd DIR && …`).
     confined: bool = False
+    # Answers worked out from the file system that the caller lets decide()
+    # reuse (check --batch, for a few seconds); None: look every time.
+    memo: dict[tuple[object, ...], object] | None = None
 
 
 class UnitDecision:
@@ -121,14 +134,41 @@ class UnitDecision:
         }
 
 
-@dataclass
 class Decision:
-    decision: str
-    units: list[UnitDecision]
-    reasons: list[str]
-    notify: list[str]
-    rules: list[str]
-    max_runtime: float | None = None
+    """The decision for a whole command. A plain slotted class, like
+    UnitDecision: check --batch makes one per line."""
+
+    __slots__ = ("decision", "max_runtime", "no_record", "notify", "reasons", "rules", "units")
+
+    def __init__(
+        self,
+        decision: str,
+        units: list[UnitDecision],
+        reasons: list[str],
+        notify: list[str],
+        rules: list[str],
+        max_runtime: float | None = None,
+        no_record: list[str] | None = None,
+    ) -> None:
+        self.decision = decision
+        self.units = units
+        self.reasons = reasons
+        self.notify = notify
+        self.rules = rules
+        self.max_runtime = max_runtime
+        # Rules that matched and say `record: false` (issue 14): "id: reason" each.
+        self.no_record = no_record if no_record is not None else []
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision({self.decision!r}, units={self.units!r}, reasons={self.reasons!r}, "
+            f"notify={self.notify!r}, rules={self.rules!r}, max_runtime={self.max_runtime!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -191,6 +231,16 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
     """Absolute, normalised paths a path unit may name (SPEC §3 `path`): from
     the cwd, and from each folder an earlier `cd` in the command may have
     moved to."""
+    if ctx.memo is not None:
+        key = ("abs", u.path, u.bases, ctx.cwd, ctx.home)
+        known = ctx.memo.get(key)
+        if not isinstance(known, tuple):
+            known = ctx.memo[key] = tuple(_resolve_path(u, ctx))
+        return list(known)
+    return _resolve_path(u, ctx)
+
+
+def _resolve_path(u: Unit, ctx: Context) -> list[str]:
     out = [_absolute(u.path, ctx.cwd, ctx.home)]
     base = ctx.cwd
     for b in u.bases:
@@ -283,7 +333,8 @@ def _text_hits(u: Unit, ruleset: Ruleset) -> list[Rule]:
             and (r.action != ALLOW or u.alt_trusted)
             and r.matches_text(u.alt_text, sql, alt_low)
         ):
-            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
+            # /usr/bin/printenv still matches a deny for printenv;
+            # /tmp/x/ls never matches an allow for ls.
             hits.append(r)
     if len(hits) > 1:
         hits.sort(key=_pos)
@@ -438,7 +489,9 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         if real != p and real not in paths:
             paths.append(real)
     access = u.access
-    inside = _secrets_inside(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    inside = (
+        _secrets_inside_memo(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    )
     if inside is not None:
         r, found = inside
         # Reading a folder's tree reads what is in it. A person decides: the
@@ -496,6 +549,48 @@ WALK_LIMIT = 3000  # entries a recursive-search check looks at before it gives u
 WALK_DEPTH = 4
 
 
+def _secrets_inside_memo(
+    paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
+) -> tuple[Rule, str] | None:
+    """_secrets_inside, remembered in ctx.memo when the caller gives one: the
+    walk reads up to WALK_LIMIT entries and matches each against the rules."""
+    if ctx.memo is None:
+        return _secrets_inside(paths, ruleset, ctx, hidden)
+    key = ("inside", tuple(paths), hidden, ctx.home, id(ruleset))
+    if key in ctx.memo:
+        known = ctx.memo[key]
+        return known if isinstance(known, tuple) else None
+    found = ctx.memo[key] = _secrets_inside(paths, ruleset, ctx, hidden)
+    return found
+
+
+_STRICT_READ: dict[str, tuple[Ruleset, Any, Any]] = {}
+
+
+def _strict_read_regexes(ruleset: Ruleset, home: str) -> tuple[Any, Any]:
+    """(every path rule that does not allow reading, as one regex; the names
+    those rules' globs are made of, as one regex). A walk tests thousands of
+    entries: a name that is no part of any such rule (`src`, `main.py`)
+    costs one short match, and only the rest are held against whole rules."""
+    cached = _STRICT_READ.get(home)
+    if cached is not None and cached[0] is ruleset:
+        return cached[1], cached[2]
+    import fnmatch
+    import re
+
+    strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
+    full = re.compile("|".join(f"(?:{r.regex(home).pattern})" for r in strict)) if strict else None
+    parts: set[str] = set()
+    for r in strict:
+        src = home + r.src[1:] if r.src.startswith("~") else r.src
+        parts.update(c for c in src.split("/") if c not in ("", "*", "**"))
+    names = re.compile("|".join(fnmatch.translate(c) for c in sorted(parts))) if parts else None
+    if len(_STRICT_READ) > 8:
+        _STRICT_READ.clear()
+    _STRICT_READ[home] = (ruleset, full, names)
+    return full, names
+
+
 def _secrets_inside(
     paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
 ) -> tuple[Rule, str] | None:
@@ -506,8 +601,8 @@ def _secrets_inside(
     secret the rules name there, so the home folder is looked at too."""
     if ctx.listdir is None:
         return None
-    strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
-    if not strict:
+    rx, names = _strict_read_regexes(ruleset, ctx.home)
+    if rx is None or names is None:
         return None
     todo: list[tuple[str, int]] = []
     for p in paths:
@@ -515,20 +610,31 @@ def _secrets_inside(
         if _under(ctx.home, p) and ctx.home != p:
             todo.append((ctx.home, 1))
     seen = 0
-    best: tuple[Rule, str] | None = None
     while todo:
         folder, depth = todo.pop(0)
         entries = ctx.listdir(folder)
         if entries is None:
             continue
+        base = folder.rstrip("/") + "/"
         for entry in entries:
             seen += 1
             if seen > WALK_LIMIT:
-                return best
+                return None
             name = entry[:-1] if entry.endswith(("/", "@")) else entry
             if not hidden and name.startswith("."):
                 continue  # rg, and git's lists, skip hidden files
-            child = folder.rstrip("/") + "/" + name
+            child = base + name
+            # Breadth first, so a folder a rule names (`.ssh`) is met before
+            # anything inside it: a name that is no part of any rule cannot
+            # be where a rule first matches.
+            if not entry.endswith("@") and names.match(name) is None:
+                if (
+                    entry.endswith("/")
+                    and depth + 1 < WALK_DEPTH
+                    and name not in ("node_modules", ".git")
+                ):
+                    todo.append((child, depth + 1))
+                continue
             probe = [child, child + "/x"]
             if entry.endswith("@"):
                 # `cat $(git ls-files)` and `grep -R` follow a link to ~/.ssh/id_rsa.
@@ -536,13 +642,15 @@ def _secrets_inside(
                     probe.append(ctx.realpath(child))
                 except (OSError, ValueError):
                     pass
-            hits = _match_path_rules(probe, "read", ruleset, ctx.home, ctx.cwd)
-            hits = [r for r in hits if r.action != ALLOW]
-            if hits:
-                r = _strictest(hits)
-                if best is None or STRICTNESS[r.action] > STRICTNESS[best[0].action]:
-                    best = (r, child)
-                continue
+            if any(rx.match(x) for x in probe):
+                # Not _match_path_rules: one-off probes would flush its memo.
+                hits = [
+                    r
+                    for r in _scan_path_rules(probe, "read", ruleset, ctx.home, ctx.cwd)
+                    if r.action != ALLOW
+                ]
+                if hits:
+                    return _strictest(hits), child
             # .git holds objects (compressed: a search does not show them) and
             # config, whose tokens a recursive search of the project would
             # print; the everyday `grep -rn X .` stays allowed all the same
@@ -553,7 +661,7 @@ def _secrets_inside(
                 and name not in ("node_modules", ".git")
             ):
                 todo.append((child, depth + 1))
-    return best
+    return None
 
 
 def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
@@ -581,7 +689,14 @@ def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
     notify = sorted({t for d in decided if d.decision != ALLOW for t in d.notify})
     rules = sorted({r for d in decided for r in d.rule_ids} | {d.rule for d in decided if d.rule})
     runtimes = [ruleset.with_runtime[r] for r in rules if r in ruleset.with_runtime]
-    return Decision(final, decided, reasons, notify, rules, min(runtimes) if runtimes else None)
+    no_record = [
+        f"{r}: {ruleset.no_record[r]}" if ruleset.no_record[r] else r
+        for r in rules
+        if r in ruleset.no_record
+    ]
+    return Decision(
+        final, decided, reasons, notify, rules, min(runtimes) if runtimes else None, no_record
+    )
 
 
 def real_glob(pattern: str, cwd: str) -> list[str] | None:

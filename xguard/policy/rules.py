@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type chec
 
 from xguard import __version__
 from xguard.errors import ConfigError
-from xguard.util import parse_duration
+from xguard.util import parse_duration, parse_size
 from xguard.paths import Paths, ensure_dir
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ _RULE_SCHEMA: dict[str, Any] = {
     "confine": "bool",  # false: the tool needs the whole machine; it runs unconfined
     "network": ("allow", "deny"),  # allow: the box keeps the network
     "if_confined": "bool",  # this allow counts only when the command will run in the box
+    "record": "bool",  # issue 14: `record: false` keeps no output of what this rule matches
 }
 _TEST_SCHEMA = {
     "command": "str",
@@ -111,6 +112,9 @@ _LIMITS = {
     "max_rows_hard": "int",  # and above this it is denied
 }
 _ENV = {"keep": "strlist", "set": {"*": "str"}, "assign_ok": "strlist"}
+_SIZE = "size"
+# Output recordings (issue 14); a profile may also say just `record: false`.
+_RECORD = {"output": "bool", "max_bytes": _SIZE, "mask": "bool"}
 _SETTINGS: dict[str, Any] = {
     "wait": _DURATION,
     "expiry": _DURATION,
@@ -138,6 +142,10 @@ _SETTINGS: dict[str, Any] = {
     "socket": "str",
     "confine": "confine_mode",  # issue 11: auto | required | off (kernel confinement)
     "confine_approved": "bool",  # approved commands run in the box too
+    "record": _RECORD,
+    # issue 15: one queue for many hosts (a libpq connection string or service)
+    "queue": {"postgres": "str", "connect_timeout": _DURATION},
+    "web": {"trusted_proxies": "strlist"},
     # issue 13: the impact preview (xguard/gate/impact.py)
     "impact": {
         "timeout": _DURATION,
@@ -153,6 +161,7 @@ _PROFILE = {
     "sessions": _SETTINGS["sessions"],
     "production": "bool",
     "wait": _DURATION,
+    "record": "record",
 }
 TOP_SCHEMA: dict[str, Any] = {
     "default": ACTIONS,
@@ -250,6 +259,16 @@ class _Checker:
             if not isinstance(node, yaml.ScalarNode) or value not in ("auto", "required", "off"):
                 raise self.fail(node, f"{where}: must be one of auto, required, off, not {value!r}")
             return value
+        if schema == _SIZE:
+            if parse_size(value) is None:
+                raise self.fail(node, f"{where}: expected a size like 10MB, 512KB or 1048576")
+            return value
+        if schema == "record":
+            if isinstance(node, yaml.ScalarNode):
+                if not isinstance(value, bool):
+                    raise self.fail(node, f"{where}: expected true, false or a mapping")
+                return {"output": value}
+            return self.check(node, _RECORD, where)
         if schema == _DURATION:
             if parse_duration(value) is None:
                 raise self.fail(node, f"{where}: expected a duration like 30s, 15m, 2h")
@@ -618,6 +637,7 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "confine": r.get("confine", True),
         "network": r.get("network"),
         "if_confined": r.get("if_confined", False),
+        "record": r.get("record"),
         "max_rows": (r.get("limits") or {}).get("max_rows"),
         "max_rows_hard": (r.get("limits") or {}).get("max_rows_hard"),
         "live": {k: r.get("growth", 2) for k, b in (r.get("baseline") or {}).items() if b == "live"}
@@ -725,6 +745,7 @@ class Rule:
         "pre_low",
         "read",
         "reason",
+        "record",
         "rx_src",
         "src",
         "type",
@@ -746,6 +767,7 @@ class Rule:
         self.confine: bool = d.get("confine", True)
         self.network: str | None = d.get("network")
         self.if_confined: bool = d.get("if_confined", False)
+        self.record: bool | None = d.get("record")
         self.max_rows: int | None = d.get("max_rows")
         self.max_rows_hard: int | None = d.get("max_rows_hard")
         # {option: growth} for `baseline: live` (issue 13): the cap is growth x
@@ -854,6 +876,11 @@ _NONE: list[Rule] = []
 MEMO_SIZE = 4096
 
 
+def no_record(rules: list[dict[str, Any]]) -> dict[str, str]:
+    """Rules that say `record: false` (issue 14), by id, with their reason."""
+    return {r["id"]: r.get("reason") or "" for r in rules if r.get("record") is False}
+
+
 class Ruleset:
     """Compiled rules plus the settings that travel with them.
 
@@ -884,11 +911,13 @@ class Ruleset:
             self.with_runtime: dict[str, float] = {
                 r["id"]: r["max_runtime"] for r in full if r.get("max_runtime")
             }
+            self.no_record: dict[str, str] = no_record(full)
         else:
             self._loaded = {}
             self._count = d["count"]
             ix = d["index"]
             self.with_runtime = d["with_runtime"]
+            self.no_record = d.get("no_record", {})
         self._first: dict[str, list[int]] = ix["first"]
         self._char: dict[str, list[int]] = ix["char"]
         self._ix = ix
@@ -908,7 +937,9 @@ class Ruleset:
         r = self._loaded.get(i)
         if r is None:
             assert self._blob is not None and self._offsets is not None
-            r = Rule(marshal.loads(self._blob[self._offsets[i] : self._offsets[i + 1]]), i)
+            # The blob is from our own cache file, in the private (0700) state folder.
+            blob = self._blob[self._offsets[i] : self._offsets[i + 1]]
+            r = Rule(marshal.loads(blob), i)  # noqa: S302
             self._loaded[i] = r
         return r
 
@@ -947,7 +978,8 @@ class Ruleset:
         if self._blob is None:
             return self.data.get("tests", [])
         assert self._offsets is not None
-        return marshal.loads(self._blob[self._offsets[self._count] :])  # type: ignore[no-any-return]
+        tests: list[dict[str, Any]] = marshal.loads(self._blob[self._offsets[self._count] :])  # noqa: S302
+        return tests
 
     @property
     def path_rules(self) -> list[Rule]:
@@ -1133,6 +1165,7 @@ def pack_ruleset(d: dict[str, Any]) -> bytes:
     header["count"] = len(blobs)
     header["index"] = rule_index(d["rules"])
     header["with_runtime"] = {r["id"]: r["max_runtime"] for r in d["rules"] if r.get("max_runtime")}
+    header["no_record"] = no_record(d["rules"])
     header["offsets"] = offsets
     hb = marshal.dumps(header)
     return b"".join(
@@ -1148,7 +1181,7 @@ def unpack_ruleset(data: bytes, key: str | None = None) -> Ruleset | None:
     n = int.from_bytes(data[m : m + 4], "big")
     view = memoryview(data)
     try:
-        header = marshal.loads(view[m + 4 : m + 4 + n])
+        header = marshal.loads(view[m + 4 : m + 4 + n])  # noqa: S302  # our own cache file
     except (ValueError, EOFError, TypeError):
         return None
     if not isinstance(header, dict) or (key is not None and header.get("key") != key):

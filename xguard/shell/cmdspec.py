@@ -834,6 +834,39 @@ def _script_w(args: list[Word]) -> tuple[list[Word], list[Word]]:
     return (o.operands or [lit("typescript")]) + logs, []
 
 
+def _xxd(args: list[Word]) -> tuple[list[Word], list[Word]]:
+    # xxd reads options up to its first operand and then takes the next two
+    # words as INFILE and OUTFILE whatever they look like (`xxd a.txt --`
+    # writes a file named `--`).
+    i = 0
+    while i < len(args):
+        v = args[i].value
+        if v == "-" or not v.startswith("-"):
+            break
+        if v == "--":
+            i += 1
+            break
+        if v.lstrip("-") in (
+            "c",
+            "cols",
+            "g",
+            "groupsize",
+            "l",
+            "len",
+            "o",
+            "offset",
+            "s",
+            "seek",
+            "n",
+            "name",
+            "R",
+        ):
+            i += 1  # the option's value is the next word
+        i += 1
+    rest = args[i:]
+    return rest[1:2], rest[:1]
+
+
 def _second_operand(short: str, long: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
     # TOOL [opts] [INFILE [OUTFILE]]: `-` as INFILE is stdin, OUTFILE is still written.
     def f(args: list[Word]) -> tuple[list[Word], list[Word]]:
@@ -850,7 +883,7 @@ WRITERS = {
         frozenset({"profile", "profile-output", "log-file", "cache-dir", "log-dir"}),
         {"profile-output", "log-file", "cache-dir", "log-dir"},
     ),
-    "xxd": _second_operand("cglosnR"),
+    "xxd": _xxd,
     # BSD base64 -o FILE (macOS); GNU base64 has no -o and fails on it.
     "base64": _opt_targets("bio", frozenset({"break", "input", "output"}), {"o", "output"}),
     "shuf": _opt_targets(

@@ -298,6 +298,9 @@ class _Walker:
         # against every folder a cd in the text may have moved to.
         self.cd_bases: list[str] = []
         self.cd_dynamic = False
+        # Words tree-sitter put under a redirection (`> out ARG`): arguments
+        # of the command the redirection belongs to.
+        self.redirect_extras: list = []  # type: ignore[type-arg]
         # Set by word() when an expansion evaluates text as code; the unit
         # being built takes a floor (see _evaluates).
         self.evaluating = False
@@ -573,10 +576,14 @@ class _Walker:
         depth: int,
         stdin_text: bytes | None,
         stack: list,  # type: ignore[type-arg]
+        extra: list | None = None,  # type: ignore[type-arg]
     ) -> None:
+        """A simple command. `extra`: argument words tree-sitter filed under a
+        redirection that stands after the command (see `redirect`)."""
         self.evaluating = False
         assigns = []
-        pieces: list = []  # type: ignore[type-arg]
+        pieces: list = list(extra or [])  # type: ignore[type-arg]
+        self.redirect_extras = []
         for c in node.children:
             t = c.type
             if t == "variable_assignment" and not pieces:
@@ -594,6 +601,8 @@ class _Walker:
                 self.scan_substitutions(c, stack)
             else:
                 pieces.append(c)
+        pieces.extend(self.redirect_extras)
+        pieces.sort(key=lambda n: n.start_byte)
         # bash delimits words by blanks, not by tree-sitter's tokens: adjacent
         # pieces are one word (tree-sitter splits `=="x"` into an anonymous
         # `==` token and a string; dropping the token would lose text bash runs).
@@ -711,6 +720,7 @@ class _Walker:
     def redirected(self, node, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
         body = node.child_by_field_name("body")
         stdin_text = None
+        self.redirect_extras = []
         for c in node.named_children:
             if c is body or (body is not None and c.id == body.id):
                 continue
@@ -727,10 +737,18 @@ class _Walker:
                 self.redirect(c, src, depth, stack)
             else:
                 stack.append(c)
+        extras = self.redirect_extras
+        self.redirect_extras = []
+        if extras and (body is None or body.type != "command"):
+            self.units.append(
+                _input_unit("words after a redirection that belong to no command the parser saw")
+            )
+            for x in extras:
+                self.word(x, src, stack)
         if body is None:
             return
         if body.type == "command":
-            self.command_node(body, src, depth, stdin_text, stack)
+            self.command_node(body, src, depth, stdin_text, stack, extras)
         else:
             stack.append(body)
 
@@ -747,9 +765,24 @@ class _Walker:
         dest = None
         for c in node.children:
             if not c.is_named:
-                op = c.type
-            elif c.type != "file_descriptor":
+                if dest is None:
+                    op = c.type
+            elif c.type == "file_descriptor":
+                continue
+            elif dest is None:
                 dest = c
+            else:
+                # tree-sitter files the words after `> FILE` under the
+                # redirection (`ls > out <(cmd)`): they are the command's
+                # arguments, and FILE is still the target.
+                if (
+                    src[c.start_byte - 1 : c.start_byte] not in (b" ", b"\t")
+                    or b"\n" in src[dest.end_byte : c.start_byte] + src[c.start_byte : c.end_byte]
+                ):
+                    self.units.append(
+                        _input_unit("a redirection target the parser read across words or lines")
+                    )
+                self.redirect_extras.append(c)
         if dest is None:
             return None
         if dest.type == "process_substitution":  # > >(cmd), < <(cmd): a pipe
@@ -1183,6 +1216,16 @@ _ARITH_LITERAL = frozenset(b"0123456789 \t+-*/%()<>=!&|^~?:,")
 _NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789")
 
 
+def _lists_names(text: bytes) -> bool:
+    """`${!NAME[@]}`, `${!NAME[*]}`, `${!PREFIX@}`, `${!PREFIX*}`."""
+    body = text[3:-1]
+    for tail in (b"[@]", b"[*]", b"@", b"*"):
+        if body.endswith(tail):
+            name = body[: -len(tail)]
+            return bool(name) and not name[:1].isdigit() and all(c in _NAME_BYTES for c in name)
+    return False
+
+
 def _arith_inner(text: bytes) -> bytes:
     """The expression of `$((…))`, `$[…]` or `((…))`."""
     if text.startswith(b"$(("):
@@ -1206,7 +1249,11 @@ def _evaluates(n, src: bytes) -> bool:  # type: ignore[no-untyped-def]
     if n.type == "arithmetic_expansion":
         return not _ARITH_LITERAL.issuperset(_arith_inner(text))
     if n.type == "expansion":
-        if text.startswith(b"${!") or b"@P" in text:
+        if text.startswith(b"${!"):
+            # `${!a[@]}` (an array's keys) and `${!pre*}` (names) list names;
+            # any other `${!x}` expands the variable x's value names.
+            return not _lists_names(text)
+        if b"@P" in text:
             return True
         if b"[" in text:
             return not _literal_subscripts(text)

@@ -47,7 +47,8 @@ from typing import Any
 from xguard.strict import setup as strict
 from xguard.errors import ConfigError, ExitCode, XguardError
 from xguard.paths import get_paths
-from xguard.approval.queue import POLL, Spool
+from xguard.approval.backend import open_queue
+from xguard.approval.queue import POLL
 from xguard.approval.wait import Channel, obtain_approval, readable
 from xguard.gate.execenv import ExecResult
 from xguard.gate.pipeline import Asked, run_request
@@ -143,6 +144,33 @@ class LineConn:
 
 # ---------------------------------------------------------------------------
 # Validating what a client sends.
+
+
+def _int(v: Any, low: int = 0, high: int = 1 << 62) -> int | None:
+    return v if type(v) is int and low <= v <= high else None
+
+
+def _relayed(recorder: Any, msg: dict[str, Any]) -> None:
+    """One message of the agent side's output relay (issue 14), into the recorder."""
+    import binascii
+
+    op, t = msg.get("op"), _int(msg.get("t"))
+    if op == "begin":
+        cols, rows = _int(msg.get("cols"), 1, 10_000), _int(msg.get("rows"), 1, 10_000)
+        recorder.begin(msg.get("tty") is True, cols or 80, rows or 24)
+    elif op == "resize":
+        cols, rows = _int(msg.get("cols"), 1, 10_000), _int(msg.get("rows"), 1, 10_000)
+        if cols and rows:
+            recorder.resize(cols, rows, t)
+    elif op == "out" and msg.get("s") in (1, 2, 3):
+        if _int(msg.get("n")):
+            recorder.count(msg["n"])
+        elif isinstance(msg.get("d"), str):
+            try:
+                data = binascii.a2b_base64(msg["d"])
+            except (binascii.Error, ValueError):
+                return
+            recorder.write(msg["s"], data, t)
 
 
 def _text(
@@ -247,8 +275,24 @@ class _ClientRuns:
         )
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
-        self.lc.send(self.broker._run_answer(self.view, decision, record))
-        rep = self.lc.read(None, until_stop=True)
+        from xguard.gate.execenv import start_recording, with_output
+
+        # Issue 14: the agent side relays what the command prints as it shows
+        # it; the recording is kept here, out of the agent's reach.
+        recorder, output = start_recording(self.view, req, decision, record)
+        answer = self.broker._run_answer(self.view, decision, record)
+        if recorder is not None:
+            answer["record"] = {"max_bytes": recorder.max_bytes}
+        self.lc.send(answer)
+        while True:
+            rep = self.lc.read(None, until_stop=True)
+            if rep is None or rep.get("op") not in ("begin", "out", "resize"):
+                break
+            if recorder is not None:
+                _relayed(recorder, rep)
+        return with_output(self._ended(rep), recorder, output)
+
+    def _ended(self, rep: dict[str, Any] | None) -> ExecResult:
         fields: dict[str, Any] = {"reported": "agent"}
         code = duration = None
         if rep is not None and rep.get("op") == "exit":
@@ -781,17 +825,18 @@ class Broker:
             )
             return
         gate = self.gate(None)
-        spool = Spool(gate.paths)
-        spool.sweep(gate.audit())
-        reqs = spool.all() if msg.get("all") else spool.pending()
+        spool = open_queue(gate)  # issue 15: the queue the config names
+        try:
+            spool.sweep(gate.audit())
+            reqs = spool.all() if msg.get("all") else spool.pending()
+        finally:
+            spool.close()
         now = time.time()
         for r in reqs:
             r["age_s"] = round(now - r.get("created", now), 3)
         lc.send({"status": "ok", "requests": reqs})
 
     def op_decide(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
-        from xguard.approval.wait import settings
-
         state = msg.get("state")
         ref = _text(msg, "id", "", limit=100) or ""
         verb = "approve" if state == "approved" else "deny"
@@ -816,7 +861,25 @@ class Broker:
         if state not in ("approved", "denied"):
             raise XguardError("broker: bad request: state must be approved or denied")
         gate = self.gate(None)
-        spool = Spool(gate.paths)
+        spool = open_queue(gate)  # issue 15: the queue the config names
+        try:
+            self._decide_on(lc, peer, msg, gate=gate, spool=spool, ref=ref, state=state)
+        finally:
+            spool.close()
+
+    def _decide_on(
+        self,
+        lc: LineConn,
+        peer: Peer,
+        msg: dict[str, Any],
+        *,
+        gate: Any,
+        spool: Any,
+        ref: str,
+        state: str,
+    ) -> None:
+        from xguard.approval.wait import settings
+
         log = gate.audit()
         spool.sweep(log)
         try:
