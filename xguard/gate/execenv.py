@@ -10,7 +10,6 @@ Standard library only: no subprocess (it imports threading, selectors …).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -224,8 +223,10 @@ def run_child(
                 keep = {pid, *_children(pid)}
                 for p in _descendants(pid):
                     if p not in keep:
-                        with contextlib.suppress(ProcessLookupError):
+                        try:
                             os.kill(p, sig)
+                        except ProcessLookupError:
+                            continue
             elif own_group:
                 os.killpg(pid, sig)
             else:
@@ -428,8 +429,10 @@ def _fork_landlock(
                     if act[0] == os.POSIX_SPAWN_DUP2:
                         os.dup2(act[1], act[2])
                     elif act[0] == os.POSIX_SPAWN_CLOSE:
-                        with contextlib.suppress(OSError):
+                        try:
                             os.close(act[1])
+                        except OSError:  # already closed: what posix_spawn would accept
+                            continue
                     else:  # POSIX_SPAWN_OPEN: (op, fd, path, flags, mode)
                         fd = os.open(act[2], act[3], act[4])
                         if fd != act[1]:
