@@ -792,13 +792,16 @@ def _compute_masks(
         for sock in SOCKET_MASKS:
             add(sock)
     matcher = _Matcher()
-    from xguard.policy.floor import floor_rules
+    from xguard.policy.floor import FLOOR
 
-    # The built-in secrets floor is masked under any rules, as it is gated.
-    for r in [*ruleset.path_rules, *floor_rules()]:
-        if r.action == "allow" or r.access == "write":
-            continue
-        g = r.src.strip()
+    # Every path a rule gates or denies for reading, and the built-in secrets
+    # floor, which is gated under any rules (its globs as written: compiling
+    # its rules would import `re` on every allowed command).
+    globs = [r.src for r in ruleset.path_rules if r.action != "allow" and r.access != "write"] + [
+        glob for glob, _what in FLOOR
+    ]
+    for src in globs:
+        g = src.strip()
         if g.startswith("~"):
             g = ctx.home.rstrip("/") + g[1:]
         elif g.startswith(("./", "../")):
