@@ -43,7 +43,10 @@ wrapper: this runs on the hot path.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # collections.abc imports collections: ~2 ms on every command
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # ---------------------------------------------------------------------------
 # Static shell words, decoded as bash decodes them.
