@@ -186,7 +186,7 @@ FULL_PARSE = [
 ]
 
 
-@pytest.mark.parametrize("args", FULL_PARSE, ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("args", FULL_PARSE, ids=" ".join)
 def test_full_parse_is_lean(args: list[str], xguard_home: Path) -> None:
     binding = ["tree_sitter._binding", "tree_sitter_bash._binding"]
     # The command did reach tree-sitter (not the fast lexer), so the check below means something.
