@@ -20,6 +20,24 @@ CORPUS = SHARED / "corpus"
 FIXTURES = SHARED / "fixtures"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/oracle/conftest.py: pytest reads options only from the
+    # conftest files it loads before collecting (`pytest -m oracle --oracle-examples N`).
+    group = parser.getgroup("oracle", "execution oracle (tests/oracle)")
+    group.addoption(
+        "--oracle-examples",
+        type=int,
+        default=3000,
+        help="commands the oracle generates and decides (CI: 3000; before a release: 100000)",
+    )
+    group.addoption("--oracle-seed", type=int, default=11, help="the generators' seed (default 11)")
+    group.addoption(
+        "--oracle-report",
+        default=None,
+        help="also write each allowed-and-harmful command here, one line each",
+    )
+
+
 def xguard_exe() -> list[str]:
     """The installed launcher: the one way every test reaches the program.
 

@@ -85,6 +85,9 @@ class Context:
     # the agent can write); None when the name is not a program on PATH.
     # Built by the gate (policy/resolve.py: path_resolver); None: not checked.
     which: Callable[[str], tuple[str, bool] | None] | None = None
+    # Answers worked out from the file system that the caller lets decide()
+    # reuse (check --batch, for a few seconds); None: look every time.
+    memo: dict[tuple[object, ...], object] | None = None
 
 
 class UnitDecision:
@@ -128,14 +131,41 @@ class UnitDecision:
         }
 
 
-@dataclass
 class Decision:
-    decision: str
-    units: list[UnitDecision]
-    reasons: list[str]
-    notify: list[str]
-    rules: list[str]
-    max_runtime: float | None = None
+    """The decision for a whole command. A plain slotted class, like
+    UnitDecision: check --batch makes one per line."""
+
+    __slots__ = ("decision", "max_runtime", "no_record", "notify", "reasons", "rules", "units")
+
+    def __init__(
+        self,
+        decision: str,
+        units: list[UnitDecision],
+        reasons: list[str],
+        notify: list[str],
+        rules: list[str],
+        max_runtime: float | None = None,
+        no_record: list[str] | None = None,
+    ) -> None:
+        self.decision = decision
+        self.units = units
+        self.reasons = reasons
+        self.notify = notify
+        self.rules = rules
+        self.max_runtime = max_runtime
+        # Rules that matched and say `record: false` (issue 14): "id: reason" each.
+        self.no_record = no_record if no_record is not None else []
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision({self.decision!r}, units={self.units!r}, reasons={self.reasons!r}, "
+            f"notify={self.notify!r}, rules={self.rules!r}, max_runtime={self.max_runtime!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -198,6 +228,16 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
     """Absolute, normalised paths a path unit may name (SPEC §3 `path`): from
     the cwd, and from each folder an earlier `cd` in the command may have
     moved to."""
+    if ctx.memo is not None:
+        key = ("abs", u.path, u.bases, ctx.cwd, ctx.home)
+        known = ctx.memo.get(key)
+        if not isinstance(known, tuple):
+            known = ctx.memo[key] = tuple(_resolve_path(u, ctx))
+        return list(known)
+    return _resolve_path(u, ctx)
+
+
+def _resolve_path(u: Unit, ctx: Context) -> list[str]:
     out = [_absolute(u.path, ctx.cwd, ctx.home)]
     base = ctx.cwd
     for b in u.bases:
@@ -286,7 +326,8 @@ def _text_hits(u: Unit, ruleset: Ruleset) -> list[Rule]:
             and (r.action != ALLOW or u.alt_trusted)
             and r.matches_text(u.alt_text, sql, alt_low)
         ):
-            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
+            # /usr/bin/printenv still matches a deny for printenv;
+            # /tmp/x/ls never matches an allow for ls.
             hits.append(r)
     if len(hits) > 1:
         hits.sort(key=_pos)
@@ -439,7 +480,9 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         if real != p and real not in paths:
             paths.append(real)
     access = u.access
-    inside = _secrets_inside(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    inside = (
+        _secrets_inside_memo(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    )
     if inside is not None:
         r, found = inside
         # Reading a folder's tree reads what is in it. A person decides: the
@@ -495,6 +538,21 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
 
 WALK_LIMIT = 3000  # entries a recursive-search check looks at before it gives up
 WALK_DEPTH = 4
+
+
+def _secrets_inside_memo(
+    paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
+) -> tuple[Rule, str] | None:
+    """_secrets_inside, remembered in ctx.memo when the caller gives one: the
+    walk reads up to WALK_LIMIT entries and matches each against the rules."""
+    if ctx.memo is None:
+        return _secrets_inside(paths, ruleset, ctx, hidden)
+    key = ("inside", tuple(paths), hidden, ctx.home, id(ruleset))
+    if key in ctx.memo:
+        known = ctx.memo[key]
+        return known if isinstance(known, tuple) else None
+    found = ctx.memo[key] = _secrets_inside(paths, ruleset, ctx, hidden)
+    return found
 
 
 _STRICT_READ: dict[str, tuple[Ruleset, Any, Any]] = {}
@@ -576,9 +634,10 @@ def _secrets_inside(
                 except (OSError, ValueError):
                     pass
             if any(rx.match(x) for x in probe):
+                # Not _match_path_rules: one-off probes would flush its memo.
                 hits = [
                     r
-                    for r in _match_path_rules(probe, "read", ruleset, ctx.home)
+                    for r in _scan_path_rules(probe, "read", ruleset, ctx.home)
                     if r.action != ALLOW
                 ]
                 if hits:
@@ -621,7 +680,14 @@ def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
     notify = sorted({t for d in decided if d.decision != ALLOW for t in d.notify})
     rules = sorted({r for d in decided for r in d.rule_ids} | {d.rule for d in decided if d.rule})
     runtimes = [ruleset.with_runtime[r] for r in rules if r in ruleset.with_runtime]
-    return Decision(final, decided, reasons, notify, rules, min(runtimes) if runtimes else None)
+    no_record = [
+        f"{r}: {ruleset.no_record[r]}" if ruleset.no_record[r] else r
+        for r in rules
+        if r in ruleset.no_record
+    ]
+    return Decision(
+        final, decided, reasons, notify, rules, min(runtimes) if runtimes else None, no_record
+    )
 
 
 def real_glob(pattern: str, cwd: str) -> list[str] | None:
