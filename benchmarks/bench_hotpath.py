@@ -56,12 +56,12 @@ rules:
 """
 
 
-def one_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+def one_run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
     """Wall-clock and CPU (user+sys of the whole process tree) seconds of one run."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, check=False
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, check=False
     )
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -89,20 +89,10 @@ def interleaved(
     }
 
 
-def cpu_ms(cmd: list[str], env: dict[str, str], runs: int, cwd: Path | None = None) -> float:
+def cpu_ms(cmd: list[str], env: dict[str, str], runs: int, cwd: Path = ROOT) -> float:
     """Median CPU time (user + system) of a whole run, children included: on a
     busy machine wall time mostly measures the queue, CPU time the work."""
-    import resource
-
-    times = []
-    for _ in range(runs):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(
-            cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
-        )
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        times.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
-    return statistics.median(times) * 1000
+    return statistics.median(one_run(cmd, env, cwd)[1] for _ in range(runs)) * 1000
 
 
 def main() -> int:
@@ -203,14 +193,6 @@ def main() -> int:
         )
     for name, delta in extra:
         print(f"  session+limits cost, paired median: {name:<40} {delta:+6.1f} ms")
-    floor = cpu_ms([sys.executable, "-I", "-c", "pass"], env, a.runs)
-    print("CPU time (user+sys, medians), steadier than wall time on a busy machine:")
-    for label, e in (("the built-in defaults", env), ("the small rules", senv_small)):
-        ms = cpu_ms([exe, "-c", "true"], e, a.runs)
-        print(
-            f"  xguard -c true under {label}: {ms:.1f} ms = "
-            f"{ms / floor:.2f}x python -I ({floor:.1f} ms)"
-        )
 
     corpus = []
     for name in ("evasion.jsonl", "benign.jsonl"):
