@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from xguard.environment import Environment
+
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -119,6 +121,7 @@ def run_child(
     kill_grace: float = 5.0,
     on_stop: Callable[[int], int | None] | None = None,
     recorder: Any = None,
+    interactive: bool | None = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
 
@@ -134,7 +137,8 @@ def run_child(
     pipes, or a pty of its own when the caller's stdout or stderr is a terminal.
     """
     t0 = time.monotonic()
-    interactive = sys.stdin.isatty() if sys.stdin else False
+    if interactive is None:
+        interactive = Environment().stdin_isatty
     plumbing = None
     if recorder is not None:
         from xguard.gate.capture import Plumbing
@@ -341,6 +345,7 @@ def launch(
     script: str | None = None,
     on_stop: Callable[[int], int | None] | None = None,
     recorder: Any = None,
+    terminal: Environment | None = None,
 ) -> ExecResult:
     """Run a decided request: its argv directly, or its text with `shell -c`
     (`script` when the front end appends a fixed trailer of its own).
@@ -364,6 +369,7 @@ def launch(
             kill_grace=kill_grace,
             on_stop=on_stop,
             recorder=recorder,
+            interactive=terminal.stdin_isatty if terminal is not None else None,
         )
     except OSError as e:
         sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
@@ -377,6 +383,9 @@ def launch(
 
 class LocalExecutor:
     """Run the command here, as this user, with the rules' scrubbed environment (SPEC §5)."""
+
+    def __init__(self, terminal: Environment | None = None) -> None:
+        self.terminal = terminal or Environment()
 
     def environment(self, gate: Any, req: Any) -> dict[str, str]:
         keep, set_ = gate.env_settings(req.profile or gate.profile)
@@ -399,6 +408,7 @@ class LocalExecutor:
             max_runtime=max_runtime,
             kill_grace=grace,
             recorder=recorder,
+            terminal=self.terminal,
         )
         return with_output(result, recorder, output)
 

@@ -6,7 +6,9 @@ callables, so tests can pin them and the Gate can use the real disk.
 
 The order of precedence, for every unit: built-in self-protection (deny) >
 rules (strictest wins, order never matters) > `default`; then the parser's
-floor and dynamic words can raise allow to require_approval, never lower.
+floor, dynamic words and the built-in secrets floor (policy/floor.py: the
+well-known credential files in $HOME) can raise allow to require_approval,
+never lower.
 A command takes the strictest action among its units.
 """
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 import os
 from xguard._record import dataclass, field
 
+from xguard.policy.floor import floor_hits, floor_rules
 from xguard.policy.rules import STRICTNESS, Rule, Ruleset
 from xguard.shell.parser import Unit
 
@@ -511,6 +514,10 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
                 rule_ids=["builtin:self-protection"],
             )
     hits = _match_path_rules(paths, access, ruleset, ctx.home)
+    if not hits or STRICTNESS[_strictest(hits).action] < STRICTNESS[REQUIRE]:
+        # The secrets floor: whatever the rules say, a credential file is
+        # read or written only with a person's approval.
+        hits = hits + floor_hits(paths, ctx.home)
     if hits:
         best = _strictest(hits)
         decision, rule, why = best.action, best.id, _rule_why(best)
@@ -570,6 +577,7 @@ def _strict_read_regexes(ruleset: Ruleset, home: str) -> tuple[Any, Any]:
     import re
 
     strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
+    strict += floor_rules()  # a folder that holds a credential file is never searched unasked
     full = re.compile("|".join(f"(?:{r.regex(home).pattern})" for r in strict)) if strict else None
     parts: set[str] = set()
     for r in strict:
@@ -593,8 +601,6 @@ def _secrets_inside(
     if ctx.listdir is None:
         return None
     rx, names = _strict_read_regexes(ruleset, ctx.home)
-    if rx is None or names is None:
-        return None
     todo: list[tuple[str, int]] = []
     for p in paths:
         todo.append((p, 0))
@@ -639,7 +645,7 @@ def _secrets_inside(
                     r
                     for r in _scan_path_rules(probe, "read", ruleset, ctx.home)
                     if r.action != ALLOW
-                ]
+                ] or floor_hits(probe, ctx.home)
                 if hits:
                     return _strictest(hits), child
             # .git holds objects (compressed: a search does not show them) and
