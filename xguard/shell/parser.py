@@ -24,7 +24,7 @@ from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folde
 from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing is kept off the hot path; type checkers see True
 if TYPE_CHECKING:
     from tree_sitter import Node, Parser
 
@@ -212,13 +212,12 @@ _PARSER: Parser | None = None
 
 
 def _ts_parser() -> Parser:
-    """The tree-sitter parser, created on first use (its import costs ~20-35 ms)."""
+    """The tree-sitter parser, created on first use (xguard/shell/tsload.py)."""
     global _PARSER  # noqa: PLW0603 - one parser per process, made on first use
     if _PARSER is None:
-        import tree_sitter_bash
-        from tree_sitter import Language, Parser
+        from xguard.shell.tsload import bash_parser
 
-        _PARSER = Parser(Language(tree_sitter_bash.language()))
+        _PARSER = bash_parser()
     return _PARSER
 
 
