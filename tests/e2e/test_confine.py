@@ -26,7 +26,9 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,7 +115,7 @@ class Box:
             e["XGUARD_CONFINE_FORCE"] = "landlock"
         return e
 
-    def xg(self, cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    def xg(self, cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*xguard_exe(), "-c", cmd],
             env=self.env(),
@@ -123,7 +125,7 @@ class Box:
             timeout=60,
             check=False,
             stdin=subprocess.DEVNULL,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
     def records(self) -> list[dict[str, object]]:
@@ -186,7 +188,7 @@ def test_masked_secrets_never_appear(box: Box) -> None:
 
 
 @contextlib.contextmanager
-def _server() -> object:
+def _server() -> Iterator[tuple[int, list[int]]]:
     """A TCP server on 127.0.0.1 that counts the connections it accepts."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -414,8 +416,12 @@ def _agent_python() -> str | None:
     return None
 
 
+# The second user: its folder, home, name, uid, gid and the xguard launcher it runs.
+SecondUser = tuple[Path, Path, str, int, int, Path]
+
+
 @pytest.fixture
-def second_user() -> object:
+def second_user() -> Iterator[SecondUser]:
     if os.geteuid() != 0:
         pytest.skip("creating a second Unix user needs root (CI runs as root)")
     for tool in ("useradd", "userdel", "setpriv", "sudo"):
@@ -475,15 +481,15 @@ def second_user() -> object:
 
 
 @pytest.mark.slow
-def test_bwrap_as_an_unprivileged_user(second_user: object) -> None:
+def test_bwrap_as_an_unprivileged_user(second_user: SecondUser) -> None:
     if "bwrap" not in MECHANISMS:
         pytest.skip("bubblewrap cannot start here")
-    base, home, name, uid, gid, launcher = second_user  # type: ignore[misc]
+    base, home, name, uid, gid, launcher = second_user
     b = Box(base, base / "xghome", "bwrap")
-    for p in [base / "xghome", *(base / "xghome").rglob("*"), home, *home.rglob("*")]:
-        os.chown(p, uid, gid)
-    for p in [b.project, *b.project.rglob("*")]:
-        os.chown(p, uid, gid)
+    for f in [base / "xghome", *(base / "xghome").rglob("*"), home, *home.rglob("*")]:
+        os.chown(f, uid, gid)
+    for f in [b.project, *b.project.rglob("*")]:
+        os.chown(f, uid, gid)
     env = {**b.env(), "USER": name, "LOGNAME": name}
     as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 

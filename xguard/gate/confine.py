@@ -111,7 +111,7 @@ def _support_key() -> tuple[str, str | None]:
     ):
         parts.append(_read_small(knob))
     try:
-        from _sha256 import sha256  # type: ignore[import-not-found]
+        from _sha256 import sha256
     except ImportError:  # pragma: no cover
         from hashlib import sha256
     return sha256("\0".join(parts).encode()).hexdigest()[:24], bwrap
@@ -711,7 +711,7 @@ def _masks(
     cache = None
     if cache_dir:
         try:
-            from _sha256 import sha256  # type: ignore[import-not-found]
+            from _sha256 import sha256
         except ImportError:  # pragma: no cover
             from hashlib import sha256
         digest = sha256(key_src.encode("utf-8", "surrogateescape")).hexdigest()
