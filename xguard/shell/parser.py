@@ -293,6 +293,7 @@ class _Job:
     stdin_text: bytes | None = None
     listed: bool = False  # those arguments are the repository's file names
     via: tuple[str, ...] = ()  # the wrappers (sudo, env, ssh …) this argv runs inside
+    env: tuple[str, ...] = ()  # NAME=VALUE the argv gets from around it (`PGHOST=h env psql`)
 
 
 class _Walker:
@@ -336,7 +337,7 @@ class _Walker:
             if job.words is not None:
                 self.simple_command(
                     job.words,
-                    [],
+                    list(job.env),
                     job.depth,
                     job.dynamic,
                     job.stdin_text,
@@ -988,6 +989,7 @@ class _Walker:
                     stdin_text=stdin_text,
                     listed=base == "xargs" and self.fed_by_listing,
                     via=(*via, base),
+                    env=(*assigns, *inner.env),
                 )
             )
         for s in inner.shell:
