@@ -8,7 +8,7 @@
 _xguard_subcommands() {
     case "$1" in
         "") echo "approve audit check db deny doctor hook init pending review rules run serve session setup ssh-gate" ;;
-        "audit") echo "report verify" ;;
+        "audit") echo "replay report show verify" ;;
         "db") echo "init sync" ;;
         "rules") echo "lint replay test" ;;
         "session") echo "end list reset show start" ;;
@@ -21,7 +21,9 @@ _xguard_options() {
         "") echo "-c -s -l --login -i -e -o --debug -V --version -h --help" ;;
         "approve") echo "--for --note -h --help" ;;
         "audit") echo "--since --until --session --decision --event --grep --cwd --user --last --json -f --follow -h --help" ;;
+        "audit replay") echo "--speed --max-wait --format -h --help" ;;
         "audit report") echo "--since --json -h --help" ;;
+        "audit show") echo "--output --raw --json -h --help" ;;
         "audit verify") echo "--anchor --syslog --against-db --host --json -h --help" ;;
         "check") echo "--json --rules --profile -c --batch -h --help" ;;
         "db") echo "-h --help" ;;
@@ -56,6 +58,7 @@ _xguard_valued() {
         "") echo "-c -o" ;;
         "approve") echo "--for --note" ;;
         "audit") echo "--since --until --session --decision --event --grep --cwd --user --last" ;;
+        "audit replay") echo "--speed --max-wait --format" ;;
         "audit report") echo "--since" ;;
         "audit verify") echo "--anchor --syslog --host" ;;
         "check") echo "--rules --profile -c --batch" ;;
@@ -85,6 +88,7 @@ _xguard_filevalued() {
 
 _xguard_choices() {
     case "$1" in
+        "audit replay|--format") echo "raw asciicast" ;;
         "hook|--require-approval") echo "ask wait deny" ;;
     esac
 }

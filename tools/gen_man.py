@@ -212,7 +212,7 @@ def xguard_1(root: Cmd, version: str) -> str:
         "xguard hook gemini answers Gemini CLI's BeforeTool hook: it decides run_shell_command in the "
         'hook\'s cwd (and dir_path) and prints {"decision": "allow" | "deny" | "ask", "reason": ...}; '
         "read_file, write_file, replace and list_directory are denied a file an xguard rule denies. "
-        "Gemini stops a hook after 60 seconds unless its \"timeout\" (milliseconds) says otherwise; "
+        'Gemini stops a hook after 60 seconds unless its "timeout" (milliseconds) says otherwise; '
         "pass the same in seconds as --timeout. Gemini runs commands with the bare name bash: a "
         "folder first on PATH holding bash -> xguard gates them too, and xguard recognises Gemini's "
         "wrapper (shopt -u ...; _bgpids_file=...; ( trap ... EXIT <command> )). In "
@@ -365,6 +365,7 @@ KEY_HELP: dict[str, str] = {
     "profiles.NAME.sessions": "As sessions, for this profile.",
     "profiles.NAME.production": "Mark the profile as production: reviewers see it flagged.",
     "profiles.NAME.wait": "As wait, for this profile.",
+    "profiles.NAME.record": "As record, for this profile; record: false keeps no output of its commands.",
     "wait": "How long an agent's xguard waits for approval before exit 75 (the request stays queued). "
     "Default: 60s.",
     "expiry": "How long a pending request can still be approved. Default: 1h.",
@@ -417,6 +418,11 @@ KEY_HELP: dict[str, str] = {
     "root needs approval).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
+    "record": "Output recordings beside the audit log (xguard audit show, replay).",
+    "record.output": "Record what each command prints. Default: true.",
+    "record.max_bytes": "The most kept per command; past it the rest is counted, not kept. Default: 10MB.",
+    "record.mask": "Replace secret-shaped strings (AWS keys, private keys, GitHub and Slack tokens, "
+    "bearer tokens) before storing. Default: true.",
     "queue": "Where approval requests wait (default: the file spool of this host).",
     "queue.postgres": "A libpq connection string or service: one queue in PostgreSQL for many "
     "hosts (see xguard db init).",
@@ -449,6 +455,7 @@ RULE_KEY_HELP = {
     "growth": "The factor applied to baseline. Default: 2.",
     "read": "Whether the matched command only reads, for the loop breaker (limits.loop).",
     "name": "A name for the rule in reports and the audit log.",
+    "record": "false: keep no output of the commands this rule matches (say why in reason).",
     "limits": "Row caps for the statements this rule matches (the lowest cap in effect counts).",
     "limits.max_rows": "Above this many rows (impact preview) the statement needs approval.",
     "limits.max_rows_hard": "Above this many rows (impact preview) the statement is denied.",
@@ -471,6 +478,8 @@ def _kind(s: Any) -> str:
         "int": "whole number",
         "number": "number",
         "duration": "duration (30s, 15m, 2h, 1d)",
+        "size": "size (10MB, 512KB, bytes)",
+        "record": "true | false | mapping (as record)",
         "regex": "regular expression",
         "any": "any",
         "baseline": "live | mapping of OPTION: number | live",

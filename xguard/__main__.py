@@ -48,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         args = args[1:]
     from xguard.errors import ExitCode, XguardError
 
+    from xguard.environment import Environment
+
+    terminal = Environment()  # the one place that knows the terminal, passed down
     hot = True
     try:
-        if _is_shell_invocation(args) or (not args and not sys.stdin.isatty()):
+        if _is_shell_invocation(args) or (not args and not terminal.stdin_isatty):
             from xguard.frontends.shell import shell_main
 
-            return shell_main(args)
+            return shell_main(args, terminal)
         if not args:
             # No arguments on a terminal: the interactive gated shell.
             from xguard.frontends.interactive import interactive_main

@@ -71,6 +71,25 @@ def parse_duration(value: object) -> float | None:
     return float(v) * _UNITS[unit]
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(value: object) -> int | None:
+    """`10MB`, `512k`, `1GiB` (powers of 1024) or a bare number of bytes -> bytes."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = v[-1:] if v[-1:] in ("k", "m", "g") else ""
+    v = v[: len(v) - len(unit)].strip()
+    if not v.isdigit():
+        return None
+    return int(v) * _SIZE_UNITS[unit]
+
+
 def format_age(seconds: float) -> str:
     """A short age for people: 12s, 5m, 2h05m, 3d."""
     s = max(0, int(seconds))

@@ -51,6 +51,10 @@ def test_a_clean_setup(env: dict[str, str], xguard_home: Path, tmp_path: Path) -
     assert d["reviewer"]["watching"] is False
     assert any("no reviewer" in w for w in d["warnings"])
     assert any("no agent integration" in w for w in d["warnings"])
+    # The built-in secrets floor is listed with this HOME written out.
+    home = env["HOME"]
+    assert f"{home}/.cache/huggingface/token" in d["secrets_floor"]
+    assert f"{home}/.ssh/id_*" in d["secrets_floor"]
     # The readable form says the same.
     r = subprocess.run(
         [*xguard_exe(), "doctor"],
@@ -64,6 +68,7 @@ def test_a_clean_setup(env: dict[str, str], xguard_home: Path, tmp_path: Path) -
         r.returncode == 0
         and "nothing unsafe" in r.stdout
         and str(xguard_home / "rules.yaml") in r.stdout
+        and f"floor      {len(d['secrets_floor'])} credential files" in r.stdout
     )
 
 

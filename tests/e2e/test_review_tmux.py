@@ -432,3 +432,24 @@ def test_reset_a_tripped_session_from_the_keyboard(
         [*XG, "-c", "kill -0 $$"], env=run_env, capture_output=True, text=True, check=False
     )
     assert p.returncode == 0, p.stderr
+
+
+def test_review_says_where_an_approved_commands_output_is(tmux: Tmux, tmp_path: Path) -> None:
+    """Issue 14: once a command it approved has ended, the reviewer sees how,
+    and the command that shows what it printed."""
+    agent = subprocess.Popen(
+        [*XG, "run", "--", "sh", "-c", "echo printed"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert agent.stderr is not None
+    rid = agent.stderr.readline().decode().split("waiting for approval ")[1].split()[0]
+    tmux.start("rev", [*XG, "review"], width=120)
+    tmux.wait("rev", lambda s: rid in s)
+    tmux.keys("rev", "a")
+    out, _ = agent.communicate(timeout=30)
+    assert agent.returncode == 0 and out == b"printed\n"
+    said = f"{rid} ran: exit 0 · output 8 bytes: xguard audit show {rid}"
+    tmux.wait("rev", lambda s: said in s)
+    tmux.keys("rev", "q")

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +106,7 @@ class World:
         self.project_key.write_text(f"{SECRET}\n")
         self.rules = tmp_path / "rules.yaml"
         self.rules.write_text(RULES)
+        self.approver: Approver | None = None  # the reviewer of the last run
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
         keep = ("LANG", "TERM", "TZ", "USER", "LOGNAME")
@@ -175,7 +175,6 @@ class Approver(threading.Thread):
 def run(world: World, argv: list[str], timeout: float = 150) -> subprocess.CompletedProcess[str]:
     approver = Approver(world)
     approver.start()
-    world.started = time.monotonic()  # type: ignore[attr-defined]
     try:
         r = subprocess.run(
             argv,
@@ -188,10 +187,9 @@ def run(world: World, argv: list[str], timeout: float = 150) -> subprocess.Compl
             check=False,
         )
     finally:
-        world.ended = time.monotonic()  # type: ignore[attr-defined]
         approver.stop.set()
         approver.join(5)
-    world.approver = approver  # type: ignore[attr-defined]
+    world.approver = approver
     return r
 
 
@@ -215,7 +213,8 @@ def check_run(world: World, results: list[str], r: subprocess.CompletedProcess[s
     assert [x["decision"] for x in decisions(world, DENIED) if x["event"] == "decision"] == ["deny"]
     # 3. approved from another process: the reviewer saw the model's command
     # (not a wrapper), and it ran once approved
-    approver: Approver = world.approver  # type: ignore[attr-defined]
+    approver = world.approver
+    assert approver is not None
     assert [a["command"] for a in approver.approved] == [APPROVED], approver.seen
     assert (world.work / "approved-dir").is_dir(), why
     events = [x["event"] for x in decisions(world, APPROVED)]
@@ -235,7 +234,3 @@ def which_node() -> str:
     if node is None:
         pytest.skip("node is not installed")
     return node
-
-
-def timed(label: str, t0: float) -> None:
-    sys.stderr.write(f"{label}: {time.monotonic() - t0:.1f}s\n")

@@ -165,3 +165,16 @@ def test_untrusted_hook_is_skipped(tmp_path: Path, xguard_home: Path) -> None:
         received = model.received()
     assert harness.SECRET in received
     assert harness.decisions(world, harness.DENIED) == []
+
+
+def test_dollar_shell_is_not_consulted(tmp_path: Path, xguard_home: Path) -> None:
+    """Codex takes the login shell from passwd: SHELL=xguard gates nothing."""
+    harness.installed(harness.CODEX_BIN, PACKAGE)
+    with FakeModel([harness.DENIED]) as model:
+        world = harness.World(tmp_path, xguard_home, model)
+        config(world)
+        world.env["SHELL"] = str(world.link("bash", xguard_exe()[0]))
+        harness.run(world, codex())
+        received = model.received()
+    assert harness.SECRET in received
+    assert world.audit() == []

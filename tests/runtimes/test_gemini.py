@@ -121,3 +121,16 @@ def test_gemini_ask_in_a_headless_run(tmp_path: Path, xguard_home: Path) -> None
     assert not (world.work / "approved-dir").exists()
     [rec] = [x for x in harness.decisions(world, harness.APPROVED) if x["event"] == "decision"]
     assert rec["hook_answer"] == "ask" and world.pending() == []
+
+
+def test_dollar_shell_is_not_consulted(tmp_path: Path, xguard_home: Path) -> None:
+    """Gemini CLI spawns the bare name `bash` from PATH: SHELL=xguard gates nothing."""
+    harness.installed(harness.GEMINI_JS, PACKAGE)
+    with FakeModel([harness.DENIED]) as model:
+        world = harness.World(tmp_path, xguard_home, model)
+        argv = settings(world)
+        world.env["SHELL"] = str(world.link("bash", xguard_exe()[0]))
+        harness.run(world, argv)
+        received = model.received()
+    assert harness.SECRET in received
+    assert world.audit() == []

@@ -16,7 +16,14 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "xguard"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("xguard", "xguard.errors", "xguard.util", "xguard._record", "xguard.paths"),
+    (
+        "xguard",
+        "xguard.errors",
+        "xguard.util",
+        "xguard._record",
+        "xguard.paths",
+        "xguard.environment",
+    ),
     ("xguard.shell",),
     ("xguard.policy",),
     ("xguard.audit",),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xguard.adapters.wrappers import recognise, startup
+from xguard.adapters.wrappers import recognise, sq, startup
 
 SNAP = "/home/u/.claude/shell-snapshots/snapshot-bash-1796538948874-k6txei.sh"
 ZSNAP = "/home/u/.claude/shell-snapshots/snapshot-zsh-1796538960289-gfz60v.sh"
@@ -94,6 +94,7 @@ UNKNOWN = [
     ("shopt -s extglob && set -o noglob", "set -o noglob"),  # set is not in the table
     ("source /tmp/evil.sh", "source /tmp/evil.sh"),  # not a snapshot
     ("unset -- PATH", "unset -- PATH"),  # a variable, not a function
+    (f"source {SNAP} || rm -f x", f"source {SNAP} || rm -f x"),  # more than the snapshot
     ("rm -rf ~/x", "rm -rf ~/x"),  # not even static: the whole text is gated
 ]
 
@@ -158,9 +159,10 @@ def test_gemini_wrappers(text: str, command: str | None) -> None:
         return
     assert w is not None and w.runtime == "gemini" and w.command == command
     # The trap writes to a literal path: the command cannot redirect it by
-    # reassigning a variable.
+    # reassigning a variable; the command runs under eval of its quoted text.
     assert w.exec_text == (
-        f"(\n  trap 'jobs -p > '\\''/tmp/gemini-shell-gUnptY/bgpids.tmp'\\''' EXIT\n{command}\n)"
+        "(\n  trap 'jobs -p > '\\''/tmp/gemini-shell-gUnptY/bgpids.tmp'\\''' EXIT\n"
+        f"  eval {sq(command)}\n)"
     )
 
 

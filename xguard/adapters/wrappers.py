@@ -43,7 +43,10 @@ wrapper: this runs on the hot path.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # collections.abc pulls in collections: ~3 ms on every command
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # ---------------------------------------------------------------------------
 # Static shell words, decoded as bash decodes them.
@@ -216,7 +219,8 @@ def _harmless(words: list[str]) -> bool:
     return False
 
 
-_REDIRS = frozenset({"2>/dev/null", ">/dev/null", "2>&1", "&>/dev/null", ">&/dev/null"})
+# The redirections a preparation statement may carry: output to /dev/null only.
+_REDIRS = ("2>/dev/null", ">/dev/null", "2>&1", "&>/dev/null", ">&/dev/null")
 
 
 class _Tok:
@@ -242,7 +246,7 @@ def _tokens(s: str) -> list[_Tok] | None:
                 i += len(op)
                 break
         else:
-            for r in ("2>/dev/null", ">/dev/null", "2>&1", "&>/dev/null", ">&/dev/null"):
+            for r in _REDIRS:
                 if s.startswith(r, i):
                     out.append(_Tok("redir", r, i, i + len(r)))
                     i += len(r)
@@ -419,14 +423,7 @@ def _claude(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
     if segments is None:
         return None
     for n, (raw, toks) in enumerate(segments):
-        words = [t.value for t in toks if t.kind == "word"]
-        if (
-            n == 0
-            and words[:1] in (["source"], ["."])
-            and len(words) >= 2
-            and _snapshot_path(words[1])
-            and all(t.kind != "op" or t.value == "||" for t in toks)
-        ):
+        if n == 0 and _snapshot_source(toks):
             dropped.append(raw)  # the snapshot: never sourced
         elif _statement_harmless(toks):
             dropped.append(raw)
@@ -442,6 +439,21 @@ def _claude(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
         dropped,
         extra,
         meta={"cwd_file": cwd_file, "stdin_null": stdin_null},
+    )
+
+
+def _snapshot_source(toks: list[_Tok]) -> bool:
+    """`source <snapshot> [2>/dev/null] [|| true]`, and nothing else."""
+    kinds = [(t.kind, t.value) for t in toks]
+    if kinds[-2:] == [("op", "||"), ("word", "true")]:
+        kinds = kinds[:-2]
+    while kinds and kinds[-1][0] == "redir":
+        kinds = kinds[:-1]
+    return (
+        len(kinds) == 2
+        and kinds[0] in (("word", "source"), ("word", "."))
+        and kinds[1][0] == "word"
+        and _snapshot_path(kinds[1][1])
     )
 
 
@@ -503,8 +515,13 @@ def _gemini(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
         return None
     # The pid file is written by a literal path: a variable the command could
     # reassign would let it choose where the trap writes.
+    # The command runs under `eval` of its exact quoted text, as in Claude
+    # Code's wrapper: nothing it holds can close the subshell early, and a
+    # front end that replaces the decided text (row caps) finds it quoted once.
     trap = sq(f"jobs -p > {sq(w[0])}")
-    return Unwrapped("gemini", command, f"(\n  trap {trap} EXIT\n{command}\n)", dropped, [])
+    return Unwrapped(
+        "gemini", command, f"(\n  trap {trap} EXIT\n  eval {sq(command)}\n)", dropped, []
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -133,6 +133,9 @@ class Reviewer:
         self.last_load = 0.0
         # Sessions whose loop breaker tripped (issue 5): only a reviewer resets them.
         self.tripped: list[dict[str, Any]] = []
+        # Requests this reviewer approved whose command has not ended yet: when
+        # it does, the status line says how, and where its output is (issue 14).
+        self.running: dict[str, float] = {}
 
     # -- data ---------------------------------------------------------------
     def reload(self) -> None:
@@ -148,6 +151,8 @@ class Reviewer:
 
         self.tripped = tripped_sessions(self.gate.paths)
         self.last_load = time.monotonic()
+        if self.running:
+            self._ended()
         sel_id = self.items[self.sel]["id"] if self.items else None
         ids = {r["id"] for r in current}
         if self.seen is not None:
@@ -169,6 +174,25 @@ class Reviewer:
             self.ask = None
         if not current:
             self.details = False
+
+    def _ended(self) -> None:
+        """Say which approved commands have ended, with the link to their output."""
+        from xguard.audit.read import AuditReadError, Filter, tail
+
+        try:
+            ends = tail(self.log.path, 50, Filter(event=("exit",)))
+        except AuditReadError:
+            return
+        for e in ends:
+            rid = e.record.get("id")
+            if rid in self.running:
+                del self.running[rid]
+                line = ended_line(e.record)
+                # After "approved <id>" when that is still showing, else alone.
+                self.status = f"{self.status} · {line}" if str(rid) in self.status else line
+        for rid, since in list(self.running.items()):
+            if time.monotonic() - since > 3600:  # it never ran (the agent gave up): stop looking
+                del self.running[rid]
 
     def _ring(self) -> None:
         # Straight to the terminal: rich.live redirects sys.stdout.
@@ -196,6 +220,8 @@ class Reviewer:
             )
         except LookupError:
             won, v = False, {"state": "gone", "by": "?"}
+        if won and state == "approved":
+            self.running[rid] = time.monotonic()
         if won:
             how = (
                 f" for {age(for_seconds)}"
@@ -520,6 +546,18 @@ class Reviewer:
             if listener is not None:
                 listener.close()
         return 0
+
+
+def ended_line(rec: dict[str, Any]) -> str:
+    """`<id> ran: exit N · output 12 bytes: xguard audit show <id>` for an exit record."""
+    rid = rec.get("id")
+    line = f"{rid} ran: exit {rec.get('exit_code')}"
+    out = rec.get("output")
+    if isinstance(out, dict) and out.get("file"):
+        line += f" · output {out.get('bytes')} bytes: xguard audit show {rid}"
+    elif isinstance(out, dict) and out.get("error"):
+        line += f" · {out['error']}"
+    return line
 
 
 def _impact_line(it: dict[str, Any], limit: int) -> Text:

@@ -31,6 +31,7 @@ import time
 
 from xguard.approval import notify
 from xguard.gate import sessions
+from xguard.environment import Environment
 from xguard.errors import ExitCode
 from xguard.gate.pipeline import Asked
 from xguard.approval.backend import open_queue
@@ -170,6 +171,9 @@ class Channel:
 
     handles_signals = True  # only the main thread of a process can
 
+    def __init__(self, terminal: Environment | None = None) -> None:
+        self.terminal = terminal or Environment()
+
     def ppid(self) -> int:
         """The agent process that asked (the reviewer sees its name)."""
         return os.getppid()
@@ -178,6 +182,8 @@ class Channel:
         say(f"xguard: waiting for approval {rid} (xguard approve {rid})")
 
     def prompt(self, gate: Any, ticket: Ticket) -> _Prompt | None:
+        if not self.terminal.at_terminal:
+            return None  # nobody at a terminal to ask (sudo's test)
         return _Prompt.open(gate, ticket)
 
     def fds(self) -> list[Any]:
@@ -448,8 +454,6 @@ class _Prompt:
         if gate.ruleset.setting("prompt", True) is False:
             return None
         try:
-            if not (sys.stdin.isatty() and sys.stderr.isatty()):
-                return None
             fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except (OSError, ValueError, AttributeError):
             return None

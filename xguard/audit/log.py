@@ -469,6 +469,10 @@ class AuditLog:
             top = 1
             while top < self.keep and os.path.lexists(self._rotated(top)):
                 top += 1
+            if top == self.keep and os.path.lexists(self._rotated(top)):
+                from xguard.audit.pruning import prune
+
+                prune(folder, self._rotated(top))  # its output recordings go with it (issue 14)
             for n in range(top - 1, 0, -1):
                 os.rename(self._rotated(n), self._rotated(n + 1))
             with contextlib.suppress(FileNotFoundError):

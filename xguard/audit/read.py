@@ -519,7 +519,8 @@ class Problem:
     """Something wrong at one line.
 
     kind: edited, missing, inserted, reordered, restarted, not JSON, not a
-    record, torn, truncated or anchor; in notes also start (history begins
+    record, torn, truncated, anchor or recording (an output recording that
+    is missing or does not match its exit record); in notes also start (history begins
     after rotation dropped older files) and repaired junk lines.
     """
 
@@ -545,6 +546,7 @@ class VerifyResult:
     records: int
     files: list[Path]
     notes: list[Problem] = field(default_factory=list)
+    recordings: int = 0  # output recordings checked against their exit records (issue 14)
 
     @property
     def ok(self) -> bool:
@@ -559,6 +561,7 @@ class VerifyResult:
             "notes": [n.to_json() for n in self.notes],
             "head": self.head.to_json() if self.head else None,
             "records": self.records,
+            "recordings": self.recordings,
             "files": [str(f) for f in self.files],
         }
 
@@ -649,7 +652,29 @@ def _verify_once(path: Path, anchor: Head | None, keep: int | None) -> VerifyRes
     files = existing_files(path)
     v = _Verifier(files, anchor, keep)
     v.run()
-    return VerifyResult(v.problem, _head(files), v.count, files, v.notes)
+    problem = v.problem or _check_recordings(path.parent, v.outputs)
+    result = VerifyResult(problem, _head(files), v.count, files, v.notes)
+    result.recordings = sum(1 for _f, _n, raw in v.outputs if b'"file":"' in raw)
+    return result
+
+
+# A key, not text: inside a JSON string every `"` is escaped.
+_OUTPUT_MARK = b'"output":{"'
+
+
+def _check_recordings(audit_dir: Path, outputs: list[tuple[Path, int, bytes]]) -> Problem | None:
+    """The first exit record whose output recording is missing or altered (issue 14)."""
+    from xguard.audit.playback import check
+
+    for f, lineno, raw in outputs:
+        rec = _parse(raw)
+        out = rec.get("output") if rec else None
+        if not isinstance(out, dict) or rec is None or rec.get("event") != "exit":
+            continue
+        wrong = check(str(audit_dir), out)
+        if wrong is not None:
+            return Problem(f, lineno, "recording", f"command {rec.get('id')}: {wrong}")
+    return None
 
 
 @contextmanager
@@ -694,6 +719,8 @@ class _Verifier:
         self.last: _Link | None = None
         self.junk: Problem | None = None  # the first junk line not yet explained
         self.count = 0
+        # Exit records that vouch for an output recording (issue 14).
+        self.outputs: list[tuple[Path, int, bytes]] = []
 
     def run(self) -> None:
         """Check every line; stop at the first problem."""
@@ -724,6 +751,8 @@ class _Verifier:
                         last_seq += 1
                         last_hash, last_file, last_line = raw[i + 9 : -2], f, lineno
                         self.count += 1
+                        if _OUTPUT_MARK in raw:
+                            self.outputs.append((f, lineno, raw))
                         continue
                     if last_seq >= 0:
                         self.last = _Link(last_seq, "", last_hash.decode(), last_file, last_line)
@@ -782,6 +811,8 @@ class _Verifier:
             self.anchor_seen = True
         self.count += 1
         self.last = link
+        if _OUTPUT_MARK in raw:
+            self.outputs.append((f, lineno, raw))
         return False
 
 

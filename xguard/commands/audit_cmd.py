@@ -80,7 +80,14 @@ def outcome(rec: dict[str, Any]) -> str:
     ev = rec.get("event")
     if ev == "exit":
         dur = rec.get("duration_ms")
-        return f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+        text = f"exit {rec.get('exit_code')}" + (f" {dur}ms" if dur is not None else "")
+        out = rec.get("output")
+        if isinstance(out, dict) and out.get("file"):
+            # Where to read what it printed (issue 14).
+            text += f", output {out.get('bytes')}B: xguard audit show {rec.get('id')}"
+        elif isinstance(out, dict) and out.get("error"):
+            text += f", output {out.get('bytes')}B not kept: {out['error']}"
+        return text
     if ev in ("approved", "denied") or rec.get("reviewer"):
         who = rec.get("reviewer")
         base = str(rec.get("decision") or ev) if ev == "decision" else str(ev)
@@ -228,6 +235,7 @@ def audit(
       xguard audit --follow
       xguard audit verify --anchor head.txt
       xguard audit report --since 30d
+      xguard audit show ID --output
     """
     if ctx.invoked_subcommand is not None:
         return 0
@@ -263,6 +271,12 @@ def audit(
         return 0
     bad.warn()
     return 0
+
+
+from xguard.commands.audit_show import replay_cmd, show_cmd  # noqa: E402 - after the group
+
+audit.add_command(show_cmd)
+audit.add_command(replay_cmd)
 
 
 def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Head | None:
@@ -319,7 +333,9 @@ def verify_cmd(
 
     Names the first bad line (edited, missing, inserted, reordered, not JSON,
     torn, truncated) and prints the head: keep it, and pass it back with
-    --anchor to catch a log cut short.
+    --anchor to catch a log cut short. Output recordings are checked against
+    the exit records that vouch for them: one edited, cut or deleted names its
+    command.
     """
     if syslog_file is not None:
         return _verify_against_syslog(syslog_file, as_json)
@@ -331,6 +347,10 @@ def verify_cmd(
     else:
         n = len(result.files)
         where = f"{result.records} records in {n} file{'s' if n != 1 else ''}"
+        if result.recordings:
+            where += (
+                f", {result.recordings} output recording{'s' if result.recordings != 1 else ''}"
+            )
         for note in result.notes:
             click.echo(f"note: {note}")
         if result.problem is None:

@@ -241,6 +241,10 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
     exe = shutil.which("xguard", path=env.get("PATH"))
     rep.data["version"] = __version__
     rep.data["xguard"] = exe
+    from xguard.policy.floor import floor_listing
+
+    # Built in, like self-protection: no rules file can lower it.
+    rep.data["secrets_floor"] = floor_listing(str(home))
 
     # -- rules ---------------------------------------------------------------
     src = rules_source(paths, env, profile)
@@ -443,6 +447,10 @@ def _print(rep: Report) -> None:
     else:
         out.append(f"           DOES NOT LOAD: {r.get('error')}")
     out.append(f"profile    {r['profile'] or '(none)'}")
+    out.append(
+        f"floor      {len(d['secrets_floor'])} credential files need approval under any rules"
+        " (--json lists them)"
+    )
     if r.get("config_file"):
         out.append(f"config     {r['config_file']}")
     q, a, rv = d["queue"], d["audit"], d["reviewer"]

@@ -11,8 +11,9 @@ steps are remembered, bounded: the parse of a text (the parser reads no
 files) and, in the ruleset, the rules a unit text or a set of paths matches
 (policy/decide.py). What the file system says (does a word name a file,
 where does a symlink lead, what does a glob expand to) is remembered for at
-most FS_TTL seconds, so a batch read from a pipe for hours still sees the
-disk as it is.
+most FS_TTL seconds (with what decide() works out from it, such as the
+bounded look for secrets inside a folder a recursive search reads), so a
+batch read from a pipe for hours still sees the disk as it is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
     from xguard.gate.request import Gate
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 BAD_LINE = 'not a JSON object with a "command" string'
 PARSE_MEMO = 4096  # texts whose units are kept
-FS_TTL = 1.0  # seconds a file-system answer is reused
+FS_TTL = 5.0  # seconds a file-system answer is reused
 
 
 def _error(n: int, what: str) -> str:
@@ -42,22 +42,38 @@ def _error(n: int, what: str) -> str:
 
 
 class _FsSnapshot:
-    """exists / realpath / glob answers, reused for FS_TTL seconds."""
+    """exists / isdir / realpath / listdir / glob answers, and what decide()
+    works out from them (Context.memo), reused for FS_TTL seconds."""
 
-    def __init__(self, glob: Callable[[str, str], list[str] | None] | None) -> None:
-        self._glob = glob
+    def __init__(self, base: Context) -> None:
+        self._base = base
         self._exists: dict[str, bool] = {}
+        self._isdir: dict[str, bool] = {}
         self._real: dict[str, str | Exception] = {}
+        self._lists: dict[str, list[str] | None] = {}
         self._globs: dict[tuple[str, str], list[str] | None] = {}
+        self.memo: dict[tuple[object, ...], object] = {}
         self._since = time.monotonic()
 
     def tick(self) -> None:
         now = time.monotonic()
         if now - self._since > FS_TTL:
-            self._exists.clear()
-            self._real.clear()
-            self._globs.clear()
+            for d in (self._exists, self._isdir, self._real, self._lists, self._globs, self.memo):
+                d.clear()
             self._since = now
+
+    def isdir(self, p: str) -> bool:
+        v = self._isdir.get(p)
+        if v is None:
+            v = self._isdir[p] = self._base.isdir(p)
+        return v
+
+    def listdir(self, p: str) -> list[str] | None:
+        assert self._base.listdir is not None
+        if p not in self._lists:
+            self._lists[p] = self._base.listdir(p)
+        v = self._lists[p]
+        return None if v is None else list(v)
 
     def exists(self, p: str) -> bool:
         v = self._exists.get(p)
@@ -78,10 +94,10 @@ class _FsSnapshot:
         return v
 
     def glob(self, pattern: str, cwd: str) -> list[str] | None:
-        assert self._glob is not None
+        assert self._base.expand_glob is not None
         key = (pattern, cwd)
         if key not in self._globs:
-            self._globs[key] = self._glob(pattern, cwd)
+            self._globs[key] = self._base.expand_glob(pattern, cwd)
         v = self._globs[key]
         return None if v is None else list(v)
 
@@ -98,20 +114,21 @@ class _Batch:
     def context(self, cwd: str | None) -> Context:
         ctx = self.contexts.get(cwd)
         if ctx is None:
+            from xguard._record import asdict
             from xguard.policy.decide import Context
 
             base = self.gate.context(cwd)
             if self.fs is None:
-                self.fs = _FsSnapshot(base.expand_glob)
+                self.fs = _FsSnapshot(base)
             fs = self.fs
-            ctx = self.contexts[cwd] = Context(
-                cwd=base.cwd,
-                home=base.home,
-                protected=base.protected,
-                exists=fs.exists,
-                realpath=fs.realpath,
-                expand_glob=fs.glob if base.expand_glob is not None else None,
-            )
+            # Every fact the gate's context has, the file-system ones through the snapshot.
+            fields = asdict(base)
+            fields.update(exists=fs.exists, isdir=fs.isdir, realpath=fs.realpath, memo=fs.memo)
+            if base.expand_glob is not None:
+                fields["expand_glob"] = fs.glob
+            if base.listdir is not None:
+                fields["listdir"] = fs.listdir
+            ctx = self.contexts[cwd] = Context(**fields)
         return ctx
 
     def parse(self, text: str) -> list[Unit]:

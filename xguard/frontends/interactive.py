@@ -312,13 +312,14 @@ class _LineExecutor:
         return None
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> Any:
-        from xguard.gate.execenv import launch, runtime_limits
+        from xguard.gate.execenv import launch, runtime_limits, start_recording, with_output
 
         sh = self.shell
         assert sh.env is not None
         env = dict(sh.env)
         env["XGUARD_GATED"] = str(record["id"])
         max_runtime, grace = runtime_limits(gate, decision)
+        recorder, output = start_recording(gate, req, decision, record)  # issue 14
         result = launch(
             req,
             env,
@@ -329,7 +330,9 @@ class _LineExecutor:
             script=(req.exec_text or req.text)
             + (TRAILER.format(stopper=sh.stopper) if sh.stopper else ""),
             on_stop=sh._take_state if sh.stopper else None,
+            recorder=recorder,
         )
+        result = with_output(result, recorder, output)
         sig = result.fields.get("signal")
         if isinstance(sig, int):
             if sig == signal.SIGINT:

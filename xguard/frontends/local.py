@@ -5,6 +5,7 @@ only executes what it is told to. Hot path: standard library only."""
 
 from __future__ import annotations
 
+from xguard.environment import Environment
 from xguard.gate import strictmode
 from xguard.util import say
 
@@ -18,12 +19,13 @@ if TYPE_CHECKING:
     from xguard.policy.decide import Decision
 
 
-def gate_and_run(req: Request) -> int:
+def gate_and_run(req: Request, terminal: Environment | None = None) -> int:
     """Decide, maybe wait for a human, run; show the agent the one line it
-    needs; return the exit status."""
+    needs; return the exit status. `terminal`: this process's streams and
+    whether they are terminals (xguard/environment.py)."""
     if strictmode.configured():
-        from xguard.strict.client import gate_via_broker
         from xguard.gate.strictmode import broker_socket
+        from xguard.strict.client import gate_via_broker
 
         sock = broker_socket()
         if sock:  # strict mode (issue 6): the broker decides and audits; this process runs
@@ -32,18 +34,25 @@ def gate_and_run(req: Request) -> int:
     from xguard.gate.pipeline import run_request
     from xguard.gate.request import load_gate
 
+    terminal = terminal or Environment()
     gate = load_gate(req)
-    outcome = run_request(req, gate, ask=ask_locally, execute=LocalExecutor())
+    outcome = run_request(req, gate, ask=LocalAsker(terminal), execute=LocalExecutor(terminal))
     if outcome.message:
         say(outcome.message)
     return outcome.exit_code
 
 
-def ask_locally(
-    gate: Gate, req: Request, decision: Decision, record: dict[str, Any], log: AuditLog
-) -> Asked:
-    """Wait on the local spool and the terminal (imported only when a command
-    needs approval: the queue's imports are not an allowed command's cost)."""
-    from xguard.approval.wait import obtain_approval
+class LocalAsker:
+    """Wait on the local spool, and ask at the terminal when a person is at
+    one (the approval modules are imported only when a command needs
+    approval: the queue's imports are not an allowed command's cost)."""
 
-    return obtain_approval(gate, req, decision, record, log)
+    def __init__(self, terminal: Environment) -> None:
+        self.terminal = terminal
+
+    def __call__(
+        self, gate: Gate, req: Request, decision: Decision, record: dict[str, Any], log: AuditLog
+    ) -> Asked:
+        from xguard.approval.wait import Channel, obtain_approval
+
+        return obtain_approval(gate, req, decision, record, log, Channel(self.terminal))

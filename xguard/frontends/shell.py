@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
+from xguard.environment import Environment
 from xguard.errors import UsageError
 from xguard.gate import strictmode
 from xguard.gate.request import Request, env_wait
@@ -70,7 +71,8 @@ def parse_shell_args(args: list[str]) -> tuple[str | None, list[str], list[str],
     return None, passthru, rest, stdin_mode or not rest
 
 
-def shell_main(args: list[str]) -> int:
+def shell_main(args: list[str], terminal: Environment | None = None) -> int:
+    terminal = terminal or Environment()
     text, flags, positional, from_stdin = parse_shell_args(args)
     source, exec_text = "shell", None
     if text is not None and "ssh-gate" in text and "SSH_CONNECTION" in os.environ:
@@ -98,11 +100,11 @@ def shell_main(args: list[str]) -> int:
                     return answer(step, text, None)
     if text is None:
         if from_stdin:
-            if sys.stdin.isatty() and not positional:
+            if terminal.stdin_isatty and not positional:
                 from xguard.frontends.interactive import interactive_main
 
                 return interactive_main(args)
-            text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+            text = terminal.stdin.buffer.read().decode("utf-8", "surrogateescape")
             positional = ["xguard", *positional] if positional else []
         else:
             script = positional[0]
@@ -120,7 +122,8 @@ def shell_main(args: list[str]) -> int:
             wait=env_wait(),
             source=source,
             exec_text=exec_text,
-        )
+        ),
+        terminal,
     )
 
 

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from xguard.environment import Environment
+
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,6 +120,8 @@ def run_child(
     max_runtime: float | None = None,
     kill_grace: float = 5.0,
     on_stop: Callable[[int], int | None] | None = None,
+    recorder: Any = None,
+    interactive: bool | None = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
 
@@ -126,32 +130,63 @@ def run_child(
     child stops itself with SIGSTOP, on_stop(pid) may return its final status
     (the interactive shell's trailer); the child is then killed. None lets it
     go on.
+
+    With a recorder (audit/recording.py's Recorder, or strict mode's relay to
+    the broker; issue 14): the command's stdout and stderr go through xguard,
+    which passes every byte on at once and then records it (gate/capture.py):
+    pipes, or a pty of its own when the caller's stdout or stderr is a terminal.
     """
     t0 = time.monotonic()
+    if interactive is None:
+        interactive = Environment().stdin_isatty
+    plumbing = None
+    if recorder is not None:
+        from xguard.gate.capture import Plumbing
+
+        plumbing = Plumbing.make()
+        recorder.begin(plumbing.pty, plumbing.cols, plumbing.rows)
+    pty = plumbing is not None and plumbing.pty
     # With a time limit the command must be stopped whole, grandchildren too
     # (`bash -c 'sleep 30; true'`). Off a terminal it gets a process group of
     # its own to signal; on a terminal it stays in the foreground group (job
     # control and Ctrl-C keep working) and its descendants are found in /proc.
-    own_group = bool(max_runtime) and not (sys.stdin.isatty() if sys.stdin else False)
+    # On a pty of its own it is a session (and a process group) of its own.
+    own_group = pty or (bool(max_runtime) and not interactive)
+    spawn: dict[str, Any] = {"setsigdef": RESET_IN_CHILD}
+    if pty:
+        spawn["setsid"] = True
+    elif own_group:
+        spawn["setpgroup"] = 0
+    if plumbing is not None:
+        spawn["file_actions"] = plumbing.file_actions
     # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
     # exec) would have the kernel reap the child at once, and its status lost.
     old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        if own_group:
-            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD, setpgroup=0)
-        else:
-            pid = os.posix_spawn(path, argv, env, setsigdef=RESET_IN_CHILD)
+        pid = os.posix_spawn(path, argv, env, **spawn)
     except BaseException:
         signal.signal(signal.SIGCHLD, old_chld)
+        if plumbing is not None:
+            plumbing.close()
         raise
     timed_out = False
     stage = 0
 
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+            if pty and signum in (signal.SIGINT, signal.SIGQUIT):
+                # What the terminal would do: the pty's foreground group gets it.
+                os.killpg(plumbing.foreground_group() or pid, signum)  # type: ignore[union-attr]
+            else:
+                os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return
+
+    def on_winch(_signum: int, _frame: object) -> None:
+        # The pty tells its foreground group itself (TIOCSWINSZ sends SIGWINCH).
+        size = plumbing.resize()  # type: ignore[union-attr]
+        if size is not None:
+            recorder.resize(*size)
 
     def on_alarm(_signum: int, _frame: object) -> None:
         nonlocal timed_out, stage
@@ -174,37 +209,67 @@ def run_child(
 
     old = {s: signal.signal(s, forward) for s in FORWARD}
     old[signal.SIGCHLD] = old_chld
+    if pty:
+        old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, on_winch)
     # A terminal's Ctrl-C / Ctrl-\ reach the whole foreground process group,
     # the child included; xguard itself waits for the child to decide.
-    # Sent to xguard alone (not from a terminal), they are passed on.
-    interactive = sys.stdin.isatty() if sys.stdin else False
+    # Sent to xguard alone (not from a terminal), they are passed on. On a pty
+    # of its own the command is in no group of the caller's terminal: pass on.
     for s in (signal.SIGINT, signal.SIGQUIT):
-        old[s] = signal.signal(s, signal.SIG_IGN if interactive else forward)
+        old[s] = signal.signal(s, signal.SIG_IGN if interactive and not pty else forward)
     if max_runtime:
         old[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, max_runtime)
     status: int | None = None
     stopped_with: int | None = None
-    try:
-        while True:
+    wait_flags = os.WUNTRACED if on_stop else 0
+
+    def ended(st: int) -> bool:
+        """Take a wait status; True when the command is over (exited, or stopped for good)."""
+        nonlocal status, stopped_with
+        if on_stop is not None and os.WIFSTOPPED(st):
+            got = on_stop(pid) if os.WSTOPSIG(st) == signal.SIGSTOP else None
+            if got is None:  # stopped by something else: let it go on
+                os.kill(pid, signal.SIGCONT)
+                return False
+            os.kill(pid, signal.SIGKILL)
             try:
-                _, st = os.waitpid(pid, os.WUNTRACED if on_stop else 0)
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # pragma: no cover - reaped elsewhere
+                pass
+            stopped_with = got
+            return True
+        status = st
+        return True
+
+    try:
+        if plumbing is not None:
+            from xguard.gate.capture import pump
+
+            plumbing.started()
+
+            def exited() -> bool:
+                try:
+                    done, st = os.waitpid(pid, os.WNOHANG | wait_flags)
+                except ChildProcessError:  # reaped elsewhere: the status is unknown, not 0
+                    return True
+                return bool(done) and ended(st)
+
+            try:
+                # A pidfd says when the command exits, not when it stops: with
+                # on_stop, the pump asks exited() instead.
+                pump(plumbing, pid, recorder, exited, use_pidfd=on_stop is None)
+                # Before the terminal goes back: whatever reads it next (a
+                # shell's prompt) should find it as the command left it soon.
+                recorder.end()
+            finally:
+                plumbing.close()
+        while status is None and stopped_with is None:
+            try:
+                _, st = os.waitpid(pid, wait_flags)
             except ChildProcessError:  # reaped elsewhere: the status is unknown, not 0
                 break
-            if on_stop is not None and os.WIFSTOPPED(st):
-                got = on_stop(pid) if os.WSTOPSIG(st) == signal.SIGSTOP else None
-                if got is None:  # stopped by something else: let it go on
-                    os.kill(pid, signal.SIGCONT)
-                    continue
-                os.kill(pid, signal.SIGKILL)
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:  # pragma: no cover - reaped elsewhere
-                    pass
-                stopped_with = got
-                break
-            status = st
-            break
+            ended(st)
     finally:
         if max_runtime:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -279,6 +344,8 @@ def launch(
     kill_grace: float,
     script: str | None = None,
     on_stop: Callable[[int], int | None] | None = None,
+    recorder: Any = None,
+    terminal: Environment | None = None,
 ) -> ExecResult:
     """Run a decided request: its argv directly, or its text with `shell -c`
     (`script` when the front end appends a fixed trailer of its own).
@@ -295,7 +362,14 @@ def launch(
         argv = [path, *req.shell_args, "-c", text, *req.positional]
     try:
         out = run_child(
-            path, argv, env, max_runtime=max_runtime, kill_grace=kill_grace, on_stop=on_stop
+            path,
+            argv,
+            env,
+            max_runtime=max_runtime,
+            kill_grace=kill_grace,
+            on_stop=on_stop,
+            recorder=recorder,
+            interactive=terminal.stdin_isatty if terminal is not None else None,
         )
     except OSError as e:
         sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
@@ -310,6 +384,9 @@ def launch(
 class LocalExecutor:
     """Run the command here, as this user, with the rules' scrubbed environment (SPEC §5)."""
 
+    def __init__(self, terminal: Environment | None = None) -> None:
+        self.terminal = terminal or Environment()
+
     def environment(self, gate: Any, req: Any) -> dict[str, str]:
         keep, set_ = gate.env_settings(req.profile or gate.profile)
         return scrub(gate.environ, keep, set_)
@@ -323,10 +400,39 @@ class LocalExecutor:
         # inside it (issue 3, no self-approval).
         env["XGUARD_GATED"] = str(record["id"])
         max_runtime, grace = runtime_limits(gate, decision)
-        return launch(
+        recorder, output = start_recording(gate, req, decision, record)
+        result = launch(
             req,
             env,
             shell=gate.ruleset.setting("shell", "/bin/bash"),
             max_runtime=max_runtime,
             kill_grace=grace,
+            recorder=recorder,
+            terminal=self.terminal,
         )
+        return with_output(result, recorder, output)
+
+
+def start_recording(
+    gate: Any, req: Any, decision: Any, record: dict[str, Any]
+) -> tuple[Any, dict[str, Any] | None]:
+    """The recorder for a command about to run here (issue 14), or None with
+    the exit record's `output` saying why nothing is recorded."""
+    from xguard.audit import recording
+
+    return recording.start(
+        gate.ruleset,
+        req.profile or gate.profile,
+        decision,
+        gate.paths.audit_dir_s,
+        str(record["id"]),
+    )
+
+
+def with_output(result: ExecResult, recorder: Any, output: dict[str, Any] | None) -> ExecResult:
+    """Add the recording's summary to what the exit record says."""
+    if recorder is not None:
+        output = recorder.finish()
+    if output is not None:
+        result.fields["output"] = output
+    return result

@@ -6,7 +6,9 @@ callables, so tests can pin them and the Gate can use the real disk.
 
 The order of precedence, for every unit: built-in self-protection (deny) >
 rules (strictest wins, order never matters) > `default`; then the parser's
-floor and dynamic words can raise allow to require_approval, never lower.
+floor, dynamic words and the built-in secrets floor (policy/floor.py: the
+well-known credential files in $HOME) can raise allow to require_approval,
+never lower.
 A command takes the strictest action among its units.
 """
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 import os
 from xguard._record import dataclass, field
 
+from xguard.policy.floor import floor_hits, floor_rules
 from xguard.policy.rules import STRICTNESS, Rule, Ruleset
 from xguard.shell.parser import Unit
 
@@ -85,6 +88,9 @@ class Context:
     # the agent can write); None when the name is not a program on PATH.
     # Built by the gate (policy/resolve.py: path_resolver); None: not checked.
     which: Callable[[str], tuple[str, bool] | None] | None = None
+    # Answers worked out from the file system that the caller lets decide()
+    # reuse (check --batch, for a few seconds); None: look every time.
+    memo: dict[tuple[object, ...], object] | None = None
 
 
 class UnitDecision:
@@ -128,14 +134,41 @@ class UnitDecision:
         }
 
 
-@dataclass
 class Decision:
-    decision: str
-    units: list[UnitDecision]
-    reasons: list[str]
-    notify: list[str]
-    rules: list[str]
-    max_runtime: float | None = None
+    """The decision for a whole command. A plain slotted class, like
+    UnitDecision: check --batch makes one per line."""
+
+    __slots__ = ("decision", "max_runtime", "no_record", "notify", "reasons", "rules", "units")
+
+    def __init__(
+        self,
+        decision: str,
+        units: list[UnitDecision],
+        reasons: list[str],
+        notify: list[str],
+        rules: list[str],
+        max_runtime: float | None = None,
+        no_record: list[str] | None = None,
+    ) -> None:
+        self.decision = decision
+        self.units = units
+        self.reasons = reasons
+        self.notify = notify
+        self.rules = rules
+        self.max_runtime = max_runtime
+        # Rules that matched and say `record: false` (issue 14): "id: reason" each.
+        self.no_record = no_record if no_record is not None else []
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision({self.decision!r}, units={self.units!r}, reasons={self.reasons!r}, "
+            f"notify={self.notify!r}, rules={self.rules!r}, max_runtime={self.max_runtime!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -198,6 +231,16 @@ def resolve_path(u: Unit, ctx: Context) -> list[str]:
     """Absolute, normalised paths a path unit may name (SPEC §3 `path`): from
     the cwd, and from each folder an earlier `cd` in the command may have
     moved to."""
+    if ctx.memo is not None:
+        key = ("abs", u.path, u.bases, ctx.cwd, ctx.home)
+        known = ctx.memo.get(key)
+        if not isinstance(known, tuple):
+            known = ctx.memo[key] = tuple(_resolve_path(u, ctx))
+        return list(known)
+    return _resolve_path(u, ctx)
+
+
+def _resolve_path(u: Unit, ctx: Context) -> list[str]:
     out = [_absolute(u.path, ctx.cwd, ctx.home)]
     base = ctx.cwd
     for b in u.bases:
@@ -286,7 +329,8 @@ def _text_hits(u: Unit, ruleset: Ruleset) -> list[Rule]:
             and (r.action != ALLOW or u.alt_trusted)
             and r.matches_text(u.alt_text, sql, alt_low)
         ):
-            # /usr/bin/printenv still matches a deny for printenv; /tmp/x/ls never matches an allow for ls.
+            # /usr/bin/printenv still matches a deny for printenv;
+            # /tmp/x/ls never matches an allow for ls.
             hits.append(r)
     if len(hits) > 1:
         hits.sort(key=_pos)
@@ -439,7 +483,9 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
         if real != p and real not in paths:
             paths.append(real)
     access = u.access
-    inside = _secrets_inside(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    inside = (
+        _secrets_inside_memo(paths, ruleset, ctx, u.recursive == "all") if u.recursive else None
+    )
     if inside is not None:
         r, found = inside
         # Reading a folder's tree reads what is in it. A person decides: the
@@ -468,6 +514,10 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
                 rule_ids=["builtin:self-protection"],
             )
     hits = _match_path_rules(paths, access, ruleset, ctx.home)
+    if not hits or STRICTNESS[_strictest(hits).action] < STRICTNESS[REQUIRE]:
+        # The secrets floor: whatever the rules say, a credential file is
+        # read or written only with a person's approval.
+        hits = hits + floor_hits(paths, ctx.home)
     if hits:
         best = _strictest(hits)
         decision, rule, why = best.action, best.id, _rule_why(best)
@@ -497,6 +547,21 @@ WALK_LIMIT = 3000  # entries a recursive-search check looks at before it gives u
 WALK_DEPTH = 4
 
 
+def _secrets_inside_memo(
+    paths: list[str], ruleset: Ruleset, ctx: Context, hidden: bool
+) -> tuple[Rule, str] | None:
+    """_secrets_inside, remembered in ctx.memo when the caller gives one: the
+    walk reads up to WALK_LIMIT entries and matches each against the rules."""
+    if ctx.memo is None:
+        return _secrets_inside(paths, ruleset, ctx, hidden)
+    key = ("inside", tuple(paths), hidden, ctx.home, id(ruleset))
+    if key in ctx.memo:
+        known = ctx.memo[key]
+        return known if isinstance(known, tuple) else None
+    found = ctx.memo[key] = _secrets_inside(paths, ruleset, ctx, hidden)
+    return found
+
+
 _STRICT_READ: dict[str, tuple[Ruleset, Any, Any]] = {}
 
 
@@ -512,6 +577,7 @@ def _strict_read_regexes(ruleset: Ruleset, home: str) -> tuple[Any, Any]:
     import re
 
     strict = [r for r in ruleset.path_rules if r.action != ALLOW and r.access in ("read", "any")]
+    strict += floor_rules()  # a folder that holds a credential file is never searched unasked
     full = re.compile("|".join(f"(?:{r.regex(home).pattern})" for r in strict)) if strict else None
     parts: set[str] = set()
     for r in strict:
@@ -535,8 +601,6 @@ def _secrets_inside(
     if ctx.listdir is None:
         return None
     rx, names = _strict_read_regexes(ruleset, ctx.home)
-    if rx is None or names is None:
-        return None
     todo: list[tuple[str, int]] = []
     for p in paths:
         todo.append((p, 0))
@@ -576,11 +640,12 @@ def _secrets_inside(
                 except (OSError, ValueError):
                     pass
             if any(rx.match(x) for x in probe):
+                # Not _match_path_rules: one-off probes would flush its memo.
                 hits = [
                     r
-                    for r in _match_path_rules(probe, "read", ruleset, ctx.home)
+                    for r in _scan_path_rules(probe, "read", ruleset, ctx.home)
                     if r.action != ALLOW
-                ]
+                ] or floor_hits(probe, ctx.home)
                 if hits:
                     return _strictest(hits), child
             # .git holds objects (compressed: a search does not show them) and
@@ -621,7 +686,14 @@ def decide(units: list[Unit], ruleset: Ruleset, ctx: Context) -> Decision:
     notify = sorted({t for d in decided if d.decision != ALLOW for t in d.notify})
     rules = sorted({r for d in decided for r in d.rule_ids} | {d.rule for d in decided if d.rule})
     runtimes = [ruleset.with_runtime[r] for r in rules if r in ruleset.with_runtime]
-    return Decision(final, decided, reasons, notify, rules, min(runtimes) if runtimes else None)
+    no_record = [
+        f"{r}: {ruleset.no_record[r]}" if ruleset.no_record[r] else r
+        for r in rules
+        if r in ruleset.no_record
+    ]
+    return Decision(
+        final, decided, reasons, notify, rules, min(runtimes) if runtimes else None, no_record
+    )
 
 
 def real_glob(pattern: str, cwd: str) -> list[str] | None:

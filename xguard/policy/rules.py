@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type chec
 
 from xguard import __version__
 from xguard.errors import ConfigError
-from xguard.util import parse_duration
+from xguard.util import parse_duration, parse_size
 from xguard.paths import Paths, ensure_dir
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ _RULE_SCHEMA: dict[str, Any] = {
     "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
     "limits": {"max_rows": "int", "max_rows_hard": "int"},  # issue 13: row caps
     "name": "str",
+    "record": "bool",  # issue 14: `record: false` keeps no output of what this rule matches
 }
 _TEST_SCHEMA = {"command": "str", "expect": ACTIONS, "cwd": "str", "argv": "strlist"}
 _NOTIFY_TARGET = {
@@ -101,6 +102,9 @@ _LIMITS = {
     "max_rows_hard": "int",  # and above this it is denied
 }
 _ENV = {"keep": "strlist", "set": {"*": "str"}, "assign_ok": "strlist"}
+_SIZE = "size"
+# Output recordings (issue 14); a profile may also say just `record: false`.
+_RECORD = {"output": "bool", "max_bytes": _SIZE, "mask": "bool"}
 _SETTINGS: dict[str, Any] = {
     "wait": _DURATION,
     "expiry": _DURATION,
@@ -126,6 +130,7 @@ _SETTINGS: dict[str, Any] = {
     "trust_path": "strlist",
     "strict": "bool",
     "socket": "str",
+    "record": _RECORD,
     # issue 15: one queue for many hosts (a libpq connection string or service)
     "queue": {"postgres": "str", "connect_timeout": _DURATION},
     "web": {"trusted_proxies": "strlist"},
@@ -144,6 +149,7 @@ _PROFILE = {
     "sessions": _SETTINGS["sessions"],
     "production": "bool",
     "wait": _DURATION,
+    "record": "record",
 }
 TOP_SCHEMA: dict[str, Any] = {
     "default": ACTIONS,
@@ -234,6 +240,16 @@ class _Checker:
                     f"{where}: expected a non-negative {'whole ' if schema == 'int' else ''}number",
                 )
             return value
+        if schema == _SIZE:
+            if parse_size(value) is None:
+                raise self.fail(node, f"{where}: expected a size like 10MB, 512KB or 1048576")
+            return value
+        if schema == "record":
+            if isinstance(node, yaml.ScalarNode):
+                if not isinstance(value, bool):
+                    raise self.fail(node, f"{where}: expected true, false or a mapping")
+                return {"output": value}
+            return self.check(node, _RECORD, where)
         if schema == _DURATION:
             if parse_duration(value) is None:
                 raise self.fail(node, f"{where}: expected a duration like 30s, 15m, 2h")
@@ -582,6 +598,7 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "max_runtime": parse_duration(r["max_runtime"]) if "max_runtime" in r else None,
         "caps": _caps(r),
         "read": r.get("read"),
+        "record": r.get("record"),
         "max_rows": (r.get("limits") or {}).get("max_rows"),
         "max_rows_hard": (r.get("limits") or {}).get("max_rows_hard"),
         "live": {k: r.get("growth", 2) for k, b in (r.get("baseline") or {}).items() if b == "live"}
@@ -678,12 +695,13 @@ class Rule:
         "need",
         "need1",
         "notify",
+        "pos",
         "pre",
         "pre_ci",
-        "pos",
         "pre_low",
         "read",
         "reason",
+        "record",
         "rx_src",
         "src",
         "type",
@@ -702,6 +720,7 @@ class Rule:
         self.max_runtime = d.get("max_runtime")
         self.caps = d.get("caps")
         self.read: bool | None = d.get("read")
+        self.record: bool | None = d.get("record")
         self.max_rows: int | None = d.get("max_rows")
         self.max_rows_hard: int | None = d.get("max_rows_hard")
         # {option: growth} for `baseline: live` (issue 13): the cap is growth x
@@ -809,6 +828,11 @@ _NONE: list[Rule] = []
 MEMO_SIZE = 4096
 
 
+def no_record(rules: list[dict[str, Any]]) -> dict[str, str]:
+    """Rules that say `record: false` (issue 14), by id, with their reason."""
+    return {r["id"]: r.get("reason") or "" for r in rules if r.get("record") is False}
+
+
 class Ruleset:
     """Compiled rules plus the settings that travel with them.
 
@@ -839,11 +863,13 @@ class Ruleset:
             self.with_runtime: dict[str, float] = {
                 r["id"]: r["max_runtime"] for r in full if r.get("max_runtime")
             }
+            self.no_record: dict[str, str] = no_record(full)
         else:
             self._loaded = {}
             self._count = d["count"]
             ix = d["index"]
             self.with_runtime = d["with_runtime"]
+            self.no_record = d.get("no_record", {})
         self._first: dict[str, list[int]] = ix["first"]
         self._char: dict[str, list[int]] = ix["char"]
         self._ix = ix
@@ -863,7 +889,9 @@ class Ruleset:
         r = self._loaded.get(i)
         if r is None:
             assert self._blob is not None and self._offsets is not None
-            r = Rule(marshal.loads(self._blob[self._offsets[i] : self._offsets[i + 1]]), i)
+            # The blob is from our own cache file, in the private (0700) state folder.
+            blob = self._blob[self._offsets[i] : self._offsets[i + 1]]
+            r = Rule(marshal.loads(blob), i)  # noqa: S302
             self._loaded[i] = r
         return r
 
@@ -902,7 +930,8 @@ class Ruleset:
         if self._blob is None:
             return self.data.get("tests", [])
         assert self._offsets is not None
-        return marshal.loads(self._blob[self._offsets[self._count] :])  # type: ignore[no-any-return]
+        tests: list[dict[str, Any]] = marshal.loads(self._blob[self._offsets[self._count] :])  # noqa: S302
+        return tests
 
     @property
     def path_rules(self) -> list[Rule]:
@@ -1088,6 +1117,7 @@ def pack_ruleset(d: dict[str, Any]) -> bytes:
     header["count"] = len(blobs)
     header["index"] = rule_index(d["rules"])
     header["with_runtime"] = {r["id"]: r["max_runtime"] for r in d["rules"] if r.get("max_runtime")}
+    header["no_record"] = no_record(d["rules"])
     header["offsets"] = offsets
     hb = marshal.dumps(header)
     return b"".join(
@@ -1103,7 +1133,7 @@ def unpack_ruleset(data: bytes, key: str | None = None) -> Ruleset | None:
     n = int.from_bytes(data[m : m + 4], "big")
     view = memoryview(data)
     try:
-        header = marshal.loads(view[m + 4 : m + 4 + n])
+        header = marshal.loads(view[m + 4 : m + 4 + n])  # noqa: S302  # our own cache file
     except (ValueError, EOFError, TypeError):
         return None
     if not isinstance(header, dict) or (key is not None and header.get("key") != key):

@@ -146,6 +146,33 @@ class LineConn:
 # Validating what a client sends.
 
 
+def _int(v: Any, low: int = 0, high: int = 1 << 62) -> int | None:
+    return v if type(v) is int and low <= v <= high else None
+
+
+def _relayed(recorder: Any, msg: dict[str, Any]) -> None:
+    """One message of the agent side's output relay (issue 14), into the recorder."""
+    import binascii
+
+    op, t = msg.get("op"), _int(msg.get("t"))
+    if op == "begin":
+        cols, rows = _int(msg.get("cols"), 1, 10_000), _int(msg.get("rows"), 1, 10_000)
+        recorder.begin(msg.get("tty") is True, cols or 80, rows or 24)
+    elif op == "resize":
+        cols, rows = _int(msg.get("cols"), 1, 10_000), _int(msg.get("rows"), 1, 10_000)
+        if cols and rows:
+            recorder.resize(cols, rows, t)
+    elif op == "out" and msg.get("s") in (1, 2, 3):
+        if _int(msg.get("n")):
+            recorder.count(msg["n"])
+        elif isinstance(msg.get("d"), str):
+            try:
+                data = binascii.a2b_base64(msg["d"])
+            except (binascii.Error, ValueError):
+                return
+            recorder.write(msg["s"], data, t)
+
+
 def _text(
     msg: dict[str, Any], key: str, default: str | None = None, limit: int = 1 << 20
 ) -> str | None:
@@ -246,8 +273,24 @@ class _ClientRuns:
         return None
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
-        self.lc.send(self.broker._run_answer(self.view, decision, record))
-        rep = self.lc.read(None, until_stop=True)
+        from xguard.gate.execenv import start_recording, with_output
+
+        # Issue 14: the agent side relays what the command prints as it shows
+        # it; the recording is kept here, out of the agent's reach.
+        recorder, output = start_recording(self.view, req, decision, record)
+        answer = self.broker._run_answer(self.view, decision, record)
+        if recorder is not None:
+            answer["record"] = {"max_bytes": recorder.max_bytes}
+        self.lc.send(answer)
+        while True:
+            rep = self.lc.read(None, until_stop=True)
+            if rep is None or rep.get("op") not in ("begin", "out", "resize"):
+                break
+            if recorder is not None:
+                _relayed(recorder, rep)
+        return with_output(self._ended(rep), recorder, output)
+
+    def _ended(self, rep: dict[str, Any] | None) -> ExecResult:
         fields: dict[str, Any] = {"reported": "agent"}
         code = duration = None
         if rep is not None and rep.get("op") == "exit":

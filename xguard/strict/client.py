@@ -311,12 +311,15 @@ def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
         env[ENV_VAR] = os.environ[ENV_VAR]
     max_runtime = r.get("max_runtime") if isinstance(r.get("max_runtime"), int | float) else None
     grace = float(r["kill_grace"]) if isinstance(r.get("kill_grace"), int | float) else 5.0
+    rec = r.get("record")
+    relay = _Relay(conn, rec["max_bytes"]) if isinstance(rec, dict) else None
     result = launch(
         req,
         env,
         shell=str(r.get("shell") or "/bin/bash"),
         max_runtime=max_runtime,
         kill_grace=grace,
+        recorder=relay,
     )
     _report(
         conn,
@@ -324,6 +327,57 @@ def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
     )
     # Nobody knows how it ended: never report success.
     return int(ExitCode.SOFTWARE) if result.exit_code is None else result.exit_code
+
+
+class _Relay:
+    """The executor's recorder in strict mode (issue 14): output goes to the
+    broker as it is shown, and the broker stores it where the agent cannot
+    edit it. Past `max_bytes` only the count travels. If the broker goes away
+    the command and its output to the caller go on; the exit report then
+    fails and says so."""
+
+    def __init__(self, conn: Conn, max_bytes: Any) -> None:
+        import time
+
+        self.conn = conn
+        self.room = max_bytes if type(max_bytes) is int and max_bytes >= 0 else 0
+        self.counted = 0  # bytes over the cap, reported once at the end
+        self.dead = False
+        self.clock = time.monotonic_ns
+        self.t0 = self.clock()
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        if self.dead:
+            return
+        try:
+            self.conn.send(msg)
+        except XguardError:
+            self.dead = True
+
+    def _t(self) -> int:
+        return (self.clock() - self.t0) // 1000
+
+    def begin(self, tty: bool, cols: int, rows: int) -> None:
+        self.t0 = self.clock()
+        self._send({"op": "begin", "tty": tty, "cols": cols, "rows": rows})
+
+    def write(self, stream: int, data: bytes) -> None:
+        import binascii
+
+        keep = data[: self.room]
+        self.room -= len(keep)
+        self.counted += len(data) - len(keep)
+        if keep:
+            b64 = binascii.b2a_base64(keep, newline=False).decode("ascii")
+            self._send({"op": "out", "s": stream, "t": self._t(), "d": b64})
+
+    def resize(self, cols: int, rows: int) -> None:
+        self._send({"op": "resize", "t": self._t(), "cols": cols, "rows": rows})
+
+    def end(self) -> None:
+        """The output has ended (the executor says so): report what went over the cap."""
+        if self.counted:
+            self._send({"op": "out", "s": 1, "t": self._t(), "n": self.counted})
 
 
 def _report(conn: Conn, fields: dict[str, Any]) -> None:
