@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# ruff: noqa: E501  (roff text and help strings read better unwrapped)
+
 """Generate man/xguard.1 and man/xguard-rules.5.
 
 xguard.1 takes every command and option from the click CLI (tools/_cli_model.py)

@@ -44,10 +44,9 @@ def dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
         names: list[str] = []
         specs: dict[str, _Field] = {}
         for klass in reversed(c.__mro__):
-            for name in klass.__dict__.get("__annotations__", {}):
-                if name.startswith("_") or name in specs:
-                    if name not in specs:
-                        continue
+            for name in klass.__dict__.get("__annotations__", {}):  # noqa: RUF063 - own annotations only, no inspect import
+                if name.startswith("_") and name not in specs:
+                    continue  # private names are not fields (a subclass may still redeclare one)
                 raw = klass.__dict__.get(name, _MISSING)
                 spec = raw if isinstance(raw, _Field) else _Field(raw)
                 if name not in specs:

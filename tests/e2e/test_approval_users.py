@@ -64,7 +64,7 @@ class Users:
         if py is None:
             pytest.skip("no Python 3.11+ that another user can execute")
         self.python = py
-        self.base = Path(f"/tmp/xgu-{secrets.token_hex(4)}")  # noqa: S108
+        self.base = Path(f"/tmp/xgu-{secrets.token_hex(4)}")
         self.base.mkdir(mode=0o755)
         self.names: list[str] = []
         lib = self.base / "lib"

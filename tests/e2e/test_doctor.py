@@ -173,7 +173,7 @@ def test_integrations_are_detected(env: dict[str, str], tmp_path: Path) -> None:
         "CLAUDE_CODE_SHELL_PREFIX": "/usr/local/bin/xguard-prefix",
         "CLAUDE_CODE_SHELL": "/usr/local/bin/xguard",
     }
-    code, d = doctor(e, project)
+    _code, d = doctor(e, project)
     names = [i["name"] for i in d["integrations"]]
     assert "SHELL" in names
     assert "Claude Code CLAUDE_CODE_SHELL_PREFIX" in names

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import xguard_exe
+import itertools
 
 RULES = """\
 default: require_approval
@@ -218,7 +219,7 @@ def test_audit_chain_is_valid_and_complete(home: Path) -> None:
         ("exit", 1),
     ]
     assert recs[0]["prev"] == "0" * 64
-    for a, b in zip(recs, recs[1:], strict=False):
+    for a, b in itertools.pairwise(recs):
         assert b["prev"] == a["hash"] and b["seq"] == a["seq"] + 1
     raw = (home / "audit" / "audit.jsonl").read_bytes().splitlines()
     import hashlib

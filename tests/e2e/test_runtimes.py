@@ -77,7 +77,7 @@ DRIVER = textwrap.dedent("""\
 def _aider() -> None:
     try:
         import aider
-        import aider.run_cmd  # noqa: F401
+        import aider.run_cmd
     except ImportError as e:
         pytest.skip(
             f"aider-chat is not installed (pip install --no-deps aider-chat=={AIDER_VERSION} "

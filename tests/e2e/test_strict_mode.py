@@ -164,7 +164,7 @@ class World:
             )
         self.python = py
         # Not tmp_path: pytest's folders are root's alone, and the agent must reach this one.
-        self.base = Path(f"/tmp/xgs-{secrets.token_hex(4)}")  # noqa: S108
+        self.base = Path(f"/tmp/xgs-{secrets.token_hex(4)}")
         self.base.mkdir(mode=0o755)
         os.chmod(self.base, 0o755)  # noqa: S103
         self.users: list[str] = []

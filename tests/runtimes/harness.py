@@ -119,7 +119,7 @@ class World:
             XGUARD_WAIT=WAIT,
             XDG_CONFIG_HOME=str(self.home / ".config"),
             XDG_STATE_HOME=str(self.home / ".local" / "state"),
-            TMPDIR="/tmp",  # noqa: S108 - where the runtimes put their cwd and pid files
+            TMPDIR="/tmp",
             **model.proxy_env(),
         )
 

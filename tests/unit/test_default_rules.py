@@ -60,10 +60,8 @@ def test_schema(rules: Ruleset) -> None:
 def test_example(example: dict[str, object], rules: Ruleset, where: tuple[Path, Path]) -> None:
     project, home = where
     ctx = Context(cwd=str(example.get("cwd") or project), home=str(home), expand_glob=real_glob)
-    if "argv" in example:
-        units = parse_argv([str(a) for a in example["argv"]])  # type: ignore[attr-defined]
-    else:
-        units = parse(str(example["command"]))
+    argv = example.get("argv")
+    units = parse_argv([str(a) for a in argv]) if argv else parse(str(example["command"]))
     d = decide(units, rules, ctx)
     assert d.decision == example["expect"], "; ".join(d.reasons[:3]) or "every unit allowed"
 

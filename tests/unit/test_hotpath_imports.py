@@ -88,7 +88,7 @@ def _probe(
         ["check", "-c", "ls"],
         ["check", "--json", "-c", "rm -rf ~"],
     ],
-    ids=lambda a: " ".join(a),
+    ids=" ".join,
 )
 def test_hot_path_imports_nothing_heavy(args: list[str], xguard_home: Path) -> None:
     assert _probe(args, xguard_home) == []
@@ -146,7 +146,7 @@ LEAN = [
 @pytest.mark.parametrize(
     "args",
     [["-c", "true"], ["-c", "ls -la"], ["-c", "cat README.md"], ["run", "--", "true"]],
-    ids=lambda a: " ".join(a),
+    ids=" ".join,
 )
 def test_allowed_plain_command_is_lean(args: list[str], xguard_home: Path) -> None:
     assert _probe(args, xguard_home, forbidden=LEAN) == []

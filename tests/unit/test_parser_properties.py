@@ -16,8 +16,8 @@ from xguard.shell.parser import parse
 from xguard.shell.words import fast_list, fast_words
 
 SHELL_ALPHABET = st.sampled_from(
-    list("abcdefgrmlsxyz01-_./~*?[]{},=:@%+ \t\n;&|<>()$`'\"\\#!")
-    + [
+    [
+        *list("abcdefgrmlsxyz01-_./~*?[]{},=:@%+ \t\n;&|<>()$`'\"\\#!"),
         "$(",
         "`",
         "<(",
@@ -143,8 +143,8 @@ def test_mutated_commands(text: str, pos: int, insert: str) -> None:
 
 
 FAST_ALPHABET = st.sampled_from(
-    list("abcgilmrstxy01-_./:,@%+= |&;")
-    + [
+    [
+        *list("abcgilmrstxy01-_./:,@%+= |&;"),
         "git",
         "ls",
         "rm",

@@ -112,7 +112,7 @@ ROWS = [
         "SELECT 1",
         "\\g /tmp/out",
         meta="SM",
-        writes=["/tmp/out"],  # noqa: S108
+        writes=["/tmp/out"],
     ),
     R(["psql", "-c", "SELECT 1 \\g |sh"], "SELECT 1", "\\g |sh", meta="SM", issues=["program"]),
     R(
@@ -425,7 +425,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize(("words", "texts", "metas", "issues", "writes", "reads"), ROWS)
-def test_client_sql(  # noqa: PLR0917 - one table row
+def test_client_sql(
     words: list[str],
     texts: list[str],
     metas: list[bool],

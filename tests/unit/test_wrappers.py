@@ -22,7 +22,7 @@ UNALIAS = (
     "{ \\builtin unalias -- 'which'; \\builtin unset -f -- 'which'; } >/dev/null 2>&1 || true && "
     "{ \\builtin unalias -- 'unsetenv'; \\builtin unset -f -- 'unsetenv'; } >/dev/null 2>&1 || true"
 )
-CWD = "/tmp/claude-6af6-cwd"  # noqa: S108 - where Claude Code puts it
+CWD = "/tmp/claude-6af6-cwd"
 ZSH_OPTS = (
     "NO_EXTENDED_GLOB NO_BARE_GLOB_QUAL NO_BRACE_CCL NO_MAGIC_EQUAL_SUBST NO_RC_QUOTES NO_EQUALS"
 )
@@ -132,7 +132,7 @@ GEMINI_TRAP = "\n(\n  trap 'jobs -p > \"$_bgpids_file\"' EXIT\n"
 GEMINI_TAIL = "\n)\n__code=$?\nexit $__code"
 
 
-GEMINI_PID = "/tmp/gemini-shell-gUnptY/bgpids.tmp"  # noqa: S108 - where Gemini CLI puts it
+GEMINI_PID = "/tmp/gemini-shell-gUnptY/bgpids.tmp"
 
 
 def gemini(command: str, pid: str = GEMINI_PID, guard: str = "") -> str:

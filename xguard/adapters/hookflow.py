@@ -257,7 +257,7 @@ def block(render: Callable[[Verdict], str], reason: str) -> int:
 # Deciding: the pipeline (xguard/gate/pipeline.py), with nothing to execute.
 
 
-def decide(  # noqa: PLR0917
+def decide(
     call: ToolCall,
     mode: str | None,
     hook_timeout: float,
@@ -410,7 +410,7 @@ def _wait(gate: Any, profile: str | None, hook_timeout: float) -> float:
     return min(configured, budget)
 
 
-def _wait_for_reviewer(  # noqa: PLR0917 - the pipeline's ask arguments, plus the hook's
+def _wait_for_reviewer(
     gate: Any,
     req: Any,
     decision: Any,

@@ -40,7 +40,7 @@ except ImportError:
     except ImportError:  # pragma: no cover - interpreters without the built-in module
         from hashlib import sha256  # type: ignore[assignment]
 
-from xguard.errors import AuditError, ConfigError
+from xguard.errors import AuditError, ConfigError  # noqa: E402 - after the sha256 choice above
 
 FIELDS = (
     "ts",
@@ -147,7 +147,7 @@ def dumps(obj: Any, ascii_only: bool = False) -> str:
     if isinstance(obj, int):
         return int.__repr__(obj)
     if isinstance(obj, float):
-        if obj != obj or obj in (float("inf"), float("-inf")):
+        if obj != obj or obj in (float("inf"), float("-inf")):  # noqa: PLR0124 - NaN test
             return "null"  # not JSON; never produced by xguard itself
         return float.__repr__(obj)
     if isinstance(obj, dict):

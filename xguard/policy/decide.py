@@ -14,17 +14,17 @@ A command takes the strictest action among its units.
 
 from __future__ import annotations
 
+import os
+
+from xguard._record import dataclass, field
+from xguard.policy.floor import floor_hits, floor_rules
+from xguard.policy.rules import STRICTNESS, Rule, Ruleset
+from xguard.shell.parser import Unit
+
 TYPE_CHECKING = False  # collections.abc imports collections: ~2 ms on the hot path
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-import os
-from xguard._record import dataclass, field
-
-from xguard.policy.floor import floor_hits, floor_rules
-from xguard.policy.rules import STRICTNESS, Rule, Ruleset
-from xguard.shell.parser import Unit
 
 ALLOW, REQUIRE, DENY = "allow", "require_approval", "deny"
 GLOB_LIMIT = 1000  # beyond this many matches a glob is too broad to check
@@ -266,7 +266,7 @@ def _scan_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str)
     hits = []
     lows = [p.lower() for p in paths] if all(p.isascii() for p in paths) else None
     for r in ruleset.path_rules:
-        if r.access != "any" and r.access != access:
+        if r.access not in ("any", access):
             continue
         need = r.need1
         if need is not None and lows is not None:

@@ -18,12 +18,12 @@ import marshal
 import os
 import sys
 
-TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
-
 from xguard import __version__
 from xguard.errors import ConfigError
-from xguard.util import parse_duration, parse_size
 from xguard.paths import Paths, ensure_dir
+from xguard.util import parse_duration, parse_size
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -441,10 +441,11 @@ def _anchored_prefixes(rx: str) -> tuple[list[str], bool] | None:
             break
         ci = ci or bool(av[1] & re.IGNORECASE)  # a (?i:…) group
         sub = list(av[-1])
-        if len(sub) == 1 and sub[0][0] is C.BRANCH:
-            alts = [literal_run(b) for b in sub[0][1][1]]
-        else:
-            alts = [literal_run(sub)]
+        alts = (
+            [literal_run(b) for b in sub[0][1][1]]
+            if len(sub) == 1 and sub[0][0] is C.BRANCH
+            else [literal_run(sub)]
+        )
         if any(not a for a, _ in alts):
             break
         prefixes = [p + a for p in prefixes for a, _ in alts]

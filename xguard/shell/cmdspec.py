@@ -385,7 +385,7 @@ def _unwrap_shell(args: list[Word]) -> Unwrapped:
     cmd_string = False
     while i < len(args):
         v = args[i].value
-        if v == "--" or v == "-":
+        if v in {"--", "-"}:
             i += 1
             break
         if v.startswith("--"):

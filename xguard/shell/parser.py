@@ -14,8 +14,10 @@ Anything the parser cannot read with certainty becomes a unit with
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
+
 from xguard._record import dataclass
 
 from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folders, unwrap
@@ -217,7 +219,7 @@ _PARSER = None
 
 def _ts_parser():  # type: ignore[no-untyped-def]
     """The tree-sitter parser, created on first use (its import costs ~20-35 ms)."""
-    global _PARSER
+    global _PARSER  # noqa: PLW0603 - one parser per process, made on first use
     if _PARSER is None:
         import tree_sitter_bash
         from tree_sitter import Language, Parser
@@ -358,8 +360,7 @@ class _Walker:
         text = src.decode("utf-8", "surrogateescape")
         fl = fast_list(text) if self.fast else None
         if fl is not None and any(
-            fw[0] == "xargs" and _words_list_files(prev)
-            for prev, fw in zip(fl, fl[1:], strict=False)
+            fw[0] == "xargs" and _words_list_files(prev) for prev, fw in itertools.pairwise(fl)
         ):
             fl = None  # `git ls-files | xargs …`: the pipeline's shape matters
         if fl is not None:
@@ -440,7 +441,7 @@ class _Walker:
     def dispatch(self, node, t: str, src: bytes, depth: int, stack: list) -> None:  # type: ignore[no-untyped-def,type-arg]
         if t == "pipeline":
             kids = node.named_children
-            for a, b in zip(kids, kids[1:], strict=False):
+            for a, b in itertools.pairwise(kids):
                 if a.type == "command" and b.type == "command" and _lists_files(a, src):
                     self.listing_fed.add(b.id)
             stack.extend(kids)
@@ -1182,9 +1183,7 @@ def _words_list_files(words: list[str]) -> bool:
     if len(words) < 2 or words[0] != "git" or any(not _PLAIN_WORD.issuperset(w) for w in words):
         return False
     rest = words[2:]
-    if words[1] == "ls-files":
-        pass
-    elif words[1] == "diff" and "--name-only" in rest:
+    if words[1] == "ls-files" or (words[1] == "diff" and "--name-only" in rest):
         pass
     else:
         return False

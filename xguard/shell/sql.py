@@ -668,8 +668,8 @@ def _sqlparse_disagrees(text: str, splits: set[int]) -> str | None:
     """
     try:
         # Lazy: slow to import, and most commands hold no SQL.
-        from sqlparse import engine  # noqa: PLC0415
-        from sqlparse import tokens as T  # noqa: PLC0415
+        from sqlparse import engine
+        from sqlparse import tokens as T
     except ImportError:  # pragma: no cover - sqlparse is a runtime dependency
         return "cannot cross-check SQL split: sqlparse is not installed"
     try:

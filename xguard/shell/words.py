@@ -191,7 +191,7 @@ def dequote(src: bytes, expansions: tuple[tuple[int, int], ...] = ()) -> Word:
 
     while i < n:
         if si < len(spans) and i >= spans[si][0]:
-            s, e = spans[si]
+            _s, e = spans[si]
             si += 1
             if e <= i:
                 continue
@@ -256,9 +256,9 @@ def dequote(src: bytes, expansions: tuple[tuple[int, int], ...] = ()) -> Word:
             elif c == 0x7B:  # {
                 brace_open = len(out)
                 brace_sep = False
-            elif c == 0x2C and brace_open >= 0:  # ,
-                brace_sep = True
-            elif c == 0x2E and brace_open >= 0 and src[i + 1 : i + 2] == b".":
+            elif (c == 0x2C and brace_open >= 0) or (
+                c == 0x2E and brace_open >= 0 and src[i + 1 : i + 2] == b"."
+            ):  # ,
                 brace_sep = True
             elif c == 0x7D and brace_open >= 0 and brace_sep:  # }
                 brace = True
@@ -404,9 +404,7 @@ def fast_list(text: str) -> list[list[str]] | None:
             two = text[i : i + 2]
             if two in ("&&", "||"):
                 step = 2
-            elif c == "|" and two != "|&":
-                step = 1
-            elif c == ";" and two != ";;":
+            elif (c == "|" and two != "|&") or (c == ";" and two != ";;"):
                 step = 1
             else:
                 return None  # background `&`, `|&`, `;;`
