@@ -106,7 +106,9 @@ def _target(word: str) -> list[str]:
     return []
 
 
-def _option_values(args: list[str], short: str, longs: tuple[str, ...], takes: frozenset[str]):  # type: ignore[no-untyped-def]
+def _option_values(
+    args: list[str], short: str, longs: tuple[str, ...], takes: frozenset[str]
+) -> tuple[list[str], list[str]]:
     """(values of the named option, positional words) in a getopt-style argv.
     `takes`: short letters that take a value (only psql's are known exactly)."""
     values: list[str] = []

@@ -24,6 +24,10 @@ from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folde
 from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
 MAX_DEPTH = 16  # nested shell code (bash -c "bash -c …")
 MAX_PARSES = 256  # tree-sitter parses of nested strings per command
@@ -1206,7 +1210,7 @@ def _strip_pathspec_magic(v: str) -> str:
 _GLUE_ROUNDS = 8
 
 
-def _glued_words(root) -> list[int]:  # type: ignore[no-untyped-def]
+def _glued_words(root: Node) -> list[int]:
     """Where a word starts with a newline: tree-sitter-bash glues a line that
     begins with a backslash (`echo a` NL `\\rm x`) onto the previous command
     as an argument, where bash ends that command at the newline and runs the
@@ -1215,14 +1219,15 @@ def _glued_words(root) -> list[int]:  # type: ignore[no-untyped-def]
     todo = [root]
     while todo:
         n = todo.pop()
-        if n.type in ("word", "concatenation") and n.text[:1] == b"\n":
-            out.append(n.start_byte + len(n.text) - len(n.text.lstrip(b" \t\n")))
+        text = n.text or b""
+        if n.type in ("word", "concatenation") and text[:1] == b"\n":
+            out.append(n.start_byte + len(text) - len(text.lstrip(b" \t\n")))
             continue
         todo.extend(n.children)
     return out
 
 
-def _unglued(src: bytes, root):  # type: ignore[no-untyped-def]
+def _unglued(src: bytes, root: Node) -> tuple[bytes, Node]:
     """The text and tree with every glued line (_glued_words) indented by one
     space, which bash ignores at the start of a line outside quotes and which
     makes tree-sitter read the line as the command it is. Text tree-sitter
