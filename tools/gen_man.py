@@ -418,6 +418,9 @@ KEY_HELP: dict[str, str] = {
     "root needs approval).",
     "strict": "Strict mode: the agent runs as its own user; refuse to start when the setup is unsafe.",
     "socket": "The approval socket (strict mode).",
+    "confine": "How allowed commands run: auto (default: in a kernel box, bubblewrap else Landlock, where one "
+    "can start), required (where none can, every allow needs approval), off (no box).",
+    "confine_approved": "Run commands a person approved in the box too. Default: false (unconfined).",
     "record": "Output recordings beside the audit log (xguard audit show, replay).",
     "record.output": "Record what each command prints. Default: true.",
     "record.max_bytes": "The most kept per command; past it the rest is counted, not kept. Default: 10MB.",
@@ -436,7 +439,7 @@ RULE_KEY_HELP = {
     "everything else is literal; anchored at the start, ending at a word break.",
     "regex": "A Python regular expression searched in the unit's text (anchor it yourself).",
     "path": "A glob over an absolute, normalised path; ** spans folders; dir/** matches dir too; a relative "
-    "glob matches at any depth.",
+    "glob matches at any depth; one starting with ./ is taken from the cwd.",
     "access": "For path rules: write, read or any (default).",
     "except": "For path rules: globs the rule does not cover (a path one of them matches is not "
     "matched by this rule), e.g. public keys under a denied ~/.ssh.",
@@ -455,6 +458,9 @@ RULE_KEY_HELP = {
     "growth": "The factor applied to baseline. Default: 2.",
     "read": "Whether the matched command only reads, for the loop breaker (limits.loop).",
     "name": "A name for the rule in reports and the audit log.",
+    "confine": "false: a tool that needs the whole machine; commands this rule allows run unconfined.",
+    "network": "allow: the kernel box keeps the network for commands this rule allows. Default: no network.",
+    "if_confined": "true: this allow counts only where the command will run in the kernel box.",
     "record": "false: keep no output of the commands this rule matches (say why in reason).",
     "limits": "Row caps for the statements this rule matches (the lowest cap in effect counts).",
     "limits.max_rows": "Above this many rows (impact preview) the statement needs approval.",
@@ -481,6 +487,7 @@ def _kind(s: Any) -> str:
         "size": "size (10MB, 512KB, bytes)",
         "record": "true | false | mapping (as record)",
         "regex": "regular expression",
+        "confine_mode": "auto | required | off",
         "any": "any",
         "baseline": "live | mapping of OPTION: number | live",
     }.get(str(s), str(s))
@@ -647,6 +654,7 @@ TEST_KEY_HELP = {
     "expect": "allow, require_approval or deny.",
     "cwd": "The working folder to decide in.",
     "argv": "A command as an argument list (as xguard run gets it), instead of command.",
+    "confined": "true: decide as where the kernel box can start (if_confined rules count).",
 }
 
 

@@ -205,6 +205,21 @@ def test_help_has_examples(env: dict[str, str]) -> None:
     assert r.returncode == 0 and "Examples:" in r.stdout and "--json" in r.stdout
 
 
+def test_doctor_says_which_box_works_here(env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 11: the mechanism in effect, and for each one that does not work, why."""
+    _, d = doctor(env, tmp_path)
+    c = d["confine"]
+    assert c["setting"] == "auto"
+    for name in ("bwrap", "landlock"):
+        assert c[name]["works"] is (not c[name]["why_not"]), c
+    best = "bwrap" if c["bwrap"]["works"] else "landlock" if c["landlock"]["works"] else "none"
+    assert c["mechanism"] == best
+    r = subprocess.run(
+        [*xguard_exe(), "doctor"], env=env, capture_output=True, text=True, check=False
+    )
+    assert f"confine    {best}  [confine: auto]" in r.stdout
+
+
 CODEX_HOOK = """
 [[hooks.PreToolUse]]
 matcher = "*"

@@ -265,6 +265,21 @@ def test_audit_chain_is_valid_and_complete(home: Path) -> None:
         ),
         ("default: maybe\n", 1, "must be one of"),
         ("rules:\n  - {action: allow}\n", 2, "exactly one of pattern, regex, path"),
+        # issue 11: confinement settings
+        ("rules:\n  - pattern: curl\n    action: allow\n    network: 1\n", 4, "must be one of"),
+        ("rules:\n  - {pattern: curl, action: allow, network: yes}\n", 2, "must be one of"),
+        ("rules:\n  - pattern: make\n    action: allow\n    confine: no-box\n", 4, "true or false"),
+        ("rules:\n  - {pattern: cd, action: deny, if_confined: true}\n", 2, "if_confined"),
+        ("rules:\n  - {path: /x, action: allow, if_confined: true}\n", 2, "if_confined"),
+        ("rules:\n  - {path: /x, action: allow, network: allow}\n", 2, "command rules"),
+        (
+            "rules:\n  - {pattern: x, action: allow, if_confined: true, confine: false}\n",
+            2,
+            "contradict",
+        ),
+        ("default: allow\nconfine: maybe\n", 2, "auto, required, off"),
+        ("default: allow\nconfine: true\n", 2, "auto, required, off"),
+        ("default: allow\nconfine_approved: 1\n", 2, "true or false"),
     ],
 )
 def test_bad_rules_fail_closed(

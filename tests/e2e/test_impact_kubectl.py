@@ -138,6 +138,7 @@ rules:
     action: allow
     baseline: live
     growth: 2
+    network: allow  # it talks to the API server from inside the kernel box
 """
 
 

@@ -59,7 +59,12 @@ def test_schema(rules: Ruleset) -> None:
 @pytest.mark.parametrize("example", [pytest.param(t, id=_id(t)) for t in EXAMPLES])
 def test_example(example: dict[str, object], rules: Ruleset, where: tuple[Path, Path]) -> None:
     project, home = where
-    ctx = Context(cwd=str(example.get("cwd") or project), home=str(home), expand_glob=real_glob)
+    ctx = Context(
+        cwd=str(example.get("cwd") or project),
+        home=str(home),
+        expand_glob=real_glob,
+        confined=bool(example.get("confined", False)),
+    )
     argv = example.get("argv")
     units = parse_argv([str(a) for a in argv]) if argv else parse(str(example["command"]))
     d = decide(units, rules, ctx)

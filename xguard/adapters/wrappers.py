@@ -331,6 +331,19 @@ class Unwrapped:
         """The audit record's `source`: shell:<runtime>."""
         return f"shell:{self.runtime}"
 
+    @property
+    def writes(self) -> tuple[tuple[str, bool], ...]:
+        """Files the scaffolding itself writes, for the kernel box to let through
+        (issue 11), each with whether it is written on every run: Gemini's
+        EXIT trap always writes its pid file; Claude Code's cwd report follows
+        `&&`, so an empty one was never written."""
+        out: list[tuple[str, bool]] = []
+        if "cwd_file" in self.meta:
+            out.append((str(self.meta["cwd_file"]), False))
+        if "pid_file" in self.meta:
+            out.append((str(self.meta["pid_file"]), True))
+        return tuple(out)
+
     def __repr__(self) -> str:
         return f"Unwrapped({self.runtime!r}, {self.command!r}, extra={self.extra!r})"
 
@@ -520,7 +533,12 @@ def _gemini(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
     # front end that replaces the decided text (row caps) finds it quoted once.
     trap = sq(f"jobs -p > {sq(w[0])}")
     return Unwrapped(
-        "gemini", command, f"(\n  trap {trap} EXIT\n  eval {sq(command)}\n)", dropped, []
+        "gemini",
+        command,
+        f"(\n  trap {trap} EXIT\n  eval {sq(command)}\n)",
+        dropped,
+        [],
+        meta={"pid_file": w[0]},
     )
 
 

@@ -7,7 +7,9 @@ slips past the parser (a script that calls `xguard approve`, `env -u`):
 
 - the executor puts XGUARD_GATED in every gated command's environment;
 - and, because a variable can be unset, the verbs also walk their parent
-  processes (/proc/<pid>/stat) looking for an xguard gate process.
+  processes (/proc/<pid>/stat) looking for an xguard gate process, or, in
+  the kernel box's own pid namespace, for xguard's bwrap as its init (and
+  there the spool is masked anyway).
 
 In the default same-user setup an agent that can start programs outside its
 shell (a detached daemon, another terminal) is not contained; strict mode
@@ -99,6 +101,21 @@ def gated_by(
                 f"its parent process {pid} ({printable(' '.join(argv[:4]), 80)}) is an xguard gate"
             )
         pid = _ppid(pid)
+    return _boxed()
+
+
+def _boxed() -> str | None:
+    """Inside the kernel box (issue 11) the parent chain ends at the pid
+    namespace's init, xguard's bwrap; the gate itself is outside, unseen."""
+    from xguard.gate.confine import BOX_SIGNATURE
+
+    argv = _cmdline(1)
+    if (
+        argv
+        and os.path.basename(argv[0]) == "bwrap"
+        and tuple(argv[1 : 1 + len(BOX_SIGNATURE)]) == BOX_SIGNATURE
+    ):
+        return "it runs in xguard's sandbox (pid 1 is the sandbox's bwrap)"
     return None
 
 

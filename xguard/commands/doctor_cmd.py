@@ -271,6 +271,7 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
             default=rs.default,
             tests=len(rs.tests),
             profiles=sorted(rs.profiles),
+            confine=rs.setting("confine", "auto"),
         )
         if (
             profile
@@ -425,10 +426,48 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
             "no agent integration found: set the agent's SHELL to xguard, or add "
             "`xguard hook claude-code|codex|gemini` as the runtime's hook (see man xguard)"
         )
+    rep.data["confine"] = _confinement(rep, paths, rules, env)
     rep.data["ok"] = not rep.problems
     rep.data["problems"] = rep.problems
     rep.data["warnings"] = rep.warnings
     return rep
+
+
+def _confinement(
+    rep: Report, paths: Any, rules: dict[str, Any], env: dict[str, str]
+) -> dict[str, Any]:
+    """Which kernel box works here and why not the others (issue 11), probed
+    afresh (not from the kept answer)."""
+    from xguard.gate import confine
+
+    sup = confine.support(paths.cache_dir_s, refresh=True)
+    setting = rules.get("confine", "auto")
+    mechanism = "none" if setting == "off" else sup.best()
+    forced = env.get(confine.FORCE_ENV, "")
+    if setting != "off" and forced == "landlock" and sup.abi >= 1:
+        mechanism = "landlock"
+    tiocsti = confine._read_small("/proc/sys/dev/tty/legacy_tiocsti")
+    out = {
+        "setting": setting,
+        "mechanism": mechanism,
+        "bwrap": {"works": not sup.why["bwrap"], "path": sup.bwrap, "why_not": sup.why["bwrap"]},
+        "landlock": {"works": sup.abi >= 1, "abi": sup.abi, "why_not": sup.why["landlock"]},
+        "legacy_tiocsti": tiocsti,
+    }
+    if setting == "off":
+        rep.warn("confine: off: allowed commands run unconfined (no kernel box)")
+    elif mechanism == "none":
+        msg = (
+            f"no sandbox can start here (bwrap: {sup.why['bwrap']}; "
+            f"landlock: {sup.why['landlock']})"
+        )
+        if setting == "required":
+            rep.warn(f"{msg}: with confine: required every command needs approval")
+        else:
+            rep.warn(f"{msg}: allowed commands run unconfined")
+    elif mechanism == "landlock" and sup.abi < 4:
+        rep.warn(f"Landlock ABI {sup.abi} cannot deny TCP connections (needs 4, Linux 6.7)")
+    return out
 
 
 def _print(rep: Report) -> None:
@@ -470,6 +509,12 @@ def _print(rep: Report) -> None:
         else ("yes: socket accepts connections" if rv["socket_accepts"] else "no")
     )
     out.append(f"reviewer   {who}")
+    c = d["confine"]
+    out.append(f"confine    {c['mechanism']}  [confine: {c['setting']}]")
+    for name in ("bwrap", "landlock"):
+        m = c[name]
+        extra = f" (ABI {m['abi']})" if name == "landlock" and m["works"] else ""
+        out.append(f"           {name}: {'works' + extra if m['works'] else m['why_not']}")
     if d["integrations"]:
         for i, x in enumerate(d["integrations"]):
             out.append(f"{'agents' if i == 0 else '':<10} {x['name']}: {x['detail']}")

@@ -34,6 +34,7 @@ def run_rule_tests(path: Path) -> tuple[int, list[str]]:
             home=home,
             protected=[str(p) for p in paths.protected()],
             expand_glob=real_glob,
+            confined=bool(t.get("confined", False)),  # as `xguard -c` where a box can start
         )
         units = parse_argv(t["argv"]) if "argv" in t else parse(t["command"])
         d = decide(units, rs, ctx)

@@ -309,7 +309,9 @@ class _LineExecutor:
         self.shell = shell
 
     def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
-        return None
+        record["confined"] = (
+            "none"  # issue 11: the trailer's SIGSTOP is not seen through bwrap (yet)
+        )
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> Any:
         from xguard.gate.execenv import launch, runtime_limits, start_recording, with_output

@@ -35,7 +35,7 @@ def gate_and_run(req: Request, terminal: Environment | None = None) -> int:
     from xguard.gate.request import load_gate
 
     terminal = terminal or Environment()
-    gate = load_gate(req)
+    gate = load_gate(req, confinable=True)  # LocalExecutor runs it in the box (issue 11)
     outcome = run_request(req, gate, ask=LocalAsker(terminal), execute=LocalExecutor(terminal))
     if outcome.message:
         say(outcome.message)

@@ -75,6 +75,7 @@ def shell_main(args: list[str], terminal: Environment | None = None) -> int:
     terminal = terminal or Environment()
     text, flags, positional, from_stdin = parse_shell_args(args)
     source, exec_text = "shell", None
+    writes: tuple[tuple[str, bool], ...] = ()
     if text is not None and "ssh-gate" in text and "SSH_CONNECTION" in os.environ:
         # sshd runs a ForceCommand through the login shell (issue 6).
         from xguard.frontends.sshgate import forced_command_args, ssh_gate_main
@@ -91,6 +92,7 @@ def shell_main(args: list[str], terminal: Environment | None = None) -> int:
         found = unwrap(text, os.environ)
         if found is not None:
             text, exec_text, source = found.command, found.exec_text, found.source
+            writes = found.writes
         elif maybe_startup(text):
             step = startup(text, flags)
             if step is not None:  # a runtime's start-up step: answered at once, no request
@@ -122,6 +124,7 @@ def shell_main(args: list[str], terminal: Environment | None = None) -> int:
             wait=env_wait(),
             source=source,
             exec_text=exec_text,
+            trailer_writes=writes,
         ),
         terminal,
     )
@@ -183,7 +186,8 @@ def check_main(args: list[str]) -> int:
                 return check_via_broker(sock, text, argv, bool(opts["json"]), profile)
     from xguard.gate.request import Gate
 
-    gate = Gate(rules_file=rules, profile=profile)
+    # Decided as `xguard -c` would: in the box where one can start (issue 11).
+    gate = Gate(rules_file=rules, profile=profile, confinable=True)
     if batch is not None:
         from xguard.frontends.batch import check_batch
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from xguard.gate.confine import Box
+
 try:
     # The C module behind `signal`: the same functions and numbers, without
     # the IntEnum wrappers whose `enum` import costs ~3 ms per command.
@@ -121,6 +123,7 @@ def run_child(
     kill_grace: float = 5.0,
     on_stop: Callable[[int], int | None] | None = None,
     recorder: Any = None,
+    box: Box | None = None,
     interactive: bool | None = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
@@ -135,9 +138,21 @@ def run_child(
     the broker; issue 14): the command's stdout and stderr go through xguard,
     which passes every byte on at once and then records it (gate/capture.py):
     pipes, or a pty of its own when the caller's stdout or stderr is a terminal.
+
+    With a box (xguard/gate/confine.py, issue 11) other than `none`, the
+    command runs confined: under bwrap (argv wrapped) or Landlock (applied in
+    the child between fork and exec). Unrecorded, its stderr then passes
+    through xguard when it is not a terminal, so that a write or connect the
+    box refused gets one line telling the agent how to ask instead. A box and
+    on_stop do not mix (the stop is not seen through bwrap): callers with a
+    trailer run unconfined.
     """
+    if box is not None and (box.mechanism == "none" or on_stop is not None):
+        box = None
+    if box is not None and recorder is not None:
+        recorder = _TailKeeper(recorder)  # what the box's hint reads (see exit_note)
     t0 = time.monotonic()
-    if interactive is None:
+    if interactive is None:  # stdin is a terminal: xguard's caller (xguard/environment.py) says
         interactive = Environment().stdin_isatty
     plumbing = None
     if recorder is not None:
@@ -162,8 +177,13 @@ def run_child(
     # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
     # exec) would have the kernel reap the child at once, and its status lost.
     old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    relay = -1
     try:
-        pid = os.posix_spawn(path, argv, env, **spawn)
+        if box is not None:
+            tty = pty or any(os.isatty(fd) for fd in (0, 1, 2))
+            pid, relay = _spawn_boxed(box, path, argv, env, spawn, tty=tty, relay=plumbing is None)
+        else:
+            pid = os.posix_spawn(path, argv, env, **spawn)
     except BaseException:
         signal.signal(signal.SIGCHLD, old_chld)
         if plumbing is not None:
@@ -171,6 +191,14 @@ def run_child(
         raise
     timed_out = False
     stage = 0
+    inner: list[int] = []  # the boxed command's pid, once found (bwrap forks twice)
+
+    def target() -> int:
+        if box is None or box.mechanism != "bwrap":
+            return pid
+        if not inner:
+            inner.extend(_bwrap_command(pid))
+        return inner[0] if inner else pid
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -178,7 +206,7 @@ def run_child(
                 # What the terminal would do: the pty's foreground group gets it.
                 os.killpg(plumbing.foreground_group() or pid, signum)  # type: ignore[union-attr]
             else:
-                os.kill(pid, signum)
+                os.kill(target(), signum)
         except (ProcessLookupError, PermissionError):
             return
 
@@ -193,7 +221,17 @@ def run_child(
         timed_out = True
         sig = signal.SIGTERM if stage == 0 else signal.SIGKILL
         try:
-            if own_group:
+            if box is not None and box.mechanism == "bwrap":
+                # The command and what it started, not bwrap itself: bwrap does
+                # not pass a SIGTERM on, it dies and its box is killed outright.
+                keep = {pid, *_children(pid)}
+                for p in _descendants(pid):
+                    if p not in keep:
+                        try:
+                            os.kill(p, sig)
+                        except ProcessLookupError:
+                            continue
+            elif own_group:
                 os.killpg(pid, sig)
             else:
                 for p in [*_descendants(pid), pid]:
@@ -223,6 +261,7 @@ def run_child(
     status: int | None = None
     stopped_with: int | None = None
     wait_flags = os.WUNTRACED if on_stop else 0
+    tail = b""
 
     def ended(st: int) -> bool:
         """Take a wait status; True when the command is over (exited, or stopped for good)."""
@@ -264,6 +303,10 @@ def run_child(
                 recorder.end()
             finally:
                 plumbing.close()
+        if relay >= 0:
+            tail, relayed = _relay(relay, pid)
+            if relayed >= 0:
+                ended(relayed)
         while status is None and stopped_with is None:
             try:
                 _, st = os.waitpid(pid, wait_flags)
@@ -282,10 +325,197 @@ def run_child(
         return Outcome(None, None, timed_out, ms)
     code = os.waitstatus_to_exitcode(status)
     sig = -code if code < 0 else None
+    if box is not None and box.mechanism == "bwrap" and 128 < code <= 128 + 64:
+        sig = code - 128  # bwrap reports its command's death by signal N as 128+N
     exit_code = 128 + sig if sig else code
     if timed_out:
         exit_code = 124
+    if box is not None:
+        from xguard.gate.confine import exit_note
+
+        if isinstance(recorder, _TailKeeper):
+            tail = recorder.tail
+        exit_note(box, exit_code, tail)
     return Outcome(exit_code, sig, timed_out, ms)
+
+
+class _TailKeeper:
+    """A recorder that also keeps the end of what the command printed (both
+    streams: on a pty they are one), for the box's one-line hint."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.tail = b""
+
+    def write(self, stream: int, data: bytes, *args: Any, **kw: Any) -> Any:
+        self.tail = (self.tail + data)[-8192:]
+        return self.inner.write(stream, data, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _spawn_boxed(
+    box: Box,
+    path: str,
+    argv: list[str],
+    env: dict[str, str],
+    spawn: dict[str, Any],
+    *,
+    tty: bool,
+    relay: bool,
+) -> tuple[int, int]:
+    """Start the command in its box with run_child's spawn settings (signal
+    defaults, group or session, the recorder's plumbing); -> (pid, read end
+    of the stderr relay or -1)."""
+    from xguard.gate import confine
+
+    relay_r = relay_w = -1
+    if relay and not os.isatty(2):
+        relay_r, relay_w = os.pipe()
+    actions = list(spawn.get("file_actions") or [])
+    if relay_w >= 0:
+        actions.append((os.POSIX_SPAWN_DUP2, relay_w, 2))
+    try:
+        if box.mechanism == "bwrap":
+            # The seccomp program goes to bwrap through a pipe it reads once.
+            sr, sw = os.pipe()
+            try:
+                os.write(sw, confine.seccomp_filter())
+                os.close(sw)
+                sw = -1
+                os.set_inheritable(sr, True)
+                wrapped = box.bwrap_argv(path, argv, tty=tty, seccomp_fd=sr)
+                pid = os.posix_spawn(box.bwrap, wrapped, env, **{**spawn, "file_actions": actions})
+            finally:
+                os.close(sr)
+                if sw >= 0:
+                    os.close(sw)
+        else:
+            pid = _fork_landlock(box, path, argv, env, spawn, actions=actions, tty=tty)
+    except BaseException:
+        if relay_r >= 0:
+            os.close(relay_r)
+        raise
+    finally:
+        if relay_w >= 0:
+            os.close(relay_w)
+    return pid, relay_r
+
+
+def _fork_landlock(
+    box: Box,
+    path: str,
+    argv: list[str],
+    env: dict[str, str],
+    spawn: dict[str, Any],
+    *,
+    actions: list[tuple[Any, ...]],
+    tty: bool,
+) -> int:
+    """fork, do what posix_spawn would (signal defaults, session or group,
+    file actions), restrict (no_new_privs, seccomp, Landlock), exec. The
+    ruleset is built here in the parent; the child only makes three calls."""
+    from xguard.gate.confine import landlock_preexec
+
+    enter = landlock_preexec(box)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its failures are reported on its stderr
+            try:
+                for s in RESET_IN_CHILD:
+                    signal.signal(s, signal.SIG_DFL)
+                if spawn.get("setsid") or not tty:
+                    os.setsid()  # as bwrap --new-session off a terminal: no controlling terminal
+                elif "setpgroup" in spawn:
+                    os.setpgid(0, 0)
+                for act in actions:
+                    if act[0] == os.POSIX_SPAWN_DUP2:
+                        os.dup2(act[1], act[2])
+                    elif act[0] == os.POSIX_SPAWN_CLOSE:
+                        try:
+                            os.close(act[1])
+                        except OSError:  # already closed: what posix_spawn would accept
+                            continue
+                    else:  # POSIX_SPAWN_OPEN: (op, fd, path, flags, mode)
+                        fd = os.open(act[2], act[3], act[4])
+                        if fd != act[1]:
+                            os.dup2(fd, act[1])
+                            os.close(fd)
+                enter()
+                os.execve(path, argv, env)  # noqa: S606 - argv, never a shell string
+            except BaseException as e:  # nothing may run unconfined: report and stop
+                try:
+                    os.write(2, f"xguard: cannot confine {argv[0]}: {e}\n".encode())
+                finally:
+                    os._exit(126)
+        return pid
+    finally:
+        os.close(enter.ruleset_fd)
+
+
+def _relay(fd: int, pid: int) -> tuple[bytes, int]:
+    """Copy the child's stderr to ours, keeping its tail; -> (tail, wait status
+    or -1). A background process that outlives the command and keeps stderr
+    open must not keep xguard waiting: the child's exit ends the relay."""
+    import select
+
+    tail = b""
+    status = -1
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                try:
+                    done, st = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere: the caller reports "unknown"
+                    break
+                if done:
+                    status = st
+                    os.set_blocking(fd, False)
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        chunk = b""
+                    _copy(chunk)
+                    tail = (tail + chunk)[-8192:]
+                    break
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            _copy(chunk)
+            tail = (tail + chunk)[-8192:]
+    finally:
+        os.close(fd)
+    return tail, status
+
+
+def _copy(chunk: bytes) -> None:
+    view = memoryview(chunk)
+    while view:
+        try:
+            n = os.write(2, view)
+        except OSError:
+            return  # our stderr is gone; the command goes on regardless
+        view = view[n:]
+
+
+def _children(p: int) -> list[int]:
+    try:
+        with open(f"/proc/{p}/task/{p}/children", "rb") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _bwrap_command(pid: int) -> list[int]:
+    """The boxed command's pid as seen from here: bwrap's child is the pid
+    namespace's init, whose child is the command."""
+    out: list[int] = []
+    for init in _children(pid):
+        out += _children(init)
+    return out
 
 
 def _descendants(pid: int) -> list[int]:
@@ -345,6 +575,7 @@ def launch(
     script: str | None = None,
     on_stop: Callable[[int], int | None] | None = None,
     recorder: Any = None,
+    box: Box | None = None,
     terminal: Environment | None = None,
 ) -> ExecResult:
     """Run a decided request: its argv directly, or its text with `shell -c`
@@ -369,6 +600,7 @@ def launch(
             kill_grace=kill_grace,
             on_stop=on_stop,
             recorder=recorder,
+            box=box,
             interactive=terminal.stdin_isatty if terminal is not None else None,
         )
     except OSError as e:
@@ -382,9 +614,11 @@ def launch(
 
 
 class LocalExecutor:
-    """Run the command here, as this user, with the rules' scrubbed environment (SPEC §5)."""
+    """Run the command here, as this user, with the rules' scrubbed environment
+    (SPEC §5), in the kernel box its decision describes (issue 11)."""
 
     def __init__(self, terminal: Environment | None = None) -> None:
+        self.box: Box | None = None
         self.terminal = terminal or Environment()
 
     def environment(self, gate: Any, req: Any) -> dict[str, str]:
@@ -392,7 +626,24 @@ class LocalExecutor:
         return scrub(gate.environ, keep, set_)
 
     def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
-        return None
+        """Plan the box before the decision record is written: it says how the
+        command runs (`confined`). A command that reaches here as
+        require_approval was approved by a person: unconfined, unless
+        `confine_approved: true`."""
+        from xguard.gate.confine import plan
+
+        mechanism, _ = gate.confine()
+        self.box = plan(
+            decision,
+            gate.ruleset,
+            gate.context(req.cwd),
+            gate.paths,
+            mechanism,
+            approved=decision.decision != "allow",
+            cache_dir=gate.paths.cache_dir_s,
+            extra_writes=req.trailer_writes,
+        )
+        record["confined"] = self.box.mechanism
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
         env = self.environment(gate, req)
@@ -401,15 +652,20 @@ class LocalExecutor:
         env["XGUARD_GATED"] = str(record["id"])
         max_runtime, grace = runtime_limits(gate, decision)
         recorder, output = start_recording(gate, req, decision, record)
-        result = launch(
-            req,
-            env,
-            shell=gate.ruleset.setting("shell", "/bin/bash"),
-            max_runtime=max_runtime,
-            kill_grace=grace,
-            recorder=recorder,
-            terminal=self.terminal,
-        )
+        try:
+            result = launch(
+                req,
+                env,
+                shell=gate.ruleset.setting("shell", "/bin/bash"),
+                max_runtime=max_runtime,
+                kill_grace=grace,
+                recorder=recorder,
+                box=self.box,
+                terminal=self.terminal,
+            )
+        finally:
+            if self.box is not None:
+                self.box.tidy()
         return with_output(result, recorder, output)
 
 

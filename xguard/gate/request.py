@@ -39,6 +39,9 @@ class Request:
     # decided text (a runtime's cwd report, xguard/adapters/); else text.
     exec_text: str | None = None
     cwd: str | None = None  # the folder it runs in; None: this process's
+    # Files that trailer (not the decided text) writes, and whether it writes
+    # them on every run: the kernel box lets them through (issue 11).
+    trailer_writes: tuple[tuple[str, bool], ...] = ()
 
     def how(self) -> list[str]:
         """How the text runs, for approval keys: argv mode, or shell flags and positional args."""
@@ -86,6 +89,7 @@ class Gate:
         environ: dict[str, str] | None = None,
         rules_file: str | None = None,
         profile: str | None = None,
+        confinable: bool = False,
     ) -> None:
         from xguard.policy.rules import load_ruleset
 
@@ -107,6 +111,22 @@ class Gate:
         self.cwd = current_cwd(self.environ)
         self.home = self.environ.get("HOME") or os.path.expanduser("~")
         self._contexts: dict[str, Context] = {}
+        # Whether this front end runs what it allows in the kernel box
+        # (issue 11: LocalExecutor); hooks, whose runtime runs the command,
+        # the interactive shell and strict mode's client do not (yet).
+        self.confinable = confinable
+        self._confine: tuple[str, str] | None = None
+
+    def confine(self) -> tuple[str, str]:
+        """(mechanism, why none) for the commands this gate runs; resolved once."""
+        if self._confine is None:
+            if not self.confinable:
+                self._confine = ("none", "this front end does not run commands in a box")
+            else:
+                from xguard.gate.confine import resolve
+
+                self._confine = resolve(self.ruleset, self.paths.cache_dir_s, self.environ)
+        return self._confine
 
     def context(self, cwd: str | None = None) -> Context:
         """The policy context for a cwd (made once per cwd: batch checks reuse it)."""
@@ -131,7 +151,12 @@ class Gate:
             trusted=self.ruleset.setting("trust_path", []),
         )
         ctx = Context(
-            cwd=key, home=self.home, protected=protected, expand_glob=real_glob, which=which
+            cwd=key,
+            home=self.home,
+            protected=protected,
+            expand_glob=real_glob,
+            which=which,
+            confined=self.confine()[0] != "none",
         )
         self._contexts[key] = ctx
         return ctx
@@ -140,13 +165,24 @@ class Gate:
         from xguard.policy.decide import decide
         from xguard.shell.parser import parse
 
-        return decide(parse(text), self.ruleset, self.context(cwd))
+        return self._escalate(decide(parse(text), self.ruleset, self.context(cwd)), text)
 
     def decide_argv(self, argv: list[str], cwd: str | None = None) -> Decision:
         from xguard.policy.decide import decide
         from xguard.shell.parser import parse_argv
 
-        return decide(parse_argv(argv), self.ruleset, self.context(cwd))
+        return self._escalate(decide(parse_argv(argv), self.ruleset, self.context(cwd)), "")
+
+    def _escalate(self, decision: Decision, text: str) -> Decision:
+        """What confinement adds (issue 11): `confine: required` with no box,
+        an allow that needs the box without one, or a command that asks to run
+        unconfined, needs a person."""
+        if decision.decision == "allow":
+            from xguard.gate.confine import escalate
+
+            mechanism, why = self.confine()
+            escalate(decision, text, self.ruleset, mechanism, why)
+        return decision
 
     def decide(self, req: Request) -> Decision:
         """The decision for a request: its argv, or its text, in its cwd."""
@@ -221,7 +257,7 @@ def audit_config_error(e: ConfigError, req: Request) -> None:
         pass
 
 
-def load_gate(req: Request, cwd: str | None = None) -> Gate:
+def load_gate(req: Request, cwd: str | None = None, *, confinable: bool = False) -> Gate:
     """The Gate for a request as every local front end builds it: a session's own
     profile (issue 5), and a config error audited before it is reported."""
     if req.profile is None and not os.environ.get("XGUARD_PROFILE"):
@@ -231,7 +267,7 @@ def load_gate(req: Request, cwd: str | None = None) -> Gate:
 
             req.profile = profile_of(os.environ, sid)
     try:
-        gate = Gate(profile=req.profile)
+        gate = Gate(profile=req.profile, confinable=confinable)
     except ConfigError as e:
         audit_config_error(e, req)
         raise

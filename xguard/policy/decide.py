@@ -88,6 +88,9 @@ class Context:
     # the agent can write); None when the name is not a program on PATH.
     # Built by the gate (policy/resolve.py: path_resolver); None: not checked.
     which: Callable[[str], tuple[str, bool] | None] | None = None
+    # The command will run in the kernel box (xguard/gate/confine.py): rules
+    # marked `if_confined` count only then (issue 11: `cd DIR && …`).
+    confined: bool = False
     # Answers worked out from the file system that the caller lets decide()
     # reuse (check --batch, for a few seconds); None: look every time.
     memo: dict[tuple[object, ...], object] | None = None
@@ -251,18 +254,22 @@ def _resolve_path(u: Unit, ctx: Context) -> list[str]:
     return out
 
 
-def _match_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
+def _match_path_rules(
+    paths: list[str], access: str, ruleset: Ruleset, home: str, cwd: str = ""
+) -> list[Rule]:
     """The path rules that match any of `paths` for this access, in file
     order; remembered per ruleset like _text_hits (a pure function)."""
-    key = ("path", tuple(paths), access, home)
+    key = ("path", tuple(paths), access, home, cwd)
     hits = ruleset.memo.get(key)
     if hits is None:
-        hits = _scan_path_rules(paths, access, ruleset, home)
+        hits = _scan_path_rules(paths, access, ruleset, home, cwd)
         ruleset.remember(key, hits)
     return hits
 
 
-def _scan_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str) -> list[Rule]:
+def _scan_path_rules(
+    paths: list[str], access: str, ruleset: Ruleset, home: str, cwd: str = ""
+) -> list[Rule]:
     hits = []
     lows = [p.lower() for p in paths] if all(p.isascii() for p in paths) else None
     for r in ruleset.path_rules:
@@ -279,7 +286,7 @@ def _scan_path_rules(paths: list[str], access: str, ruleset: Ruleset, home: str)
                 break
             else:
                 continue  # no path holds a literal every match must contain
-        rx = r.regex(home)
+        rx = r.regex(home, cwd)
         if any(rx.match(p) for p in paths):
             hits.append(r)
     return hits
@@ -347,6 +354,8 @@ def decide_unit(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     if u.kind == "path":
         return _decide_path(u, ruleset, ctx)
     hits = _text_hits(u, ruleset)
+    if not ctx.confined and hits:
+        hits = [r for r in hits if not r.if_confined]  # allows that hold only in the box
     if u.kind == "command":
         selfwhy = _self_protect_command(u)
         if selfwhy:
@@ -513,7 +522,7 @@ def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None
                 u,
                 rule_ids=["builtin:self-protection"],
             )
-    hits = _match_path_rules(paths, access, ruleset, ctx.home)
+    hits = _match_path_rules(paths, access, ruleset, ctx.home, ctx.cwd)
     if not hits or STRICTNESS[_strictest(hits).action] < STRICTNESS[REQUIRE]:
         # The secrets floor: whatever the rules say, a credential file is
         # read or written only with a person's approval.
@@ -643,7 +652,7 @@ def _secrets_inside(
                 # Not _match_path_rules: one-off probes would flush its memo.
                 hits = [
                     r
-                    for r in _scan_path_rules(probe, "read", ruleset, ctx.home)
+                    for r in _scan_path_rules(probe, "read", ruleset, ctx.home, ctx.cwd)
                     if r.action != ALLOW
                 ] or floor_hits(probe, ctx.home)
                 if hits:

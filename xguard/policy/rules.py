@@ -83,9 +83,19 @@ _RULE_SCHEMA: dict[str, Any] = {
     "read": "bool",  # issue 5: the loop breaker's reads (limits.py)
     "limits": {"max_rows": "int", "max_rows_hard": "int"},  # issue 13: row caps
     "name": "str",
+    # issue 11: how an allowed command runs (xguard/gate/confine.py)
+    "confine": "bool",  # false: the tool needs the whole machine; it runs unconfined
+    "network": ("allow", "deny"),  # allow: the box keeps the network
+    "if_confined": "bool",  # this allow counts only when the command will run in the box
     "record": "bool",  # issue 14: `record: false` keeps no output of what this rule matches
 }
-_TEST_SCHEMA = {"command": "str", "expect": ACTIONS, "cwd": "str", "argv": "strlist"}
+_TEST_SCHEMA = {
+    "command": "str",
+    "expect": ACTIONS,
+    "cwd": "str",
+    "argv": "strlist",
+    "confined": "bool",  # decided as where the kernel box can start (issue 11)
+}
 _NOTIFY_TARGET = {
     "webhook": "str",
     "command": "strlist",
@@ -130,6 +140,8 @@ _SETTINGS: dict[str, Any] = {
     "trust_path": "strlist",
     "strict": "bool",
     "socket": "str",
+    "confine": "confine_mode",  # issue 11: auto | required | off (kernel confinement)
+    "confine_approved": "bool",  # approved commands run in the box too
     "record": _RECORD,
     # issue 15: one queue for many hosts (a libpq connection string or service)
     "queue": {"postgres": "str", "connect_timeout": _DURATION},
@@ -240,6 +252,13 @@ class _Checker:
                     f"{where}: expected a non-negative {'whole ' if schema == 'int' else ''}number",
                 )
             return value
+        if schema == "confine_mode":
+            # YAML 1.1 reads a bare `off` as false: that is what the user meant.
+            if value is False:
+                return "off"
+            if not isinstance(node, yaml.ScalarNode) or value not in ("auto", "required", "off"):
+                raise self.fail(node, f"{where}: must be one of auto, required, off, not {value!r}")
+            return value
         if schema == _SIZE:
             if parse_size(value) is None:
                 raise self.fail(node, f"{where}: expected a size like 10MB, 512KB or 1048576")
@@ -294,13 +313,23 @@ class _Checker:
             raise self.fail(node, f"{where}: empty pattern")
         if kinds[0] == "path" and not r["path"].strip():
             raise self.fail(node, f"{where}: empty path")
+        if r.get("if_confined") and (r["action"] != "allow" or kinds[0] == "path"):
+            raise self.fail(node, f"{where}: 'if_confined' applies to allow rules for commands")
+        if r.get("if_confined") and r.get("confine") is False:
+            raise self.fail(node, f"{where}: 'if_confined' and 'confine: false' contradict")
+        if ("network" in r or "confine" in r) and kinds[0] == "path":
+            raise self.fail(node, f"{where}: 'network' and 'confine' apply to command rules")
         if kinds[0] == "path":
             import re
 
             # The glob becomes a regex compiled at decision time: a glob that
             # cannot (`[z-a]`) must fail here, not as an internal error later.
             try:
-                re.compile(glob_regex(r["path"]).replace("\x00HOME\x00", "/home"))
+                re.compile(
+                    glob_regex(r["path"])
+                    .replace("\x00HOME\x00", "/home")
+                    .replace("\x00CWD\x00", "/w")
+                )
             except (re.error, OverflowError, RecursionError, ValueError) as e:
                 raise self.fail(node, f"{where}.path: invalid glob: {e}") from None
         r["line"] = node.start_mark.line + 1
@@ -527,17 +556,24 @@ def glob_regex(glob: str) -> str:
     """SPEC §3 `path`: a glob over an absolute path; `**` spans folders and
     `dir/**` matches `dir` itself too. A leading `~` stands for $HOME and is
     kept as the marker `~` for expansion when the rule is compiled at run time.
-    A relative glob matches at any depth (`.env` is `**/.env`)."""
+    A relative glob matches at any depth (`.env` is `**/.env`); one that starts
+    with `./` is taken from the cwd."""
     import re
 
     g = glob.strip()
-    if not g.startswith(("/", "~", "*")):
+    cwd_relative = g == "." or g.startswith("./")
+    if not g.startswith(("/", "~", "*")) and not cwd_relative:
         g = "**/" + g
     out = []
     i = 0
     if g.startswith("~"):
         out.append("\x00HOME\x00")
         i = 1
+    elif cwd_relative:
+        # `./build/**` is the cwd's build folder (SPEC §3: relative paths are
+        # taken from the cwd); the cwd is known only when a command is decided.
+        out.append("\x00CWD\x00")
+        g = g[1:]
     while i < len(g):
         c = g[i]
         if g.startswith("/**", i) and i + 3 == len(g):
@@ -599,6 +635,9 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         "max_runtime": parse_duration(r["max_runtime"]) if "max_runtime" in r else None,
         "caps": _caps(r),
         "read": r.get("read"),
+        "confine": r.get("confine", True),
+        "network": r.get("network"),
+        "if_confined": r.get("if_confined", False),
         "record": r.get("record"),
         "max_rows": (r.get("limits") or {}).get("max_rows"),
         "max_rows_hard": (r.get("limits") or {}).get("max_rows_hard"),
@@ -628,7 +667,9 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["rx"] = glob_regex(r["path"])
         c["access"] = r.get("access", "any")
         # $HOME is only known at run time; the literals after it still hold.
-        c["need"] = _required_literals(c["rx"].replace("\x00HOME\x00", ""))
+        c["need"] = _required_literals(
+            c["rx"].replace("\x00HOME\x00", "").replace("\x00CWD\x00", "")
+        )
         if r.get("except"):
             # A path the rule would match but an `except` glob names is not
             # covered: a lookahead in front of the rule's own regex.
@@ -685,9 +726,11 @@ class Rule:
         "access",
         "action",
         "caps",
+        "confine",
         "dynamic",
         "first",
         "id",
+        "if_confined",
         "literal",
         "live",
         "max_rows",
@@ -695,6 +738,7 @@ class Rule:
         "max_runtime",
         "need",
         "need1",
+        "network",
         "notify",
         "pos",
         "pre",
@@ -721,6 +765,9 @@ class Rule:
         self.max_runtime = d.get("max_runtime")
         self.caps = d.get("caps")
         self.read: bool | None = d.get("read")
+        self.confine: bool = d.get("confine", True)
+        self.network: str | None = d.get("network")
+        self.if_confined: bool = d.get("if_confined", False)
         self.record: bool | None = d.get("record")
         self.max_rows: int | None = d.get("max_rows")
         self.max_rows_hard: int | None = d.get("max_rows_hard")
@@ -742,16 +789,17 @@ class Rule:
         self.pre_ci: bool = bool(pre and pre[1])
         self.pre_low: tuple[str, ...] | None = tuple(x.lower() for x in pre[0]) if pre else None
 
-    def regex(self, home: str = "") -> Any:
+    def regex(self, home: str = "", cwd: str = "") -> Any:
         """The compiled regex (re.Pattern), compiled on first use (per home
-        folder for path rules that start with `~`)."""
-        if self._rx is None or (self.type == "path" and self._rx[0] != home):
+        folder for path rules that start with `~`, per cwd for `./`)."""
+        if self._rx is None or (self.type == "path" and self._rx[0] != (home, cwd)):
             import re
 
             src = self.rx_src
             if self.type == "path":
                 src = src.replace("\x00HOME\x00", re.escape(home.rstrip("/")) if home else "\x00")
-            self._rx = (home, re.compile(src))
+                src = src.replace("\x00CWD\x00", re.escape(cwd.rstrip("/")) if cwd else "\x00")
+            self._rx = ((home, cwd), re.compile(src))
         return self._rx[1]
 
     def matches_text(self, text: str, sql: bool = False, low: str | None = None) -> bool:

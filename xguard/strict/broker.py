@@ -270,7 +270,9 @@ class _ClientRuns:
         self.broker, self.lc, self.view = broker, lc, view
 
     def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
-        return None
+        record["confined"] = (
+            "none"  # issue 11: the client runs it as the agent user, without a box (yet)
+        )
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
         from xguard.gate.execenv import start_recording, with_output
