@@ -160,3 +160,36 @@ def test_shared_queue_keeps_the_driver_off_an_allowed_command(xguard_home: Path)
         'queue:\n  postgres: "host=127.0.0.1 port=9 dbname=x connect_timeout=1"\n'
     )
     assert _probe(["-c", "true"], xguard_home) == []
+
+
+# A command that needs the full tree-sitter parse loads the two extension
+# modules directly (xguard/shell/tsload.py): the packages' `__init__` would
+# bring importlib.resources (pathlib, tempfile, shutil, zipfile) and typing,
+# about 20 ms on every such command.
+FULL_PARSE_LEAN = [
+    *FORBIDDEN,
+    "importlib.resources",
+    "typing",
+    "pathlib",
+    "tempfile",
+    "shutil",
+    "zipfile",
+    "tree_sitter",  # the package's __init__; tree_sitter._binding is expected
+    "tree_sitter_bash",
+]
+
+FULL_PARSE = [
+    ["-c", "ls > /dev/null"],
+    ["-c", "echo $(git rev-parse HEAD)"],
+    ["-c", "git log -1 > /dev/null && echo `date`"],
+    ["-c", "diff <(sort a) <(sort b)"],  # denied or asked: the parse is the same
+    ["check", "-c", "cat x > y"],
+]
+
+
+@pytest.mark.parametrize("args", FULL_PARSE, ids=" ".join)
+def test_full_parse_is_lean(args: list[str], xguard_home: Path) -> None:
+    binding = ["tree_sitter._binding", "tree_sitter_bash._binding"]
+    # The command did reach tree-sitter (not the fast lexer), so the check below means something.
+    assert _probe(args, xguard_home, forbidden=binding) == binding
+    assert _probe(args, xguard_home, forbidden=FULL_PARSE_LEAN) == []

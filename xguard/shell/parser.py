@@ -24,9 +24,9 @@ from xguard.shell.cmdspec import CODE_BUILTINS, SHELLS, WRITERS, recursive_folde
 from xguard.shell.posix import bash_only
 from xguard.shell.words import Word, dequote, fast_list, lit
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing is kept off the hot path; type checkers see True
 if TYPE_CHECKING:
-    from tree_sitter import Node
+    from tree_sitter import Node, Parser
 
 MAX_INPUT = 64 * 1024  # SPEC §3: over 64 KiB of text is at least require_approval
 MAX_DEPTH = 16  # nested shell code (bash -c "bash -c …")
@@ -218,17 +218,16 @@ def input_issues(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-_PARSER = None
+_PARSER: Parser | None = None
 
 
-def _ts_parser():  # type: ignore[no-untyped-def]
-    """The tree-sitter parser, created on first use (its import costs ~20-35 ms)."""
+def _ts_parser() -> Parser:
+    """The tree-sitter parser, created on first use (xguard/shell/tsload.py)."""
     global _PARSER  # noqa: PLW0603 - one parser per process, made on first use
     if _PARSER is None:
-        import tree_sitter_bash
-        from tree_sitter import Language, Parser
+        from xguard.shell.tsload import bash_parser
 
-        _PARSER = Parser(Language(tree_sitter_bash.language()))
+        _PARSER = bash_parser()
     return _PARSER
 
 
