@@ -263,7 +263,8 @@ REDIRECTS = [
     ">pwned",
 ]
 
-CONNECTORS = [" ; ", " && ", " || ", " | ", " & ", "\n", " |& ", ";", "&&", "\t;\t"]
+# "\n\\": a line that begins with a backslash is a new command to bash.
+CONNECTORS = [" ; ", " && ", " || ", " | ", " & ", "\n", " |& ", ";", "&&", "\t;\t", "\n\\"]
 
 SUBSTITUTIONS = ["$({})", "`{}`", '"$({})"', "<({})", ">({})", "$( ({}) )", "${{ {}; }}"]
 
@@ -622,6 +623,10 @@ def attacks() -> list[str]:
         out.append(heredoc(d, "wc -l", "cat < /dev/tcp/127.0.0.1/9"))
         out.append(heredoc(d, "sort", "tac .git/config"))
         out.append(heredoc(d, "tree", "grep -r '' ../home"))
+    for before in ("echo a", "ls > /dev/null", "echo a # note", "f() { echo"):
+        after = "touch pwned; }; f" if before.startswith("f()") else "touch pwned"
+        out.append(connect(before, "\n\\", after))
+        out.append(connect(before, "\n\n\\", after.replace("touch pwned", "tac .git/config")))
     for form in INDIRECT_FORMS:
         out.append(indirect(form, "touch pwned"))
     for form in DASH_SPLITS:

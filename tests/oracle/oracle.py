@@ -36,6 +36,7 @@ CLASSES = [
         "redirect beside a process substitution",
         re.compile(r">\s*[^\s(]+.*[<>]\(|[<>]\(.*[^<>]>\s*\w"),
     ),
+    ("line begun with a backslash", re.compile(r"\n[ \t]*\\[^\n]")),
     ("here-document delimiter", re.compile(r"<<-?\s*(['\"\\$]|\w+[\"'\\])")),
     ("psql connection string", re.compile(r"\bpsql\b.*(://|\bhost=|-h ?\d)")),
     ("login shell", re.compile(r"\bbash (-\\?l|--login|'-l')")),
@@ -57,7 +58,12 @@ CLASSES = [
 
 
 # A leaked secret is a misreading of structure only when one of these hid the read.
-_HIDING = ("here-document delimiter", "sh -c is not bash", "values evaluated at run time")
+_HIDING = (
+    "line begun with a backslash",
+    "here-document delimiter",
+    "sh -c is not bash",
+    "values evaluated at run time",
+)
 
 
 def classify(command: str, violations: list[Violation]) -> str:

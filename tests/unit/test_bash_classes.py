@@ -107,6 +107,45 @@ def test_heredoc_bash_runs_what_follows_the_terminator(command: str, tmp_path: P
 
 
 # ---------------------------------------------------------------------------
+# A line that begins with a backslash is a new command to bash; tree-sitter
+# glued it onto the previous command as an argument (`echo a` NL `\\rm x`),
+# the class behind `<<\\EOF` bodies whose `\\EOF` line follows a command.
+LINE_START_BACKSLASH = [
+    ("echo a\n\\touch pwned", NOT_ALLOW),
+    ("echo a\n\n\\touch pwned", NOT_ALLOW),
+    ("echo a # note\n\\touch pwned", NOT_ALLOW),
+    ("ls > /dev/null\n\\touch pwned", NOT_ALLOW),
+    ('ls\n\\t"ouch" pwned', NOT_ALLOW),
+    ("f() { echo\n\\touch pwned; }; f", NOT_ALLOW),
+    ("echo a\n\\rm -rf ~", DENY),
+    ("tree <<\\EOF\nhello\nEOF\ntac .git/config\n\\EOF", NOT_ALLOW),
+    ("tree <<\\EOF\nhello\nEOF\ngrep -r '' ..\n\\EOF", NOT_ALLOW),
+    ("tree <<\\EOF\nhello\nEOF\ncat < /dev/tcp/127.0.0.1/9\n\\EOF", NOT_ALLOW),
+    ("echo a\n\\ls", ALLOW),
+    ("echo a \\\n\\ls", ALLOW),
+    ("echo 'a\n\\touch pwned'", ALLOW),
+    ("cat <<\\EOF\nx\n\\touch pwned\nEOF", ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(LINE_START_BACKSLASH))
+def test_line_start_backslash(
+    command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    _check(command, expect, rules, where)
+
+
+@pytest.mark.parametrize(
+    ("command", "expect"), _rows([(c, e) for c, e in LINE_START_BACKSLASH if "pwned" in c])
+)
+def test_line_start_backslash_under_bash(command: str, expect: str, tmp_path: Path) -> None:
+    """Real bash runs a backslash-led line as its own command (the rows that
+    are not allowed); inside quotes or a here-document body it is text."""
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists() == (expect != ALLOW)
+
+
+# ---------------------------------------------------------------------------
 # `sh -c` runs under /bin/sh, which is dash on Debian: where the string leaves
 # the POSIX subset, bash's reading is not what runs.
 DASH = [
@@ -438,6 +477,78 @@ def test_secrets_and_tool_options(
 
 
 # ---------------------------------------------------------------------------
+# A database client whose target host is not this machine is at least
+# require_approval, whatever the rules say (xguard/shell/dbhost.py): the
+# connection string, -h, -d or an environment variable may sit anywhere.
+DB_HOSTS = [
+    ("psql -c 'SELECT 1' postgres://10.1.2.3/app", REQUIRE),
+    ("psql -c 'SELECT 1' app postgresql://u@db.example/x", REQUIRE),
+    ("psql -c 'SELECT 1' -d 'dbname=app host=10.1.2.3'", REQUIRE),
+    ("psql -c 'SELECT 1' --dbname=postgres://db.example/app", REQUIRE),
+    ("psql -c 'SELECT 1' 'postgres:///app?host=10.0.0.1'", REQUIRE),
+    ("psql -c 'SELECT 1' 'postgres://localhost,10.0.0.9/app'", REQUIRE),
+    ("psql -c 'SELECT 1' 'service=prod'", REQUIRE),
+    ("psql -c 'SELECT 1' -hdb.example", REQUIRE),
+    ("PGHOST=db.example psql -c 'SELECT 1'", REQUIRE),
+    ("PGHOSTADDR=10.1.2.3 psql -c 'SELECT 1'", REQUIRE),
+    ("env PGHOST=10.1.2.3 psql -c 'SELECT 1'", REQUIRE),
+    ("PGHOST=db.example timeout 5 psql -c 'SELECT 1'", REQUIRE),
+    ("env PGSERVICE=prod psql -c 'SELECT 1'", REQUIRE),
+    ("pg_dump -h 10.1.2.3 app", REQUIRE),
+    ("pg_dump postgres://10.1.2.3/app", REQUIRE),
+    ("mysql -e 'SELECT 1' -h db.example", REQUIRE),
+    ("MYSQL_HOST=db.example mysql -e 'SELECT 1'", REQUIRE),
+    ("redis-cli -h 10.0.0.1 ping", REQUIRE),
+    ("redis-cli -u redis://10.0.0.1:6379 ping", REQUIRE),
+    ("mongosh mongodb://db.example/app --eval 'db.x.countDocuments()'", REQUIRE),
+    ("psql -c 'SELECT 1'", ALLOW),
+    ("psql -c 'SELECT 1' app bob", ALLOW),
+    ("psql -c \"SELECT 'host=db.example'\"", ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(DB_HOSTS))
+def test_database_client_hosts(
+    command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    _check(command, expect, rules, where)
+
+
+# Local targets: no floor; the rules decide (the defaults ask for any
+# connection string, the fixture for one in first position).
+DB_LOCAL = [
+    "psql -c 'SELECT 1' postgres://localhost/app",
+    "psql -c 'SELECT 1' 'postgres://127.0.0.1:5432/app'",
+    "psql -c 'SELECT 1' 'postgres://[::1]/app'",
+    "psql -c 'SELECT 1' 'postgresql://%2Fvar%2Frun%2Fpostgresql/app'",
+    "psql -c 'SELECT 1' 'host=/var/run/postgresql dbname=app'",
+    "psql -h /var/run/postgresql -c 'SELECT 1'",
+    "PGHOST=localhost psql -c 'SELECT 1'",
+    "env PGHOST=127.0.0.1 psql -c 'SELECT 1'",
+    "mysql -h 127.0.0.1 -e 'SELECT 1'",
+    "redis-cli -h localhost ping",
+    "mongosh --eval 'db.x.find({a:1})'",
+]
+
+
+@pytest.mark.parametrize("command", DB_LOCAL)
+def test_database_client_local_targets_are_not_floored(command: str) -> None:
+    for u in parse(command):
+        assert not any("another machine" in w for w in u.why), (command, u.why)
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(DB_HOSTS))
+def test_database_client_hosts_under_the_fixture(
+    command: str, expect: str, fixture_rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    """The floor holds whatever the rules say: the shared fixture allows
+    `psql * -c` and SELECT, and catches only a first-position string."""
+    if expect == ALLOW:
+        return  # the fixture's own rules decide local targets
+    _check(command, NOT_ALLOW, fixture_rules, where)
+
+
+# ---------------------------------------------------------------------------
 # False refusals agents hit daily: allowed under the defaults.
 EVERYDAY = [
     "echo $((1+2))",
@@ -527,6 +638,13 @@ ORACLE = [
     ("xxd a --", "defaults"),
     ('sh -c "xxd a --"', "defaults"),
     ("rev \\\n\\\n~/.codex/auth.json", "defaults"),
+    # tree-sitter glued a backslash-led line onto the command before it
+    ("sort <<\\EOF\nhello\nEOF\ntac .git/config\n\\EOF", "defaults"),
+    ("tree <<\\EOF\nhello\nEOF\ngrep -r '' ../home\n\\EOF", "defaults"),
+    ("cat a | wc -l <<\\EOF\nhello\nEOF\ncat < /dev/tcp/127.0.0.1/9\n\\EOF", "defaults"),
+    # a connection string after the SQL
+    ("psql -c 'SELECT 1' postgres://10.1.2.3/app", "fixture"),
+    ("psql -c 'SELECT 1' 'host=10.1.2.3 dbname=app'", "fixture"),
 ]
 
 

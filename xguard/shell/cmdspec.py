@@ -325,6 +325,7 @@ class Unwrapped:
     shell:    strings it runs as shell code (parsed recursively)
     dynamic:  the inner commands get arguments known only at run time (xargs, find {})
     assigns:  variable names it sets in the inner command's environment (env NAME=V)
+    env:      those assignments as NAME=VALUE ("" where the value is known only at run time)
     issues:   reasons the wrapper's own unit must be at least require_approval
     """
 
@@ -332,6 +333,7 @@ class Unwrapped:
     shell: list[Word] = field(default_factory=list)
     dynamic: bool = False
     assigns: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
 
 
@@ -446,6 +448,7 @@ def _env(args: list[Word], out: Unwrapped) -> Unwrapped:
     rest = args[o.rest_index :]
     while rest and "=" in rest[0].value and not rest[0].value.startswith("="):
         out.assigns.append(rest[0].value.split("=", 1)[0])
+        out.env.append(rest[0].value if rest[0].literal else "")
         rest = rest[1:]
     if rest:
         out.commands.append(rest)

@@ -55,6 +55,16 @@ DB_CLIENTS = frozenset(
     {"psql", "mysql", "mariadb", "sqlite3", "sqlite", "clickhouse-client", "cockroach"}
 )
 
+# Database clients whose target host is read (xguard/shell/dbhost.py CLIENTS;
+# kept here so the hot path imports that module only for them).
+DB_HOST_CLIENTS = frozenset(
+    {"psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_isready", "pg_basebackup"}
+    | {"pg_receivewal", "pg_recvlogical", "pgbench", "createdb", "dropdb", "createuser"}
+    | {"dropuser", "vacuumdb", "reindexdb", "clusterdb", "vacuumlo", "pg_amcheck"}
+    | {"mysql", "mariadb", "mysqldump", "mariadb-dump", "mysqladmin", "mysqlshow"}
+    | {"redis-cli", "valkey-cli", "mongosh", "mongo", "clickhouse-client", "cockroach"}
+)
+
 # Words bash treats as reserved where a command name stands. tree-sitter-bash
 # sometimes parses constructs it does not know (coproc, some `function`
 # forms) as plain commands with these names; never trust such a parse.
@@ -288,6 +298,7 @@ class _Job:
     stdin_text: bytes | None = None
     listed: bool = False  # those arguments are the repository's file names
     via: tuple[str, ...] = ()  # the wrappers (sudo, env, ssh …) this argv runs inside
+    env: tuple[str, ...] = ()  # NAME=VALUE the argv gets from around it (`PGHOST=h env psql`)
 
 
 class _Walker:
@@ -331,7 +342,7 @@ class _Walker:
             if job.words is not None:
                 self.simple_command(
                     job.words,
-                    [],
+                    list(job.env),
                     job.depth,
                     job.dynamic,
                     job.stdin_text,
@@ -362,8 +373,8 @@ class _Walker:
         self.parses += 1
         if self.parses > MAX_PARSES:
             raise _Budget("too many nested pieces of shell code to check")
-        tree = _ts_parser().parse(src)
-        root = tree.root_node
+        root = _ts_parser().parse(src).root_node
+        src, root = _unglued(src, root)
         if root.has_error:
             self.units.append(
                 _input_unit(f"bash syntax the parser could not read: {_error_excerpt(root, src)}")
@@ -966,6 +977,8 @@ class _Walker:
         # SQL given to a database client.
         if base in DB_CLIENTS:
             self.sql(base, words, u, stdin_text, assigns=assigns, via=via)
+        if base in DB_HOST_CLIENTS:
+            self.db_target(base, args, u, assigns)
 
         if inner is None:
             return
@@ -982,6 +995,7 @@ class _Walker:
                     stdin_text=stdin_text,
                     listed=base == "xargs" and self.fed_by_listing,
                     via=(*via, base),
+                    env=(*assigns, *inner.env),
                 )
             )
         for s in inner.shell:
@@ -994,6 +1008,18 @@ class _Walker:
             self.push_shell(s, depth, base, u)
         if base in SHELLS and stdin_text is not None and not inner.shell:
             self.queue.append(_Job(text=stdin_text, depth=depth + 1))
+
+    def db_target(self, base: str, args: list[Word], u: Unit, assigns: list[str]) -> None:
+        """A database client reaching another machine is at least
+        require_approval, whatever the rules say (xguard/shell/dbhost.py)."""
+        if not all(w.literal for w in args) or "" in assigns:
+            u.require(f"{base} connects to a host known only at run time")
+            return
+        from xguard.shell.dbhost import remote_hosts
+
+        hosts = remote_hosts(base, [w.value for w in args], assigns)
+        if hosts:
+            u.require(f"{base} connects to another machine: {', '.join(hosts)}")
 
     def read_builtin(self, args: list[Word], u: Unit) -> None:
         """`read [-ers] [-a NAME] [-d D] [-n N] [-p P] [-t T] [-u FD] [NAME…]`:
@@ -1180,6 +1206,43 @@ def _strip_pathspec_magic(v: str) -> str:
     if v.startswith(":"):
         return v[1:].lstrip("/!^") or "."
     return v
+
+
+_GLUE_ROUNDS = 8
+
+
+def _glued_words(root: Node) -> list[int]:
+    """Where a word starts with a newline: tree-sitter-bash glues a line that
+    begins with a backslash (`echo a` NL `\\rm x`) onto the previous command
+    as an argument, where bash ends that command at the newline and runs the
+    next line. Returns the offsets of the first non-blank byte of each such line."""
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        n = todo.pop()
+        text = n.text or b""
+        if n.type in ("word", "concatenation") and text[:1] == b"\n":
+            out.append(n.start_byte + len(text) - len(text.lstrip(b" \t\n")))
+            continue
+        todo.extend(n.children)
+    return out
+
+
+def _unglued(src: bytes, root: Node) -> tuple[bytes, Node]:
+    """The text and tree with every glued line (_glued_words) indented by one
+    space, which bash ignores at the start of a line outside quotes and which
+    makes tree-sitter read the line as the command it is. Text tree-sitter
+    still glues after a few rounds is not read at all (a syntax unit)."""
+    for _ in range(_GLUE_ROUNDS):
+        at = _glued_words(root)
+        if not at:
+            return src, root
+        for k in sorted(at, reverse=True):
+            src = src[:k] + b" " + src[k:]
+        root = _ts_parser().parse(src).root_node
+    if _glued_words(root):
+        root = _ts_parser().parse(b"(").root_node  # an ERROR tree: floored as unreadable
+    return src, root
 
 
 def _split_statements(text: str) -> list[str]:
