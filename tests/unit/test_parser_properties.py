@@ -114,10 +114,17 @@ parse(
 
 def _check(text: str) -> None:
     # The parser's own work (CPU time of this thread), which other processes on
-    # a loaded machine cannot inflate: a blow-up in the parser still fails it.
-    t0 = time.thread_time()
-    units = parse(text)
-    elapsed = time.thread_time() - t0
+    # a loaded machine cannot inflate. A one-off cost inside the thread (a garbage
+    # collection, a first use of a cached pattern) can still land on one call, so
+    # the best of three is kept: a blow-up in the parser is paid every time and
+    # still fails it.
+    elapsed = float("inf")
+    for _ in range(3):
+        t0 = time.thread_time()
+        units = parse(text)
+        elapsed = min(elapsed, time.thread_time() - t0)
+        if elapsed < 0.1:
+            break
     assert elapsed < 0.1, f"parse took {elapsed * 1000:.0f} ms"
     d = decide(units, RULES, CTX)
     worst = max((STRICT[u.decision] for u in d.units), default=0)
