@@ -272,10 +272,10 @@ def resolve(ruleset: Any, cache_dir: str | None, environ: dict[str, str]) -> tup
 
 
 def _rules_by_id(ruleset: Any) -> dict[str, Any]:
-    idx = getattr(ruleset, "_confine_index", None)
-    if idx is None:
-        idx = {r.id: r for r in ruleset.rules}
-        ruleset._confine_index = idx
+    # Every rule a decision names was made while matching it, so the rules made
+    # so far are enough: asking for all of them would load the whole set (the
+    # built-in defaults hold over 300) on every allowed command.
+    idx: dict[str, Any] = ruleset.loaded()
     return idx
 
 
@@ -829,7 +829,7 @@ def _compute_masks(
             if root and root != "/" and root not in seen:
                 seen.add(root)
                 found: list[str] = []
-                if _walk(root, depth, matcher, found, watch):
+                if _walk(root, depth, matcher, found, watch, skip=frozenset(dirs)):
                     box.partial = True
                 for m in found:
                     add(m)
@@ -877,9 +877,20 @@ def _anchored(g: str, add: Any, watch: _Watch) -> None:
         add(m)
 
 
-def _walk(root: str, depth: int, matcher: _Matcher, found: list[str], watch: _Watch) -> bool:
+def _walk(
+    root: str,
+    depth: int,
+    matcher: _Matcher,
+    found: list[str],
+    watch: _Watch,
+    *,
+    skip: frozenset[str] = frozenset(),
+) -> bool:
     """Bounded search under root for what unanchored mask rules name; -> whether
-    the budget ran out."""
+    the budget ran out. Folders in `skip` are masked whole already: nothing in
+    them needs finding, and watching them would make the kept result stale on
+    every command (xguard's own state folder, where the audit log and this
+    cache are written, is one)."""
     todo = [(root, depth)]
     budget = WALK_BUDGET
     while todo:
@@ -901,7 +912,7 @@ def _walk(root: str, depth: int, matcher: _Matcher, found: list[str], watch: _Wa
                     is_dir = e.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
-                if is_dir and left > 1 and e.name not in SKIP_DIRS:
+                if is_dir and left > 1 and e.name not in SKIP_DIRS and e.path not in skip:
                     todo.append((e.path, left - 1))
     return False
 
