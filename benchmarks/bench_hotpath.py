@@ -30,6 +30,7 @@ each command once, which no remembered parse or match can help).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -102,6 +103,9 @@ def main() -> int:
         "--session", action="store_true", help="also run with a live session and limits on"
     )
     a = ap.parse_args()
+    # An installed copy has its bytecode compiled at install time; an editable
+    # one under PYTHONDONTWRITEBYTECODE would compile every module on every run.
+    compileall.compile_dir(str(ROOT / "xguard"), quiet=1)
 
     exe = shutil.which("xguard", path=str(Path(sys.executable).parent)) or shutil.which("xguard")
     if not exe:

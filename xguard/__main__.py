@@ -12,7 +12,14 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 HOT_COMMANDS = frozenset({"run", "check", "hook", "ssh-gate"})
+
+# Whether main() took the hot path: see launch().
+_took = {"hot path": False}
 
 
 def _is_shell_invocation(argv: list[str]) -> bool:
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if _is_shell_invocation(args) or (not args and not terminal.stdin_isatty):
             from xguard.frontends.shell import shell_main
 
+            _took["hot path"] = True
             return shell_main(args, terminal)
         if not args:
             # No arguments on a terminal: the interactive gated shell.
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if args[0] in HOT_COMMANDS:
             from xguard.frontends.shell import dispatch
 
+            _took["hot path"] = True
             return dispatch(args[0], args[1:])
         hot = False
         from xguard.commands.cli import cli_main
@@ -117,5 +126,26 @@ def prefix_main(argv: list[str] | None = None) -> int:
     return main(["-c", "--", args[0]])
 
 
+def launch() -> NoReturn:
+    """The installed program (scripts/xguard, `python -m xguard`): main(), then exit.
+
+    After a hot-path verb everything that must outlive the process is already on
+    disk (the audit log is fsynced, the command has exited), so only the
+    standard streams are flushed and the process ends without tearing the
+    interpreter down: that teardown (every module and object freed one by one)
+    costs several milliseconds on each gated command. The CLI verbs (review,
+    the web server, …) exit normally, running whatever cleanup they registered.
+    """
+    code = main()
+    if _took["hot path"]:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # the reader has gone: the status stands (see _say)
+        os._exit(code & 0xFF)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    launch()

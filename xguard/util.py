@@ -6,6 +6,20 @@ from __future__ import annotations
 import os
 import sys
 
+# SHA-256 without hashlib (which loads OpenSSL): the built-in module, whose
+# name changed in 3.12. Asking for the right name first matters: a failed
+# import searches every folder on sys.path, a cost paid on each command.
+if sys.version_info >= (3, 12):
+    try:
+        from _sha2 import sha256
+    except ImportError:  # pragma: no cover - interpreters without the built-in module
+        from hashlib import sha256
+else:
+    try:
+        from _sha256 import sha256
+    except ImportError:  # pragma: no cover
+        from hashlib import sha256  # noqa: F401 - imported by the audit log, rules and confine
+
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to read aloud and type
 
 

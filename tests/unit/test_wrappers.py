@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from xguard.adapters import wrapped_or_startup
 from xguard.adapters.wrappers import recognise, sq, startup
 
 SNAP = "/home/u/.claude/shell-snapshots/snapshot-bash-1796538948874-k6txei.sh"
@@ -204,3 +205,27 @@ def test_gemini_pid_file_may_not_be_a_symlink(tmp_path: Path) -> None:
 def test_startup_steps(text: str, flags: list[str], kind: str | None) -> None:
     step = startup(text, flags)
     assert (step.kind if step else None) == kind
+
+
+def test_the_shell_front_end_looks_closer_at_every_wrapper_it_must_read() -> None:
+    """The shell front end imports this module only when the cheap test says a
+    text may be a wrapper or a start-up step: it must say so for every text
+    read here, and not for ordinary commands."""
+    wrapped = [text for text, _, _ in CLAUDE] + [
+        gemini("ls /tmp/rt | head -2"),
+        gemini("cat <<EOF\nx\nEOF"),
+        gemini("ls", guard="shopt -u promptvars nullglob globstar; "),
+    ]
+    for text in wrapped:
+        assert recognise(text, {}) is not None, text
+        assert wrapped_or_startup(text), text
+    steps = [
+        "env",
+        f'SNAPSHOT_FILE={SNAP}\n      echo x >| "$SNAPSHOT_FILE"\n',
+        '__codex_snapshot_command() {\n  "$@"\n}\n',
+        'set -e; . "/home/u/.codex/shell_snapshots/0190-aa.tmp-1796"',
+    ]
+    for text in steps:
+        assert wrapped_or_startup(text), text
+    for text in ("ls -la", "git status", "cat env", "echo source", "pwd -P"):
+        assert not wrapped_or_startup(text), text

@@ -60,3 +60,17 @@ Examples:
     {{"hooks": {{"BeforeTool": [{{"matcher": ".*", "hooks": [
         {{"type": "command", "command": "xguard hook gemini"}}]}}]}}}}
 """
+
+
+def wrapped_or_startup(text: str) -> bool:
+    """Could `text` be an agent runtime's wrapper around the model's command, or
+    one of its start-up steps (adapters/wrappers.py reads both)? Plain string
+    tests, so that the shell front end imports wrappers.py only when one of
+    them can be there: every other command pays nothing for it."""
+    return (
+        " && pwd -P >| " in text  # Claude Code's cwd trailer
+        or "_bgpids_file=" in text  # Gemini CLI's job-tracking wrapper
+        or text == "env"  # Claude Code's environment probe
+        or text.startswith(("SNAPSHOT_FILE=", "set -e; . ", ". ", "source "))
+        or "__codex_snapshot_command()" in text
+    )

@@ -26,21 +26,15 @@ import os
 import stat
 import time
 
+from xguard.errors import AuditError, ConfigError
+from xguard.util import sha256
+
 TYPE_CHECKING = False  # `typing` costs ~3 ms on the hot path; type checkers see True
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
     from typing import Any
 
-try:  # Python 3.12+
-    from _sha2 import sha256
-except ImportError:
-    try:  # Python 3.11
-        from _sha256 import sha256
-    except ImportError:  # pragma: no cover - interpreters without the built-in module
-        from hashlib import sha256
-
-from xguard.errors import AuditError, ConfigError  # noqa: E402 - after the sha256 choice above
 
 FIELDS = (
     "ts",

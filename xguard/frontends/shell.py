@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
+from xguard.adapters import wrapped_or_startup
 from xguard.environment import Environment
 from xguard.errors import UsageError
 from xguard.gate import strictmode
@@ -83,7 +84,7 @@ def shell_main(args: list[str], terminal: Environment | None = None) -> int:
         ssh_args = forced_command_args(text)
         if ssh_args is not None:
             return ssh_gate_main(ssh_args)
-    if text is not None:
+    if text is not None and wrapped_or_startup(text):
         from xguard.adapters.wrappers import maybe_startup, startup, unwrap
 
         # An agent runtime's own wrapper around the model's command (SHELL,

@@ -110,10 +110,8 @@ def _support_key() -> tuple[str, str | None]:
         "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
     ):
         parts.append(_read_small(knob))
-    try:
-        from _sha256 import sha256
-    except ImportError:  # pragma: no cover
-        from hashlib import sha256
+    from xguard.util import sha256
+
     return sha256("\0".join(parts).encode()).hexdigest()[:24], bwrap
 
 
@@ -710,10 +708,8 @@ def _masks(
     )
     cache = None
     if cache_dir:
-        try:
-            from _sha256 import sha256
-        except ImportError:  # pragma: no cover
-            from hashlib import sha256
+        from xguard.util import sha256
+
         digest = sha256(key_src.encode("utf-8", "surrogateescape")).hexdigest()
         cache = os.path.join(cache_dir, f"confine-masks-{digest[:24]}.txt")
         kept = _read_masks(cache)

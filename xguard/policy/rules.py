@@ -1011,10 +1011,8 @@ class Ruleset:
 
 
 def _digest(parts: list[bytes]) -> str:
-    try:
-        from _sha256 import sha256  # 3.11: no OpenSSL load
-    except ImportError:  # pragma: no cover
-        from hashlib import sha256
+    from xguard.util import sha256
+
     h = sha256()
     for p in parts:
         h.update(len(p).to_bytes(8, "big"))
