@@ -124,7 +124,8 @@ def xguard_1(root: Cmd, version: str) -> str:
     out += para(
         "With no arguments on a terminal (or with -l or -i and no -c), xguard is an interactive gated "
         "shell: a prompt, line editing and history (readline; history is kept in the state folder), "
-        "and each line gated by the same rules before it runs. A command that needs approval is asked "
+        "and each line gated by the same rules before it runs; an allowed line runs in its kernel box, "
+        "as under -c. A command that needs approval is asked "
         "about on the terminal (y, n, or d for details) unless a reviewer decides first. cd and "
         "exported variables are kept from one line to the next; shell functions, aliases, options "
         "and unexported variables are not. Ctrl-C interrupts the running command and returns to the "

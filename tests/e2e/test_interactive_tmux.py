@@ -254,3 +254,58 @@ def test_login_flag_and_unknown_command(tmux: Tmux, tmp_path: Path) -> None:
     assert not (tmp_path / "made-by-xguard").exists()
     tmux.keys("C-d")
     tmux.wait_gone()
+
+
+BOX_RULES = """\
+default: require_approval
+rules:
+  - {pattern: "echo", action: allow, dynamic: allow}
+  - {pattern: "pwd", action: allow}
+  - {pattern: "cd", action: allow}
+  - {pattern: "./writer.sh", action: allow}
+"""
+
+
+def test_lines_run_in_the_box_and_state_still_persists(
+    tmux: Tmux, tmp_path: Path, xguard_home: Path
+) -> None:
+    """An allowed line runs in its kernel box (issue 11), as under `xguard -c`:
+    a write the rules never allowed fails there. The folder and exports a
+    line leaves are still carried to the next line, read from the boxed
+    process's /proc entries (it is bwrap's grandchild, not xguard's child)."""
+    from xguard.gate.confine import support
+
+    if not support(None).bwrap:
+        pytest.skip("bubblewrap cannot start here")
+    (tmp_path / "rules.yaml").write_text(BOX_RULES)
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    writer = work / "writer.sh"
+    writer.write_text("#!/bin/sh\necho data > made.txt && echo WROTE || echo NOT-WRITTEN\n")
+    writer.chmod(0o755)
+    tmux.start(xguard_exe()[0], work)
+    tmux.wait_for(PROMPT)
+    tmux.type("./writer.sh")
+    tmux.wait_for(r"^NOT-WRITTEN$")
+    assert not (work / "made.txt").exists()
+    tmux.type("cd sub")
+    tmux.wait_for(r"xguard:[^\n]*/work/sub[#$] $")
+    tmux.type("pwd")
+    tmux.wait_for(rf"^{re.escape(str(work / 'sub'))}$")
+    tmux.type("export XG_BOXED=kept")
+    approve_if_asked(tmux, PROMPT)  # export needs a person: it then runs unconfined
+    tmux.type("echo boxed=$XG_BOXED")
+    tmux.wait_for(r"^boxed=kept$")
+    tmux.type("exit")
+    tmux.wait_gone()
+    ran = {
+        r["command"]: r.get("confined")
+        for r in audit(xguard_home)
+        if r["event"] == "decision" and r["decision"] == "allow"
+    }
+    assert ran == {
+        "./writer.sh": "bwrap",
+        "cd sub": "bwrap",
+        "pwd": "bwrap",
+        "echo boxed=$XG_BOXED": "bwrap",
+    }

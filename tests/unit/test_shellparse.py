@@ -7,6 +7,8 @@ and whether the parser itself must force require_approval (a floor).
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from xguard.shell.parser import Unit, parse, parse_argv
@@ -353,3 +355,29 @@ def test_cd_to_runtime_folder_floors_later_relative_paths() -> None:
 def test_lone_surrogate_never_crashes() -> None:
     for units in (parse("ls \ud800"), parse_argv(["ls", "\ud800"])):
         assert [u.kind for u in units] == ["input"] and units[0].floor
+
+
+def test_no_collection_is_charged_to_a_parse() -> None:
+    """The time budget is the parse's own CPU time: a garbage collection (which
+    in a long-lived process can take longer than the budget) never runs inside
+    it, and collection is back on afterwards."""
+    started: list[str] = []
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(phase)
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # without the pause, every allocation would collect
+    gc.callbacks.append(on_gc)
+    try:
+        units = parse("eval " * 8 + "ls > /dev/null $(git log -1) <<EOF\nx\nEOF")
+        during = len(started)
+        run_argv = parse_argv(["ls", "-la"])
+        during_argv = len(started) - during
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.set_threshold(*threshold)
+    assert units and run_argv
+    assert (during, during_argv) == (0, 0)
+    assert gc.isenabled()

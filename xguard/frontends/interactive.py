@@ -13,10 +13,12 @@ trailer that stops the process once the line is done:
     POSIXLY_CORRECT=1
     __XGUARD_STATUS=$__xguard_st \\exec /bin/kill -STOP $$
 
-`exec` keeps the pid, so when xguard sees the child stop (waitpid WUNTRACED)
-it reads the new working folder from /proc/PID/cwd and the exported variables
-from /proc/PID/environ (the kernel's copy of what bash exported at exec), then
-kills the stopped process. Nothing is read from a pipe or a file the line
+`exec` keeps the pid, so when xguard sees the child stop (waitpid WUNTRACED,
+or, for a line in its bubblewrap box, where bash is bwrap's grandchild, its
+state in /proc) it reads the new working folder from /proc/PID/cwd and the
+exported variables from /proc/PID/environ (the kernel's copy of what bash
+exported at exec), then kills the stopped process. An allowed line runs in
+the box its decision describes (issue 11), like `xguard -c`. Nothing is read from a pipe or a file the line
 could have written to, so a gated line cannot forge the state the next line
 starts with; the worst it can do is not reach the trailer (it calls `exit`,
 `exec`s something else, dies), and then the state simply stays as it was.
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from xguard.errors import XguardError
+from xguard.gate.execenv import ExecResult, LocalExecutor
 
 TRAILER = (
     "\n__xguard_st=$?\nPOSIXLY_CORRECT=1\n__XGUARD_STATUS=$__xguard_st \\exec {stopper} -STOP $$\n"
@@ -191,7 +194,7 @@ class Shell:
                 cwd=self.cwd,
             )
             # A Gate per line: a long-lived shell sees rule changes (cached, cheap).
-            gate = load_gate(req, self.cwd)
+            gate = load_gate(req, self.cwd, confinable=True)  # the line runs in its box
             if self.env is None:
                 self.env = self.base_env(gate)
             outcome = run_request(req, gate, ask=obtain_approval, execute=_LineExecutor(self))
@@ -207,7 +210,9 @@ class Shell:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().split(b"\0")
-            if cmdline[:3] != [os.fsencode(self.stopper or ""), b"-STOP", str(pid).encode()]:
+            # `$$` is the pid in the line's own namespace (2 in its box), which
+            # the last NSpid field of /proc/PID/status gives.
+            if cmdline[:3] != [os.fsencode(self.stopper or ""), b"-STOP", _own_pid(pid)]:
                 return None
             with open(f"/proc/{pid}/environ", "rb") as f:
                 raw = f.read()
@@ -301,40 +306,31 @@ class Shell:
         )
 
 
-class _LineExecutor:
-    """How a line runs: the one executor, with the shell's kept environment and
-    the trailer that hands back the line's folder and exports."""
+class _LineExecutor(LocalExecutor):
+    """How a line runs: the one executor, in the box its decision describes
+    (issue 11), with the shell's kept environment and the trailer that hands
+    back the line's folder and exports."""
 
     def __init__(self, shell: Shell) -> None:
+        super().__init__()
         self.shell = shell
 
-    def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
-        record["confined"] = (
-            "none"  # issue 11: the trailer's SIGSTOP is not seen through bwrap (yet)
-        )
+    def environment(self, gate: Any, req: Any) -> dict[str, str]:
+        assert self.shell.env is not None  # set before the first line runs
+        return dict(self.shell.env)
 
-    def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> Any:
-        from xguard.gate.execenv import launch, runtime_limits, start_recording, with_output
-
+    def launch_options(self, req: Any) -> dict[str, Any]:
         sh = self.shell
-        assert sh.env is not None
-        env = dict(sh.env)
-        env["XGUARD_GATED"] = str(record["id"])
-        max_runtime, grace = runtime_limits(gate, decision)
-        recorder, output = start_recording(gate, req, decision, record)  # issue 14
-        result = launch(
-            req,
-            env,
-            shell=gate.ruleset.setting("shell", "/bin/bash"),
-            max_runtime=max_runtime,
-            kill_grace=grace,
-            # exec_text: psql's run-time row cap wraps the statement (issue 13)
-            script=(req.exec_text or req.text)
-            + (TRAILER.format(stopper=sh.stopper) if sh.stopper else ""),
-            on_stop=sh._take_state if sh.stopper else None,
-            recorder=recorder,
-        )
-        result = with_output(result, recorder, output)
+        if not sh.stopper:
+            return {}
+        # exec_text: psql's run-time row cap wraps the statement (issue 13)
+        return {
+            "script": (req.exec_text or req.text) + TRAILER.format(stopper=sh.stopper),
+            "on_stop": sh._take_state,
+        }
+
+    def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
+        result = super().run(gate, req, decision, record)
         sig = result.fields.get("signal")
         if isinstance(sig, int):
             if sig == signal.SIGINT:
@@ -346,6 +342,19 @@ class _LineExecutor:
                     name = f"signal {sig}"
                 sys.stderr.write(f"{name}\n")
         return result
+
+
+def _own_pid(pid: int) -> bytes:
+    """A process's pid as it knows it (`$$`): in a pid namespace of its own
+    (the kernel box) it differs from the pid seen here."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return line.split()[-1]
+    except OSError:
+        pass
+    return str(pid).encode()
 
 
 class _Completer:

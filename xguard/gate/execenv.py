@@ -143,11 +143,12 @@ def run_child(
     command runs confined: under bwrap (argv wrapped) or Landlock (applied in
     the child between fork and exec). Unrecorded, its stderr then passes
     through xguard when it is not a terminal, so that a write or connect the
-    box refused gets one line telling the agent how to ask instead. A box and
-    on_stop do not mix (the stop is not seen through bwrap): callers with a
-    trailer run unconfined.
+    box refused gets one line telling the agent how to ask instead. Under
+    bwrap the command is not xguard's child but bwrap's grandchild, whose stop
+    no wait here reports: with on_stop its state is read from /proc instead
+    (every 50 ms while it runs).
     """
-    if box is not None and (box.mechanism == "none" or on_stop is not None):
+    if box is not None and box.mechanism == "none":
         box = None
     if box is not None and recorder is not None:
         recorder = _TailKeeper(recorder)  # what the box's hint reads (see exit_note)
@@ -263,6 +264,31 @@ def run_child(
     wait_flags = os.WUNTRACED if on_stop else 0
     tail = b""
 
+    # bwrap with a trailer: the stop is looked for in /proc (see the docstring).
+    watch_inner = on_stop is not None and box is not None and box.mechanism == "bwrap"
+
+    def inner_stopped() -> bool:
+        """True when the boxed command stopped itself for good (on_stop gave its
+        status); it is then killed, and bwrap, left with nothing to run, exits."""
+        nonlocal stopped_with
+        p = target()
+        if p == pid or _state(p) != "T":
+            return False
+        assert on_stop is not None  # watch_inner
+        got = on_stop(p)
+        try:
+            os.kill(p, signal.SIGCONT if got is None else signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        if got is None:  # stopped by something else (Ctrl-Z): let it go on
+            return False
+        try:
+            os.waitpid(pid, 0)  # bwrap's own end; the status is the trailer's
+        except ChildProcessError:  # pragma: no cover - reaped elsewhere
+            pass
+        stopped_with = got
+        return True
+
     def ended(st: int) -> bool:
         """Take a wait status; True when the command is over (exited, or stopped for good)."""
         nonlocal status, stopped_with
@@ -292,7 +318,9 @@ def run_child(
                     done, st = os.waitpid(pid, os.WNOHANG | wait_flags)
                 except ChildProcessError:  # reaped elsewhere: the status is unknown, not 0
                     return True
-                return bool(done) and ended(st)
+                if done:
+                    return ended(st)
+                return watch_inner and inner_stopped()
 
             try:
                 # A pidfd says when the command exits, not when it stops: with
@@ -304,15 +332,18 @@ def run_child(
             finally:
                 plumbing.close()
         if relay >= 0:
-            tail, relayed = _relay(relay, pid)
+            tail, relayed = _relay(relay, pid, inner_stopped if watch_inner else None)
             if relayed >= 0:
                 ended(relayed)
         while status is None and stopped_with is None:
             try:
-                _, st = os.waitpid(pid, wait_flags)
+                done, st = os.waitpid(pid, os.WNOHANG if watch_inner else wait_flags)
             except ChildProcessError:  # reaped elsewhere: the status is unknown, not 0
                 break
-            ended(st)
+            if done or not watch_inner:
+                ended(st)
+            elif not inner_stopped():
+                time.sleep(0.05)
     finally:
         if max_runtime:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -454,18 +485,21 @@ def _fork_landlock(
         os.close(enter.ruleset_fd)
 
 
-def _relay(fd: int, pid: int) -> tuple[bytes, int]:
+def _relay(fd: int, pid: int, stopped: Callable[[], bool] | None = None) -> tuple[bytes, int]:
     """Copy the child's stderr to ours, keeping its tail; -> (tail, wait status
     or -1). A background process that outlives the command and keeps stderr
-    open must not keep xguard waiting: the child's exit ends the relay."""
+    open must not keep xguard waiting: the child's exit ends the relay, and so
+    does `stopped()` saying the command stopped for good (run_child's trailer)."""
     import select
 
     tail = b""
     status = -1
     try:
         while True:
-            ready, _, _ = select.select([fd], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], 0.05 if stopped else 0.2)
             if not ready:
+                if stopped is not None and stopped():
+                    break
                 try:
                     done, st = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:  # reaped elsewhere: the caller reports "unknown"
@@ -507,6 +541,16 @@ def _children(p: int) -> list[int]:
             return [int(x) for x in f.read().split()]
     except (OSError, ValueError):
         return []
+
+
+def _state(p: int) -> str:
+    """A process's state letter from /proc (R, S, T for stopped …; "" when gone)."""
+    try:
+        with open(f"/proc/{p}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    return stat[stat.rfind(b")") + 2 :][:1].decode("ascii", "replace")
 
 
 def _bwrap_command(pid: int) -> list[int]:
@@ -645,6 +689,11 @@ class LocalExecutor:
         )
         record["confined"] = self.box.mechanism
 
+    def launch_options(self, req: Any) -> dict[str, Any]:
+        """What a front end adds to how the command starts (the interactive
+        shell's trailer: `script` and `on_stop`)."""
+        return {}
+
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
         env = self.environment(gate, req)
         # Marks the command as gated, so xguard's deciding verbs refuse to run
@@ -662,6 +711,7 @@ class LocalExecutor:
                 recorder=recorder,
                 box=self.box,
                 terminal=self.terminal,
+                **self.launch_options(req),
             )
         finally:
             if self.box is not None:

@@ -14,6 +14,7 @@ Anything the parser cannot read with certainty becomes a unit with
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import time
@@ -35,6 +36,9 @@ MAX_NODES = 200_000
 # Seconds of this thread's CPU time: a hostile command costs milliseconds, then
 # fails closed. CPU, not wall clock, so a loaded machine cannot turn an allowed
 # command into require_approval; WALL_CAP bounds the wall clock all the same.
+# The garbage collector is paused while a command is read (parse): a full
+# collection of a long-lived process's heap (the broker, `check --batch`) would
+# otherwise be charged to whichever parse it interrupted.
 TIME_BUDGET = 0.25
 WALL_CAP = 10.0
 
@@ -1456,6 +1460,16 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
     fast=False forces the tree-sitter path even for plain commands (the
     differential test uses it to prove the fast lexer equal).
     """
+    collecting = gc.isenabled()
+    gc.disable()  # see TIME_BUDGET
+    try:
+        return _parse(text, budget, fast)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse(text: str, budget: float, fast: bool) -> list[Unit]:
     units: list[Unit] = []
     try:
         size = len(text.encode("utf-8", "surrogateescape"))
@@ -1476,12 +1490,7 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
         w.queue.append(
             _Job(text=text.replace("\\\n", "").encode("utf-8", "surrogateescape"), depth=1)
         )
-    try:
-        w.run()
-    except _Budget as e:
-        w.units.append(_input_unit(str(e)))
-    except RecursionError:
-        w.units.append(_input_unit("command too deeply nested to check"))
+    _run(w)
     units.extend(w.units)
     if (
         not any(u.kind in ("command", "assign", "function", "path", "sql") for u in units)
@@ -1496,6 +1505,16 @@ def parse(text: str, budget: float = TIME_BUDGET, *, fast: bool = True) -> list[
 
 def parse_argv(argv: list[str], budget: float = TIME_BUDGET) -> list[Unit]:
     """Units of an argv run directly (`xguard run -- ARGV`): no shell re-interpretation."""
+    collecting = gc.isenabled()
+    gc.disable()  # see TIME_BUDGET
+    try:
+        return _parse_argv(argv, budget)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse_argv(argv: list[str], budget: float) -> list[Unit]:
     units: list[Unit] = []
     for a in argv:
         try:
@@ -1506,12 +1525,20 @@ def parse_argv(argv: list[str], budget: float = TIME_BUDGET) -> list[Unit]:
             units.append(_input_unit(why))
     w = _Walker(budget)
     w.queue.append(_Job(words=[lit(a) for a in argv], depth=0))
+    _run(w)
+    units.extend(w.units)
+    return units
+
+
+def _run(w: _Walker) -> None:
+    """Run the walker within its budget; what the budget or the nesting stops
+    becomes a unit."""
     try:
         w.run()
     except _Budget as e:
         w.units.append(_input_unit(str(e)))
-    units.extend(w.units)
-    return units
+    except RecursionError:
+        w.units.append(_input_unit("command too deeply nested to check"))
 
 
 def _only_comments(text: str) -> bool:
