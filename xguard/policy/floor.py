@@ -58,6 +58,7 @@ FLOOR: tuple[tuple[str, str], ...] = (
     ("~/.terraform.d/credentials.tfrc.json", "Terraform Cloud credentials"),
     ("~/.password-store/**", "pass's password store"),
     ("~/.gnupg/private-keys-v1.d/**", "GnuPG private keys"),
+    ("~/.microsoft/usersecrets/**", ".NET user secrets"),
     # Histories hold what was typed, passwords and exported tokens included.
     ("~/.bash_history", "a shell history (typed secrets)"),
     ("~/.zsh_history", "a shell history (typed secrets)"),
