@@ -111,18 +111,22 @@ def main() -> int:
     if not exe:
         print("xguard is not installed next to this interpreter", file=sys.stderr)
         return 1
-    home = Path(tempfile.mkdtemp(prefix="xguard-bench-"))
-    builtin = home / "builtin"  # no rules.yaml here: the built-in defaults (300+ rules)
-    builtin.mkdir()
-    small = home / "small"
-    small.mkdir()
+    top = Path(tempfile.mkdtemp(prefix="xguard-bench-"))
+    # One user's home per configuration, as on a real machine: the box's search
+    # for secrets looks through the home folder, so one configuration's writes
+    # (its audit log) under another's home would make it search again each time.
+    home, home_small = top / "home", top / "home-small"
+    builtin = home / ".xguard"  # no rules.yaml here: the built-in defaults (300+ rules)
+    small = home_small / ".xguard"
+    for d in (builtin, small):
+        d.mkdir(parents=True)
     (small / "rules.yaml").write_text(RULES)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "XGUARD_HOME": str(builtin),
     }
-    senv_small = {**env, "XGUARD_HOME": str(small)}
+    senv_small = {**env, "HOME": str(home_small), "XGUARD_HOME": str(small)}
     for e in (env, senv_small):
         subprocess.run([exe, "-c", "true"], env=e, check=True)  # warm the rules cache
 
@@ -152,14 +156,14 @@ def main() -> int:
     extra = []
     # issue 5: the same allowed commands in a live session, with rate caps and the loop breaker on
     if a.session:
-        shome = home / "session"  # the small rules, with sessions and limits
-        shome.mkdir()
+        shome = top / "home-session" / ".xguard"  # the small rules, with sessions and limits
+        shome.mkdir(parents=True)
         (shome / "rules.yaml").write_text(
             RULES + "sessions: {required: true}\nlimits: {max_runtime: 10m, rate: "
             "{commands_per_minute: 100000, approvals_per_hour: 20}, loop: "
             "{same_rule: 3, same_command: 3, window: 5m, trip_at: 6}}\n"
         )
-        senv = {**env, "XGUARD_HOME": str(shome)}
+        senv = {**env, "HOME": str(shome.parent), "XGUARD_HOME": str(shome)}
         out = subprocess.run(
             [exe, "session", "start", "--ttl", "1h"], env=senv, check=True, capture_output=True
         )
@@ -206,13 +210,13 @@ def main() -> int:
     if corpus:
         # Decided from a small project folder, as an agent's commands are (a
         # recursive search looks inside its cwd, so the cwd matters).
-        project = home / "project"
+        project = top / "project"
         for rel in ("README.md", "Makefile", "src/app.py", "src/util.py", "tests/test_app.py"):
             (project / rel).parent.mkdir(parents=True, exist_ok=True)
             (project / rel).write_text("x\n")
         reps = max(1, 20000 // len(corpus))
         for label, lines in (("repeated", corpus * reps), ("each once", corpus)):
-            batch = home / f"batch-{reps if label == 'repeated' else 1}.jsonl"
+            batch = top / f"batch-{reps if label == 'repeated' else 1}.jsonl"
             batch.write_text("".join(json.dumps({"command": c["command"]}) + "\n" for c in lines))
             for rules, e in (("the built-in defaults", env), ("the small rules", senv_small)):
                 t = time.perf_counter()

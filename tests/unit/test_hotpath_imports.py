@@ -195,3 +195,23 @@ def test_full_parse_is_lean(args: list[str], xguard_home: Path) -> None:
     # The command did reach tree-sitter (not the fast lexer), so the check below means something.
     assert _probe(args, xguard_home, forbidden=binding) == binding
     assert _probe(args, xguard_home, forbidden=FULL_PARSE_LEAN) == []
+
+
+# The commonest full-parse shapes (output thrown away, stderr folded in) load
+# neither `re` nor `enum` (~10 ms): tree-sitter's extension starts with
+# stand-ins for them (xguard/shell/tsload.py), and a path rule that names one
+# path (`/dev/null`) is matched as a string.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "ls > /dev/null"],
+        ["-c", "ls -la 2>&1 | head -5"],
+        ["-c", "ls -la 2>/dev/null"],
+        ["check", "-c", "cat README.md > /dev/null 2>&1"],
+    ],
+    ids=" ".join,
+)
+def test_common_full_parse_loads_no_regex_engine(args: list[str], xguard_home: Path) -> None:
+    binding = ["tree_sitter._binding"]
+    assert _probe(args, xguard_home, forbidden=binding) == binding  # the full parse ran
+    assert _probe(args, xguard_home, forbidden=[*FULL_PARSE_LEAN, "re", "enum"]) == []

@@ -177,3 +177,33 @@ def test_glob_semantics(glob: str, path: str, match: bool) -> None:
     import re
 
     assert bool(re.match(glob_regex(glob), path)) == match
+
+
+@pytest.mark.parametrize(
+    ("glob", "exact"),
+    [
+        ("/dev/null", "/dev/null"),
+        ("  /etc/shadow ", "/etc/shadow"),
+        ("/a b/c.d+(x)", "/a b/c.d+(x)"),  # regex metacharacters are plain text in a glob
+        ("/etc/*", None),
+        ("/tmp/[ab]", None),
+        ("~/.netrc", None),  # $HOME is known only at run time
+        ("./build", None),
+        (".env", None),
+    ],
+)
+def test_a_path_rule_naming_one_path_is_matched_as_a_string(glob: str, exact: str | None) -> None:
+    """Such a rule's regex says equality; the string test agrees with it on
+    every path tried, and a rule with `except` keeps its regex."""
+    import re
+
+    from xguard.policy.rules import compile_rule
+
+    rule = compile_rule({"path": glob, "action": "deny", "line": 1}, "t.yaml")
+    assert rule.get("exact") == exact
+    if exact is None:
+        return
+    for path in (exact, exact + "/", exact + "x", exact + "/x", exact[:-1]):
+        assert (path == exact) == bool(re.match(rule["rx"], path)), path
+    with_except = compile_rule({"path": glob, "action": "deny", "except": ["/x"], "line": 1}, "t")
+    assert "exact" not in with_except

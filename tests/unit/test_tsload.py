@@ -80,3 +80,36 @@ def test_other_layout_falls_back_to_the_ordinary_import(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert p.stdout.strip() == "ok", p.stderr
+
+
+STAND_INS = """\
+import sys
+from xguard.shell import tsload
+
+parser = tsload.bash_parser()
+assert "file_redirect" in str(parser.parse(b"ls > /dev/null").root_node)
+# the extension started without the real `re` and `enum` ...
+assert "re" not in sys.modules and "enum" not in sys.modules, sorted(sys.modules)
+# ... and left no stand-in behind: the next import is the real module
+import re
+import enum
+assert re.sub("a", "b", "aa") == "bb" and issubclass(enum.IntEnum, int)
+# a query predicate compiles its pattern with the real `re` (the stand-in hands over)
+import tree_sitter
+import tree_sitter_bash
+
+lang = tree_sitter.Language(tree_sitter_bash.language())
+query = tree_sitter.Query(lang, '((command_name) @n (#match? @n "^l[s]$"))')
+tree = parser.parse(b"ls; cat x; lsof")
+found = tree_sitter.QueryCursor(query).captures(tree.root_node)
+assert [n.text for n in found["n"]] == [b"ls"], found
+assert int(tree_sitter.LogType.PARSE) == 0 and int(tree_sitter.LogType.LEX) == 1
+print("ok")
+"""
+
+
+def test_the_extension_starts_with_stand_ins_and_leaves_none_behind() -> None:
+    p = subprocess.run(
+        [sys.executable, "-c", STAND_INS], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert p.stdout.strip() == "ok", p.stderr

@@ -275,6 +275,10 @@ def _scan_path_rules(
     for r in ruleset.path_rules:
         if r.access not in ("any", access):
             continue
+        if r.exact is not None:
+            if r.exact in paths:
+                hits.append(r)
+            continue
         need = r.need1
         if need is not None and lows is not None:
             for low in lows:

@@ -46,6 +46,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+# Part of the rules cache's key: bumped when what a compiled rule holds changes.
+CACHE_FORMAT = b"2"
+
 DEFAULT_ENV_KEEP = [
     "PATH",
     "HOME",
@@ -665,6 +668,11 @@ def compile_rule(r: dict[str, Any], file: str) -> dict[str, Any]:
         c["type"] = "path"
         c["src"] = r["path"]
         c["rx"] = glob_regex(r["path"])
+        # An absolute path with no wildcard (`/dev/null`): its regex says
+        # equality, so it is matched as a string and `re` stays unloaded.
+        g = r["path"].strip()
+        if g.startswith("/") and not any(ch in g for ch in "*?[") and not r.get("except"):
+            c["exact"] = g
         c["access"] = r.get("access", "any")
         # $HOME is only known at run time; the literals after it still hold.
         c["need"] = _required_literals(
@@ -728,6 +736,7 @@ class Rule:
         "caps",
         "confine",
         "dynamic",
+        "exact",
         "first",
         "id",
         "if_confined",
@@ -758,6 +767,7 @@ class Rule:
         self.type = d["type"]
         self.src = d["src"]
         self.rx_src = d["rx"]
+        self.exact: str | None = d.get("exact")  # path rules: the one path it names
         self.action = d["action"]
         self.reason = d.get("reason")
         self.notify = d.get("notify") or []
@@ -1081,6 +1091,7 @@ def load_ruleset(
     sraw = _read(settings_path, "config")
     key = _digest(
         [
+            CACHE_FORMAT,
             __version__.encode(),
             sys.version.encode(),
             src.encode(),

@@ -18,6 +18,7 @@ import sys
 TYPE_CHECKING = False  # typing is one of the imports this module exists to avoid
 if TYPE_CHECKING:
     from types import ModuleType
+    from typing import Any
 
     from tree_sitter import Parser
 
@@ -42,14 +43,58 @@ def _binding(package: str) -> ModuleType | None:
                 path = os.path.join(folder, f"_binding{suffix}")
                 loader = ExtensionFileLoader(name, path)
                 spec = ModuleSpec(name, loader, origin=path)
-                module = loader.create_module(spec)
-                loader.exec_module(module)
+                with _stand_ins() if package == "tree_sitter" else _nothing():
+                    module = loader.create_module(spec)
+                    loader.exec_module(module)
                 # Registered so that a later `import tree_sitter` (whose
                 # `__init__` does `from ._binding import …`) shares these types.
                 sys.modules[name] = module
                 return module
         return None
     return None
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _stand_ins:
+    """While tree-sitter's extension module starts, `re` and `enum` (about 10 ms
+    together) are stand-ins: it only keeps `re.compile`, for query predicates
+    xguard never uses (the stand-in imports the real `re` when called), and
+    builds its `LogType` with `enum.IntEnum`, for parser logging xguard never
+    turns on (here a plain int subclass with the same members). Where either
+    module is loaded already the real one is used."""
+
+    def __enter__(self) -> None:
+        self.placed = [n for n in ("re", "enum") if n not in sys.modules]
+        if self.placed != ["re", "enum"]:
+            self.placed = []
+            return
+        mod = type(sys)
+        re = mod("re")
+        vars(re)["compile"] = _compile
+        enum = mod("enum")
+        vars(enum)["IntEnum"] = _int_enum
+        sys.modules["re"], sys.modules["enum"] = re, enum
+
+    def __exit__(self, *exc: object) -> None:
+        for n in self.placed:
+            sys.modules.pop(n, None)
+
+
+def _compile(pattern: Any, flags: int = 0) -> Any:
+    import re
+
+    return re.compile(pattern, flags)
+
+
+def _int_enum(name: str, members: dict[str, int]) -> type:
+    return type(name, (int,), dict(members))
 
 
 def _direct() -> tuple[ModuleType, ModuleType] | None:
