@@ -215,3 +215,20 @@ def test_common_full_parse_loads_no_regex_engine(args: list[str], xguard_home: P
     binding = ["tree_sitter._binding"]
     assert _probe(args, xguard_home, forbidden=binding) == binding  # the full parse ran
     assert _probe(args, xguard_home, forbidden=[*FULL_PARSE_LEAN, "re", "enum"]) == []
+
+
+# Commands that meet regex rules (every `git` command does, under the
+# defaults) load no `re` either: a rule read from the cache hands the regex
+# engine what re.compile worked out when the cache was written.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "git status --porcelain"],
+        ["-c", "git log --oneline -5 | head -3"],
+        ["-c", "echo $(git rev-parse HEAD)"],
+        ["check", "-c", "cat x > y"],
+    ],
+    ids=" ".join,
+)
+def test_regex_rules_need_no_regex_module(args: list[str], xguard_home: Path) -> None:
+    assert _probe(args, xguard_home, forbidden=[*FULL_PARSE_LEAN, "re", "enum"]) == []

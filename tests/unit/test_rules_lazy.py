@@ -154,3 +154,47 @@ def test_planning_the_box_makes_no_more_rules(tmp_path: Path) -> None:
         assert box.mechanism == "bwrap"
         assert str(tmp_path / "xg") in box.masked_dirs
         assert len(rs.loaded()) == made < len(rs.rules) // 4, command
+
+
+def test_patterns_from_the_cache_match_as_re_compiles_them(tmp_path: Path) -> None:
+    """A rule read from the cache hands its regex to the engine with what
+    re.compile worked out when the cache was written (no `re` import at run
+    time). Every regex of the built-in defaults and the fixture, so made,
+    matches every corpus command exactly as re.compile's own pattern does."""
+    import re
+
+    texts = [*COMMANDS, *(c.upper() for c in COMMANDS[:50]), "", "git", "git status --porcelain"]
+    made = 0
+    for src in (BUILTIN_RULES_S, FIXTURES / "agent-readonly.yaml", FIXTURES / "seed-rules.yaml"):
+        d = build_ruleset_dict(src, None)
+        d["key"] = "k"
+        rs = unpack_ruleset(pack_ruleset(d), "k")
+        assert rs is not None
+        for rule in rs.rules:
+            if "\x00" in rule.rx_src:
+                assert rule.sre is None  # $HOME or the cwd: compiled at run time
+                continue
+            assert rule.sre is not None, rule.id
+            ours, theirs = rule.regex(), re.compile(rule.rx_src)
+            assert type(ours) is type(theirs)
+            assert (ours.pattern, ours.flags, ours.groups) == (
+                theirs.pattern,
+                theirs.flags,
+                theirs.groups,
+            )
+            for t in texts:
+                a, b = ours.search(t), theirs.search(t)
+                assert (a and a.span()) == (b and b.span()), (rule.id, t)
+            made += 1
+    assert made > 300
+
+
+def test_a_cached_pattern_the_engine_refuses_is_compiled_anew() -> None:
+    d = build_ruleset_dict(BUILTIN_RULES_S, None)
+    d["key"] = "k"
+    rs = unpack_ruleset(pack_ruleset(d), "k")
+    assert rs is not None
+    rule = next(r for r in rs.rules if r.type == "regex")
+    rule.sre = (0, [1, 2, 3], 0, {}, ())  # not a program the engine accepts
+    assert rule.regex().pattern == rule.rx_src
+    assert rule.sre is None

@@ -758,6 +758,7 @@ class Rule:
         "record",
         "rx_src",
         "src",
+        "sre",
         "type",
     )
 
@@ -768,6 +769,7 @@ class Rule:
         self.src = d["src"]
         self.rx_src = d["rx"]
         self.exact: str | None = d.get("exact")  # path rules: the one path it names
+        self.sre: tuple[Any, ...] | None = d.get("sre")  # see _sre_args
         self.action = d["action"]
         self.reason = d.get("reason")
         self.notify = d.get("notify") or []
@@ -802,7 +804,17 @@ class Rule:
     def regex(self, home: str = "", cwd: str = "") -> Any:
         """The compiled regex (re.Pattern), compiled on first use (per home
         folder for path rules that start with `~`, per cwd for `./`)."""
-        if self._rx is None or (self.type == "path" and self._rx[0] != (home, cwd)):
+        if self._rx is None and self.sre is not None:
+            import _sre
+
+            try:
+                self._rx = ((home, cwd), _sre.compile(self.rx_src, *self.sre))
+                return self._rx[1]
+            except (TypeError, ValueError, RuntimeError):  # not this engine's: compile anew
+                self.sre = None
+        if self._rx is None or (
+            self.type == "path" and self.sre is None and self._rx[0] != (home, cwd)
+        ):
             import re
 
             src = self.rx_src
@@ -1165,9 +1177,54 @@ def build_ruleset_dict(
 _MAGIC = b"xguard-rules\x01"
 
 
+def _sre_args(rx: str) -> tuple[Any, ...] | None:
+    """What `re.compile(rx)` hands to the regex engine (`_sre.compile`), worked
+    out once when the cache is written, so that matching a rule read from the
+    cache needs neither the `re` module (~10 ms to import with `enum`) nor its
+    compiler: every `git` command meets several regex rules. CPython's own
+    steps (re/_compiler.py `compile`); the cache's key holds the Python
+    version. None where they are not available or disagree with `re.compile`."""
+    try:
+        import _sre
+        import re
+        from re import _compiler as C  # type: ignore[attr-defined]  # private, no stub
+        from re import _parser as P  # type: ignore[attr-defined]  # private, no stub
+
+        p = P.parse(rx, 0)
+        code = C._code(p, 0)
+        groupindex = dict(p.state.groupdict)
+        indexgroup: list[str | None] = [None] * p.state.groups
+        for k, i in groupindex.items():
+            indexgroup[i] = k
+        # Plain ints: the flags are a RegexFlag and the opcodes int subclasses,
+        # which marshal does not write.
+        args = (
+            int(p.state.flags),
+            [int(x) for x in code],
+            p.state.groups - 1,
+            groupindex,
+            tuple(indexgroup),
+        )
+        ours, theirs = _sre.compile(rx, *args), re.compile(rx)
+    except Exception:
+        return None
+    if (ours.flags, ours.groups, ours.groupindex) != (
+        theirs.flags,
+        theirs.groups,
+        theirs.groupindex,
+    ):
+        return None
+    return args
+
+
 def pack_ruleset(d: dict[str, Any]) -> bytes:
     """The cache file's bytes for a compiled ruleset dict."""
-    blobs = [marshal.dumps(r) for r in d["rules"]]
+    rules = []
+    for rule in d["rules"]:
+        # A path rule's $HOME or cwd is known only at run time: compiled then.
+        sre = _sre_args(rule["rx"]) if "\x00" not in rule["rx"] else None
+        rules.append({**rule, "sre": sre} if sre is not None else rule)
+    blobs = [marshal.dumps(r) for r in rules]
     offsets = [0]
     for b in blobs:
         offsets.append(offsets[-1] + len(b))
@@ -1213,14 +1270,17 @@ def _read_cache(cache: str, key: str) -> Ruleset | None:
 
 
 def _write_cache(paths: Paths, cache: str, d: dict[str, Any]) -> None:
+    tmp = f"{cache}.{os.getpid()}.tmp"
     try:
         ensure_dir(paths.cache_dir_s)
-        tmp = f"{cache}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
             f.write(pack_ruleset(d))
         os.replace(tmp, cache)
-    except Exception:  # noqa: S110  # the cache is an optimisation; never fail on it
-        pass
+    except Exception:  # the cache is an optimisation; never fail on it
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def load_ruleset_for_report() -> Ruleset | None:
