@@ -115,9 +115,8 @@ def row_problem(row: dict[str, str], decision: str) -> str | None:
 # Fixtures: a project-like cwd, a home, and the rule sets (loaded once).
 
 
-@pytest.fixture(scope="module")
-def where(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("corpus")
+def make_project(root: Path) -> tuple[Path, Path]:
+    """(a project-like cwd, the home that holds it) under root."""
     project, home = root / "home" / "agent" / "project", root / "home" / "agent"
     for rel in PROJECT_FILES:
         p = project / rel
@@ -126,6 +125,11 @@ def where(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (project / ".git").mkdir()
     (project / "1").mkdir()  # a folder a hostile repository could ship (see ENGINE_BUGS)
     return project, home
+
+
+@pytest.fixture(scope="module")
+def where(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_project(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")

@@ -197,38 +197,30 @@ def test_full_parse_is_lean(args: list[str], xguard_home: Path) -> None:
     assert _probe(args, xguard_home, forbidden=FULL_PARSE_LEAN) == []
 
 
-# The commonest full-parse shapes (output thrown away, stderr folded in) load
-# neither `re` nor `enum` (~10 ms): tree-sitter's extension starts with
-# stand-ins for them (xguard/shell/tsload.py), and a path rule that names one
-# path (`/dev/null`) is matched as a string.
+# Common commands load neither `re` nor `enum` (~10 ms): tree-sitter's
+# extension starts with stand-ins for them (xguard/shell/tsload.py), a path
+# rule that names one path (`/dev/null`) is matched as a string, and a regex
+# rule read from the cache (every `git` command meets several under the
+# defaults) goes to the regex engine with what re.compile worked out when the
+# cache was written. `full`: the command needs tree-sitter's full parse.
+NO_REGEX_MODULE = [
+    (["-c", "ls > /dev/null"], True),
+    (["-c", "ls -la 2>&1 | head -5"], True),
+    (["-c", "ls -la 2>/dev/null"], True),
+    (["check", "-c", "cat README.md > /dev/null 2>&1"], True),
+    (["-c", "git status --porcelain"], False),
+    (["-c", "git log --oneline -5 | head -3"], False),
+    (["-c", "echo $(git rev-parse HEAD)"], True),
+    (["check", "-c", "cat x > y"], True),
+]
+
+
 @pytest.mark.parametrize(
-    "args",
-    [
-        ["-c", "ls > /dev/null"],
-        ["-c", "ls -la 2>&1 | head -5"],
-        ["-c", "ls -la 2>/dev/null"],
-        ["check", "-c", "cat README.md > /dev/null 2>&1"],
-    ],
-    ids=" ".join,
+    ("args", "full"), NO_REGEX_MODULE, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
 )
-def test_common_full_parse_loads_no_regex_engine(args: list[str], xguard_home: Path) -> None:
+def test_common_commands_load_no_regex_module(
+    args: list[str], full: bool, xguard_home: Path
+) -> None:
     binding = ["tree_sitter._binding"]
-    assert _probe(args, xguard_home, forbidden=binding) == binding  # the full parse ran
-    assert _probe(args, xguard_home, forbidden=[*FULL_PARSE_LEAN, "re", "enum"]) == []
-
-
-# Commands that meet regex rules (every `git` command does, under the
-# defaults) load no `re` either: a rule read from the cache hands the regex
-# engine what re.compile worked out when the cache was written.
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["-c", "git status --porcelain"],
-        ["-c", "git log --oneline -5 | head -3"],
-        ["-c", "echo $(git rev-parse HEAD)"],
-        ["check", "-c", "cat x > y"],
-    ],
-    ids=" ".join,
-)
-def test_regex_rules_need_no_regex_module(args: list[str], xguard_home: Path) -> None:
+    assert _probe(args, xguard_home, forbidden=binding) == (binding if full else [])
     assert _probe(args, xguard_home, forbidden=[*FULL_PARSE_LEAN, "re", "enum"]) == []

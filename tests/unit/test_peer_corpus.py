@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS, FIXTURES
-from tests.unit.test_corpus import ACTIONS, PROJECT_FILES, _load, explain, verdict
+from tests.unit.test_corpus import ACTIONS, _load, explain, make_project, verdict
 from xguard.policy.decide import Context, Decision, real_glob
 from xguard.policy.rules import BUILTIN_RULES, Ruleset
 
@@ -107,14 +107,7 @@ def _dangerous_cases() -> list[object]:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> Context:
-    root = tmp_path_factory.mktemp("peers")
-    project, home = root / "home" / "agent" / "project", root / "home" / "agent"
-    for rel in PROJECT_FILES:
-        p = project / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("x\n", encoding="utf-8")
-    (project / ".git").mkdir()
-    (project / "1").mkdir()
+    project, home = make_project(tmp_path_factory.mktemp("peers"))
     return Context(cwd=str(project), home=str(home), expand_glob=real_glob)
 
 
