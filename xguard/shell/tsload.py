@@ -68,7 +68,9 @@ class _stand_ins:
     xguard never uses (the stand-in imports the real `re` when called), and
     builds its `LogType` with `enum.IntEnum`, for parser logging xguard never
     turns on (here a plain int subclass with the same members). Where either
-    module is loaded already the real one is used."""
+    module is loaded already the real one is used; so the stand-ins only ever
+    appear in a process that has imported little (the single-threaded hot
+    path), and only while the extension starts."""
 
     def __enter__(self) -> None:
         self.placed = [n for n in ("re", "enum") if n not in sys.modules]
