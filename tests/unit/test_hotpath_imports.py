@@ -142,6 +142,7 @@ LEAN = [
     "tree_sitter",
     # xguard's own modules that only some commands need
     "xguard.adapters.wrappers",  # a runtime's wrapper or start-up step
+    "xguard.gate.sessions",  # sessions or limits configured, or a session given
 ]
 
 

@@ -35,9 +35,6 @@ import fcntl
 import os
 import time
 
-from xguard.gate import sessions
-from xguard.gate.sessions import NO_SESSION, loads, safe_name
-
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 if TYPE_CHECKING:
     from typing import Any
@@ -209,9 +206,11 @@ def command_key(text: str) -> str:
 
 def bucket(session: str | None) -> str:
     """The file name (without .json) that holds a session's counters."""
-    if not session or session == NO_SESSION:
+    from xguard.gate import sessions  # off an allowed command's path: limits may be unset
+
+    if not session or session == sessions.NO_SESSION:
         return "_nosession"
-    if safe_name(session) and not session.startswith("_"):
+    if sessions.safe_name(session) and not session.startswith("_"):
         return session
     from xguard.audit.log import sha256
 
@@ -254,6 +253,8 @@ class _Locked:
         self.state: dict[str, Any] = {}
         if raw.strip():
             try:
+                from xguard.gate.sessions import loads
+
                 obj = loads(raw.decode("utf-8"))
                 if not isinstance(obj, dict):
                     raise ValueError
@@ -351,6 +352,8 @@ def _apply(
     s["session"] = req.session  # the real id, for buckets named by a hash
     now = time.time()
     who = f"session {req.session}" if req.session else "commands without a session"
+    from xguard.gate.sessions import NO_SESSION
+
     reset = f"xguard session reset {req.session or NO_SESSION}"
 
     tripped = s.get("tripped")
@@ -573,7 +576,7 @@ def snapshot(paths: Paths, session: str) -> dict[str, Any]:
 
 def tripped_sessions(paths: Paths) -> list[dict[str, Any]]:
     """Sessions whose loop breaker has tripped: [{"session", "at", "why"}] (for the reviewer)."""
-    from xguard.gate.sessions import read_json
+    from xguard.gate import sessions
 
     folder = os.path.join(paths.state_dir_s, "limits")
     try:
@@ -584,10 +587,12 @@ def tripped_sessions(paths: Paths) -> list[dict[str, Any]]:
     for n in sorted(names):
         if not n.endswith(".json"):
             continue
-        s = read_json(os.path.join(folder, n))
+        s = sessions.read_json(os.path.join(folder, n))
         t = (s or {}).get("tripped")
         if t:
-            sid = (s or {}).get("session") or (NO_SESSION if n == "_nosession.json" else n[:-5])
+            sid = (s or {}).get("session") or (
+                sessions.NO_SESSION if n == "_nosession.json" else n[:-5]
+            )
             out.append({"session": sid, "at": t.get("at"), "why": t.get("why")})
     return out
 
@@ -602,6 +607,8 @@ def reset_session(
     session. Returns what was cleared ({"tripped": {...} | None, ...});
     LookupError when xguard knows nothing about that id.
     """
+    from xguard.gate import sessions
+
     rec = sessions.load(paths, session_id)
     if rec is None and session_id != sessions.NO_SESSION and not has_state(paths, session_id):
         raise LookupError(f"no session {session_id!r} (see xguard session list)")
@@ -620,6 +627,8 @@ def reset_session(
 
 def resolve_session(paths: Paths, ref: str) -> str:
     """An exact id or an unambiguous prefix -> the id; LookupError otherwise."""
+    from xguard.gate import sessions
+
     ref = ref.strip()
     if ref == sessions.NO_SESSION or sessions.load(paths, ref) is not None:
         return ref
