@@ -142,7 +142,10 @@ class World:
 
     def audit(self) -> list[dict[str, Any]]:
         f = self.xguard_home / "audit" / "audit.jsonl"
-        return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+        text = f.read_text() if f.exists() else ""
+        # Read while xguard appends (the Approver's thread): the piece after the
+        # last newline is a line still being written, read next time.
+        return [json.loads(x) for x in text.split("\n")[:-1] if x]
 
 
 class Approver(threading.Thread):
