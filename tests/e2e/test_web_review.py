@@ -404,6 +404,11 @@ def test_behind_a_trusted_reverse_proxy(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    # The page has a form only once the request is queued, which the agent
+    # announces after writing it.
+    assert agent.stderr is not None
+    waiting = agent.stderr.readline()
+    assert waiting.startswith("xguard: waiting for approval "), waiting
     proxy = {
         "X-Forwarded-For": "203.0.113.7",
         "X-Forwarded-Host": "xg.example.com",
