@@ -258,6 +258,45 @@ def test_agent_host_cannot_approve_itself(fleet: Fleet) -> None:
     assert not (fleet.a.work / "self-approved").exists()
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_signal_that_interrupts_a_query_does_not_lose_the_cancel(fleet: Fleet) -> None:
+    """The waiting xguard's SIGTERM handler raises in the middle of whatever it
+    is doing, a query to the shared queue included; the query is then left in
+    flight on its session, and the cancel that follows must still be written
+    (on a fresh session), not fail with "another command is in progress"."""
+    from xguard.approval.pgqueue import PgQueue
+
+    agent = fleet.a.start("touch interrupted", wait="30")
+    try:
+        (req,) = _wait_pending(fleet.a)
+        dsn = fleet.pg.dsn("xguard_agent_hosta", fleet.db)
+        queue = PgQueue(dsn)
+
+        def on_alarm(_signum: int, _frame: object) -> None:
+            raise _Interrupted
+
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(_Interrupted):
+                queue.conn.execute("SELECT pg_sleep(10)")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        won, verdict = queue.decide(req["id"], "cancelled", "xguard (SIGTERM)")
+        assert won and verdict["state"] == "cancelled"
+        queue.close()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=20)
+    assert fleet.sql(fleet.pg.ADMIN, "SELECT state, role FROM xguard.decisions") == [
+        ("cancelled", "xguard_agent_hosta")
+    ]
+
+
 # What an agent's role may not do, straight in SQL. Each row: the statement,
 # and the error class it must raise (None: it must return no rows).
 TAMPER = [

@@ -34,9 +34,11 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from xguard.approval.pgschema import CHANNEL_DECIDED, CHANNEL_QUEUE
+
 from xguard.approval.queue import KEEP_DECIDED, STATES, audit_fields
 from xguard.audit.log import utc_timestamp
 from xguard.errors import QueueError
@@ -44,6 +46,9 @@ from xguard.gate.request import request_key
 from xguard.util import dsn_server as server_of
 
 DEFAULT_CONNECT_TIMEOUT = 5
+# A session in these states has a query in flight that nobody will read (an
+# exception raised by a signal handler left it there) or is in no known state.
+_IN_FLIGHT = (pq.TransactionStatus.ACTIVE, pq.TransactionStatus.UNKNOWN)
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 # Queries name their columns in this order: request rows (id, host, role, key,
 # created, expires, body), then decision rows (id, state, by, role, at, body).
@@ -169,11 +174,22 @@ class PgQueue:
                 f"approval queue unreachable: postgres at {self.where}: {_first_line(e)}"
             ) from e
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.conn.broken or self.conn.closed:
-            # The server went away and may be back: a reviewer's page retries
-            # through here. (A waiter's advisory lock went with the old session.)
+    def _usable(self) -> None:
+        """Replace the session when it cannot take a query: the server went away
+        and may be back (a reviewer's page retries through here), or a signal
+        interrupted a query mid-way, leaving it in flight (the waiting xguard's
+        SIGTERM, whose handler must then write the cancel). A waiter's advisory
+        lock goes with the old session."""
+        status = self.conn.info.transaction_status
+        if self.conn.broken or self.conn.closed or status in _IN_FLIGHT:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
             self.conn = self._connect()
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        self._usable()
         try:
             cur = self.conn.execute(sql, params)
             return cur.fetchall() if cur.description is not None else []
@@ -398,6 +414,7 @@ class PgQueue:
         if origin:
             body["origin"] = origin
         try:
+            self._usable()
             with self.conn.transaction():
                 rows = self._rows(
                     "INSERT INTO xguard.decisions (id, state, by, body) VALUES (%s, %s, %s, %s) "
