@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import os
 
-from xguard.adapters import wrapped_or_startup
-
 TYPE_CHECKING = False  # collections.abc pulls in collections: ~3 ms on every command
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -559,19 +557,6 @@ def recognise(text: str, environ: Mapping[str, str] | None = None) -> Unwrapped 
     if "_bgpids_file=" in text:
         return _gemini(text, environ)
     return None
-
-
-def unwrap(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
-    """The shell front end's entry: `recognise` behind a cheap test, so that a
-    plain command pays nothing."""
-    if wrapped_or_startup(text):
-        return recognise(text, environ)
-    return None
-
-
-def maybe_startup(text: str) -> bool:
-    """Cheap test before `startup` (the shell front end runs it on every text)."""
-    return wrapped_or_startup(text)
 
 
 def startup(text: str, flags: list[str]) -> Startup | None:

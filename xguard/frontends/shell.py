@@ -84,17 +84,17 @@ def shell_main(args: list[str], terminal: Environment | None = None) -> int:
         ssh_args = forced_command_args(text)
         if ssh_args is not None:
             return ssh_gate_main(ssh_args)
-    if text is not None and wrapped_or_startup(text):
-        from xguard.adapters.wrappers import maybe_startup, startup, unwrap
+    if text is not None and wrapped_or_startup(text):  # a plain test: most texts stop here
+        from xguard.adapters.wrappers import recognise, startup
 
         # An agent runtime's own wrapper around the model's command (SHELL,
         # CLAUDE_CODE_SHELL_PREFIX, a login shell or a PATH shim is xguard): the
         # model's command is what is decided, shown and audited (issue 12).
-        found = unwrap(text, os.environ)
+        found = recognise(text, os.environ)
         if found is not None:
             text, exec_text, source = found.command, found.exec_text, found.source
             writes = found.writes
-        elif maybe_startup(text):
+        else:
             step = startup(text, flags)
             if step is not None:  # a runtime's start-up step: answered at once, no request
                 from xguard.adapters.startup import answer, needs_answer

@@ -43,7 +43,7 @@ def _binding(package: str) -> ModuleType | None:
                 path = os.path.join(folder, f"_binding{suffix}")
                 loader = ExtensionFileLoader(name, path)
                 spec = ModuleSpec(name, loader, origin=path)
-                with _stand_ins() if package == "tree_sitter" else _nothing():
+                with _stand_ins(package == "tree_sitter"):
                     module = loader.create_module(spec)
                     loader.exec_module(module)
                 # Registered so that a later `import tree_sitter` (whose
@@ -52,14 +52,6 @@ def _binding(package: str) -> ModuleType | None:
                 return module
         return None
     return None
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class _stand_ins:
@@ -72,9 +64,12 @@ class _stand_ins:
     appear in a process that has imported little (the single-threaded hot
     path), and only while the extension starts."""
 
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted  # tree-sitter's own module only, not the grammar's
+
     def __enter__(self) -> None:
         self.placed = [n for n in ("re", "enum") if n not in sys.modules]
-        if self.placed != ["re", "enum"]:
+        if not self.wanted or self.placed != ["re", "enum"]:
             self.placed = []
             return
         mod = type(sys)
