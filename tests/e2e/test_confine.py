@@ -160,6 +160,17 @@ def test_the_project_is_read_only_and_the_agent_is_told_once(box: Box) -> None:
     assert box.xg("cat src/a.txt").stdout == "hello from a\n"
 
 
+def test_the_hint_still_sees_an_error_after_a_long_burst_of_output(box: Box) -> None:
+    # 30 MB, past what the recording keeps: the burst is moved by splice(2),
+    # but the end of it (here the error, on the same stream) is still read.
+    burst = "cat " + " ".join(["src/big.txt"] * 3)
+    (box.project / "src" / "big.txt").write_bytes(b"x" * 10_000_000)
+    p = box.xg("{ " + burst + "; " + _py("open('src/new.txt', 'w')") + "; } 2>&1")
+    assert p.returncode == 1
+    assert len(p.stdout) > 30_000_000 and "src/new.txt" in p.stdout[-2000:]
+    assert "it tried to write src/new.txt" in p.stderr, p.stderr[-500:]
+
+
 def test_allowed_write_paths_are_writable(box: Box) -> None:
     p = box.xg("echo hi > build/out.txt && " + _py("open('build/two', 'w').write('2')"))
     assert p.returncode == 0, p.stderr

@@ -206,6 +206,42 @@ def test_over_the_cap_the_rest_is_counted_not_kept(home: Path) -> None:
     assert "1000 kept" in xg("audit", "show", ex["id"]).stdout.decode()
 
 
+BURST = 24 * 1024 * 1024  # more than a pipe holds, widened or not: the kernel-copy path runs
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["own-pipes", "2>&1"])
+def test_past_the_cap_a_burst_reaches_the_caller_whole_and_in_order(
+    home: Path, tmp_path: Path, merged: bool
+) -> None:
+    """Once nothing more is kept, big bursts go caller-ward by splice(2); every
+    byte still arrives, in order with what stderr says, and is counted."""
+    burst = os.urandom(BURST)
+    (tmp_path / "burst.bin").write_bytes(burst)
+    cmd = "printf 'first\\n' >&2; cat burst.bin; printf 'last\\n' >&2; seq 1 5000"
+    err = subprocess.STDOUT if merged else subprocess.PIPE
+    p = xg(
+        "-c",
+        cmd,
+        env={"XGUARD_PROFILE": "small"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        capture_output=False,
+    )
+    seq = subprocess.run(["seq", "1", "5000"], capture_output=True, check=True).stdout
+    if merged:
+        assert p.stdout == b"first\n" + burst + b"last\n" + seq
+    else:
+        assert p.stdout == burst + seq
+        assert p.stderr == b"first\nlast\n"
+    out_rec = last_exit(home)["output"]
+    assert (out_rec["bytes"], out_rec["kept"], out_rec["truncated"]) == (
+        len(burst) + len(seq) + 11,
+        1000,
+        True,
+    )
+
+
 KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\n"
     + "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n" * 40

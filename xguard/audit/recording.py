@@ -285,6 +285,15 @@ class Recorder:
             data = m.feed(data)
         self._keep(stream, data, t_us)
 
+    @property
+    def full(self) -> bool:
+        """Nothing more will be kept: the rest need only be counted (see skipped)."""
+        return self.truncated or self.error is not None
+
+    def skipped(self, stream: int, n: int) -> None:
+        """Bytes the caller was given that were not shown to the recorder (once full)."""
+        self.total += n
+
     def count(self, n: int) -> None:
         """Bytes the command wrote past the cap that were counted, not sent (strict mode)."""
         self.total += n

@@ -3,9 +3,10 @@
 The executor (execenv.run_child) gives the command pipes for the caller's
 stdout and stderr, or a pty when the caller's stdout or stderr is a
 terminal, and copies every byte to the caller as soon as it is read, then
-hands it to the recorder. Reads are at most 64 KiB and nothing is queued, so
-memory stays constant whatever the command prints; a slow reader slows the
-command, as it would without xguard.
+hands it to the recorder. Reads are at most 64 KiB (1 MiB once a command
+prints a lot) and nothing is queued, so memory stays constant whatever the
+command prints; a slow reader slows the command, as it would without xguard.
+Past what the recording keeps, big bursts between pipes are moved by splice(2).
 
 With a pty the command gets a terminal of its own (colours, progress bars,
 `less` behave), sized and set up like the caller's; when the caller's stdin
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 CHUNK = 1 << 16
+# A command that fills a whole read is printing a lot: its pipe is widened to
+# BIG and read BIG at a time, so each byte costs fewer system calls and loops.
+BIG = 1 << 20
+TAIL = 8192  # the end of a burst always goes through a read (see _splice)
 
 
 def _same_file(a: int, b: int) -> bool:
@@ -84,6 +89,8 @@ class Plumbing:
         self.open_fds: list[int] = []  # read ends, closed by close()
         self.child_ends: list[int] = []  # closed in xguard once the command started
         self.file_actions: list[tuple[Any, ...]] = []
+        self.chunk: dict[int, int] = {}  # read size per source, where it is not CHUNK
+        self.spliceable: set[int] = set()  # pipes whose bursts may go by splice(2)
         self.cols, self.rows = 80, 24
 
     @classmethod
@@ -112,12 +119,14 @@ class Plumbing:
             # The caller merged them (2>&1): one pipe keeps their exact order.
             r, w = os.pipe()
             p.sources[r] = (TERMINAL, 1)
+            p.spliceable.add(r)
             p.file_actions += [(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)]
             p.child_ends.append(w)
         else:
             for fd in piped:
                 r, w = os.pipe()
                 p.sources[r] = (STDOUT if fd == 1 else STDERR, fd)
+                p.spliceable.add(r)
                 p.file_actions.append((os.POSIX_SPAWN_DUP2, w, fd))
                 p.child_ends.append(w)
         p.open_fds = list(p.sources)
@@ -244,6 +253,18 @@ class Plumbing:
         self.open_fds = []
         self.child_ends = []
 
+    def widen(self, fd: int) -> None:
+        """Read `fd` BIG at a time from now on (a pipe is made that wide first;
+        a pty's master keeps its size, reads from it return what there is)."""
+        self.chunk[fd] = BIG
+        if not self.pty or fd != self.master:
+            import fcntl
+
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BIG)
+            except OSError:  # over /proc/sys/fs/pipe-max-size for this user: as it is
+                pass
+
     def close_source(self, fd: int) -> None:
         """Close one read end early (its reader went away)."""
         if fd in self.open_fds:
@@ -352,8 +373,13 @@ def _copy(
 ) -> int:
     """Read once from a source and pass the bytes on: how many, 0 for none now,
     -1 when the source is finished."""
+    want = plumbing.chunk.get(fd, CHUNK)
+    if want == BIG and fd in plumbing.spliceable and recorder.full:
+        moved = _splice(fd, sources, poller, plumbing, recorder)
+        if moved:
+            return moved
     try:
-        data = os.read(fd, CHUNK)
+        data = os.read(fd, want)
     except BlockingIOError:
         return 0
     except OSError as e:
@@ -364,6 +390,8 @@ def _copy(
         poller.unregister(fd)
         del sources[fd]
         return -1
+    if len(data) == want == CHUNK:
+        plumbing.widen(fd)
     stream, dest = sources[fd]
     try:
         _write_all(dest, data)
@@ -376,6 +404,52 @@ def _copy(
         return -1
     recorder.write(stream, data)
     return len(data)
+
+
+def _splice(
+    fd: int, sources: dict[int, tuple[int, int]], poller: Any, plumbing: Plumbing, recorder: Any
+) -> int:
+    """Past what the recording keeps, move a big burst of output pipe to
+    caller in the kernel (splice(2)): no copy through this process, which on a
+    busy machine competes with the command for the processor. The last TAIL
+    bytes available are left to the ordinary read, so what the command printed
+    last (an error the box's hint looks for) is still seen. -> bytes moved, 0
+    when there was too little or the caller's fd does not take splice (never
+    asked again), -1 when the caller stopped reading."""
+    import fcntl
+    import termios
+
+    try:
+        avail = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), "little")
+    except OSError:
+        avail = 0
+    n = avail - TAIL
+    if n < CHUNK:
+        return 0
+    stream, dest = sources[fd]
+    left = n
+    while left:
+        try:
+            moved = os.splice(fd, dest, left)
+        except BlockingIOError:  # a non-blocking caller's fd is full: wait, as a write does
+            p = select.poll()
+            p.register(dest, select.POLLOUT)
+            p.poll()
+            continue
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF) and left == n:
+                plumbing.spliceable.discard(fd)  # a terminal, an O_APPEND file: read and write
+                return 0
+            poller.unregister(fd)
+            del sources[fd]
+            plumbing.close_source(fd)
+            recorder.skipped(stream, n - left)
+            return -1
+        if moved == 0:
+            break
+        left -= moved
+    recorder.skipped(stream, n - left)
+    return n - left
 
 
 def _stdin(poller: Any, master: int, pending: bytes) -> bytes:

@@ -371,6 +371,13 @@ class _Relay:
             b64 = binascii.b2a_base64(keep, newline=False).decode("ascii")
             self._send({"op": "out", "s": stream, "t": self._t(), "d": b64})
 
+    @property
+    def full(self) -> bool:
+        return self.room <= 0
+
+    def skipped(self, stream: int, n: int) -> None:
+        self.counted += n
+
     def resize(self, cols: int, rows: int) -> None:
         self._send({"op": "resize", "t": self._t(), "cols": cols, "rows": rows})
 
