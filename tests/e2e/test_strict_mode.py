@@ -515,6 +515,52 @@ def test_the_agent_cannot_write_the_rules_queue_or_log(world: World) -> None:
     assert p.returncode != 0 and "PermissionError" in p.stderr
 
 
+BOXED_RULES = """\
+default: require_approval
+rules:
+  - {pattern: python3, action: allow}
+  - {path: "**/.ssh/**", action: deny}
+"""
+
+
+def test_allowed_commands_run_in_the_box_the_broker_planned(world: World) -> None:
+    """Issue 11 in strict mode: the broker plans the box under its own rules
+    for the agent's cwd and home; the client starts it as the agent user."""
+    rules_d = world.home / "rules.d"
+    rules_d.mkdir(mode=0o700, exist_ok=True)
+    (rules_d / "boxed.yaml").write_text(BOXED_RULES)
+    os.chmod(rules_d / "boxed.yaml", 0o600)
+    ssh = world.agent_home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    canary = f"canary-{secrets.token_hex(6)}"
+    (ssh / "id_rsa").write_text(canary + "\n")
+    for f in (ssh, ssh / "id_rsa"):
+        os.chown(f, world.uid, world.gid)
+    env = world.agent_env(XGUARD_PROFILE="boxed")
+    # Outside the box the agent user can write its home and read its key.
+    direct = world.agent_python("print(open('.ssh/id_rsa').read())")
+    assert canary in direct.stdout, direct.stderr
+
+    write = "python3 -c \"open('notes.txt', 'w').write('x')\""
+    p = world.agent_xg("-c", write, env=env)
+    assert p.returncode == 1 and not (world.agent_home / "notes.txt").exists(), p.stderr
+    assert "this command ran read-only; it tried to write notes.txt" in p.stderr, p.stderr
+    (decision,) = [r for r in world.records(command=write) if r["event"] == "decision"]
+    assert decision["decision"] == "allow" and decision["confined"] == "bwrap"
+
+    # Spelled so that no word names the key: only the box can stop it.
+    read = "python3 -c \"import os; print(open('.s' + 'sh/id_' + 'rsa').read())\""
+    p = world.agent_xg("-c", read, env=env)
+    assert p.returncode == 1 and canary not in p.stdout + p.stderr
+
+    # Asking to run unconfined needs a person, as it does locally.
+    ask = "# xguard: unconfined\n" + write
+    p = world.agent_xg("-c", ask, env={**env, "XGUARD_WAIT": "0"})
+    assert p.returncode == 75 and not (world.agent_home / "notes.txt").exists(), p.stderr
+    (decision,) = [r for r in world.records(command=ask) if r["event"] == "pending"]
+    assert decision["decision"] == "require_approval"
+
+
 def test_the_agent_cannot_read_the_brokers_environment(world: World) -> None:
     pid = world.broker.proc.pid
     environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -643,9 +689,14 @@ def test_limits_count_in_the_brokers_state(world: World) -> None:
     assert "rate cap" in codes[2].stderr and codes[2].stdout == ""
     refused = [r for r in world.audit() if r.get("limit") == "rate.commands_per_minute"]
     assert refused and refused[-1]["user"] == world.agent and refused[-1]["profile"] == "capped"
-    assert not list(
-        world.agent_home.glob(".local/state/xguard/**/*")
-    )  # nothing on the agent's side
+    # Nothing of the limits on the agent's side: there it keeps only what its
+    # own probe found the kernel box can use (the broker plans the box).
+    agent_side = world.agent_home / ".local" / "state" / "xguard"
+    kept = [p.relative_to(agent_side) for p in agent_side.glob("**/*")]
+    assert all(
+        str(p) == "cache" or (p.parent.name == "cache" and p.name.startswith("confine-"))
+        for p in kept
+    ), kept
     counters = [
         p
         for p in world.home.rglob("*")

@@ -440,10 +440,12 @@ def plan(
     approved: bool = False,
     cache_dir: str | None = None,
     extra_writes: tuple[tuple[str, bool], ...] = (),
+    here: bool = True,
 ) -> Box:
     """The box for one decided command. `none` when it runs unconfined: the
     setting is off, nothing works here, a person approved it, or a rule it
-    matched says `confine: false`."""
+    matched says `confine: false`. `here=False`: another process starts it
+    (strict mode's client), which finds bubblewrap and Landlock itself."""
     cwd = ctx.cwd
     if mechanism == "none":
         return Box("none", cwd, "no mechanism")
@@ -453,9 +455,10 @@ def plan(
     if rid is not None:
         return Box("none", cwd, f"rule {rid} says confine: false")
     box = Box(mechanism, cwd)
-    sup = support(cache_dir)
-    box.bwrap = sup.bwrap or ""
-    box.abi = sup.abi
+    if here:
+        sup = support(cache_dir)
+        box.bwrap = sup.bwrap or ""
+        box.abi = sup.abi
     box.network = _network(decision, ruleset)
     box.writable = _writable(decision, ruleset, ctx)
     for f, always in extra_writes:  # what xguard's own trailer writes (a runtime's cwd report)

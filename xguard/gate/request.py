@@ -130,8 +130,9 @@ class Gate:
         self.home = self.environ.get("HOME") or os.path.expanduser("~")
         self._contexts: dict[str, Context] = {}
         # Whether this front end runs what it allows in the kernel box
-        # (issue 11: LocalExecutor); hooks, whose runtime runs the command,
-        # the interactive shell and strict mode's client do not (yet).
+        # (issue 11: LocalExecutor); hooks, whose runtime runs the command, do
+        # not. Strict mode's broker works out its agents' boxes itself
+        # (strict/broker.py: confine_for).
         self.confinable = confinable
         self._confine: tuple[str, str] | None = None
 

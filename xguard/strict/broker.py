@@ -203,6 +203,33 @@ def _number(msg: dict[str, Any], key: str) -> float | None:
     return float(v)
 
 
+def _can(msg: dict[str, Any]) -> tuple[bool, int]:
+    """The box the agent side says it can start: (bubblewrap works, Landlock ABI).
+    Claiming more than it can only makes its commands fail to start (the box
+    is required once planned); claiming less gets the stricter decisions of
+    an unconfined command."""
+    can = msg.get("can")
+    if not isinstance(can, dict):
+        return False, 0
+    abi = can.get("landlock")
+    return can.get("bwrap") is True, abi if type(abi) is int and 0 <= abi < 100 else 0
+
+
+def confine_for(ruleset: Any, can: tuple[bool, int] | None) -> tuple[str, str]:
+    """(mechanism, why none) for an agent's command: the rules' `confine:`
+    setting and what the agent side can start (issue 11)."""
+    from xguard.gate.confine import setting
+
+    if setting(ruleset) == "off":
+        return "none", "confine: off"
+    bwrap, abi = can or (False, 0)
+    if bwrap:
+        return "bwrap", ""
+    if abi >= 1:
+        return "landlock", ""
+    return "none", "the agent side can start no sandbox (neither bubblewrap nor Landlock)"
+
+
 def _proc_ppid(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -236,8 +263,23 @@ class _AgentView:
     def context(self, cwd: str | None = None) -> Any:
         return self.gate.context(cwd or self.cwd)
 
+    def confine(self) -> tuple[str, str]:
+        """(mechanism, why none): the box the agent side can start (it said so
+        in its request), if the rules want one (issue 11)."""
+        return confine_for(self.ruleset, self.req.get("can"))
+
     def decide(self, rq: Any) -> Any:
-        return self.broker._decide(self.gate, rq.text, rq.argv, self.cwd)
+        mechanism, why = self.confine()
+        decision = self.broker._decide(
+            self.gate, rq.text, rq.argv, self.cwd, confined=mechanism != "none"
+        )
+        if decision.decision == "allow":
+            from xguard.gate.confine import escalate
+
+            # As Gate._escalate: `confine: required` with no box, an allow that
+            # relied on the box, a command that asks to run unconfined.
+            escalate(decision, rq.text if rq.argv is None else "", self.ruleset, mechanism, why)
+        return decision
 
     def base_record(self, rq: Any, decision: Any, cmd_id: str) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -268,11 +310,34 @@ class _ClientRuns:
 
     def __init__(self, broker: Broker, lc: LineConn, view: _AgentView) -> None:
         self.broker, self.lc, self.view = broker, lc, view
+        self.box: dict[str, Any] | None = None  # the box plan the client starts
 
     def prepare(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> None:
-        record["confined"] = (
-            "none"  # issue 11: the client runs it as the agent user, without a box (yet)
+        """Plan the box here, under the broker's rules, for the agent's cwd and
+        home (issue 11); the client starts it as the agent user."""
+        from xguard.gate.confine import plan
+
+        mechanism, _ = self.view.confine()
+        box = plan(
+            decision,
+            self.view.ruleset,
+            self.view.context(self.view.cwd),
+            self.view.paths,
+            mechanism,
+            approved=decision.decision != "allow",
+            cache_dir=self.view.paths.cache_dir_s,
+            here=False,
         )
+        record["confined"] = box.mechanism
+        if box.mechanism != "none":
+            self.box = {
+                "mechanism": box.mechanism,
+                "cwd": box.cwd,
+                "network": box.network,
+                "writable": box.writable,
+                "masked_dirs": box.masked_dirs,
+                "masked_files": box.masked_files,
+            }
 
     def run(self, gate: Any, req: Any, decision: Any, record: dict[str, Any]) -> ExecResult:
         from xguard.gate.execenv import start_recording, with_output
@@ -283,6 +348,8 @@ class _ClientRuns:
         answer = self.broker._run_answer(self.view, decision, record)
         if recorder is not None:
             answer["record"] = {"max_bytes": recorder.max_bytes}
+        if self.box is not None:
+            answer["box"] = self.box
         self.lc.send(answer)
         while True:
             rep = self.lc.read(None, until_stop=True)
@@ -657,11 +724,24 @@ class Broker:
                 self.threads.discard(threading.current_thread())
 
     # -- deciding -----------------------------------------------------------
-    def _decide(self, gate: Gate, text: str | None, argv: list[str] | None, cwd: str) -> Any:
+    def _decide(
+        self,
+        gate: Gate,
+        text: str | None,
+        argv: list[str] | None,
+        cwd: str,
+        *,
+        confined: bool = False,
+    ) -> Any:
+        """`confined`: the command runs in the box (rules marked `if_confined` count)."""
         from xguard.policy.decide import decide
         from xguard.shell.parser import parse, parse_argv
 
         ctx = gate.context(cwd)
+        if ctx.confined != confined:
+            from xguard._record import asdict
+
+            ctx = type(ctx)(**{**asdict(ctx), "confined": confined})
         with self._decide_lock:
             units = parse_argv(argv) if argv is not None else parse(text or "")
             return decide(units, gate.ruleset, ctx)
@@ -724,7 +804,12 @@ class Broker:
             raise XguardError("broker: bad request: check needs text or argv")
         cwd = self._cwd(msg, peer)
         gate = self._checked_gate(peer, _text(msg, "profile", limit=200), text, cwd)
-        d = self._decide(gate, text, argv, cwd)
+        mechanism, why = confine_for(gate.ruleset, _can(msg))
+        d = self._decide(gate, text, argv, cwd, confined=mechanism != "none")
+        if d.decision == "allow":  # decided as `run` would be (issue 11)
+            from xguard.gate.confine import escalate
+
+            escalate(d, text or "", gate.ruleset, mechanism, why)
         lc.send({"status": "ok", "result": d.to_json()})
 
     def op_hook(self, lc: LineConn, peer: Peer, msg: dict[str, Any]) -> None:
@@ -939,6 +1024,7 @@ class Broker:
             "wait": _number(msg, "wait"),
             "source": _text(msg, "source", "shell", limit=100) or "shell",
             "ssh": _text(msg, "ssh", limit=200),
+            "can": _can(msg),
         }
         gate = self._checked_gate(peer, profile, req["text"], req["cwd"])
         view = _AgentView(self, gate, peer, req)

@@ -251,6 +251,7 @@ def gate_via_broker(req: Any, sock_path: str) -> int:
     }
     if req.source == "ssh":
         msg["ssh"] = os.environ.get("SSH_CONNECTION")
+    msg["can"] = can_confine()
     conn = Conn(sock_path)
     try:
         conn.send(msg)
@@ -295,6 +296,58 @@ def _wait(conn: Conn, r: dict[str, Any]) -> dict[str, Any]:
             signal.signal(sig, h)
 
 
+def can_confine() -> dict[str, Any]:
+    """What box this process, as the agent user, can start: the broker plans
+    it under its rules (issue 11). The probe's answer is kept in the agent's
+    own cache folder (editing it can only make commands fail or decisions
+    stricter: see the broker's _can)."""
+    from xguard.gate.confine import FORCE_ENV, support
+    from xguard.paths import get_paths
+
+    try:
+        sup = support(get_paths(dict(os.environ)).cache_dir_s)
+    except (OSError, XguardError):
+        return {"bwrap": False, "landlock": 0}
+    bwrap = bool(sup.bwrap)
+    if os.environ.get(FORCE_ENV) == "landlock" and sup.abi >= 1:
+        bwrap = False  # as locally: a choice between mechanisms that work
+    return {"bwrap": bwrap, "landlock": sup.abi}
+
+
+def _box(r: dict[str, Any]) -> Any:
+    """The box the broker planned, or None for an unconfined run. A plan this
+    side cannot start is an error, never a run without it."""
+    plan = r.get("box")
+    if plan is None:
+        return None
+    from xguard.gate.confine import Box, support
+    from xguard.paths import get_paths
+
+    def paths(key: str) -> list[str]:
+        v = plan.get(key)
+        if not isinstance(v, list) or not all(isinstance(p, str) and p[:1] == "/" for p in v):
+            raise BrokerError(f"strict mode: the broker's box plan has a bad {key!r}")
+        return list(v)
+
+    if not isinstance(plan, dict) or plan.get("mechanism") not in ("bwrap", "landlock"):
+        raise BrokerError("strict mode: the broker's box plan is not one this side knows")
+    cwd = plan.get("cwd")
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise BrokerError("strict mode: the broker's box plan has a bad 'cwd'")
+    box = Box(plan["mechanism"], cwd)
+    box.network = plan.get("network") is True
+    box.writable = paths("writable")
+    box.masked_dirs = paths("masked_dirs")
+    box.masked_files = paths("masked_files")
+    sup = support(get_paths(dict(os.environ)).cache_dir_s)
+    box.bwrap, box.abi = sup.bwrap or "", sup.abi
+    if (box.mechanism == "bwrap" and not box.bwrap) or (
+        box.mechanism == "landlock" and box.abi < 1
+    ):
+        raise BrokerError(f"strict mode: {box.mechanism} cannot start here; nothing was run")
+    return box
+
+
 def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
     """Run what the broker allowed, through the one executor, and report how it ended."""
     from xguard.gate.execenv import launch, scrub
@@ -313,6 +366,11 @@ def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
     grace = float(r["kill_grace"]) if isinstance(r.get("kill_grace"), int | float) else 5.0
     rec = r.get("record")
     relay = _Relay(conn, rec["max_bytes"]) if isinstance(rec, dict) else None
+    try:
+        box = _box(r)
+    except BrokerError as e:
+        _report(conn, {"exit_code": 126, "duration_ms": 0, "note": e.message})
+        raise
     result = launch(
         req,
         env,
@@ -320,6 +378,7 @@ def _run(conn: Conn, req: Any, r: dict[str, Any]) -> int:
         max_runtime=max_runtime,
         kill_grace=grace,
         recorder=relay,
+        box=box,
     )
     _report(
         conn,
@@ -414,6 +473,7 @@ def check_via_broker(
             "argv": argv,
             "cwd": _cwd(),
             "profile": profile or os.environ.get("XGUARD_PROFILE") or None,
+            "can": can_confine(),  # decided as `xguard -c` would be, box included
         },
     )
     if r.get("status") != "ok":
