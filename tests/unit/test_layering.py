@@ -152,3 +152,58 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     deps = imports_of(PKG / "gate" / "pipeline.py")
     assert "xguard.util" in deps and "xguard.gate.limits" in deps
     assert layer_of("xguard.approval.wait") > layer_of("xguard.gate.pipeline")
+
+
+# click is the command line's edge (issue 10, pre-commit's habit): the faces
+# declare options and help, and call plain functions that take plain values
+# and return an exit code.
+CLICK_EDGE = {"xguard.commands.cli", "xguard.commands.faces"}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_only_the_edge_knows_click() -> None:
+    users = {module_name(p) for p in PKG.rglob("*.py") if "click" in third_party_imports(p)}
+    assert users == CLICK_EDGE
+
+
+def test_every_face_calls_a_plain_function_that_exists() -> None:
+    """Each face names `module:function`; the function takes the face's
+    parameters by name and the module imports no click."""
+    import importlib
+    import inspect
+
+    import click
+
+    from xguard.commands import faces
+
+    seen = 0
+    for obj in vars(faces).values():
+        callback = getattr(obj, "callback", None)
+        if not isinstance(obj, click.Command) or callback is None:
+            continue
+        target = next(
+            (
+                c.cell_contents
+                for c in callback.__closure__ or ()
+                if isinstance(c.cell_contents, str)
+            ),
+            None,
+        )
+        if target is None:  # a hot-path verb's face: hands its words to the dispatcher
+            continue
+        module, name = target.split(":")
+        fn = getattr(importlib.import_module(module), name)
+        assert "click" not in third_party_imports(Path(inspect.getfile(fn))), module
+        params = set(inspect.signature(fn).parameters)
+        assert params == {p.name for p in obj.params}, (target, params)
+        seen += 1
+    assert seen >= 25

@@ -25,7 +25,6 @@ import sys
 import time
 from typing import Any
 
-import click
 
 from xguard.errors import ExitCode, UsageError
 from xguard.util import format_age, printable
@@ -142,19 +141,8 @@ def _gate() -> Any:
     return Gate()
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON array of request objects.")
-@click.option(
-    "--all", "show_all", is_flag=True, help="Also requests decided, expired or cancelled recently."
-)
 def pending(as_json: bool, show_all: bool) -> int:
-    """List pending approval requests, oldest first.
-
-    \b
-    Examples:
-      xguard pending
-      xguard pending --json | jq -r '.[].id'
-    """
+    """List pending approval requests, oldest first."""
     from xguard.gate.strictmode import broker_socket
     from xguard.strict.client import remote_pending
 
@@ -282,74 +270,18 @@ def _decide_on(
     return 0
 
 
-@click.command()
-@click.argument("request_id")
-@click.option(
-    "--for",
-    "for_",
-    metavar="DURATION",
-    help="Also let the same command (same text, cwd, session, profile) run again "
-    "for this long, e.g. 30m.",
-)
-@click.option("--note", metavar="TEXT", help="A note for the audit log.")
 def approve(request_id: str, for_: str | None, note: str | None) -> int:
-    """Approve one request (an unambiguous prefix of its ID is enough).
-
-    \b
-    Examples:
-      xguard approve k3m9xa
-      xguard approve k3m9xa --for 30m --note "migration window"
-    """
+    """Approve one request (an unambiguous prefix of its ID is enough)."""
     return _decide(request_id, "approved", for_=for_, note=note)
 
 
-@click.command()
-@click.argument("request_id")
-@click.option("--reason", metavar="TEXT", help="Why; the waiting agent sees it on stderr.")
 def deny(request_id: str, reason: str | None) -> int:
-    """Deny one request; the agent's command exits 77 with the reason.
-
-    \b
-    Example:
-      xguard deny k3m9xa --reason "use the staging cluster"
-    """
+    """Deny one request; the agent's command exits 77 with the reason."""
     return _decide(request_id, "denied", reason=reason)
 
 
-@click.command(
-    epilog="\b\nExamples:\n  xguard review            # in a terminal beside the agent's\n"
-    "  xguard review --no-bell  # quiet, unless a rule asks for the bell\n"
-    "  xguard review --web      # a page for a browser or a phone; prints its URL\n"
-    "  xguard review --web --listen 127.0.0.1:9000   # then: ssh -L 9000:127.0.0.1:9000 HOST"
-)
-@click.option(
-    "--no-bell", is_flag=True, help="Ring only for requests whose rule notifies a bell target."
-)
-@click.option(
-    "--web", is_flag=True, help="Serve the queue as a web page instead (prints a one-time URL)."
-)
-@click.option(
-    "--listen",
-    metavar="HOST:PORT",
-    default="127.0.0.1:8765",
-    show_default=True,
-    help="With --web: where to listen (loopback unless you say otherwise).",
-)
-@click.option(
-    "--trust-proxy",
-    "trust_proxy",
-    multiple=True,
-    metavar="ADDR",
-    help="With --web: a reverse proxy's address whose X-Forwarded-* headers are believed.",
-)
 def review(no_bell: bool, web: bool, listen: str, trust_proxy: tuple[str, ...]) -> int:
-    """The reviewer's live terminal: approve or deny pending requests.
-
-    \b
-    Keys: ↑/↓ or j/k move, a approve once, A approve for a while,
-          d deny (asks a reason), Enter details, R reset a tripped
-          session (asks first), q quit.
-    """
+    """The reviewer's live terminal: approve or deny pending requests."""
     refuse_if_gated("review")
     if web:
         try:

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-import click
 
 from xguard.audit.read import (
     Entry,
@@ -25,8 +24,6 @@ from xguard.audit.read import (
     entries,
     follow,
     format_report,
-    parse_time,
-    read_anchor,
     report,
     tail,
     verify,
@@ -57,22 +54,6 @@ class BadLines:
                 f"an audit record (first in {self.first}); run `xguard audit verify`\n"
             )
             self.count = 0
-
-
-def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a time: use 15m, 2h, 7d or an ISO time such as 2024-05-01T09:30"
-        ) from None
-
-
-def _values(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    """--event pending,approved and --event pending --event approved mean the same."""
-    return tuple(v.strip() for item in value for v in item.split(",") if v.strip())
 
 
 def outcome(rec: dict[str, Any]) -> str:
@@ -165,53 +146,7 @@ def _write_entries(found: Iterable[Entry], as_json: bool, stream: bool) -> None:
             out.flush()
 
 
-@click.group("audit", invoke_without_command=True)
-@click.option(
-    "--since",
-    metavar="TIME",
-    callback=_time_option,
-    help="Only records at or after TIME (15m, 2h, 7d or ISO).",
-)
-@click.option(
-    "--until", metavar="TIME", callback=_time_option, help="Only records at or before TIME."
-)
-@click.option("--session", metavar="ID", help="Only this session.")
-@click.option(
-    "--decision",
-    metavar="D",
-    multiple=True,
-    callback=_values,
-    help="Only decision D: allow, require_approval or deny (repeat or comma-separate).",
-)
-@click.option(
-    "--event",
-    metavar="E",
-    multiple=True,
-    callback=_values,
-    help="Only event E: decision, exit, pending, approved, denied, expired, cancelled, "
-    "config_error (repeat or comma-separate).",
-)
-@click.option(
-    "--grep",
-    metavar="TEXT",
-    help="Only records with TEXT in a field (command, units, cwd, note …).",
-)
-@click.option("--cwd", metavar="DIR", help="Only commands run in DIR or below it.")
-@click.option("--user", metavar="NAME", help="Only records of this user.")
-@click.option(
-    "--last",
-    "last",
-    metavar="N",
-    type=click.IntRange(min=0),
-    help="Only the last N matching records.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the stored JSON lines.")
-@click.option(
-    "--follow", "-f", "follow_", is_flag=True, help="Keep printing new records (like tail -f)."
-)
-@click.pass_context
 def audit(
-    ctx: click.Context,
     *,
     since: str | None,
     until: str | None,
@@ -225,20 +160,7 @@ def audit(
     as_json: bool,
     follow_: bool,
 ) -> int:
-    """Read the audit log, oldest first; filters combine with AND.
-
-    \b
-    Examples:
-      xguard audit --last 20
-      xguard audit --since 2h --decision deny
-      xguard audit --session s1 --json | jq .command
-      xguard audit --follow
-      xguard audit verify --anchor head.txt
-      xguard audit report --since 30d
-      xguard audit show ID --output
-    """
-    if ctx.invoked_subcommand is not None:
-        return 0
+    """Read the audit log, oldest first; filters combine with AND."""
     if cwd is not None:
         cwd = os.path.abspath(os.path.expanduser(cwd))
     filt = Filter(
@@ -273,55 +195,6 @@ def audit(
     return 0
 
 
-from xguard.commands.audit_show import replay_cmd, show_cmd  # noqa: E402 - after the group
-
-audit.add_command(show_cmd)
-audit.add_command(replay_cmd)
-
-
-def _anchor_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Head | None:
-    if value is None:
-        return None
-    try:
-        return read_anchor(Path(value))
-    except (OSError, ValueError) as e:
-        raise click.BadParameter(str(e)) from None
-
-
-@audit.command(
-    "verify",
-    epilog="\b\nExamples:\n"
-    "  xguard audit verify > head.txt          # keep the head somewhere safe\n"
-    "  xguard audit verify --anchor head.txt   # later: still there, and extended?\n"
-    "  xguard audit verify --syslog /var/log/xguard.log\n"
-    "  xguard audit verify --against-db        # the shared database's copy (queue.postgres)",
-)
-@click.option(
-    "--anchor",
-    metavar="FILE",
-    callback=_anchor_option,
-    help="A saved head (an earlier verify's output): the log must still hold and extend it.",
-)
-@click.option(
-    "--syslog",
-    "syslog_file",
-    metavar="FILE",
-    type=click.Path(exists=True, dir_okay=False),
-    help="A syslog file holding the forwarded copy (audit.forward): cross-check against it.",
-)
-@click.option(
-    "--against-db",
-    "against_db",
-    is_flag=True,
-    help="Cross-check against this host's copy in the shared database (queue.postgres).",
-)
-@click.option(
-    "--host",
-    "db_host",
-    metavar="HOST",
-    help="With --against-db: the host whose copy to compare (default: this role's own).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def verify_cmd(
     anchor: Head | None,
     syslog_file: str | None,
@@ -329,21 +202,14 @@ def verify_cmd(
     db_host: str | None,
     as_json: bool,
 ) -> int:
-    """Check the hash chain across rotated files; exit 0 intact, 1 broken.
-
-    Names the first bad line (edited, missing, inserted, reordered, not JSON,
-    torn, truncated) and prints the head: keep it, and pass it back with
-    --anchor to catch a log cut short. Output recordings are checked against
-    the exit records that vouch for them: one edited, cut or deleted names its
-    command.
-    """
+    """Check the hash chain across rotated files; exit 0 intact, 1 broken."""
     if syslog_file is not None:
         return _verify_against_syslog(syslog_file, as_json)
     if against_db:
         return _verify_against_db(db_host, as_json)
     result = verify(get_paths().audit_file, anchor, keep=_configured_keep())
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json()))
     else:
         n = len(result.files)
         where = f"{result.records} records in {n} file{'s' if n != 1 else ''}"
@@ -352,16 +218,16 @@ def verify_cmd(
                 f", {result.recordings} output recording{'s' if result.recordings != 1 else ''}"
             )
         for note in result.notes:
-            click.echo(f"note: {note}")
+            print(f"note: {note}")
         if result.problem is None:
-            click.echo(
+            print(
                 f"audit log intact: {where}"
                 + (f", anchor seq {anchor.seq} found" if anchor else "")
             )
         else:
-            click.echo(f"audit log BROKEN: {result.problem}")
+            print(f"audit log BROKEN: {result.problem}")
         if result.head is not None:
-            click.echo(f"head: seq {result.head.seq} hash {result.head.hash}")
+            print(f"head: seq {result.head.seq} hash {result.head.hash}")
     return 0 if result.ok else 1
 
 
@@ -379,7 +245,7 @@ def _verify_against_db(host: str | None, as_json: bool) -> int:
         raise UsageError("--against-db needs a shared queue: queue: {postgres: DSN}")
     host, copied = db_heads(dsn, host)
     if not copied:
-        click.echo(f"xguard: the database holds no audit records of host {host}", err=True)
+        print(f"xguard: the database holds no audit records of host {host}", file=sys.stderr)
         return 1
     result, mismatches = cross_check(
         gate.paths.audit_file, copied, keep=_configured_keep(), copy="database"
@@ -390,23 +256,23 @@ def _verify_against_db(host: str | None, as_json: bool) -> int:
         status = json.loads((gate.paths.audit_dir / STATUS).read_text(encoding="utf-8"))
     if as_json:
         out = {**result.to_json(), "ok": ok, "host": host, "copied": len(copied)}
-        click.echo(json.dumps({**out, "mismatches": mismatches, "sync": status}))
+        print(json.dumps({**out, "mismatches": mismatches, "sync": status}))
     else:
         top = max(copied)
         if result.problem is not None:
-            click.echo(
+            print(
                 f"audit log BROKEN against the database copy of host {host} "
                 f"(up to seq {top}): {result.problem}"
             )
         for m in mismatches:
-            click.echo(f"audit log differs from the database copy of host {host} at {m}")
+            print(f"audit log differs from the database copy of host {host} at {m}")
         if ok:
-            click.echo(
+            print(
                 f"audit log intact and agrees with {len(copied)} records of host {host} "
                 f"in the database (up to seq {top})"
             )
         if isinstance(status, dict) and not status.get("ok"):
-            click.echo(f"note: last copy to the database failed: {status.get('message')}")
+            print(f"note: last copy to the database failed: {status.get('message')}")
     return 0 if ok else 1
 
 
@@ -418,12 +284,12 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
 
     forwarded = forwarded_heads(Path(syslog_file))
     if not forwarded:
-        click.echo(f"xguard: no forwarded audit records in {syslog_file}", err=True)
+        print(f"xguard: no forwarded audit records in {syslog_file}", file=sys.stderr)
         return 1
     result, mismatches = cross_check(get_paths().audit_file, forwarded, keep=_configured_keep())
     ok = result.ok and not mismatches
     if as_json:
-        click.echo(
+        print(
             json.dumps(
                 {
                     **result.to_json(),
@@ -436,41 +302,28 @@ def _verify_against_syslog(syslog_file: str, as_json: bool) -> int:
     else:
         top = max(forwarded)
         if result.problem is not None:
-            click.echo(
+            print(
                 f"audit log BROKEN against the forwarded copy (up to seq {top}): {result.problem}"
             )
         for m in mismatches:
-            click.echo(f"audit log differs from the forwarded copy at {m}")
+            print(f"audit log differs from the forwarded copy at {m}")
         if ok:
-            click.echo(
+            print(
                 f"audit log intact and agrees with {len(forwarded)} forwarded records "
                 f"(up to seq {top})"
             )
     return 0 if ok else 1
 
 
-@audit.command(
-    "report", epilog="\b\nExamples:\n  xguard audit report\n  xguard audit report --since 7d --json"
-)
-@click.option(
-    "--since",
-    metavar="TIME",
-    default="30d",
-    show_default=True,
-    callback=_time_option,
-    help="Cover records from TIME on (15m, 2h, 7d or ISO).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def report_cmd(since: str, as_json: bool) -> int:
-    """The permission review: rule hits and unused rules, approvals worth
-    turning into allow rules, denials by reason, time to decision, sessions."""
+    """The permission review: rule hits and unused rules, approvals worth"""
     bad = BadLines(sys.stderr)
     records = (e.record for e in entries(get_paths().audit_file, Filter(since=since), on_bad=bad))
     rep = report(records, _rule_ids())
     if as_json:
-        click.echo(json.dumps(rep, ensure_ascii=False))
+        print(json.dumps(rep, ensure_ascii=False))
     else:
-        click.echo(format_report(rep, since), nl=False)
+        print(format_report(rep, since), end="")
     bad.warn()
     return 0
 

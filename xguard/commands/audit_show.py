@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-import click
 
 from xguard.audit.playback import Recording, RecordingError, check, recording_path
 from xguard.audit.read import Filter, entries
@@ -80,13 +79,13 @@ class _Story:
 def _story(cmd_id: str) -> _Story:
     story = _Story(cmd_id)
     if not story.records:
-        click.echo(f"xguard: no command with id {cmd_id} in the audit log", err=True)
+        print(f"xguard: no command with id {cmd_id} in the audit log", file=sys.stderr)
         raise SystemExit(1)
     return story
 
 
 def _fail(e: RecordingError) -> int:
-    click.echo(f"xguard: {e.message}", err=True)
+    print(f"xguard: {e.message}", file=sys.stderr)
     return 1
 
 
@@ -148,29 +147,8 @@ def _describe(story: _Story, w: IO[str]) -> None:
         w.write(f"note      the approved command ran {story.runs} times; this is the last run\n")
 
 
-@click.command(
-    "show",
-    epilog="\b\nExamples:\n  xguard audit show k3m9xq\n"
-    "  xguard audit show k3m9xq --output > out.bin   # the exact bytes\n"
-    "  xguard audit show k3m9xq --json | jq .output",
-)
-@click.argument("cmd_id", metavar="ID")
-@click.option("--output", "only_output", is_flag=True, help="Write only the exact output bytes.")
-@click.option("--raw", is_flag=True, help="Do not escape control sequences on a terminal.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object: the records, and the output frames (text and base64).",
-)
 def show_cmd(cmd_id: str, only_output: bool, raw: bool, as_json: bool) -> int:
-    """Show one command: decision, units, approval, exit, and what it printed.
-
-    The output is escaped on a terminal (escape sequences, invalid UTF-8 and
-    NULs shown as backslash escapes) unless --raw; --output writes the exact
-    stored bytes, whose SHA-256 is the exit record's output.sha256. Exit 1
-    when the id is unknown or its recording cannot be read back.
-    """
+    """Show one command: decision, units, approval, exit, and what it printed."""
     story = _story(cmd_id)
     if only_output:
         try:
@@ -224,47 +202,14 @@ def _show_json(story: _Story) -> int:
         except RecordingError as e:
             obj["error"] = e.message
             code = 1
-    click.echo(json.dumps(obj, ensure_ascii=False))
+    print(json.dumps(obj, ensure_ascii=False))
     if code:
-        click.echo(f"xguard: {obj['error']}", err=True)
+        print(f"xguard: {obj['error']}", file=sys.stderr)
     return code
 
 
-@click.command(
-    "replay",
-    epilog="\b\nExamples:\n  xguard audit replay k3m9xq\n"
-    "  xguard audit replay k3m9xq --speed 4 --max-wait 1\n"
-    "  xguard audit replay k3m9xq --format asciicast > k3m9xq.cast && asciinema play k3m9xq.cast",
-)
-@click.argument("cmd_id", metavar="ID")
-@click.option(
-    "--speed",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Play N times faster.",
-)
-@click.option(
-    "--max-wait",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Never pause longer than this between writes.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["raw", "asciicast"]),
-    default="raw",
-    show_default=True,
-    help="raw: play to this terminal; asciicast: print an asciicast v2 file.",
-)
 def replay_cmd(cmd_id: str, speed: float, max_wait: float | None, fmt: str) -> int:
-    """Play a command's output back as it happened, like sudoreplay.
-
-    The bytes go to stdout (and stderr for what the command wrote there) with
-    the pauses it made. --format asciicast prints the recording as an
-    asciicast v2 file instead (for `asciinema play`).
-    """
+    """Play a command's output back as it happened, like sudoreplay."""
     story = _story(cmd_id)
     try:
         rec = story.recording()

@@ -1,9 +1,10 @@
 """The click CLI for everything that is not the hot path.
 
-Subcommands load lazily from COMMANDS (name -> "module:attribute"), so
-`xguard pending` does not pay for importing the reviewer's terminal. Each
-target is a click command or group defined in `xguard/commands/<name>.py`.
-Nothing on the hot path imports this module.
+`xguard --help` lists COMMANDS (name -> "module:attribute", summary) without
+importing any command; a command's click face (xguard/commands/faces.py)
+is loaded when it is used, and its plain function, in a command module, only
+when it runs: `xguard pending` does not pay for importing the reviewer's
+terminal. Nothing on the hot path imports this module.
 """
 
 from __future__ import annotations
@@ -23,61 +24,61 @@ from xguard.errors import ExitCode, XguardError
 # ssh-gate) are listed too; __main__ routes them before click is ever imported.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
-        "xguard.commands.hotpath:run_cmd",
+        "xguard.commands.faces:run_cmd",
         "Gate ARGV as one simple command and run it directly (no shell).",
     ),
     "check": (
-        "xguard.commands.hotpath:check_cmd",
+        "xguard.commands.faces:check_cmd",
         "Say what would happen to a command; run nothing.",
     ),
     "hook": (
-        "xguard.commands.hotpath:hook_cmd",
+        "xguard.commands.faces:hook_cmd",
         "Answer an agent runtime's pre-command hook (JSON on stdin).",
     ),
     "ssh-gate": (
-        "xguard.commands.hotpath:ssh_gate_cmd",
+        "xguard.commands.faces:ssh_gate_cmd",
         "Gate SSH_ORIGINAL_COMMAND (an OpenSSH forced command).",
     ),
     "rules": (
-        "xguard.commands.rules_cmd:rules",
+        "xguard.commands.faces:rules",
         "Validate rules files and run the examples they carry.",
     ),
     "init": (
-        "xguard.commands.rules_cmd:init",
+        "xguard.commands.faces:init",
         "Write the commented built-in rules to the config location for editing.",
     ),
     "audit": (
-        "xguard.commands.audit_cmd:audit",
+        "xguard.commands.faces:audit",
         "Read the audit log, oldest first; filters combine with AND.",
     ),
     "pending": (
-        "xguard.commands.approval_cmd:pending",
+        "xguard.commands.faces:pending",
         "List pending approval requests, oldest first.",
     ),
     "approve": (
-        "xguard.commands.approval_cmd:approve",
+        "xguard.commands.faces:approve",
         "Approve one request (an unambiguous prefix of its ID is enough).",
     ),
     "deny": (
-        "xguard.commands.approval_cmd:deny",
+        "xguard.commands.faces:deny",
         "Deny one request; the agent's command exits 77 with the reason.",
     ),
     "review": (
-        "xguard.commands.approval_cmd:review",
+        "xguard.commands.faces:review",
         "The reviewer's live terminal: approve or deny pending requests.",
     ),
     "session": (
-        "xguard.commands.session_cmd:session",
+        "xguard.commands.faces:session",
         "Sessions: a window of time an agent's commands run in.",
     ),
-    "serve": ("xguard.commands.strict_cmd:serve", "Run the strict-mode broker in the foreground."),
-    "setup": ("xguard.commands.strict_cmd:setup", "Set xguard up on this machine."),
+    "serve": ("xguard.commands.faces:serve", "Run the strict-mode broker in the foreground."),
+    "setup": ("xguard.commands.faces:setup", "Set xguard up on this machine."),
     "doctor": (
-        "xguard.commands.doctor_cmd:doctor",
+        "xguard.commands.faces:doctor",
         "Check the setup: rules and profile in effect, queue, audit log, reviewer, …",
     ),
     "db": (
-        "xguard.commands.db_cmd:db",
+        "xguard.commands.faces:db",
         "The shared PostgreSQL queue for many hosts (`queue: {postgres: DSN}`).",
     ),
 }

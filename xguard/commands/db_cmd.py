@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import click
 
 from xguard.errors import UsageError
 
@@ -39,41 +38,12 @@ def _ident(name: str, what: str) -> str:
     return psycopg.sql.Identifier(name).as_string(None)
 
 
-@click.group()
 def db() -> None:
     """The shared PostgreSQL queue for many hosts (`queue: {postgres: DSN}`)."""
 
 
-@db.command(
-    "init",
-    epilog="\b\nExamples:\n"
-    "  xguard db init --dsn 'host=db.internal dbname=xguard user=postgres' \\\n"
-    "      --agent build-01 --agent build-02 --reviewer alice@laptop\n"
-    "  xguard db init --agent ci=ci_runner     # host ci logs in as role ci_runner",
-)
-@click.option("--dsn", metavar="DSN", help="Connect as the owner (default: queue.postgres).")
-@click.option(
-    "--agent",
-    "agents",
-    multiple=True,
-    metavar="HOST[=ROLE]",
-    help="A host whose agents queue requests; its login role (default xguard_agent_HOST).",
-)
-@click.option(
-    "--reviewer",
-    "reviewers",
-    multiple=True,
-    metavar="ROLE[@HOST]",
-    help="A reviewer's login role; @HOST also lets it copy that host's audit log.",
-)
 def init_cmd(dsn: str | None, agents: tuple[str, ...], reviewers: tuple[str, ...]) -> int:
-    """Create the schema, the roles, the grants and row-level security; print each step.
-
-    Safe to run again: every step is idempotent. Run it as the database owner,
-    never with an agent's connection string. Login roles are created without
-    a password: give each one how it logs in (a password in the host's
-    ~/.pgpass or service file, or a client certificate).
-    """
+    """Create the schema, the roles, the grants and row-level security; print each step."""
     from xguard.approval.pgschema import AGENT, REVIEWER, STATEMENTS, policy_statements
     from xguard.approval.pgschema import role_name_for as default_role
 
@@ -105,8 +75,8 @@ def init_cmd(dsn: str | None, agents: tuple[str, ...], reviewers: tuple[str, ...
                 sys.stderr.write(f"xguard: db init failed at: {what or sql[:60]}: {e}\n")
                 return 1
             if what:
-                click.echo(f"ok  {what}")
-    click.echo(
+                print(f"ok  {what}")
+    print(
         "done. Agents connect as their host's role and may only add requests and read "
         "their own decisions; reviewers decide."
     )
@@ -129,13 +99,8 @@ def _login_role(role: str, group: str, what: str) -> list[tuple[str, str, tuple[
     return [(f"{what} (login, member of {group})", create, ()), ("", f"GRANT {group} TO {r}", ())]
 
 
-@db.command(
-    "sync",
-    epilog="\b\nExample:\n  xguard db sync && xguard audit verify --against-db",
-)
 def sync_cmd() -> int:
-    """Copy this host's audit lines the database does not hold yet (normally done in the
-    background after every record); exit 1 when the copy and the log disagree."""
+    """Copy this host's audit lines the database does not hold yet (normally done in the"""
     from xguard.audit.dbsync import sync_now
     from xguard.paths import get_paths
 

@@ -12,7 +12,7 @@ someone else, a rules file that does not load, an audit log that cannot be
 written or has no room. Exit 1 when anything is unsafe, else 0; warnings
 (no reviewer online, a hook whose matcher skips Bash …) do not change it.
 
-`diagnose()` does the work and returns plain data; the click command only
+`diagnose()` does the work and returns plain data; `doctor()` only
 prints it.
 """
 
@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import click
 
 from xguard.errors import ExitCode, XguardError
 
@@ -530,27 +529,11 @@ def _print(rep: Report) -> None:
         if not rep.problems
         else f"{len(rep.problems)} problem(s): exit 1"
     )
-    click.echo("\n".join(out))
+    print("\n".join(out))
 
 
-@click.command(
-    epilog="""\b
-Examples:
-  xguard doctor                 a readable report
-  xguard doctor --json | jq .problems
-"""
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object instead of the report."
-)
 def doctor(as_json: bool) -> int:
-    """Check the setup: rules and profile in effect, queue, audit log, reviewer,
-    agent integrations, and anything unsafe.
-
-    Exit status 0 when nothing is unsafe, 1 when something is (other users can
-    write the rules or state folders, the rules do not load, no room or no
-    permission for the audit log).
-    """
+    """Check the setup: rules and profile in effect, queue, audit log, reviewer,"""
     rep = diagnose()
     if as_json:
         sys.stdout.write(json.dumps(rep.data, indent=2, default=str) + "\n")

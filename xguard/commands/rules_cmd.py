@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 
 from xguard.errors import ConfigError, ExitCode
 from xguard.paths import ensure_dir, get_paths
@@ -47,65 +46,41 @@ def run_rule_tests(path: Path) -> tuple[int, list[str]]:
     return len(rs.tests), failures
 
 
-@click.group("rules")
 def rules() -> None:
     """Validate rules files and run the examples they carry."""
 
 
-@rules.command(
-    "lint", epilog="\b\nExamples:\n  xguard rules lint\n  xguard rules lint ./my-rules.yaml"
-)
-@click.argument("file", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def lint(file: str | None, as_json: bool) -> int:
-    """Validate a rules file (default: the one in effect) and its tests.
-
-    Exit 0 when valid and every example holds, 78 when the file is invalid,
-    1 when an example fails.
-    """
+    """Validate a rules file (default: the one in effect) and its tests."""
     path = _resolve(file)
     try:
         n, failures = run_rule_tests(path)
     except ConfigError as e:
         if as_json:
-            click.echo(
-                __import__("json").dumps({"file": str(path), "ok": False, "error": e.message})
-            )
+            print(__import__("json").dumps({"file": str(path), "ok": False, "error": e.message}))
         else:
-            click.echo(f"xguard: {e.message}", err=True)
+            print(f"xguard: {e.message}", file=sys.stderr)
         return int(ExitCode.CONFIG)
     if as_json:
-        click.echo(
+        print(
             __import__("json").dumps(
                 {"file": str(path), "ok": not failures, "tests": n, "failures": failures}
             )
         )
     else:
         for f in failures:
-            click.echo(f"{path}: test failed: {f}", err=True)
-        click.echo(
+            print(f"{path}: test failed: {f}", file=sys.stderr)
+        print(
             f"{path}: {'ok' if not failures else 'FAILED'} ({n} examples, {len(failures)} failed)"
         )
     return 0 if not failures else 1
 
 
-@rules.command("test", epilog="\b\nExample:\n  xguard rules test ./my-rules.yaml")
-@click.argument("file", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_context
-def test(ctx: click.Context, file: str | None, as_json: bool) -> int:
+def test(file: str | None, as_json: bool) -> int:
     """Run the `tests:` examples a rules file carries."""
-    return ctx.invoke(lint, file=file, as_json=as_json)
+    return lint(file=file, as_json=as_json)
 
 
-@click.command(
-    "init",
-    epilog="\b\nExamples:\n  xguard init\n  xguard init --force   # replace an existing file",
-)
-@click.option("--force", is_flag=True, help="Overwrite an existing rules file.")
-@click.option(
-    "--print", "to_stdout", is_flag=True, help="Print the default rules instead of writing them."
-)
 def init(force: bool, to_stdout: bool) -> int:
     """Write the commented built-in rules to the config location for editing."""
     text = BUILTIN_RULES.read_text(encoding="utf-8")
@@ -115,7 +90,7 @@ def init(force: bool, to_stdout: bool) -> int:
     paths = get_paths()
     dest = paths.rules_file
     if dest.exists() and not force:
-        click.echo(f"xguard: {dest} exists; not overwriting it (use --force)", err=True)
+        print(f"xguard: {dest} exists; not overwriting it (use --force)", file=sys.stderr)
         return 1
     ensure_dir(paths.config_dir)
     tmp = dest.with_suffix(".tmp")
@@ -125,7 +100,7 @@ def init(force: bool, to_stdout: bool) -> int:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    click.echo(f"wrote {dest}; check it with: xguard rules lint")
+    print(f"wrote {dest}; check it with: xguard rules lint")
     return 0
 
 
@@ -207,60 +182,33 @@ def replay_history(new_rules: Path, since: str | None, until: str | None = None)
     }
 
 
-@rules.command(
-    "replay",
-    epilog="\b\nExamples:\n  xguard rules replay --rules new.yaml\n"
-    "  xguard rules replay --rules new.yaml --since 7d --json",
-)
-@click.option(
-    "--rules", "new_rules", required=True, metavar="FILE", help="The rules file to preview."
-)
-@click.option(
-    "--since",
-    metavar="TIME",
-    default="7d",
-    show_default=True,
-    help="Replay decisions since this time (ISO time, or 15m, 2h, 7d ago).",
-)
-@click.option("--until", metavar="TIME", help="…and until this time.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def replay(new_rules: str, since: str, until: str | None, as_json: bool) -> int:
     """Decide logged commands again under a new rules file; show what would change."""
     import json
 
-    from xguard.audit.read import parse_time
-
-    for flag, value in (("--since", since), ("--until", until)):
-        if value:
-            try:
-                parse_time(value)
-            except ValueError:
-                raise click.BadParameter(
-                    f"{value!r} is not a time (ISO, or 15m, 2h, 7d)", param_hint=flag
-                ) from None
     try:
         res = replay_history(Path(new_rules), since, until)
     except ConfigError as e:
-        click.echo(f"xguard: {e.message}", err=True)
+        print(f"xguard: {e.message}", file=sys.stderr)
         return int(ExitCode.CONFIG)
     except FileNotFoundError:
-        click.echo("xguard: no audit log to replay", err=True)
+        print("xguard: no audit log to replay", file=sys.stderr)
         return 1
     if as_json:
-        click.echo(json.dumps(res, ensure_ascii=False))
+        print(json.dumps(res, ensure_ascii=False))
         return 0
     from xguard.util import printable
 
-    click.echo(
+    print(
         f"{res['decisions']} logged decisions ({res['distinct']} distinct commands) under {new_rules}: "
         f"{res['changed']} would change"
     )
     transitions: dict[str, int] = res["transitions"]
     commands: list[dict[str, object]] = res["commands"]
     for t, n in sorted(transitions.items()):
-        click.echo(f"  {t}: {n}")
+        print(f"  {t}: {n}")
     for c in commands:
-        click.echo(
+        print(
             f"  {c['from']} -> {c['to']}  x{c['times']}  {printable(str(c['command']), 100)}  (in {c['cwd']})"
         )
     return 0

@@ -19,7 +19,6 @@ import sys
 import time
 from typing import Any
 
-import click
 
 from xguard.gate import limits
 from xguard.gate import sessions
@@ -43,36 +42,10 @@ def _left(rec: dict[str, Any], now: float) -> str:
     return f"{st} {format_age(now - when)} ago"
 
 
-@click.group()
 def session() -> None:
-    """Sessions: a window of time an agent's commands run in.
-
-    \b
-    Examples:
-      eval "$(xguard session start --ttl 30m)"
-      xguard session list
-      xguard session reset k3m9xa2b     (after the loop breaker tripped)
-    """
+    """Sessions: a window of time an agent's commands run in."""
 
 
-@session.command(
-    epilog="\b\nExamples:\n  eval \"$(xguard session start --ttl 30m --name 'fix flaky test')\"\n"
-    '  eval "$(xguard session start --profile staging)"'
-)
-@click.option(
-    "--ttl",
-    metavar="DURATION",
-    help="How long it lasts (30s, 15m, 2h); default sessions.default_ttl, "
-    "at most sessions.max_ttl.",
-)
-@click.option(
-    "--profile",
-    metavar="NAME",
-    help="Rules profile its commands run under (staging, production …).",
-)
-@click.option(
-    "--name", metavar="TEXT", help="A label for people (shown in list, review and the audit log)."
-)
 def start(ttl: str | None, profile: str | None, name: str | None) -> int:
     """Start a session; prints `export XGUARD_SESSION=…` for eval."""
     from xguard.commands.approval_cmd import refuse_if_gated
@@ -116,13 +89,6 @@ def _with_limits(gate: Any, rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-@session.command(
-    "list", epilog="\b\nExamples:\n  xguard session list\n  xguard session list --all --json"
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON array of session objects.")
-@click.option(
-    "--all", "show_all", is_flag=True, help="Also sessions that ended or expired over a day ago."
-)
 def list_(as_json: bool, show_all: bool) -> int:
     """List sessions, oldest first."""
     gate = _gate()
@@ -162,11 +128,6 @@ def list_(as_json: bool, show_all: bool) -> int:
     return 0
 
 
-@session.command(
-    epilog="\b\nExamples:\n  xguard session show 7kq2mz\n  xguard session show 7kq2mz --json"
-)
-@click.argument("session_id")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def show(session_id: str, as_json: bool) -> int:
     """Show one session: times, profile, state, loop-breaker counters."""
     gate = _gate()
@@ -229,11 +190,8 @@ def show(session_id: str, as_json: bool) -> int:
     return 0
 
 
-@session.command(epilog="\b\nExample:\n  xguard session end 7kq2mz")
-@click.argument("session_id")
 def end(session_id: str) -> int:
-    """End a session now: its commands and its `--for` approvals stop working,
-    and its pending requests are cancelled."""
+    """End a session now: its commands and its `--for` approvals stop working,"""
     from xguard.approval.queue import Spool
     from xguard.util import user_name
 
@@ -259,16 +217,8 @@ def end(session_id: str) -> int:
     return 0
 
 
-@session.command(
-    epilog="\b\nExamples:\n  xguard session reset 7kq2mz   # after the loop breaker tripped\n"
-    "  xguard session reset -        # the commands that run without a session"
-)
-@click.argument("session_id")
 def reset(session_id: str) -> int:
-    """Clear a session's loop-breaker trip and counters (a reviewer's verb).
-
-    Use `-` for the commands that run without a session.
-    """
+    """Clear a session's loop-breaker trip and counters (a reviewer's verb)."""
     from xguard.commands.approval_cmd import refuse_if_gated
     from xguard.util import user_name
 

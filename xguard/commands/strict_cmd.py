@@ -11,41 +11,12 @@ import os
 import pwd
 import sys
 
-import click
 
 from xguard.errors import ConfigError, UsageError
 
 
-@click.command(
-    epilog="\b\nExamples:\n"
-    "  xguard serve                          # foreground; Ctrl-C or SIGTERM stops it\n"
-    "  xguard serve --socket /run/xguard/broker.sock\n"
-    "  xguard serve --check                  # exit 0 when safe, 78 naming the file otherwise"
-)
-@click.option(
-    "--socket",
-    "socket_path",
-    metavar="PATH",
-    help="Where to listen (default: `socket:` in config.yaml, else /run/xguard/broker.sock).",
-)
-@click.option("--check", "check_only", is_flag=True, help="Check ownership and modes, then exit.")
-@click.option("-v", "--verbose", is_flag=True, help="Log every request on stderr.")
-@click.option(
-    "--allow-same-user",
-    is_flag=True,
-    hidden=True,
-    help="Accept the broker's own user as an agent: benchmarks and tests only; no boundary.",
-)
 def serve(socket_path: str | None, check_only: bool, verbose: bool, allow_same_user: bool) -> int:
-    """Run the strict-mode broker in the foreground.
-
-    The broker owns the rules, the approval queue and the audit log. Agents
-    (`agents:` in config.yaml), each running as a user of its own, send it
-    their commands over a Unix socket; only reviewers (`reviewers:`, the
-    broker's own user and root) may approve. It refuses to start, exit 78
-    naming the file, when an agent, a group or others could write anything
-    it trusts.
-    """
+    """Run the strict-mode broker in the foreground."""
     from xguard.strict.broker import serve_main
 
     return serve_main(
@@ -53,7 +24,6 @@ def serve(socket_path: str | None, check_only: bool, verbose: bool, allow_same_u
     )
 
 
-@click.group(epilog="\b\nExample:\n  sudo xguard setup strict --agent-user claude")
 def setup() -> None:
     """Set xguard up on this machine."""
 
@@ -65,47 +35,6 @@ def _default_reviewer() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-@setup.command(
-    "strict",
-    epilog="\b\nExamples:\n"
-    "  sudo xguard setup strict --agent-user claude            # print the steps\n"
-    "  sudo xguard setup strict --agent-user claude --apply    # and do them",
-)
-@click.option(
-    "--agent-user",
-    required=True,
-    metavar="NAME",
-    help="The agent's own Unix user (created if missing).",
-)
-@click.option(
-    "--reviewer",
-    metavar="NAME",
-    help="Who runs the broker and approves (default: $SUDO_USER, else you).",
-)
-@click.option(
-    "--socket", "socket_path", default="/run/xguard/broker.sock", show_default=True, metavar="PATH"
-)
-@click.option(
-    "--xguard",
-    "exe",
-    metavar="PATH",
-    help="The xguard executable to use as login shell and service.",
-)
-@click.option(
-    "--ssh/--no-ssh", default=True, show_default=True, help="Also gate the agent's SSH logins."
-)
-@click.option(
-    "--systemd/--no-systemd",
-    default=True,
-    show_default=True,
-    help="Install the broker as a systemd service.",
-)
-@click.option(
-    "--apply",
-    "do_apply",
-    is_flag=True,
-    help="Perform the steps (as root); otherwise only print them.",
-)
 def setup_strict(
     *,
     agent_user: str,
@@ -116,12 +45,7 @@ def setup_strict(
     systemd: bool,
     do_apply: bool,
 ) -> int:
-    """Print (and with --apply perform) the steps of strict mode.
-
-    The agent gets a Unix user of its own whose login shell is xguard; the
-    reviewer's rules, queue and audit log stay the reviewer's; a broker
-    service owns them; SSH logins of the agent go through `xguard ssh-gate`.
-    """
+    """Print (and with --apply perform) the steps of strict mode."""
     from xguard.strict import setup as strict
 
     reviewer = reviewer or _default_reviewer()

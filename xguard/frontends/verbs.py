@@ -3,7 +3,7 @@
 `xguard run`, `check`, `hook` and `ssh-gate` are parsed here by hand (click
 costs ~45 ms, paid on every gated command). The same table feeds their
 `--help`, the click faces that `xguard --help`, the man page and the
-completions are made from (xguard/commands/hotpath.py), so the four cannot
+completions are made from (xguard/commands/faces.py), so the four cannot
 drift apart. Standard library only.
 """
 
