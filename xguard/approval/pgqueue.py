@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 
 from xguard.approval.pgschema import CHANNEL_DECIDED, CHANNEL_QUEUE
 
-from xguard.approval.queue import KEEP_DECIDED, STATES, audit_fields
+from xguard.approval.queue import KEEP_DECIDED, STATES, audit_fields, pick_request
 from xguard.audit.log import utc_timestamp
 from xguard.errors import QueueError
 from xguard.gate.request import request_key
@@ -371,14 +371,7 @@ class PgQueue:
         rows = self._rows(
             "SELECT id FROM xguard.requests WHERE id LIKE %s ORDER BY id LIMIT 20", (ref + "%",)
         )
-        ids = [r[0] for r in rows]
-        if ref in ids:
-            return ref
-        if len(ids) == 1:
-            return str(ids[0])
-        if not ids:
-            raise LookupError(f"no request {ref!r} (see xguard pending)")
-        raise LookupError(f"{ref!r} is ambiguous: {', '.join(ids)}")
+        return pick_request(ref, [str(r[0]) for r in rows])
 
     def decide(
         self,

@@ -80,6 +80,18 @@ def _tmp_path(folder: Path) -> Path:
     return folder / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
 
 
+def pick_request(ref: str, hits: list[str]) -> str:
+    """The request `ref` names among the ids that start with it (spool or
+    database): itself, or the only one; LookupError otherwise."""
+    if ref in hits:
+        return ref
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise LookupError(f"no request {ref!r} (see xguard pending)")
+    raise LookupError(f"{ref!r} is ambiguous: {', '.join(sorted(hits))}")
+
+
 class SpoolOwnerError(LookupError):
     """A decision this user cannot hand to the requester in a file it can read."""
 
@@ -348,14 +360,7 @@ class Spool:
         """An exact id or an unambiguous prefix of one -> the id; LookupError otherwise."""
         ids, _ = self._names()
         ref = ref.strip().lower()
-        if ref in ids:
-            return ref
-        hits = [i for i in ids if i.startswith(ref)] if ref else []
-        if len(hits) == 1:
-            return hits[0]
-        if not hits:
-            raise LookupError(f"no request {ref!r} (see xguard pending)")
-        raise LookupError(f"{ref!r} is ambiguous: {', '.join(sorted(hits))}")
+        return pick_request(ref, [i for i in ids if i.startswith(ref)] if ref else [])
 
     # -- decisions ----------------------------------------------------------
     def decide(

@@ -360,47 +360,20 @@ def _past_pg_wrapper(path: str, opts: list[str], env: dict[str, str]) -> str:
 
 def _psql_conn(args: list[str]) -> list[str]:
     """psql's connection options and positional dbname/username, as given."""
-    from xguard.shell.sql import _PSQL_LONG, _PSQL_SHORT_ARG, _REQ, _resolve_long
+    from xguard.shell.sql import psql_options
 
     keep = {"h": "-h", "p": "-p", "U": "-U", "d": "-d"}
     out: list[str] = []
     positional: list[str] = []
-    i = 0
-    while i < len(args):
-        w = args[i]
-        if w == "--":
-            positional.extend(args[i + 1 :])
-            break
-        if not w.startswith("-") or w == "-":
-            positional.append(w)
-            i += 1
-            continue
-        if w.startswith("--"):
-            nm, eq, value = w[2:].partition("=")
-            hit = _resolve_long(nm, _PSQL_LONG)
-            if isinstance(hit, str):
-                raise PreviewError(f"psql option --{nm} is {hit}")
-            key, has_arg = hit
-            if has_arg == _REQ and not eq:
-                value = args[i + 1] if i + 1 < len(args) else ""
-                i += 1
-            if key in keep:
-                out += [keep[key], value]
-            i += 1
-            continue
-        k = 1
-        while k < len(w):
-            ch = w[k]
-            if ch in _PSQL_SHORT_ARG:
-                value = w[k + 1 :]
-                if not value:
-                    value = args[i + 1] if i + 1 < len(args) else ""
-                    i += 1
-                if ch in keep:
-                    out += [keep[ch], value]
-                break
-            k += 1
-        i += 1
+    for o in psql_options(args):
+        if o.kind == "end":
+            positional.extend(o.words[1:])
+        elif o.problem is not None:
+            raise PreviewError(o.problem)  # psql itself would stop there
+        elif o.kind == "arg" and o.value is not None:
+            positional.append(o.value)
+        elif o.key in keep and o.value is not None:
+            out += [keep[o.key], o.value]
     if len(positional) > 2:
         raise PreviewError("psql has more positional words than dbname and username")
     return out + positional

@@ -165,65 +165,19 @@ def _assignment(a: str) -> str:
 def _split_command(args: list[str]) -> tuple[list[str], list[str]] | None:
     """psql's words without its -c options (and -1: the script has its own
     transaction), and the -c strings in order; None when SQL comes otherwise."""
-    from xguard.shell.sql import _PSQL_LONG, _PSQL_SHORT_ARG, _REQ, _resolve_long
+    from xguard.shell.sql import psql_options
 
     kept: list[str] = []
     sql: list[str] = []
-    i = 0
-    while i < len(args):
-        w = args[i]
-        if w == "--":
-            kept += args[i:]
-            break
-        if not w.startswith("-") or w == "-":
-            kept.append(w)
-            i += 1
-            continue
-        if w.startswith("--"):
-            nm, eq, value = w[2:].partition("=")
-            hit = _resolve_long(nm, _PSQL_LONG)
-            if isinstance(hit, str):
-                return None
-            key, has_arg = hit
-            take = [w]
-            if has_arg == _REQ and not eq:
-                if i + 1 >= len(args):
-                    return None
-                value = args[i + 1]
-                take.append(value)
-                i += 1
-            if key == "c":
-                sql.append(value)
-            elif key == "f":
-                return None
-            elif key != "1":
-                kept += take
-            i += 1
-            continue
-        k = 1
-        flags = ""
-        while k < len(w):
-            ch = w[k]
-            if ch in _PSQL_SHORT_ARG:
-                value = w[k + 1 :]
-                if not value:
-                    if i + 1 >= len(args):
-                        return None
-                    value = args[i + 1]
-                    i += 1
-                if ch == "c":
-                    sql.append(value)
-                elif ch == "f":
-                    return None
-                else:
-                    kept += [f"-{ch}", value]
-                break
-            if ch != "1":
-                flags += ch
-            k += 1
-        if flags:
-            kept.append("-" + flags)
-        i += 1
+    for o in psql_options(args):
+        if o.kind in {"end", "arg"}:
+            kept += o.words
+        elif o.problem is not None or o.key == "f":
+            return None
+        elif o.key == "c" and o.value is not None:
+            sql.append(o.value)
+        elif o.key != "1":
+            kept += o.words
     if not sql or any(s.lstrip().startswith("\\") for s in sql):
         return None
     return kept, sql

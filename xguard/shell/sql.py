@@ -1145,6 +1145,90 @@ _PSQL_LONG: dict[str, tuple[str, int]] = {
 }  # fmt: skip
 
 
+class PsqlOpt:
+    """One step of psql's command line, as its getopt_long reads it.
+
+    kind: "opt" (key: its one-letter or long key, value: its argument or
+    None), "arg" (a dbname or username word: value), "end" (`--`: words are
+    it and the rest), "bad" (problem says why: an unknown or ambiguous
+    option, or one whose argument is missing; key when it is known).
+    words: the words it came from, respelled one option a word (`-At` gives
+    `-A`, `-t`), for a caller that rebuilds the command line.
+    """
+
+    __slots__ = ("key", "kind", "problem", "value", "words")
+
+    def __init__(
+        self,
+        kind: str,
+        key: str | None = None,
+        value: str | None = None,
+        words: list[str] | None = None,
+        problem: str | None = None,
+    ) -> None:
+        self.kind, self.key, self.value = kind, key, value
+        self.words = words or []
+        self.problem = problem
+
+
+def psql_options(args: list[str]) -> list[PsqlOpt]:
+    """psql's arguments (without the program name) in order: the one reading
+    of its options that the SQL units, the impact preview and the run-time
+    row cap share."""
+    out: list[PsqlOpt] = []
+    i, n = 0, len(args)
+    while i < n:
+        w = args[i]
+        if w == "--":
+            out.append(PsqlOpt("end", words=args[i:]))
+            break
+        if not w.startswith("-") or w == "-":
+            # dbname, then username (GNU getopt permutes: options may follow)
+            out.append(PsqlOpt("arg", value=w, words=[w]))
+            i += 1
+            continue
+        if w.startswith("--"):
+            name, eq, value = w[2:].partition("=")
+            hit = _resolve_long(name, _PSQL_LONG)
+            if isinstance(hit, str):
+                out.append(PsqlOpt("bad", words=[w], problem=f"psql option --{name} is {hit}"))
+                i += 1
+                continue
+            key, has_arg = hit
+            if has_arg == _REQ and not eq:
+                if i + 1 >= n:
+                    problem = f"psql option --{name} lacks its argument"
+                    out.append(PsqlOpt("bad", key, words=[w], problem=problem))
+                    break
+                value = args[i + 1]
+                out.append(PsqlOpt("opt", key, value, [w, value]))
+                i += 2
+                continue
+            out.append(PsqlOpt("opt", key, value if eq else None, [w]))
+            i += 1
+            continue
+        for k in range(1, len(w)):
+            ch = w[k]
+            if ch in _PSQL_SHORT_ARG:
+                value = w[k + 1 :]
+                if not value:
+                    if i + 1 >= n:
+                        problem = f"psql option -{ch} lacks its argument"
+                        out.append(PsqlOpt("bad", ch, words=[f"-{ch}"], problem=problem))
+                        break
+                    value = args[i + 1]
+                    i += 1
+                out.append(PsqlOpt("opt", ch, value, [f"-{ch}", value]))
+                break
+            if ch in _PSQL_SHORT_FLAG:
+                out.append(PsqlOpt("opt", ch, None, [f"-{ch}"]))
+            else:
+                problem = f"psql option -{ch} is unknown"
+                out.append(PsqlOpt("bad", words=[f"-{ch}"], problem=problem))
+        i += 1
+    return out
+
+
 def _psql(words: list[str], stdin: str | None, out: ClientSql) -> None:
     actions: list[tuple[str, str]] = []  # ("c", SQL) / ("f", FILE), in order: psql runs them so
     single_line = False
@@ -1163,49 +1247,13 @@ def _psql(words: list[str], stdin: str | None, out: ClientSql) -> None:
         elif key == "S":
             single_line = True
 
-    i, n = 1, len(words)
-    while i < n:
-        w = words[i]
-        if w == "--":
+    for o in psql_options(words[1:]):
+        if o.kind == "end":
             break  # the rest are dbname/username; psql runs no SQL from them
-        if not w.startswith("-") or w == "-":
-            i += 1  # dbname, then username (GNU getopt permutes: options may follow)
-            continue
-        if w.startswith("--"):
-            name, eq, value = w[2:].partition("=")
-            hit = _resolve_long(name, _PSQL_LONG)
-            if isinstance(hit, str):
-                _add(out.issues, f"psql option --{name} is {hit}")
-                i += 1
-                continue
-            key, has_arg = hit
-            if has_arg == _REQ and not eq:
-                if i + 1 < n:
-                    value = words[i + 1]
-                    i += 1
-                else:
-                    _add(out.issues, f"psql option --{name} lacks its argument")
-            handle(key, value if (eq or has_arg == _REQ) else None)
-            i += 1
-            continue
-        for k in range(1, len(w)):
-            ch = w[k]
-            if ch in _PSQL_SHORT_ARG:
-                value = w[k + 1 :]
-                if not value:
-                    if i + 1 < n:
-                        value = words[i + 1]
-                        i += 1
-                    else:
-                        _add(out.issues, f"psql option -{ch} lacks its argument")
-                        break
-                handle(ch, value)
-                break
-            if ch in _PSQL_SHORT_FLAG:
-                handle(ch, None)
-            else:
-                _add(out.issues, f"psql option -{ch} is unknown")
-        i += 1
+        if o.problem is not None:
+            _add(out.issues, o.problem)
+        elif o.kind == "opt" and o.key is not None:
+            handle(o.key, o.value)
 
     if not actions:
         _stdin(out, "psql", stdin, _PSQL, single_line=single_line)
