@@ -123,7 +123,11 @@ def support(cache_dir: str | None, *, refresh: bool = False) -> Support:
         try:
             with open(cache, encoding="utf-8") as f:
                 lines = f.read().split("\n")
-            if len(lines) >= 4 and lines[0] == "v1":
+            # The cache sits in the user's own state folder (the agent's, in
+            # strict mode): its bwrap path is used only when it is the one
+            # found now among the fixed system paths. A forged path would be
+            # run as "bubblewrap" with the command's argv, i.e. with no box.
+            if len(lines) >= 4 and lines[0] == "v1" and lines[1] in ("", bwrap):
                 return Support(
                     lines[1] or None, int(lines[2]), {"bwrap": lines[3], "landlock": lines[4]}
                 )
@@ -976,7 +980,12 @@ def _landlock_build(box: Box) -> int:
 
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
-    abi = box.abi
+    # The kernel's ABI, asked now: box.abi comes from a cache the user can
+    # edit (or a plan), and a lower one would leave rights unhandled (network
+    # from ABI 4, truncate from 3) in a box still called confined.
+    abi, why = landlock_abi()
+    if abi < 1:
+        raise OSError(0, f"Landlock cannot start: {why}")
     fs_all = (1 << 13) - 1
     if abi >= 2:
         fs_all |= _LL_REFER
