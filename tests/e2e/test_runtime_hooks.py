@@ -210,6 +210,15 @@ def gemini_call(tool: str = "run_shell_command", **tool_input: Any) -> dict[str,
         (gemini_call("read_file", file_path="~/.ssh/id_rsa"), [], "deny"),
         (gemini_call("write_file", file_path="notes.txt", content="x"), [], None),
         (gemini_call("google_web_search", query="x"), [], None),
+        # The names older releases use, and the tools that read many files or search.
+        (gemini_call("read_file", absolute_path="~/.ssh/id_rsa"), [], "deny"),
+        (gemini_call("read_many_files", paths=["src/a.py", "~/.ssh/id_rsa"]), [], "deny"),
+        (gemini_call("read_many_files", paths=["~/.ssh"]), [], "deny"),
+        (gemini_call("read_many_files", paths=["src/a.py"]), [], None),
+        (gemini_call("search_file_content", pattern=".", dir_path="~/.ssh"), [], "deny"),
+        (gemini_call("grep_search", pattern=".", path="~/.ssh/id_rsa"), [], "deny"),
+        (gemini_call("glob", pattern="*", dir_path="~/.ssh"), [], "deny"),
+        (gemini_call("glob", pattern="**/*.py"), [], None),
     ],
 )
 def test_gemini_hook(
@@ -237,6 +246,10 @@ def test_gemini_dir_path_is_the_commands_cwd(env: dict[str, str], xguard_home: P
         b"{}",
         json.dumps({**gemini_call(command="ls"), "hook_event_name": "AfterTool"}).encode(),
         json.dumps(gemini_call(command="")).encode(),
+        # A file tool whose path xguard cannot find is not let through undecided.
+        json.dumps(gemini_call("read_file")).encode(),
+        json.dumps(gemini_call("read_file", file_path=["~/.ssh/id_rsa", 5])).encode(),
+        json.dumps(gemini_call("read_many_files", paths=[])).encode(),
     ],
 )
 def test_gemini_malformed_blocks(env: dict[str, str], payload: bytes) -> None:
