@@ -30,7 +30,9 @@ pick):
    && pwd -P >| /tmp/claude-XXXX-cwd"` (`-c -l` and no `source` without a
    snapshot). xguard/adapters/wrappers.py takes it apart by its structure:
    `<cmd>` is what is decided, shown and audited; what runs is `eval '<cmd>'
-   [< /dev/null] && pwd -P >| FILE`, rebuilt from the decoded command; the
+   [< /dev/null] 9>&- && pwd -P >&9`, rebuilt from the decoded command, with
+   fd 9 opened on FILE by xguard before the command runs (never by name in
+   the shell, where a symlink the command made would be followed); the
    preparation statements are not run, and the snapshot is *not* sourced: it is
    a file the agent can write (with Claude Code's Write tool, outside any
    shell), and sourcing it would run its functions and aliases ungated, just
