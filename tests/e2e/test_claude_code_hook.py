@@ -264,6 +264,29 @@ def test_non_bash_tools(env: dict[str, str], tmp_path: Path, xguard_home: Path) 
     assert code == 0 and decision_of(parsed)[0] == "deny"
 
 
+# Claude Code's search and listing tools read files too (Grep prints the lines it
+# matches): a folder or file a rule denies is denied to them as to Read.
+SEARCH_TOOLS = [
+    ("Grep", {"pattern": ".", "path": "{home}/.ssh", "output_mode": "content"}, "deny"),
+    ("Grep", {"pattern": ".", "path": "{home}/.ssh/id_rsa"}, "deny"),
+    ("Glob", {"pattern": "*", "path": "{home}/.ssh"}, "deny"),
+    ("LS", {"path": "{home}/.ssh"}, "deny"),
+    ("Grep", {"pattern": "TODO"}, None),  # the project (the cwd): no opinion
+    ("Grep", {"pattern": "x", "path": "/etc/hostname"}, None),
+    ("Glob", {"pattern": "**/*.py"}, None),
+]
+
+
+@pytest.mark.parametrize(("tool", "tool_input", "answer"), SEARCH_TOOLS)
+def test_search_tools(
+    env: dict[str, str], tool: str, tool_input: dict[str, str], answer: str | None
+) -> None:
+    ti = {k: v.format(home=env["HOME"]) for k, v in tool_input.items()}
+    code, parsed, out, err = hook(env, {**DOC_EXAMPLE, "tool_name": tool, "tool_input": ti})
+    assert code == 0, err
+    assert (decision_of(parsed)[0] if out else None) == answer
+
+
 # ---------------------------------------------------------------------------
 # Malformed input: deny with a reason, exit 2, never crash, never allow.
 def _without(d: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -309,6 +332,14 @@ MALFORMED: list[tuple[str, bytes]] = [
     (
         "file tool without a path",
         json.dumps({**DOC_EXAMPLE, "tool_name": "Read", "tool_input": {}}).encode(),
+    ),
+    (
+        "search tool path is a number",
+        json.dumps({**DOC_EXAMPLE, "tool_name": "Grep", "tool_input": {"path": 5}}).encode(),
+    ),
+    (
+        "listing tool without a path",
+        json.dumps({**DOC_EXAMPLE, "tool_name": "LS", "tool_input": {}}).encode(),
     ),
 ]
 

@@ -550,3 +550,25 @@ def test_max_runtime_stops_the_boxed_command(box: Box, cmd: str, sig: int) -> No
     assert time.monotonic() - t < 10
     ex = [r for r in box.records() if r["event"] == "exit"][-1]
     assert ex["exit_code"] == 124 and ex["signal"] == sig
+
+
+def test_a_forged_support_cache_cannot_take_the_box_away(box: Box) -> None:
+    """The probe's answer is kept in the user's own state folder, which the
+    agent can write (in strict mode it is the agent user's). A forged answer
+    naming another program as bubblewrap, or a Landlock ABI too old to deny a
+    connect, must not make an allowed command run outside its box."""
+    assert box.xg("true").returncode == 0  # the probe's answer is kept
+    (kept,) = (box.xghome / "cache").glob("confine-????????????????????????.txt")
+    fake = box.project.parent / "fakebwrap"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n')
+    fake.chmod(0o755)
+    forged = {"bwrap": f"v1\n{fake}\n0\n\n\n", "landlock": "v1\n\n1\n\n\n"}[box.mechanism]
+    kept.write_text(forged)
+    p = box.xg(_py("open('src/new.txt', 'w').write('x')"))
+    assert p.returncode == 1 and not (box.project / "src" / "new.txt").exists(), p.stderr
+    if box.mechanism == "landlock" and _abi() < 4:
+        return
+    with _server() as (port, accepted):
+        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
+        p = box.xg(_py(code))
+        assert p.returncode == 1 and accepted == [], p.stderr

@@ -650,4 +650,5 @@ def test_the_run_time_cap_inside_claude_codes_shell_wrapper(
     [rec] = records(xguard_home)
     assert rec["command"] == cmd and rec["source"] == "shell:claude-code"
     assert rec["row_cap"][0]["cap"] == 1000 and "ON_ERROR_STOP=1" in rec["exec"]
-    assert rec["exec"].startswith("eval '") and rec["exec"].endswith("-cwd'")
+    # The cwd report goes to the fd xguard opened on the file (never by name).
+    assert rec["exec"].startswith("eval '") and rec["exec"].endswith(" 9>&- && pwd -P >&9")

@@ -99,6 +99,45 @@ PATCH = "*** Begin Patch\n*** Update File: {}\n@@\n-a\n+b\n*** End Patch\n"
         (codex_call("rm -rf build"), ["--require-approval", "deny"], "deny"),
         (codex_call(PATCH.format("~/.ssh/authorized_keys"), tool="apply_patch"), [], "deny"),
         (codex_call(PATCH.format("src/main.py"), tool="apply_patch"), [], None),
+        # Codex strips a hunk header before reading it: padding hides nothing.
+        (
+            codex_call(PATCH.format("~/.ssh/x").replace("\n***", "\n \t***"), tool="apply_patch"),
+            [],
+            "deny",
+        ),
+        (
+            codex_call(
+                PATCH.format("src/ok.py") + "*** Add File: ~/.ssh/authorized_keys\n+k\n",
+                tool="apply_patch",
+            ),
+            [],
+            "deny",
+        ),
+        # The patch inside a list (local_shell's argv) or an object.
+        (
+            {
+                **codex_call("", tool="apply_patch"),
+                "tool_input": {"command": ["apply_patch", PATCH.format("~/.ssh/x")]},
+            },
+            [],
+            "deny",
+        ),
+        (
+            {
+                **codex_call("", tool="apply_patch"),
+                "tool_input": {"input": {"patch": PATCH.format("~/.ssh/x")}},
+            },
+            [],
+            "deny",
+        ),
+        (
+            codex_call(
+                PATCH.format("a.py\n*** Move to: ~/.ssh/x"),
+                tool="apply_patch",
+            ),
+            [],
+            "deny",
+        ),
         (codex_call("x", tool="web_search"), [], None),
     ],
 )
@@ -134,6 +173,10 @@ def test_codex_never_answers_ask(env: dict[str, str], tmp_path: Path, xguard_hom
         json.dumps(codex_call("ls", hook_event_name="PostToolUse")).encode(),
         json.dumps({**codex_call("ls"), "tool_input": {"command": 5}}).encode(),
         json.dumps({**codex_call("ls"), "cwd": "relative"}).encode(),
+        # An apply_patch in which xguard finds no file is not let through undecided.
+        json.dumps(codex_call("*** Begin Patch\n*** End Patch\n", tool="apply_patch")).encode(),
+        json.dumps({**codex_call("", tool="apply_patch"), "tool_input": {"patch": 5}}).encode(),
+        json.dumps({**codex_call("", tool="apply_patch"), "tool_input": {}}).encode(),
     ],
 )
 def test_codex_malformed_blocks(env: dict[str, str], payload: bytes) -> None:
@@ -167,6 +210,15 @@ def gemini_call(tool: str = "run_shell_command", **tool_input: Any) -> dict[str,
         (gemini_call("read_file", file_path="~/.ssh/id_rsa"), [], "deny"),
         (gemini_call("write_file", file_path="notes.txt", content="x"), [], None),
         (gemini_call("google_web_search", query="x"), [], None),
+        # The names older releases use, and the tools that read many files or search.
+        (gemini_call("read_file", absolute_path="~/.ssh/id_rsa"), [], "deny"),
+        (gemini_call("read_many_files", paths=["src/a.py", "~/.ssh/id_rsa"]), [], "deny"),
+        (gemini_call("read_many_files", paths=["~/.ssh"]), [], "deny"),
+        (gemini_call("read_many_files", paths=["src/a.py"]), [], None),
+        (gemini_call("search_file_content", pattern=".", dir_path="~/.ssh"), [], "deny"),
+        (gemini_call("grep_search", pattern=".", path="~/.ssh/id_rsa"), [], "deny"),
+        (gemini_call("glob", pattern="*", dir_path="~/.ssh"), [], "deny"),
+        (gemini_call("glob", pattern="**/*.py"), [], None),
     ],
 )
 def test_gemini_hook(
@@ -194,6 +246,10 @@ def test_gemini_dir_path_is_the_commands_cwd(env: dict[str, str], xguard_home: P
         b"{}",
         json.dumps({**gemini_call(command="ls"), "hook_event_name": "AfterTool"}).encode(),
         json.dumps(gemini_call(command="")).encode(),
+        # A file tool whose path xguard cannot find is not let through undecided.
+        json.dumps(gemini_call("read_file")).encode(),
+        json.dumps(gemini_call("read_file", file_path=["~/.ssh/id_rsa", 5])).encode(),
+        json.dumps(gemini_call("read_many_files", paths=[])).encode(),
     ],
 )
 def test_gemini_malformed_blocks(env: dict[str, str], payload: bytes) -> None:

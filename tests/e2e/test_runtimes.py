@@ -290,6 +290,60 @@ def test_gemini_wrapper_through_the_shim(
     assert ("decision", "echo from gemini", "allow") in audit_commands(xguard_home)
 
 
+TRAILER_RULES = """\
+default: require_approval
+confine: {mode}
+rules:
+  - {{pattern: "ln", action: allow}}
+  - {{pattern: "cd", action: allow, dynamic: allow}}
+  - {{pattern: "echo", action: allow, dynamic: allow}}
+  - {{path: "/**", action: allow}}
+  - {{path: "/tmp/**", access: write, action: allow}}
+"""
+
+
+@pytest.mark.parametrize("runtime", ["claude-code", "gemini"])
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_a_trailer_file_made_a_symlink_by_the_command_writes_nothing_through_it(
+    env: dict[str, str], tmp_path: Path, runtime: str, mode: str
+) -> None:
+    """The wrapper's own trailer (Claude Code's cwd report, Gemini CLI's
+    background pids) writes after the command: a command that replaces the
+    file with a symlink (`ln -sf`, decided as a write in /tmp) must not get
+    the trailer to write into the link's target, a file it never named."""
+    (tmp_path / "rules.yaml").write_text(TRAILER_RULES.format(mode=mode))
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    work = Path(tempfile.mkdtemp(prefix="xg-trailer-"))
+    if runtime == "claude-code":
+        trailer = Path("/tmp") / f"claude-{os.getpid():x}{len(mode)}c-cwd"
+        cmd = f"ln -sf {victim} {trailer} && cd {work} && echo done"
+        text = f"eval {shlex.quote(cmd)} < /dev/null && pwd -P >| {trailer}"
+    else:
+        trailer = work / "gemini-shell-x" / "bgpids.tmp"
+        trailer.parent.mkdir()
+        cmd = f"ln -sf {victim} {trailer} && echo done"
+        text = (
+            f"_bgpids_file={trailer}\n(\n  trap 'jobs -p > \"$_bgpids_file\"' EXIT\n"
+            f"{cmd}\n)\n__code=$?\nexit $__code"
+        )
+    try:
+        r = subprocess.run(
+            [xguard_exe()[0], "-c", text],
+            env={**env, "TMPDIR": "/tmp"},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert (r.returncode, r.stdout) == (0, "done\n"), r.stderr
+        assert victim.read_text() == "precious\n"
+        assert trailer.is_symlink()  # what the command made, and nothing more
+    finally:
+        trailer.unlink(missing_ok=True)
+        shutil.rmtree(work)
+
+
 def test_unknown_preparation_statement_is_decided_with_the_command(
     env: dict[str, str], xguard_home: Path
 ) -> None:

@@ -561,6 +561,54 @@ def test_allowed_commands_run_in_the_box_the_broker_planned(world: World) -> Non
     assert decision["decision"] == "require_approval"
 
 
+def test_a_forged_probe_answer_on_the_agent_side_cannot_take_the_box_away(world: World) -> None:
+    """The agent side says what box it can start from a probe answer kept in
+    the agent's own folder. An answer naming another program as bubblewrap
+    (one that runs the command without a box) must not get the broker's
+    `confined` allow run unconfined: the client starts only the system's
+    bwrap, whatever the kept answer says."""
+    rules_d = world.home / "rules.d"
+    rules_d.mkdir(mode=0o700, exist_ok=True)
+    (rules_d / "boxed.yaml").write_text(BOXED_RULES)
+    os.chmod(rules_d / "boxed.yaml", 0o600)
+    env = world.agent_env(XGUARD_PROFILE="boxed")
+    assert world.agent_xg("-c", "python3 -c pass", env=env).returncode == 0
+    cache = world.agent_home / ".local" / "state" / "xguard" / "cache"
+    (kept,) = cache.glob("confine-????????????????????????.txt")
+    fake = world.agent_home / "fakebwrap"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n')
+    fake.chmod(0o755)
+    kept.write_text(f"v1\n{fake}\n0\n\n\n")
+    for f in (fake, kept):
+        os.chown(f, world.uid, world.gid)
+    write = "python3 -c \"open('forged.txt', 'w').write('x')\""
+    p = world.agent_xg("-c", write, env=env)
+    assert p.returncode == 1 and not (world.agent_home / "forged.txt").exists(), p.stderr
+    assert "this command ran read-only" in p.stderr, p.stderr
+
+
+def test_claude_codes_wrapper_reports_its_cwd_from_the_box(world: World) -> None:
+    """The wrapper's cwd report is written by the agent side through the fd it
+    opens on the file before the box starts: the box need not let it write
+    /tmp, and the broker decides the model's command alone."""
+    cwdf = Path("/tmp") / f"claude-{os.getpid():x}5a-cwd"
+    cwdf.unlink(missing_ok=True)
+    text = f"eval 'ls' < /dev/null && pwd -P >| {cwdf}"
+    try:
+        p = world.agent_xg("-c", text)
+        assert p.returncode == 0, p.stderr
+        assert cwdf.read_text().strip() == str(world.agent_home)
+        assert cwdf.stat().st_uid == world.uid
+    finally:
+        cwdf.unlink(missing_ok=True)
+    (decision,) = [
+        r
+        for r in world.records(command="ls")
+        if r["event"] == "decision" and r.get("source") == "shell:claude-code"
+    ]
+    assert decision["decision"] == "allow"
+
+
 def test_the_agent_cannot_read_the_brokers_environment(world: World) -> None:
     pid = world.broker.proc.pid
     environ = Path(f"/proc/{pid}/environ").read_bytes()

@@ -251,6 +251,17 @@ def test_support_is_kept_on_disk(tmp_path: Path) -> None:
     assert os.stat(kept[0]).st_mode & 0o777 <= 0o644
 
 
+@pytest.mark.parametrize("named", ["/tmp/fakebwrap", "/home/u/bin/bwrap", "bwrap"])
+def test_a_kept_answer_naming_another_bwrap_is_not_believed(tmp_path: Path, named: str) -> None:
+    """The kept answer is in the user's own folder: a bwrap path other than
+    the system one found now is probed again, never run as the box."""
+    first = confine.support(str(tmp_path))
+    (kept,) = tmp_path.glob("confine-*.txt")
+    kept.write_text(f"v1\n{named}\n0\n\n\n")
+    again = confine.support(str(tmp_path))
+    assert again.bwrap == first.bwrap and again.bwrap != named
+
+
 def test_the_kept_masks_follow_the_disk(world: tuple[Path, Path, Paths], tmp_path: Path) -> None:
     """The masks are kept with the mtimes of the folders read: a secret created
     anywhere the search looks is masked on the next command, one removed is not."""

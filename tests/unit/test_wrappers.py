@@ -83,8 +83,11 @@ def test_claude_code_wrappers(text: str, command: str, dropped: int) -> None:
     w = recognise(text, {})
     assert w is not None and w.runtime == "claude-code"
     assert (w.command, len(w.dropped), w.extra) == (command, dropped, [])
-    # what runs: the command under eval, then the cwd report; never the snapshot
-    assert w.exec_text.endswith(f" && pwd -P >| '{CWD}'")
+    # what runs: the command under eval (without the cwd file's fd), then the
+    # cwd report to the fd xguard opens on the file; never the snapshot
+    stdin = " < /dev/null" if w.meta["stdin_null"] else ""
+    assert w.exec_text == f"eval {sq(command)}{stdin} 9>&- && pwd -P >&9"
+    assert w.writes == ((CWD, False),)
     assert "source" not in w.exec_text.split("eval ", 1)[0]
     assert "snapshot" not in w.exec_text
 
@@ -110,7 +113,7 @@ def test_unknown_statements_stay_gated(head: str, kept: str) -> None:
     assert w is not None
     assert w.extra == [kept]
     assert w.command == f"{kept} && eval 'ls' < /dev/null"  # decided and shown
-    assert w.exec_text == f"{w.command} && pwd -P >| '{CWD}'"
+    assert w.exec_text == f"{w.command} 9>&- && pwd -P >&9"
 
 
 NOT_WRAPPERS = [
@@ -159,12 +162,11 @@ def test_gemini_wrappers(text: str, command: str | None) -> None:
         assert w is None
         return
     assert w is not None and w.runtime == "gemini" and w.command == command
-    # The trap writes to a literal path: the command cannot redirect it by
-    # reassigning a variable; the command runs under eval of its quoted text.
-    assert w.exec_text == (
-        "(\n  trap 'jobs -p > '\\''/tmp/gemini-shell-gUnptY/bgpids.tmp'\\''' EXIT\n"
-        f"  eval {sq(command)}\n)"
-    )
+    # The trap writes to the fd xguard opens on the pid file: the command can
+    # neither redirect it by reassigning a variable nor by making the file a
+    # symlink; the command runs under eval of its quoted text, without the fd.
+    assert w.exec_text == f"(\n  trap 'jobs -p >&9' EXIT\n  eval {sq(command)} 9>&-\n)"
+    assert w.writes == ((GEMINI_PID, True),)
 
 
 def test_gemini_pid_file_may_not_be_a_symlink(tmp_path: Path) -> None:
@@ -229,3 +231,78 @@ def test_the_shell_front_end_looks_closer_at_every_wrapper_it_must_read() -> Non
         assert wrapped_or_startup(text), text
     for text in ("ls -la", "git status", "cat env", "echo source", "pwd -P"):
         assert not wrapped_or_startup(text), text
+
+
+def test_a_cwd_file_in_a_folder_that_resolves_out_of_the_temp_folders_is_not_a_wrapper(
+    tmp_path: Path,
+) -> None:
+    """/tmp/d/claude-1-cwd with /tmp/d -> /etc/cron.d would write there."""
+    link = Path(tempfile.gettempdir()) / f"xg-outside-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(__file__).resolve().parent)  # a folder outside every temp folder
+    try:
+        assert recognise(f"eval 'ls' && pwd -P >| {link}/claude-1a-cwd", {}) is None
+        assert recognise(gemini("ls", pid=f"{link}/gemini-shell-a/bgpids.tmp"), {}) is None
+        inside = tmp_path / "in"
+        inside.mkdir()
+        link.unlink()
+        link.symlink_to(inside)  # a folder that stays in the temp folders: its real path is kept
+        w = recognise(f"eval 'ls' && pwd -P >| {link}/claude-1a-cwd", {})
+        assert w is not None and w.writes == ((f"{inside.resolve()}/claude-1a-cwd", False),)
+    finally:
+        link.unlink()
+
+
+def _trailer(path: Path) -> tuple[bool, str]:
+    """(the file was opened, not /dev/null; what was written through it)."""
+    from xguard.gate.execenv import open_trailer_file
+
+    t = open_trailer_file(str(path))
+    try:
+        os.write(t.fd, b"/the/cwd\n")
+        opened = os.path.realpath(f"/proc/self/fd/{t.fd}") != os.devnull
+    finally:
+        t.close(keep_empty=False)
+    return opened, path.read_text() if path.is_file() and not path.is_symlink() else ""
+
+
+def test_the_trailer_file_is_opened_without_following_links(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    f = tmp_path / "claude-1-cwd"
+    # absent: made and written
+    assert _trailer(f) == (True, "/the/cwd\n")
+    # a regular file of ours: truncated and written
+    f.write_text("old contents, longer than the new\n")
+    assert _trailer(f) == (True, "/the/cwd\n")
+    f.unlink()
+    # a symlink, to a file or to nowhere: never opened
+    for target in (victim, tmp_path / "nowhere"):
+        f.symlink_to(target)
+        assert _trailer(f) == (False, "")
+        f.unlink()
+    assert not (tmp_path / "nowhere").exists()
+    # a second name of another file (a hard link to ~/.bashrc): never truncated
+    os.link(victim, f)
+    assert _trailer(f)[0] is False
+    f.unlink()
+    # a FIFO: refused without blocking
+    os.mkfifo(f)
+    assert _trailer(f)[0] is False
+    f.unlink()
+    # a folder on the way that is a symlink
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+    assert _trailer(tmp_path / "via" / "claude-1-cwd") == (False, "")
+    assert not (tmp_path / "real" / "claude-1-cwd").exists()
+    assert victim.read_text() == "precious\n"
+
+
+def test_an_unwritten_trailer_file_made_for_the_command_goes_again(tmp_path: Path) -> None:
+    from xguard.gate.execenv import open_trailer_file
+
+    f = tmp_path / "claude-1-cwd"
+    open_trailer_file(str(f)).close(keep_empty=False)  # the command failed: no cwd report
+    assert not f.exists()
+    open_trailer_file(str(f)).close(keep_empty=True)  # Gemini's trap always writes
+    assert f.exists()

@@ -24,7 +24,8 @@ Answer an agent runtime's pre-tool-use hook with xguard's decision. The hook
 JSON is read on stdin; the runtime's answer JSON is printed on stdout.
 
   claude-code   Claude Code PreToolUse hook: decides tool_input.command (Bash)
-                and the files of Read/Write/Edit/MultiEdit/NotebookEdit.
+                and the files of Read/Write/Edit/MultiEdit/NotebookEdit/Grep/
+                Glob/LS.
                 Answers {{"hookSpecificOutput": {{"permissionDecision":
                 "allow"|"deny"|"ask", ...}}}}.
                 require_approval: ask (default) | wait | deny. Hook timeout 600 s.
@@ -32,7 +33,8 @@ JSON is read on stdin; the runtime's answer JSON is printed on stdout.
                 answers ask, which Codex treats as unsupported and runs the command:
                 require_approval: wait (default) | deny. Hook timeout 600 s.
   gemini        Gemini CLI BeforeTool hook: decides run_shell_command and the files
-                of read_file/write_file/replace/list_directory. Answers
+                of read_file/write_file/replace/list_directory/read_many_files/
+                search_file_content/grep_search/glob. Answers
                 {{"decision": "allow"|"deny"|"ask", "reason": ...}}.
                 require_approval: wait (default; ask makes a headless `gemini -p`
                 wait for ever) | ask | deny. Hook timeout 60 s.

@@ -30,7 +30,9 @@ pick):
    && pwd -P >| /tmp/claude-XXXX-cwd"` (`-c -l` and no `source` without a
    snapshot). xguard/adapters/wrappers.py takes it apart by its structure:
    `<cmd>` is what is decided, shown and audited; what runs is `eval '<cmd>'
-   [< /dev/null] && pwd -P >| FILE`, rebuilt from the decoded command; the
+   [< /dev/null] 9>&- && pwd -P >&9`, rebuilt from the decoded command, with
+   fd 9 opened on FILE by xguard before the command runs (never by name in
+   the shell, where a symlink the command made would be followed); the
    preparation statements are not run, and the snapshot is *not* sourced: it is
    a file the agent can write (with Claude Code's Write tool, outside any
    shell), and sourcing it would run its functions and aliases ungated, just
@@ -75,6 +77,7 @@ from xguard.adapters.hookflow import (
     parse_options,
     read_input,
     shell_command,
+    tool_paths,
 )
 
 SOURCE = "hook:claude-code"
@@ -130,15 +133,21 @@ def unwrap_claude_code(text: str) -> str | None:
 # The PreToolUse hook: Claude Code's JSON <-> hookflow's ToolCall and Verdict.
 
 HOOK_USAGE = "usage: xguard hook claude-code [--require-approval ask|wait|deny] [--timeout SECONDS]"
-# Claude Code's file tools and the input field that names the file
+# Claude Code's file tools: the input fields that name a file, what the tool
+# does with it, and whether the field must be there
 # (https://code.claude.com/docs/en/hooks, "PreToolUse input"). A file an
-# xguard rule denies stays denied when the agent reaches it without a shell.
-FILE_TOOLS = {
-    "Read": ("file_path", "read"),
-    "Write": ("file_path", "write"),
-    "Edit": ("file_path", "write"),
-    "MultiEdit": ("file_path", "write"),
-    "NotebookEdit": ("notebook_path", "write"),
+# xguard rule denies stays denied when the agent reaches it without a shell:
+# the search tools read what they search (Grep prints matching lines), so a
+# folder holding a denied file is decided as `grep -r` of it would be.
+FILE_TOOLS: dict[str, tuple[tuple[str, ...], str, bool]] = {
+    "Read": (("file_path",), "read", True),
+    "Write": (("file_path",), "write", True),
+    "Edit": (("file_path",), "write", True),
+    "MultiEdit": (("file_path",), "write", True),
+    "NotebookEdit": (("notebook_path",), "write", True),
+    "Grep": (("path",), "search", False),  # no path: the cwd
+    "Glob": (("path",), "read", False),
+    "LS": (("path",), "read", True),
 }
 
 
@@ -156,13 +165,17 @@ def parse_call(data: Mapping[str, Any]) -> ToolCall:
     record = {"claude_session_id": session_id, "tool_use_id": tool_use_id}
     if tool != "Bash":
         if tool in FILE_TOOLS:
-            key, access = FILE_TOOLS[tool]
+            keys, access, required = FILE_TOOLS[tool]
+            cwd = absolute_cwd(data, required=False)
+            paths = tool_paths(tool_input, keys, required) or ([cwd] if cwd else [])
+            if len(paths) != 1:
+                raise Malformed(f"{tool} names {len(paths)} paths where xguard reads one")
             return ToolCall(
                 SOURCE,
                 tool,
-                path=field(tool_input, key, str, "tool_input."),
+                path=paths[0],
                 access=access,
-                cwd=absolute_cwd(data, required=False),
+                cwd=cwd,
                 session_id=session_id,
                 record=record,
             )

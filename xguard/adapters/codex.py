@@ -55,15 +55,33 @@ SHELL_TOOLS = ("Bash", "shell", "exec_command", "local_shell", "shell_command")
 _PATCH_MARKS = ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: ")
 
 
+def _strings(v: Any, depth: int = 0) -> list[str]:
+    """Every string in a JSON value: the patch may sit in a list (local_shell's
+    `["apply_patch", "*** Begin Patch…"]`) or in an object."""
+    if isinstance(v, str):
+        return [v]
+    if depth > 8:
+        return []
+    if isinstance(v, dict):
+        v = list(v.values())
+    if isinstance(v, list):
+        return [s for x in v for s in _strings(x, depth + 1)]
+    return []
+
+
 def patch_paths(tool_input: Mapping[str, Any]) -> list[str]:
-    """Every file an apply_patch call writes, from any string in its input."""
+    """Every file an apply_patch call writes, from any string in its input.
+
+    Codex's parser strips a hunk header before reading it (parse_one_hunk:
+    "tolerant of ... extra padding around marker strings"), so a marker is
+    looked for in the stripped line: `  *** Update File: x` writes x."""
     out: list[str] = []
-    for v in tool_input.values():
-        if isinstance(v, str):
-            for line in v.splitlines():
-                for mark in _PATCH_MARKS:
-                    if line.startswith(mark) and line[len(mark) :].strip():
-                        out.append(line[len(mark) :].strip())
+    for v in _strings(dict(tool_input)):
+        for raw in v.splitlines():
+            line = raw.strip()
+            for mark in _PATCH_MARKS:
+                if line.startswith(mark) and line[len(mark) :].strip():
+                    out.append(line[len(mark) :])  # as Codex reads it, blanks kept
     return out
 
 
@@ -92,11 +110,16 @@ def parse_call(data: Mapping[str, Any]) -> list[ToolCall]:
         ]
     if tool == "apply_patch":
         cwd = absolute_cwd(data, required=False)
+        paths = patch_paths(tool_input)
+        if not paths:
+            # A patch that names no file cannot be applied; one whose files
+            # xguard cannot find must not go ahead undecided.
+            raise Malformed("apply_patch names no file xguard can read (no '*** … File: ' line)")
         return [
             ToolCall(
                 SOURCE, tool, path=p, access="write", cwd=cwd, session_id=session_id, record=record
             )
-            for p in patch_paths(tool_input)
+            for p in paths
         ]
     return []  # no opinion: Codex's own approval policy decides
 

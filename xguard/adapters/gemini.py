@@ -40,6 +40,7 @@ from xguard.adapters.hookflow import (
     parse_options,
     read_input,
     shell_command,
+    tool_paths,
 )
 
 SOURCE = "hook:gemini"
@@ -48,16 +49,25 @@ SHELL_TOOL = "run_shell_command"
 DEFAULT_HOOK_TIMEOUT = 60.0  # seconds: Gemini CLI's default (60000 ms)
 MODES = ("ask", "wait", "deny")
 USAGE = "usage: xguard hook gemini [--require-approval ask|wait|deny] [--timeout SECONDS]"
-FILE_TOOLS = {
-    "read_file": ("file_path", "read"),
-    "list_directory": ("dir_path", "read"),
-    "write_file": ("file_path", "write"),
-    "replace": ("file_path", "write"),
+# Gemini CLI's file tools: the input fields that name a path (under the names
+# its releases have used), what the tool does with it, and whether one must be
+# there. The search tools read what they search, so a folder holding a denied
+# file is decided as `grep -r` of it would be; read_many_files reads every
+# path (or glob) it names.
+FILE_TOOLS: dict[str, tuple[tuple[str, ...], str, bool]] = {
+    "read_file": (("file_path", "absolute_path", "path"), "read", True),
+    "list_directory": (("dir_path", "path"), "read", True),
+    "write_file": (("file_path", "absolute_path"), "write", True),
+    "replace": (("file_path", "absolute_path"), "write", True),
+    "read_many_files": (("paths",), "search", True),
+    "search_file_content": (("dir_path", "path"), "search", False),  # no path: the cwd
+    "grep_search": (("dir_path", "path"), "search", False),
+    "glob": (("dir_path", "path"), "read", False),
 }
 
 
-def parse_call(data: Mapping[str, Any]) -> ToolCall:
-    """Gemini CLI's BeforeTool input -> the tool call to decide."""
+def parse_call(data: Mapping[str, Any]) -> list[ToolCall]:
+    """Gemini CLI's BeforeTool input -> the tool calls to decide (one per path)."""
     event = field(data, "hook_event_name", str, required=False)
     if event is not None and event != EVENT:
         raise Malformed(f"xguard hook gemini answers BeforeTool hooks; it was called for {event}")
@@ -71,31 +81,38 @@ def parse_call(data: Mapping[str, Any]) -> ToolCall:
         sub = field(tool_input, "dir_path", str, "tool_input.", required=False)
         if sub:
             cwd = os.path.normpath(os.path.join(str(cwd), sub))
-        return ToolCall(
-            SOURCE,
-            tool,
-            command=shell_command(tool_input),
-            cwd=cwd,
-            session_id=session_id,
-            record=record,
-        )
-    if tool in FILE_TOOLS:
-        key, access = FILE_TOOLS[tool]
-        path = field(tool_input, key, str, "tool_input.", required=False)
-        if path:
-            cwd = absolute_cwd(data, required=False)
-            if cwd and not path.startswith(("/", "~")):  # ~ stays: the rules expand it
-                path = os.path.join(cwd, path)
-            return ToolCall(
+        return [
+            ToolCall(
                 SOURCE,
                 tool,
-                path=path,
-                access=access,
+                command=shell_command(tool_input),
                 cwd=cwd,
                 session_id=session_id,
                 record=record,
             )
-    return ToolCall(SOURCE, tool)  # no opinion: Gemini CLI's own policy decides
+        ]
+    if tool in FILE_TOOLS:
+        keys, access, required = FILE_TOOLS[tool]
+        cwd = absolute_cwd(data, required=False)
+        paths = tool_paths(tool_input, keys, required) or ([cwd] if cwd else [])
+        out = []
+        for named in paths:
+            path = named
+            if cwd and not path.startswith(("/", "~")):  # ~ stays: the rules expand it
+                path = os.path.join(cwd, path)
+            out.append(
+                ToolCall(
+                    SOURCE,
+                    tool,
+                    path=path,
+                    access=access,
+                    cwd=cwd,
+                    session_id=session_id,
+                    record=record,
+                )
+            )
+        return out
+    return []  # no opinion: Gemini CLI's own policy decides
 
 
 def render(v: Verdict) -> str:
@@ -104,8 +121,12 @@ def render(v: Verdict) -> str:
 
 def _run(args: list[str], stdin: Any) -> Verdict:
     mode, hook_timeout = parse_options(args, USAGE, MODES, DEFAULT_HOOK_TIMEOUT)
-    call = parse_call(read_input(stdin, "Gemini CLI"))
-    return decide(call, mode, hook_timeout, "gemini", "wait", MODES)
+    verdict = Verdict(None)
+    for call in parse_call(read_input(stdin, "Gemini CLI")):
+        verdict = decide(call, mode, hook_timeout, "gemini", "wait", MODES)
+        if verdict.decision == "deny":
+            break
+    return verdict
 
 
 def hook_main(args: list[str], stdin: Any = None) -> int:

@@ -48,7 +48,7 @@ class ToolCall:
         self.tool = tool  # the runtime's tool name
         self.command = command  # a shell command to decide, or
         self.path = path  # a file a file tool reaches (read or write: `access`)
-        self.access = access
+        self.access = access  # read | search (everything under it) | write
         self.cwd = cwd
         self.session_id = session_id  # the runtime's session id
         self.record = record or {}  # runtime fields copied into the audit record
@@ -123,6 +123,27 @@ def field(
             f"not {_a(_JSON_TYPE.get(kind, kind.__name__))}"
         )
     return v
+
+
+def tool_paths(
+    tool_input: Mapping[str, Any], keys: tuple[str, ...], required: bool = True
+) -> list[str]:
+    """The paths a file tool names, under any of the names a release has used
+    for them (`file_path`, `absolute_path`, …), a string or a list of
+    strings each. A file tool whose path xguard cannot find is malformed:
+    answering nothing would let it reach a file a rule denies."""
+    out: list[str] = []
+    for key in keys:
+        v = tool_input.get(key)
+        if v is None:
+            continue
+        items = v if isinstance(v, list) else [v]
+        if not items or not all(isinstance(x, str) and x.strip() for x in items):
+            raise Malformed(f"hook input field tool_input.{key} is not a path or a list of paths")
+        out += items
+    if not out and required:
+        raise Malformed(f"hook input has no tool_input.{' or tool_input.'.join(keys)}")
+    return out
 
 
 def shell_command(tool_input: Mapping[str, Any], key: str = "command") -> str:
@@ -482,7 +503,13 @@ def _file_tool(call: ToolCall) -> Verdict:
         source=call.source,
     )
     gate = load_gate(req, call.cwd)
-    text = f"cat -- {sq(path)}" if call.access == "read" else f": > {sq(path)}"
+    # As the shell would be decided: `search` reads everything under the path
+    # (a search tool), so a folder holding a denied file is denied as
+    # `grep -r` of it would be.
+    text = {
+        "read": f"cat -- {sq(path)}",
+        "search": f"grep -r -e . -- {sq(path)}",
+    }.get(call.access, f": > {sq(path)}")
     decision = gate.decide_text(text, call.cwd)
     denied = [u for u in decision.units if u.kind == "path" and u.decision == "deny"]
     if not denied:

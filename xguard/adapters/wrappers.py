@@ -137,13 +137,21 @@ def _tmp_roots(environ: Mapping[str, str] | None) -> list[str]:
 
 
 def _temp_file_ok(path: str, environ: Mapping[str, str] | None) -> bool:
-    """An absolute, normalised path under a temp folder, and not a symlink:
-    `>|` and `>` follow a symlink, and the wrapper's file must never be a way
-    to write somewhere else."""
+    """An absolute, normalised path under a temp folder, and not a symlink,
+    nor in a folder that resolves out of the temp folders (/tmp/d/x with
+    /tmp/d -> /etc/cron.d): the wrapper's file must never be a way to write
+    somewhere else. xguard writes it through an fd it opens itself, never by
+    name in the shell (gate/execenv.py open_trailer_file)."""
     if not path.startswith("/") or os.path.normpath(path) != path:
         return False
     d = os.path.dirname(path)
-    if not any(d == r or d.startswith(r + "/") for r in _tmp_roots(environ)):
+    roots = _tmp_roots(environ)
+    if not any(d == r or d.startswith(r + "/") for r in roots):
+        return False
+    real = os.path.realpath(d)
+    if not any(
+        real == x or real.startswith(x.rstrip("/") + "/") for x in map(os.path.realpath, roots)
+    ):
         return False
     return not os.path.islink(path)
 
@@ -445,14 +453,25 @@ def _claude(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
     redirect = " < /dev/null" if stdin_null else ""
     run = f"eval {sq(command)}{redirect}"
     decided = " && ".join([*extra, run]) if extra else command
+    # The cwd report goes to fd 9, which xguard opens on the cwd file before
+    # the command runs (gate/execenv.py open_trailer_file): `>| FILE` would
+    # follow a symlink the command itself made there. The command runs with
+    # fd 9 closed, so it never holds the file.
     return Unwrapped(
         "claude-code",
         decided,
-        f"{' && '.join([*extra, run])} && pwd -P >| {sq(cwd_file)}",
+        f"{' && '.join([*extra, run + ' 9>&-'])} && pwd -P >&9",
         dropped,
         extra,
-        meta={"cwd_file": cwd_file, "stdin_null": stdin_null},
+        meta={"cwd_file": _resolved(cwd_file), "stdin_null": stdin_null},
     )
+
+
+def _resolved(path: str) -> str:
+    """The temp file's path with its folder resolved (/var/folders is
+    /private/var/folders on macOS): opened one component at a time without
+    following a symlink, so a folder swapped for one later is refused."""
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 def _snapshot_source(toks: list[_Tok]) -> bool:
@@ -526,19 +545,19 @@ def _gemini(text: str, environ: Mapping[str, str] | None) -> Unwrapped | None:
     command = text[t + len(_GEMINI_TRAP) : len(text) - len(_GEMINI_TAIL)]
     if not command.strip():
         return None
-    # The pid file is written by a literal path: a variable the command could
-    # reassign would let it choose where the trap writes.
     # The command runs under `eval` of its exact quoted text, as in Claude
     # Code's wrapper: nothing it holds can close the subshell early, and a
     # front end that replaces the decided text (row caps) finds it quoted once.
-    trap = sq(f"jobs -p > {sq(w[0])}")
+    # The trap writes to fd 9, which xguard opens on the pid file before the
+    # command runs (as Claude Code's cwd report): never by a name the command
+    # could make a symlink of, nor a variable it could reassign.
     return Unwrapped(
         "gemini",
         command,
-        f"(\n  trap {trap} EXIT\n  eval {sq(command)}\n)",
+        f"(\n  trap 'jobs -p >&9' EXIT\n  eval {sq(command)} 9>&-\n)",
         dropped,
         [],
-        meta={"pid_file": w[0]},
+        meta={"pid_file": _resolved(w[0])},
     )
 
 

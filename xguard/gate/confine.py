@@ -123,7 +123,11 @@ def support(cache_dir: str | None, *, refresh: bool = False) -> Support:
         try:
             with open(cache, encoding="utf-8") as f:
                 lines = f.read().split("\n")
-            if len(lines) >= 4 and lines[0] == "v1":
+            # The cache sits in the user's own state folder (the agent's, in
+            # strict mode): its bwrap path is used only when it is the one
+            # found now among the fixed system paths. A forged path would be
+            # run as "bubblewrap" with the command's argv, i.e. with no box.
+            if len(lines) >= 4 and lines[0] == "v1" and lines[1] in ("", bwrap):
                 return Support(
                     lines[1] or None, int(lines[2]), {"bwrap": lines[3], "landlock": lines[4]}
                 )
@@ -338,7 +342,6 @@ class Box:
     __slots__ = (
         "abi",
         "bwrap",
-        "created",
         "cwd",
         "masked_dirs",
         "masked_files",
@@ -360,7 +363,6 @@ class Box:
         self.partial = False  # the search for `**/name` secrets ran out of budget
         self.bwrap = ""
         self.abi = 0
-        self.created: list[str] = []  # trailer files made empty to be bound; see tidy()
 
     def __repr__(self) -> str:
         return (
@@ -392,16 +394,6 @@ class Box:
             out += ["--seccomp", str(seccomp_fd)]
         out += ["--chdir", self.cwd, "--", path, *argv[1:]]
         return out
-
-    def tidy(self) -> None:
-        """Remove the trailer files made for binding that were never written
-        (the command failed before its trailer ran): as if the box was not there."""
-        for f in self.created:
-            try:
-                if os.path.getsize(f) == 0:
-                    os.unlink(f)
-            except OSError:  # not contextlib.suppress: it costs ~10 ms to import here
-                continue
 
     # -- Landlock --------------------------------------------------------------
     def landlock_ruleset(self) -> int:
@@ -439,7 +431,6 @@ def plan(
     *,
     approved: bool = False,
     cache_dir: str | None = None,
-    extra_writes: tuple[tuple[str, bool], ...] = (),
     here: bool = True,
 ) -> Box:
     """The box for one decided command. `none` when it runs unconfined: the
@@ -461,13 +452,6 @@ def plan(
         box.abi = sup.abi
     box.network = _network(decision, ruleset)
     box.writable = _writable(decision, ruleset, ctx)
-    for f, always in extra_writes:  # what xguard's own trailer writes (a runtime's cwd report)
-        existed = os.path.exists(f)
-        target = _existing_file(f)
-        if target is not None and os.path.realpath(target) not in box.writable:
-            box.writable.append(os.path.realpath(target))
-            if not existed and not always:
-                box.created.append(target)
     dirs, files = _masks(ruleset, ctx, paths, box, cache_dir)
     # A mask wins over a write: secrets stay hidden even under a writable folder,
     # and a writable path inside a masked folder stays masked.
@@ -976,7 +960,12 @@ def _landlock_build(box: Box) -> int:
 
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
-    abi = box.abi
+    # The kernel's ABI, asked now: box.abi comes from a cache the user can
+    # edit (or a plan), and a lower one would leave rights unhandled (network
+    # from ABI 4, truncate from 3) in a box still called confined.
+    abi, why = landlock_abi()
+    if abi < 1:
+        raise OSError(0, f"Landlock cannot start: {why}")
     fs_all = (1 << 13) - 1
     if abi >= 2:
         fs_all |= _LL_REFER

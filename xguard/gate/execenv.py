@@ -125,8 +125,12 @@ def run_child(
     recorder: Any = None,
     box: Box | None = None,
     interactive: bool | None = None,
+    pass_fds: dict[int, int] | None = None,
 ) -> Outcome:
     """Start the command, forward signals, wait, and report how it ended.
+
+    pass_fds: {number in the child: open fd here}, dup2'ed last (a runtime
+    wrapper's trailer file, opened here: see open_trailer_file).
 
     With max_runtime: SIGTERM when it is over, SIGKILL `kill_grace` seconds
     later, and exit status 124 as timeout(1) gives. With on_stop: when the
@@ -175,6 +179,11 @@ def run_child(
         spawn["setpgroup"] = 0
     if plumbing is not None:
         spawn["file_actions"] = plumbing.file_actions
+    if pass_fds:
+        spawn["file_actions"] = [
+            *(spawn.get("file_actions") or []),
+            *((os.POSIX_SPAWN_DUP2, fd, n) for n, fd in sorted(pass_fds.items())),
+        ]
     # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
     # exec) would have the kernel reap the child at once, and its status lost.
     old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -612,6 +621,99 @@ def runtime_limits(gate: Any, decision: Any) -> tuple[float | None, float]:
     return max_runtime, grace
 
 
+# The fd a runtime wrapper's trailer writes to (xguard/adapters/wrappers.py
+# rebuilds `pwd -P >| FILE` as `pwd -P >&9`): the file is opened here, never
+# by name in the shell, where a symlink the command made would be followed.
+TRAILER_FD = 9
+
+
+class _Trailer:
+    """A runtime's trailer file opened for the command's shell (fd is /dev/null
+    when the file could not be opened safely: the runtime then reads nothing)."""
+
+    __slots__ = ("created", "fd", "path")
+
+    def __init__(self, path: str, fd: int, created: bool) -> None:
+        self.path, self.fd, self.created = path, fd, created
+
+    def close(self, keep_empty: bool) -> None:
+        """Close; a file made here and never written goes again (a cwd report
+        follows `&&`: a command that failed never wrote one)."""
+        try:
+            if self.created and not keep_empty:
+                st = os.fstat(self.fd)
+                try:
+                    now = os.stat(self.path, follow_symlinks=False)
+                except OSError:
+                    now = None
+                if st.st_size == 0 and now is not None and now.st_ino == st.st_ino:
+                    os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+
+
+def _at_trailer_fd(t: _Trailer) -> dict[int, int] | None:
+    """Make the trailer file fd 9 in the child. Every fd the child must find
+    by its number (bwrap's seccomp pipe, the Landlock ruleset) is made after
+    this, so none of them can be 9 and be overwritten: the file takes fd 9
+    here when it is free (inherited as is), else it is dup2'ed to 9 in the
+    child over what this process keeps there (never inherited)."""
+    try:
+        os.fstat(TRAILER_FD)
+    except OSError:
+        os.dup2(t.fd, TRAILER_FD)  # inheritable
+        os.close(t.fd)
+        t.fd = TRAILER_FD
+        return None
+    return {TRAILER_FD: t.fd}
+
+
+def open_trailer_file(path: str) -> _Trailer:
+    """Open a file a runtime's wrapper writes after the command (Claude Code's
+    cwd report, Gemini CLI's background pids), before the command runs: no
+    folder on the way and not the file may be a symlink, and an existing file
+    must be a regular file of this user with no other name (a hard link to
+    ~/.bashrc would be truncated). Anything else gets /dev/null and a line on
+    stderr: the runtime reads nothing, nothing else is written."""
+    import stat
+
+    parts = [p for p in path.split("/") if p]
+    dflags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    wflags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    d = -1
+    try:
+        if not path.startswith("/") or not parts or ".." in parts or "." in parts:
+            raise OSError(0, "not an absolute, normal path")
+        d = os.open("/", dflags)
+        for comp in parts[:-1]:
+            nd = os.open(comp, dflags, dir_fd=d)
+            os.close(d)
+            d = nd
+        created = True
+        try:
+            fd = os.open(parts[-1], wflags | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=d)
+        except FileExistsError:
+            created = False
+            fd = os.open(parts[-1], wflags, dir_fd=d)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            os.close(fd)
+            raise OSError(0, "not a regular file of this user with one name")
+        os.ftruncate(fd, 0)
+        return _Trailer(path, fd, created)
+    except OSError as e:
+        sys.stderr.write(
+            f"xguard: the runtime's file {path} was not written: "
+            f"{e.strerror or 'a folder or the file is a symlink'}\n"
+        )
+        return _Trailer(path, os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC), False)
+    finally:
+        if d >= 0:
+            os.close(d)
+
+
 def launch(
     req: Any,
     env: dict[str, str],
@@ -638,6 +740,8 @@ def launch(
         path = shell
         text = script if script is not None else (req.exec_text or req.text)
         argv = [path, *req.shell_args, "-c", text, *req.positional]
+    trailers = [open_trailer_file(f) for f, _ in req.trailer_writes] if req.argv is None else []
+    pass_fds = _at_trailer_fd(trailers[0]) if trailers else None
     try:
         out = run_child(
             path,
@@ -649,10 +753,14 @@ def launch(
             recorder=recorder,
             box=box,
             interactive=terminal.stdin_isatty if terminal is not None else None,
+            pass_fds=pass_fds,
         )
     except OSError as e:
         sys.stderr.write(f"xguard: cannot run {argv[0]}: {e.strerror}\n")
         return ExecResult(126, 0)
+    finally:
+        for t, (_, always) in zip(trailers, req.trailer_writes, strict=False):
+            t.close(keep_empty=always)
     if out.timed_out and max_runtime is not None:
         sys.stderr.write(
             f"xguard: command exceeded max_runtime ({max_runtime:g}s) and was stopped\n"
@@ -688,7 +796,6 @@ class LocalExecutor:
             mechanism,
             approved=decision.decision != "allow",
             cache_dir=gate.paths.cache_dir_s,
-            extra_writes=req.trailer_writes,
         )
         record["confined"] = self.box.mechanism
 
@@ -704,21 +811,17 @@ class LocalExecutor:
         env["XGUARD_GATED"] = str(record["id"])
         max_runtime, grace = runtime_limits(gate, decision)
         recorder, output = start_recording(gate, req, decision, record)
-        try:
-            result = launch(
-                req,
-                env,
-                shell=gate.ruleset.setting("shell", "/bin/bash"),
-                max_runtime=max_runtime,
-                kill_grace=grace,
-                recorder=recorder,
-                box=self.box,
-                terminal=self.terminal,
-                **self.launch_options(req),
-            )
-        finally:
-            if self.box is not None:
-                self.box.tidy()
+        result = launch(
+            req,
+            env,
+            shell=gate.ruleset.setting("shell", "/bin/bash"),
+            max_runtime=max_runtime,
+            kill_grace=grace,
+            recorder=recorder,
+            box=self.box,
+            terminal=self.terminal,
+            **self.launch_options(req),
+        )
         return with_output(result, recorder, output)
 
 

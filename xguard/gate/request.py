@@ -58,7 +58,9 @@ class Request:
     exec_text: str | None = None
     cwd: str | None = None  # the folder it runs in; None: this process's
     # Files that trailer (not the decided text) writes, and whether it writes
-    # them on every run: the kernel box lets them through (issue 11).
+    # them on every run: opened here before the command runs, without
+    # following a symlink, as the trailer's fd 9 (gate/execenv.py
+    # open_trailer_file), so neither the command nor the box can redirect them.
     trailer_writes: tuple[tuple[str, bool], ...] = ()
 
     def how(self) -> list[str]:
