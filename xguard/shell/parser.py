@@ -1326,14 +1326,19 @@ def _evaluates(n: Node, src: bytes) -> bool:
             return not _lists_names(text)
         if b"@P" in text:
             return True
-        if b"[" in text:
-            return not _literal_subscripts(text)
+        if b"[" in text and not _literal_subscripts(text):
+            return True
         i = 2
         if text[i : i + 1] == b"#" and len(text) > 4:
             i += 1  # ${#x}: a length
         if i < len(text) and text[i] in _NAME_BYTES:
             while i < len(text) and text[i] in _NAME_BYTES:
                 i += 1
+            if text[i : i + 1] == b"[":
+                # A literal subscript (`${a[@]:x}`, `${a[0]:x}`): what follows
+                # it is read as after a plain name, so an offset still counts.
+                j = text.find(b"]", i)
+                i = len(text) if j < 0 else j + 1
         elif i < len(text) and text[i] in b"@*#?$!-":
             i += 1
         op = text[i : i + 2]
