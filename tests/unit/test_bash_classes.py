@@ -332,10 +332,10 @@ def test_programs_in_arguments(
 # and the print redirect after it is hidden (the `}` in "}" also hides it from
 # the defaults' regex rule). Every NOT_ALLOW row writes `pwned` under gawk.
 AWK_LEXER = [
-    ('awk \'{print $1,\n$0 > "pwned"}\' f', NOT_ALLOW),  # newline after a comma
-    ('awk \'{print $0 \\\n> "pwned"}\' f', NOT_ALLOW),  # backslash-newline
-    ('awk \'{print $1, # c\n$0 > "pwned"}\' f', NOT_ALLOW),
-    ('awk \'{print $1 &&\n$2 > "pwned"}\' f', NOT_ALLOW),
+    ("awk '{print $1,\n$0 > \"pwned\"}' f", NOT_ALLOW),  # newline after a comma
+    ("awk '{print $0 \\\n> \"pwned\"}' f", NOT_ALLOW),  # backslash-newline
+    ("awk '{print $1, # c\n$0 > \"pwned\"}' f", NOT_ALLOW),
+    ("awk '{print $1 &&\n$2 > \"pwned\"}' f", NOT_ALLOW),
     ('awk \'{ y = x\n/"/ ; print "}" > "pwned" }\' f', NOT_ALLOW),  # NL ends `y = x`
     ('awk \'BEGIN{x++ / 2; print "}" > "pwned"; y = 1 / 1}\'', NOT_ALLOW),  # postfix ++
     ('awk \'BEGIN{x-- / 2; print "}" > "pwned"; y = 1 / 1}\'', NOT_ALLOW),
