@@ -256,6 +256,54 @@ def test_indirection_runs_code_under_bash(cmd: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Substitutions tree-sitter-bash reads as text: inside the operand of `${…}`
+# (`${x:-`cmd`}`, `${x#$(cmd)}`, `${x^<(cmd)}`) it files them as a plain word
+# or regex, and inside backquotes bash unescapes \` \$ \\ before it reads the
+# body (`echo \`touch x\``, `cat \\.env`). Every NOT_ALLOW row with `pwned`
+# creates it under bash.
+HIDDEN_SUBST = [
+    ("echo ${x:-`touch pwned`}", NOT_ALLOW),
+    ('echo "${x:-`touch pwned`}"', NOT_ALLOW),
+    ("echo ${x-`touch pwned`}", NOT_ALLOW),
+    ("echo ${PWD:+`touch pwned`}", NOT_ALLOW),
+    ("echo ${PWD#$(touch pwned)}", NOT_ALLOW),
+    ("echo ${PWD%%$(touch pwned)}", NOT_ALLOW),
+    ("echo ${PWD^$(touch pwned)}", NOT_ALLOW),
+    ("echo ${PWD,,`touch pwned`}", NOT_ALLOW),
+    ("echo ${PWD/#a/`touch pwned`}", NOT_ALLOW),
+    ("echo ${x:-<(touch pwned)}", NOT_ALLOW),
+    ("cat <<EOF\n${x:-`touch pwned`}\nEOF", NOT_ALLOW),
+    ("echo `echo \\`touch pwned\\``", NOT_ALLOW),
+    ('echo "`echo \\`touch pwned\\``"', NOT_ALLOW),
+    ("x=`echo \\`touch pwned\\``", NOT_ALLOW),
+    ("echo ${x:-`echo \\`touch pwned\\``}", NOT_ALLOW),
+    ("echo `cat \\\\.env`", NOT_ALLOW),  # bash reads .env
+    ("f=.env; echo `cat \\$f`", NOT_ALLOW),
+    ("echo ${x:-default}", ALLOW),
+    ("echo ${x#*/}", ALLOW),
+    ('echo "${f%.py}"', ALLOW),
+    ("echo ${x:-$HOME}", ALLOW),
+    ("echo `git rev-parse HEAD`", ALLOW),
+    ('echo "`git status --short`"', ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(HIDDEN_SUBST))
+def test_hidden_substitutions(
+    command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    _check(command, expect, rules, where)
+
+
+@pytest.mark.parametrize(
+    "command", [c for c, e in HIDDEN_SUBST if "pwned" in c], ids=lambda c: c[:40]
+)
+def test_hidden_substitutions_run_under_bash(command: str, tmp_path: Path) -> None:
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------------------
 # Units that were never created.
 UNITS = [
     ("echo hi > $(echo f)", REQUIRE),
