@@ -272,6 +272,7 @@ HIDDEN_SUBST = [
     ("echo ${PWD,,`touch pwned`}", NOT_ALLOW),
     ("echo ${PWD/#a/`touch pwned`}", NOT_ALLOW),
     ("echo ${x:-<(touch pwned)}", NOT_ALLOW),
+    ("echo \"${x:-'`touch pwned`'}\"", NOT_ALLOW),  # '…' is text inside "…"
     ("cat <<EOF\n${x:-`touch pwned`}\nEOF", NOT_ALLOW),
     ("echo `echo \\`touch pwned\\``", NOT_ALLOW),
     ('echo "`echo \\`touch pwned\\``"', NOT_ALLOW),

@@ -1396,9 +1396,10 @@ def _literal_subscripts(text: bytes) -> bool:
 def _hidden_substitution(n: Node, src: bytes) -> bool:
     """tree-sitter-bash files the operand of `${x:-…}`, `${x#…}`, `${x^…}` and
     the like as a plain `word` or `regex` when it holds `…` or a $(…) it does
-    not parse there, so the command inside would never become a unit."""
+    not parse there, so the command inside would never become a unit. Inside
+    "…" a '…' operand is no quote to bash either (`"${x:-'`cmd`'}"` runs cmd)."""
     for c in n.children:
-        if c.type in ("word", "regex"):
+        if c.type in ("word", "regex", "raw_string"):
             text = src[c.start_byte : c.end_byte]
             if any(tok in text for tok in (b"`", b"$(", b"<(", b">(")):
                 return True
