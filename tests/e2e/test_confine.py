@@ -352,6 +352,44 @@ def _on_pty(argv: list[str], env: dict[str, str], cwd: Path) -> str:
 
 
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_descriptors_of_the_caller_are_not_passed_on(
+    mode: str, tmp_path: Path, xguard_home: Path
+) -> None:
+    """The reading takes `<&N`, `>&N` and /dev/fd/N as the command's own streams
+    (`cat <&8` is allowed): a descriptor the caller held open on a secret, a
+    file or a masked folder must not reach the command, boxed or not."""
+    if mode == "auto" and not MECHANISMS:
+        pytest.skip("no mechanism here")
+    b = Box(tmp_path, xguard_home, MECHANISMS[0] if mode == "auto" else "bwrap", mode=mode)
+    out_file = tmp_path / "outside.txt"
+    with (
+        open(b.home / ".ssh" / "id_rsa", "rb") as secret,
+        open(out_file, "wb") as writable,
+    ):
+        folder = os.open(b.home / ".ssh", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fds = {"s": secret.fileno(), "w": writable.fileno(), "d": folder}
+            cmd = "cat <&{s}; cat /dev/fd/{s}; echo pwned >&{w}; ls /dev/fd/{d}/".format(**fds)
+            check = subprocess.run(
+                [*xguard_exe(), "check", "-c", cmd],
+                env=b.env(),
+                cwd=b.project,
+                capture_output=True,
+                text=True,
+                check=False,
+                pass_fds=tuple(fds.values()),
+            )
+            assert check.returncode == 0, check.stdout  # the reading allows them
+            p = b.xg(cmd, pass_fds=tuple(fds.values()))
+        finally:
+            os.close(folder)
+    assert CANARY_KEY.split()[-1] not in p.stdout + p.stderr, p.stdout
+    assert "id_rsa" not in p.stdout, p.stdout
+    assert out_file.read_bytes() == b""
+    assert "Bad file descriptor" in p.stderr, p.stderr
+
+
 # Settings
 
 

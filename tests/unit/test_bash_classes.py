@@ -213,12 +213,24 @@ EVAL = [
     ("echo ${x:=a}", REQUIRE),
     ("echo ${!x[1]}", REQUIRE),
     ("echo ${!a[@]:1}", REQUIRE),
+    # An offset after a literal subscript is arithmetic too (bash 5.2 runs the
+    # value's subscript): `[@]` must not end the reading.
+    ("a=(1 2); x='b[$(id)]'; echo ${a[@]:x}", REQUIRE),
+    ("for x in 'b[$(id)]'; do echo ${BASH_VERSINFO[@]:x}; done", REQUIRE),
+    ("echo ${a[*]:x:1}", REQUIRE),
+    ("echo ${a[0]:x}", REQUIRE),
+    ("echo ${a[1]=v}", REQUIRE),
     ("echo $((1+2))", ALLOW),
     ('for i in "${!arr[@]}"; do echo $i; done', ALLOW),  # an array's keys
     ("echo ${!BASH*}", ALLOW),  # names with a prefix
     ("echo ${x:-d}", ALLOW),
     ("echo ${#x}", ALLOW),
     ("echo ${a[0]}", ALLOW),
+    ("echo ${a[@]}", ALLOW),
+    ("echo ${#a[@]}", ALLOW),
+    ('echo "${a[@]:+x}"', ALLOW),
+    ("echo ${a[0]:-d}", ALLOW),
+    ("echo ${a[@]/x/y}", ALLOW),
 ]
 
 
@@ -229,11 +241,66 @@ def test_evaluated_values(
     _check(command, expect, rules, where)
 
 
-def test_indirection_runs_code_under_bash(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "for x in 'a[$(touch pwned)]'; do echo ${!x}; done",
+        "for x in 'b[$(touch pwned)]'; do echo ${BASH_VERSINFO[@]:x}; done",
+    ],
+)
+def test_indirection_runs_code_under_bash(cmd: str, tmp_path: Path) -> None:
     """The reason for the EVAL rows: a literal for-list value, expanded
-    indirectly, runs a command."""
-    cmd = "for x in 'a[$(touch pwned)]'; do echo ${!x}; done"
+    indirectly or as an array's offset, runs a command."""
     subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------------------
+# Substitutions tree-sitter-bash reads as text: inside the operand of `${…}`
+# (`${x:-`cmd`}`, `${x#$(cmd)}`, `${x^<(cmd)}`) it files them as a plain word
+# or regex, and inside backquotes bash unescapes \` \$ \\ before it reads the
+# body (`echo \`touch x\``, `cat \\.env`). Every NOT_ALLOW row with `pwned`
+# creates it under bash.
+HIDDEN_SUBST = [
+    ("echo ${x:-`touch pwned`}", NOT_ALLOW),
+    ('echo "${x:-`touch pwned`}"', NOT_ALLOW),
+    ("echo ${x-`touch pwned`}", NOT_ALLOW),
+    ("echo ${PWD:+`touch pwned`}", NOT_ALLOW),
+    ("echo ${PWD#$(touch pwned)}", NOT_ALLOW),
+    ("echo ${PWD%%$(touch pwned)}", NOT_ALLOW),
+    ("echo ${PWD^$(touch pwned)}", NOT_ALLOW),
+    ("echo ${PWD,,`touch pwned`}", NOT_ALLOW),
+    ("echo ${PWD/#a/`touch pwned`}", NOT_ALLOW),
+    ("echo ${x:-<(touch pwned)}", NOT_ALLOW),
+    ("echo \"${x:-'`touch pwned`'}\"", NOT_ALLOW),  # '…' is text inside "…"
+    ("cat <<EOF\n${x:-`touch pwned`}\nEOF", NOT_ALLOW),
+    ("echo `echo \\`touch pwned\\``", NOT_ALLOW),
+    ('echo "`echo \\`touch pwned\\``"', NOT_ALLOW),
+    ("x=`echo \\`touch pwned\\``", NOT_ALLOW),
+    ("echo ${x:-`echo \\`touch pwned\\``}", NOT_ALLOW),
+    ("echo `cat \\\\.env`", NOT_ALLOW),  # bash reads .env
+    ("f=.env; echo `cat \\$f`", NOT_ALLOW),
+    ("echo ${x:-default}", ALLOW),
+    ("echo ${x#*/}", ALLOW),
+    ('echo "${f%.py}"', ALLOW),
+    ("echo ${x:-$HOME}", ALLOW),
+    ("echo `git rev-parse HEAD`", ALLOW),
+    ('echo "`git status --short`"', ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(HIDDEN_SUBST))
+def test_hidden_substitutions(
+    command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
+) -> None:
+    _check(command, expect, rules, where)
+
+
+@pytest.mark.parametrize(
+    "command", [c for c, e in HIDDEN_SUBST if "pwned" in c], ids=lambda c: c[:40]
+)
+def test_hidden_substitutions_run_under_bash(command: str, tmp_path: Path) -> None:
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, check=False)
     assert (tmp_path / "pwned").exists()
 
 
@@ -307,6 +374,48 @@ def test_programs_in_arguments(
     command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]
 ) -> None:
     _check(command, expect, rules, where)
+
+
+# The awk lexer must split statements, regex literals and divisions as awk
+# does: one slash read the wrong way opens a string the program does not have,
+# and the print redirect after it is hidden (the `}` in "}" also hides it from
+# the defaults' regex rule). Every NOT_ALLOW row writes `pwned` under gawk.
+AWK_LEXER = [
+    ("awk '{print $1,\n$0 > \"pwned\"}' f", NOT_ALLOW),  # newline after a comma
+    ("awk '{print $0 \\\n> \"pwned\"}' f", NOT_ALLOW),  # backslash-newline
+    ("awk '{print $1, # c\n$0 > \"pwned\"}' f", NOT_ALLOW),
+    ("awk '{print $1 &&\n$2 > \"pwned\"}' f", NOT_ALLOW),
+    ('awk \'{ y = x\n/"/ ; print "}" > "pwned" }\' f', NOT_ALLOW),  # NL ends `y = x`
+    ('awk \'BEGIN{x++ / 2; print "}" > "pwned"; y = 1 / 1}\'', NOT_ALLOW),  # postfix ++
+    ('awk \'BEGIN{x-- / 2; print "}" > "pwned"; y = 1 / 1}\'', NOT_ALLOW),
+    ('awk \'{ y = /[^]/]/ / 2; print "}" > "pwned"; x = 1 / 1 }\' f', NOT_ALLOW),
+    ('awk \'{ if (x) /"/; y = 4 / 2; print "}" > "pwned"; z = 1 / 1 }\' f', NOT_ALLOW),
+    ('awk \'{ if (x) y = 1; else /"/ ; print "}" > "pwned" }\' f', NOT_ALLOW),
+    ('awk \'{ print "}" > "pwned"; exit /"/ }\' f', NOT_ALLOW),
+    ("awk '{print $1\nif ($2 > 1) n++}' f", ALLOW),
+    ("awk 'NR>1 {s += $3}\nEND {print s}' f", ALLOW),
+    ("awk '{print $1,\n$2}\n$3 > 5 {n++}' f", ALLOW),
+    ("awk '{ n++ } /x/ { m++ } END { print n / 2, m }' f", ALLOW),
+    ("awk '{ a = ++n / 2; print a }' f", ALLOW),
+    ("awk '/[[:alpha:]]/ { n++ } END { print n / 2 }' f", ALLOW),
+    ("awk '{ if (NF > 2) print $1 / 2 }' f", ALLOW),
+    ("awk -F, '$3 ~ /^[0-9]+$/ { t += $3 } END { printf \"%.2f\\n\", t / NR }' f", ALLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "expect"), _rows(AWK_LEXER))
+def test_awk_lexer(command: str, expect: str, rules: Ruleset, where: tuple[Path, Path]) -> None:
+    _check(command, expect, rules, where)
+
+
+@pytest.mark.skipif(shutil.which("gawk") is None, reason="needs gawk")
+@pytest.mark.parametrize("command", [c for c, e in AWK_LEXER if e != ALLOW], ids=lambda c: c[:40])
+def test_awk_lexer_rows_write_under_gawk(command: str, tmp_path: Path) -> None:
+    """Each refused AWK_LEXER row really writes its file under gawk."""
+    (tmp_path / "f").write_text("a b\n", encoding="utf-8")
+    cmd = "gawk" + command[len("awk") :]
+    subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists()
 
 
 def test_sed_write_flag_after_a_blank_writes_under_real_sed(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Environment scrubbing and running the approved command (SPEC §5).
 
 The child gets only the kept variables plus `env.set`; stdin, stdout, stderr
-and the terminal are inherited untouched; signals sent to xguard reach it; its
+and the terminal are inherited untouched, no other descriptor of the caller's; signals sent to xguard reach it; its
 exit status comes back as a shell reports it (128+N for signal N).
 
 `run_child` is the one place a command starts, so tests can swap it.
@@ -114,6 +114,31 @@ class Outcome:
         return ExecResult(self.exit_code, self.duration_ms, fields)
 
 
+def close_inherited() -> None:
+    """Mark every descriptor above 2 close-on-exec: the command gets stdin,
+    stdout, stderr and the terminal, nothing else its caller held.
+
+    xguard opens its own descriptors close-on-exec (PEP 446), so the ones
+    still inheritable came from the caller: a file, a folder, a socket or an
+    IPC channel of the agent's runtime. The reading treats `/dev/fd/N`, `<&N`
+    and `>&N` as the command's own streams; an inherited N would let an
+    allowed `cat <&8` print a secret the caller had open, `echo x >&7` write a
+    file past the box's read-only mounts, and `/proc/self/fd/N/` lead out of
+    a masked folder. The flag is the descriptor's own, so the caller's copy
+    stays open."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:  # no /proc: the usual limit, as closerange would
+        fds = [str(n) for n in range(3, 256)]
+    for name in fds:
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:  # closed meanwhile (the listing's own descriptor)
+                continue
+
+
 def run_child(
     path: str,
     argv: list[str],
@@ -154,6 +179,7 @@ def run_child(
     """
     if box is not None and box.mechanism == "none":
         box = None
+    close_inherited()
     if box is not None and recorder is not None:
         recorder = _TailKeeper(recorder)  # what the box's hint reads (see exit_note)
     t0 = time.monotonic()

@@ -446,6 +446,15 @@ class _Walker:
             stack.extend(reversed(found))
 
     def dispatch(self, node: Node, t: str, src: bytes, depth: int, stack: list[Node]) -> None:
+        if t == "command_substitution" and _backquote_escapes(node, src):
+            # Inside `…` bash removes the backslash of \` \$ \\ before it reads
+            # the body: `echo \`touch x\`` runs touch and `cat \\.env` reads
+            # .env, where the tree holds escaped text. What it read still counts.
+            self.units.append(
+                _input_unit(
+                    "\\` \\$ or \\\\ inside backquotes: bash unescapes them, then runs the text"
+                )
+            )
         if t == "pipeline":
             kids = node.named_children
             for a, b in itertools.pairwise(kids):
@@ -1175,6 +1184,19 @@ _LISTER_OPTS = frozenset(
 )
 
 
+def _backquote_escapes(node: Node, src: bytes) -> bool:
+    """A `…` substitution whose body holds \\`, \\$ or \\\\ (bash's escapes there)."""
+    text = src[node.start_byte : node.end_byte]
+    if not text.startswith(b"`"):
+        return False
+    i = text.find(b"\\", 1)
+    while 0 <= i < len(text) - 1:
+        if text[i + 1 : i + 2] in (b"`", b"$", b"\\"):
+            return True
+        i = text.find(b"\\", i + 2)
+    return False
+
+
 def _lists_files(node: Node, src: bytes) -> bool:
     """Is `node` (a command, or `$(command)`) `git ls-files` or `git diff
     --name-only` with plain options: its output is the repository's file names?"""
@@ -1326,14 +1348,19 @@ def _evaluates(n: Node, src: bytes) -> bool:
             return not _lists_names(text)
         if b"@P" in text:
             return True
-        if b"[" in text:
-            return not _literal_subscripts(text)
+        if b"[" in text and not _literal_subscripts(text):
+            return True
         i = 2
         if text[i : i + 1] == b"#" and len(text) > 4:
             i += 1  # ${#x}: a length
         if i < len(text) and text[i] in _NAME_BYTES:
             while i < len(text) and text[i] in _NAME_BYTES:
                 i += 1
+            if text[i : i + 1] == b"[":
+                # A literal subscript (`${a[@]:x}`, `${a[0]:x}`): what follows
+                # it is read as after a plain name, so an offset still counts.
+                j = text.find(b"]", i)
+                i = len(text) if j < 0 else j + 1
         elif i < len(text) and text[i] in b"@*#?$!-":
             i += 1
         op = text[i : i + 2]
@@ -1366,6 +1393,19 @@ def _literal_subscripts(text: bytes) -> bool:
     return True
 
 
+def _hidden_substitution(n: Node, src: bytes) -> bool:
+    """tree-sitter-bash files the operand of `${x:-…}`, `${x#…}`, `${x^…}` and
+    the like as a plain `word` or `regex` when it holds `…` or a $(…) it does
+    not parse there, so the command inside would never become a unit. Inside
+    "…" a '…' operand is no quote to bash either (`"${x:-'`cmd`'}"` runs cmd)."""
+    for c in n.children:
+        if c.type in ("word", "regex", "raw_string"):
+            text = src[c.start_byte : c.end_byte]
+            if any(tok in text for tok in (b"`", b"$(", b"<(", b">(")):
+                return True
+    return False
+
+
 def _evaluation(root: Node, src: bytes) -> str | None:
     """Why some part of the tree evaluates a run-time value as code, or None.
 
@@ -1376,6 +1416,11 @@ def _evaluation(root: Node, src: bytes) -> str | None:
     while todo:
         n = todo.pop()
         t = n.type
+        if t == "expansion" and _hidden_substitution(n, src):
+            return (
+                "a command substitution inside ${…} that the parser reads as text "
+                "(`${x:-`cmd`}`, `${x#$(cmd)}`): bash runs it"
+            )
         if t in ("arithmetic_expansion", "expansion"):
             if _evaluates(n, src):
                 return (

@@ -38,8 +38,44 @@ class ProgramCheck:
     writes: list[str] = field(default_factory=list)
 
 
+# Words after which an expression, and so a regex literal, may begin: a
+# slash after them opens a regex (`print /x/`, `else /"/ ; …`). After any
+# other name or number a slash divides.
+_AWK_EXPR_AFTER = frozenset(
+    {"print", "printf", "return", "exit", "case", "in", "else", "do", "delete", "getline"}
+)
+# Their `(…)` is a condition: a statement, which may begin with a regex,
+# follows its `)` (`if (x) /"/ ; …`); after any other `)` a slash divides.
+_AWK_COND = frozenset({"if", "while", "for", "switch"})
+
+
+def _awk_bracket_end(prog: str, j: int) -> int:
+    """Index of the `]` that closes the bracket expression opening at j, read
+    as gawk reads it: `]` first (after an optional `^`) is a member, `[:…:]`
+    `[.….]` `[=…=]` are classes, a backslash escapes. len(prog) if none."""
+    n = len(prog)
+    k = j + 1
+    if prog[k : k + 1] == "^":
+        k += 1
+    if prog[k : k + 1] == "]":
+        k += 1
+    while k < n and prog[k] != "]":
+        if prog[k] == "[" and prog[k + 1 : k + 2] in (":", ".", "="):
+            close = prog.find(prog[k + 1] + "]", k + 2)
+            if close < 0:
+                return n
+            k = close + 2
+            continue
+        k += 2 if prog[k] == "\\" else 1
+    return k
+
+
 def awk_program_issues(prog: str) -> list[str]:
-    """Why an awk program does more than read its input and print."""
+    """Why an awk program does more than read its input and print.
+
+    A lexer, not a parser: it must tell a regex literal from a division the
+    way awk does, or a `/` read the wrong way hides what follows inside a
+    string the program does not have (`x++ / 2; print "}" > "f"; y = 1 / 1`)."""
     out: list[str] = []
 
     def add(why: str) -> None:
@@ -51,24 +87,35 @@ def awk_program_issues(prog: str) -> list[str]:
     depth = 0
     print_depth = -1  # paren depth of the print statement being read, or -1
     operand = False  # the last token ends an operand (so '/' divides)
+    last = ""  # the last character of the last token (comments and blanks aside)
+    cond_next = False  # the last word was if/while/for/switch: its `(` is a condition
+    conds: list[bool] = []  # for each open `(`: is it a condition?
     while i < n:
         c = prog[i]
         if c == '"':
+            last = c
             j = i + 1
             while j < n and prog[j] != '"':
                 j += 2 if prog[j] == "\\" else 1
             i = j + 1
             operand = True
+            cond_next = False
             continue
         if c == "/" and not operand:  # a regex literal
             j = i + 1
             while j < n and prog[j] != "/" and prog[j] != "\n":
-                if prog[j] == "[":  # a bracket expression may hold '/'
-                    k = prog.find("]", j + 2)
-                    j = n if k < 0 else k
+                if prog[j] == "[":
+                    k = _awk_bracket_end(prog, j)
+                    if "/" in prog[j:k]:
+                        # gawk reads a `/` in brackets as a member, other awks
+                        # may end the regex there: the two readings differ.
+                        add("awk regex with '/' inside brackets (awks read it differently)")
+                    j = k
                 j += 2 if prog[j : j + 1] == "\\" else 1
             i = j + 1
             operand = True
+            last = c
+            cond_next = False
             continue
         if c == "#":
             j = prog.find("\n", i)
@@ -84,7 +131,16 @@ def awk_program_issues(prog: str) -> list[str]:
             if word in ("print", "printf"):
                 print_depth = depth
             i = j
-            operand = word not in ("print", "printf", "return", "in", "case")
+            operand = word not in _AWK_EXPR_AFTER
+            cond_next = word in _AWK_COND
+            last = "a"
+            continue
+        if c in "+-" and prog[i + 1 : i + 2] == c:
+            # `x++ / 2`: after a postfix ++/-- a slash divides, after a prefix
+            # one an operand follows; either way the operand state stands.
+            i += 2
+            last = c
+            cond_next = False
             continue
         if c == "@":
             add("gawk @-directive or indirect call")
@@ -92,22 +148,40 @@ def awk_program_issues(prog: str) -> list[str]:
             if prog[i : i + 2] == "||":
                 i += 2
                 operand = False
+                last = c
+                cond_next = False
                 continue
             add("awk '|' pipes to or from a command")
         elif c == ">" and print_depth == depth and print_depth >= 0:
             add("awk print > writes a file")
-        elif c in "(":
+        elif c == "(":
             depth += 1
+            conds.append(cond_next)
         elif c == ")":
             depth -= 1
+        elif c == "\n" and ((last != "" and last in ",\\&|?:") or depth > print_depth):
+            # The statement goes on: awk joins a line that ends in `\`, `,`,
+            # `&&`, `||` (gawk also `?`, `:`) to the next, so
+            # `print $1,\n$0 > "f"` is one print that writes f.
+            pass
         elif c in ";{}\n":
             print_depth = -1
         if c == "$":
             operand = False  # `$1`, `$(x)`: the field expression follows
-        elif c in ")]":
+        elif c == ")":
+            # After a condition's `)` a statement begins; after a call's or a
+            # group's `)` an operand has ended.
+            operand = not (conds.pop() if conds else False)
+        elif c == "]":
             operand = True
-        elif not c.isspace():
+        elif not c.isspace() or c == "\n":
+            # A newline ends a statement (or continues one after `,` `&&` …),
+            # so a slash at the start of the next line opens a regex: `y = x`
+            # NL `/"/` is a pattern, not `x` divided by a string.
             operand = False
+        if not c.isspace():
+            last = c
+            cond_next = False
         i += 1
     return out
 
