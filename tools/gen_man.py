@@ -166,8 +166,9 @@ def xguard_1(root: Cmd, version: str) -> str:
         '"permissionDecisionReason": ...}}. A command that needs approval becomes ask, waits for a '
         "reviewer (wait), or is denied, as --require-approval or the config key "
         "hook.claude_code.require_approval says (default ask). Input that cannot be trusted is denied "
-        "with exit status 2, the one status Claude Code treats as blocking. Claude Code's Read, Write "
-        "and Edit tools are denied a file that an xguard rule denies; other tools get no opinion. In "
+        "with exit status 2, the one status Claude Code treats as blocking. Claude Code's Read, Write, "
+        "Edit, Grep, Glob and LS tools are denied a file that an xguard rule denies (a search of a "
+        "folder is decided as grep -r of it); other tools get no opinion. In "
         "~/.claude/settings.json:"
     )
     out += verbatim(
@@ -212,7 +213,8 @@ def xguard_1(root: Cmd, version: str) -> str:
     out += para(
         "xguard hook gemini answers Gemini CLI's BeforeTool hook: it decides run_shell_command in the "
         'hook\'s cwd (and dir_path) and prints {"decision": "allow" | "deny" | "ask", "reason": ...}; '
-        "read_file, write_file, replace and list_directory are denied a file an xguard rule denies. "
+        "read_file, write_file, replace, list_directory, read_many_files, search_file_content, "
+        "grep_search and glob are denied a file an xguard rule denies. "
         'Gemini stops a hook after 60 seconds unless its "timeout" (milliseconds) says otherwise; '
         "pass the same in seconds as --timeout. Gemini runs commands with the bare name bash: a "
         "folder first on PATH holding bash -> xguard gates them too, and xguard recognises Gemini's "
