@@ -114,7 +114,7 @@ class Outcome:
         return ExecResult(self.exit_code, self.duration_ms, fields)
 
 
-def close_inherited() -> None:
+def close_inherited(keep: frozenset[int] = frozenset()) -> None:
     """Mark every descriptor above 2 close-on-exec: the command gets stdin,
     stdout, stderr and the terminal, nothing else its caller held.
 
@@ -125,14 +125,14 @@ def close_inherited() -> None:
     allowed `cat <&8` print a secret the caller had open, `echo x >&7` write a
     file past the box's read-only mounts, and `/proc/self/fd/N/` lead out of
     a masked folder. The flag is the descriptor's own, so the caller's copy
-    stays open."""
+    stays open. `keep`: descriptors xguard itself placed for the child."""
     try:
         fds = os.listdir("/proc/self/fd")
     except OSError:  # no /proc: the usual limit, as closerange would
         fds = [str(n) for n in range(3, 256)]
     for name in fds:
         fd = int(name)
-        if fd > 2:
+        if fd > 2 and fd not in keep:
             try:
                 os.set_inheritable(fd, False)
             except OSError:  # closed meanwhile (the listing's own descriptor)
@@ -155,7 +155,8 @@ def run_child(
     """Start the command, forward signals, wait, and report how it ended.
 
     pass_fds: {number in the child: open fd here}, dup2'ed last (a runtime
-    wrapper's trailer file, opened here: see open_trailer_file).
+    wrapper's trailer file, opened here: see open_trailer_file); an entry
+    {n: n} is a descriptor already at its number, passed as it is.
 
     With max_runtime: SIGTERM when it is over, SIGKILL `kill_grace` seconds
     later, and exit status 124 as timeout(1) gives. With on_stop: when the
@@ -179,7 +180,8 @@ def run_child(
     """
     if box is not None and box.mechanism == "none":
         box = None
-    close_inherited()
+    placed = {n: fd for n, fd in (pass_fds or {}).items() if n != fd}
+    close_inherited(frozenset(n for n, fd in (pass_fds or {}).items() if n == fd))
     if box is not None and recorder is not None:
         recorder = _TailKeeper(recorder)  # what the box's hint reads (see exit_note)
     t0 = time.monotonic()
@@ -205,10 +207,10 @@ def run_child(
         spawn["setpgroup"] = 0
     if plumbing is not None:
         spawn["file_actions"] = plumbing.file_actions
-    if pass_fds:
+    if placed:
         spawn["file_actions"] = [
             *(spawn.get("file_actions") or []),
-            *((os.POSIX_SPAWN_DUP2, fd, n) for n, fd in sorted(pass_fds.items())),
+            *((os.POSIX_SPAWN_DUP2, fd, n) for n, fd in sorted(placed.items())),
         ]
     # A caller that ignores SIGCHLD (some runtimes do; the disposition survives
     # exec) would have the kernel reap the child at once, and its status lost.
@@ -680,19 +682,19 @@ class _Trailer:
             os.close(self.fd)
 
 
-def _at_trailer_fd(t: _Trailer) -> dict[int, int] | None:
+def _at_trailer_fd(t: _Trailer) -> dict[int, int]:
     """Make the trailer file fd 9 in the child. Every fd the child must find
     by its number (bwrap's seccomp pipe, the Landlock ruleset) is made after
     this, so none of them can be 9 and be overwritten: the file takes fd 9
-    here when it is free (inherited as is), else it is dup2'ed to 9 in the
-    child over what this process keeps there (never inherited)."""
+    here when it is free (inherited as is: {9: 9}, which run_child keeps
+    open for the child), else it is dup2'ed to 9 in the child over what this
+    process keeps there (never inherited)."""
     try:
         os.fstat(TRAILER_FD)
     except OSError:
         os.dup2(t.fd, TRAILER_FD)  # inheritable
         os.close(t.fd)
         t.fd = TRAILER_FD
-        return None
     return {TRAILER_FD: t.fd}
 
 
