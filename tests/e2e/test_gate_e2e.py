@@ -393,3 +393,44 @@ def test_symlinks_are_followed_for_path_rules(home: Path, tmp_path: Path) -> Non
         env={**os.environ, "XGUARD_WAIT": "0"},
     )
     assert p.returncode == 77 and b"self-protection" in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ("cat /dev/stdin", 0),
+        ("wc -l < /dev/fd/0", 0),
+        ("ls > /dev/stdin", 1),
+        ("ls >> /dev/fd/0", 1),
+        ("echo x | tee /proc/self/fd/0", 2),
+    ],
+)
+def test_writing_to_stdin_writes_the_file_given_as_input(
+    xguard_home: Path, tmp_path: Path, command: str, code: int
+) -> None:
+    """Opening /dev/stdin anew opens the caller's input file: for writing, that
+    is a write to that file (under the built-in defaults, no rules file)."""
+    xguard_home.mkdir(parents=True, exist_ok=True)
+    given = tmp_path / "input.txt"
+    given.write_text("the caller's file\n")
+    with open(given, "rb") as stdin:
+        p = subprocess.run(
+            [*xguard_exe(), "check", "-c", command],
+            env={**os.environ, "XGUARD_WAIT": "0"},
+            stdin=stdin,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert p.returncode == code, p.stdout
+    with open(given, "rb") as stdin:
+        ran = subprocess.run(
+            [*xguard_exe(), "-c", command],
+            env={**os.environ, "XGUARD_WAIT": "0"},
+            stdin=stdin,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert given.read_text() == "the caller's file\n"
+    assert ran.returncode == {0: 0, 1: 75, 2: 77}[code], ran.stderr

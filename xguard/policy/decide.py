@@ -453,10 +453,17 @@ def _decide_assign(u: Unit, ruleset: Ruleset) -> UnitDecision:
     )
 
 
-def _own_stream(path: str) -> bool:
+_STDIN_NAMES = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+
+
+def _own_stream(path: str, write: bool) -> bool:
     """/dev/stdin, /dev/stdout, /dev/stderr, /dev/fd/N and /proc/self/fd/N name
     the command's own open files (pipes, when an agent runs it), not files on
-    disk; whatever was opened on them is a unit of its own (`3< FILE`)."""
+    disk; whatever was opened on them is a unit of its own (`3< FILE`). Not
+    stdin for writing: opening it anew opens the file the caller gave as
+    input, and `ls > /dev/stdin` writes into it."""
+    if write and path in _STDIN_NAMES:
+        return False
     for prefix in ("/dev/fd/", "/proc/self/fd/"):
         if path.startswith(prefix) and path[len(prefix) :].isdigit():
             return True
@@ -465,7 +472,8 @@ def _own_stream(path: str) -> bool:
 
 def _decide_path(u: Unit, ruleset: Ruleset, ctx: Context) -> UnitDecision | None:
     paths = resolve_path(u, ctx)
-    if not u.dynamic and not u.glob and all(_own_stream(p) for p in paths):
+    write = u.access != "read"
+    if not u.dynamic and not u.glob and all(_own_stream(p, write) for p in paths):
         return None
     if (
         u.names_only
