@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -154,12 +154,15 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
             proc.kill()
 
 
-def _login(browser: webdriver.Chrome, site: Site) -> None:
+def _login(browser: webdriver.Chrome, site: Site) -> str:
+    """Log in; -> the session's page, http://127.0.0.1:PORT/s/KEY/."""
     browser.delete_all_cookies()
     browser.get(site.url)
     # Traded for a cookie and sent on to a URL without the token; the queue is live.
     assert "token" not in browser.current_url
+    assert browser.current_url.startswith(site.base + "/s/")
     WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.ID, "live"), "live ·"))
+    return str(browser.current_url)
 
 
 def _article(browser: webdriver.Chrome, timeout: float = 20) -> Any:
@@ -253,7 +256,7 @@ class _EvilPage(http.server.BaseHTTPRequestHandler):
 def test_forged_cross_site_post_is_refused(browser: webdriver.Chrome, site: Site) -> None:
     agent = site.start("touch forged")
     try:
-        _login(browser, site)
+        home = _login(browser, site)
         rid = _article(browser).get_attribute("id")[2:]
         port = site.base.rsplit(":", 1)[1]
         cookie = browser.get_cookie(f"xguard_session_{port}")
@@ -264,22 +267,22 @@ def test_forged_cross_site_post_is_refused(browser: webdriver.Chrome, site: Site
         # With the cookie but without the CSRF token: refused.
         assert (
             _status(
-                site.base + "/decide",
+                home + "decide",
                 data=form,
                 headers={"Cookie": jar, "Origin": site.base, "Content-Type": ctype},
             )
             == 403
         )
         # With the CSRF token too, but from a foreign origin: refused.
-        mine = urllib.request.Request(site.base + "/", headers={"Cookie": jar})  # noqa: S310
+        mine = urllib.request.Request(home, headers={"Cookie": jar})  # noqa: S310
         page = urllib.request.urlopen(mine, timeout=10).read()  # noqa: S310
         csrf = page.split(b'name="csrf" value="')[1].split(b'"')[0].decode()
         data = form + f"&csrf={csrf}".encode()
         for origin in ("http://evil.example", None):
             hdrs = {"Cookie": jar, "Content-Type": ctype, **({"Origin": origin} if origin else {})}
-            assert _status(site.base + "/decide", data=data, headers=hdrs) == 403
+            assert _status(home + "decide", data=data, headers=hdrs) == 403
         # A real cross-site page in the same browser: the Strict cookie is not even sent.
-        _EvilPage.target, _EvilPage.rid = site.base, rid
+        _EvilPage.target, _EvilPage.rid = home.rstrip("/"), rid
         evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EvilPage)
         threading.Thread(target=evil.serve_forever, daemon=True).start()
         try:
@@ -427,14 +430,15 @@ def test_behind_a_trusted_reverse_proxy(tmp_path: Path) -> None:
                 except urllib.error.HTTPError as e:
                     assert e.code == 303
                     cookie = e.headers["Set-Cookie"]
+                    own = base + e.headers["Location"]  # the session's own path
                 assert ("Secure" in cookie) is trusted  # https as the proxy says, if believed
                 jar = cookie.split(";")[0]
-                mine = urllib.request.Request(base + "/", headers={"Cookie": jar, **proxy})  # noqa: S310
+                mine = urllib.request.Request(own, headers={"Cookie": jar, **proxy})  # noqa: S310
                 page = opener.open(mine, timeout=10).read()
                 csrf = page.split(b'name="csrf" value="')[1].split(b'"')[0].decode()
                 rid = page.split(b'name="id" value="')[1].split(b'"')[0].decode()
                 status = _status(
-                    base + "/decide",
+                    own + "decide",
                     data=f"id={rid}&action=approve&csrf={csrf}".encode(),
                     headers={
                         "Cookie": jar,
@@ -462,3 +466,78 @@ def test_behind_a_trusted_reverse_proxy(tmp_path: Path) -> None:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+class _AgentsDevServer(http.server.BaseHTTPRequestHandler):
+    """A page an agent serves on another port of the same host; keeps the cookies it got."""
+
+    cookies: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.cookies.append(self.headers.get("Cookie") or "")
+        body = b"<!doctype html><title>preview</title><p>my app"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_session_cookie_does_not_reach_another_port(browser: webdriver.Chrome, site: Site) -> None:
+    """Browsers send a host's cookies to all its ports: a page an agent serves on
+    127.0.0.1 would get the session, then the page (and its CSRF token) with it."""
+    agent = site.start("touch stolen")
+    try:
+        home = _login(browser, site)
+        rid = _article(browser).get_attribute("id")[2:]
+        dev = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AgentsDevServer)
+        threading.Thread(target=dev.serve_forever, daemon=True).start()
+        try:
+            for path in ("/", "/s/", home.removeprefix(site.base)[:-4]):
+                browser.get(f"http://127.0.0.1:{dev.server_address[1]}{path}")
+                WebDriverWait(browser, 10).until(lambda d: "my app" in d.page_source)
+        finally:
+            dev.shutdown()
+        assert _AgentsDevServer.cookies and not any(
+            "xguard_session" in c for c in _AgentsDevServer.cookies
+        )
+        # Had it got the cookie anyway, the cookie alone opens nothing: the
+        # session is only on its own secret path, and the path alone is no session.
+        browser.get(home)  # the browser lists a cookie only on the path it is for
+        port = site.base.rsplit(":", 1)[1]
+        cookie = browser.get_cookie(f"xguard_session_{port}")
+        assert cookie and cookie["path"] == home.removeprefix(site.base)
+        jar = {"Cookie": f"{cookie['name']}={cookie['value']}"}
+        other = site.base + "/s/" + "A" * 32 + "/"
+        for url, headers in (
+            (site.base + "/", jar),
+            (other, jar),
+            (site.base + "/events", jar),
+            (home, {}),
+            (home + "events", {"Cookie": f"{cookie['name']}=not-the-session"}),
+        ):
+            assert _status(url, headers=headers) == 403, url
+        form = {"Origin": site.base, "Content-Type": "application/x-www-form-urlencoded"}
+        for url, headers in ((site.base + "/decide", jar), (other + "decide", jar)):
+            data = f"id={rid}&action=approve&csrf=x".encode()
+            assert _status(url, data=data, headers={**headers, **form}) == 403, url
+        assert _status(home, headers=jar) == 200  # both together: the page
+        assert agent.poll() is None and site.pending_ids() == [rid]
+    finally:
+        agent.kill()
+        agent.communicate()
+
+
+def test_a_flood_of_refused_requests_does_not_flood_the_audit_log(site: Site) -> None:
+    """Any page the reviewer opens can make the browser send requests here."""
+    before = len(site.audit())
+    for _ in range(40):
+        assert _status(site.base + "/") == 403
+    refused = [r for r in site.audit()[before:] if r["event"] == "web_refused"]
+    # 5 a minute and one saying more are counted (twice that if a minute turned).
+    assert 6 <= len(refused) <= 12, len(refused)
+    assert any("counted this minute" in r.get("flood", "") for r in refused)
+    assert all(r["note"] == "no session" for r in refused)

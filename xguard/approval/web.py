@@ -16,17 +16,26 @@ Secure by default:
 - it prints a URL with a one-time token; the first visit trades it for a
   random session id in an HttpOnly, SameSite=Strict cookie and redirects to
   a URL without it; the token never works again;
+- the session lives under a secret path, /s/KEY/, and its cookie is scoped to
+  that path: browsers send a cookie to every port of a host (a page an agent
+  serves on 127.0.0.1:3000 would receive it), but only to the paths it names;
+  a session is accepted only with its cookie on its own path;
 - every POST needs that session, a CSRF token bound to it, and an Origin
   header equal to the page's own origin (X-Forwarded-Host/-Proto and -For
   are believed only from the addresses in `web.trusted_proxies`);
-- a refused request gets 403, changes nothing and is audited (web_refused);
+- a refused request gets 403, changes nothing and is audited (web_refused),
+  a few times a minute per reason and address, the rest counted (see
+  _count_refusal): a page elsewhere must not be able to flood the log;
 - approving a production request asks a second time;
 - every decision records who made it and from where (the peer address, and
-  X-Forwarded-For when the peer is a trusted proxy) in the queue and the log;
+  when the peer is a trusted proxy the address it saw: the rightmost of
+  X-Forwarded-For that is not itself a trusted proxy) in the queue and the log;
 - a strict Content-Security-Policy: no inline script, no framing.
 
 Request text is shown through `printable` and then HTML-escaped, so neither
 markup nor terminal escapes in a command reach the page as anything but text.
+The command is shown whole, never cut: one too long for a page (CMD_SHOWN)
+can be denied here but approved only where it can be read in full.
 """
 
 from __future__ import annotations
@@ -59,6 +68,10 @@ SESSION_TTL = 12 * 3600
 FOR_CHOICES = ("15m", "1h", "4h", "8h")
 HEARTBEAT = 15.0
 FORM_MAX = 8192
+# Longer commands cannot be approved on the page (the terminal shows them whole).
+CMD_SHOWN = 65536
+REFUSALS_AUDITED = 5  # per reason and address, per minute
+REFUSALS_AUDITED_ALL = 60  # of every kind and from everywhere, per minute
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -97,6 +110,7 @@ class Session:
 
     csrf: str
     addr: str
+    key: str  # the secret path the session lives under: /s/KEY/
     created: float = field(default_factory=time.time)
     flash: list[str] = field(default_factory=list)
 
@@ -229,15 +243,24 @@ def render_request(r: dict[str, Any], csrf: str, now: float) -> str:
         f'<input type="hidden" name="id" value="{rid}">'
     )
     options = "".join(f'<option value="{d}">{d}</option>' for d in FOR_CHOICES)
+    command = str(r.get("command"))
+    if len(command) > CMD_SHOWN:
+        approve = (
+            f'<p class="err">The command is {len(command)} characters long, too long to show '
+            "here: approve it in the terminal (xguard review), or deny it.</p>"
+        )
+    else:
+        # Forms post to the page's own path (relative: /s/KEY/decide).
+        approve = f"""<form method="post" action="decide" class="approve">{hidden}
+<button name="action" value="approve" class="ok">Approve once</button>
+<span class="for"><button name="action" value="approve_for" class="ok">Approve for</button>
+<select name="for" aria-label="how long">{options}</select></span></form>"""
     return f"""<article id="r-{rid}" class="{"production" if prod else ""}">
 {banner}<header><b class="rid">{rid}</b> <span>{_t(age(now - float(r.get("created") or now)))}
  ago</span> · host <b class="host">{_t(r.get("host"), 60)}</b></header>
-<pre class="cmd">{_t(r.get("command"), 4000)}</pre>
-<form method="post" action="/decide" class="approve">{hidden}
-<button name="action" value="approve" class="ok">Approve once</button>
-<span class="for"><button name="action" value="approve_for" class="ok">Approve for</button>
-<select name="for" aria-label="how long">{options}</select></span></form>
-<form method="post" action="/decide" class="deny">{hidden}
+<pre class="cmd">{_t(command[:CMD_SHOWN], CMD_SHOWN * 6)}</pre>
+{approve}
+<form method="post" action="decide" class="deny">{hidden}
 <input name="reason" maxlength="300" placeholder="reason (the agent sees it)" aria-label="reason">
 <button name="action" value="deny" class="no">Deny</button></form>
 <dl><dt>session</dt><dd>{_t(r.get("session"), 60)}</dd>
@@ -276,11 +299,11 @@ CONFIRM = """<!doctype html>
 <title>Approve on PRODUCTION?</title><link rel="stylesheet" href="/static/app.css"></head>
 <body><article class="production"><p class="prod">‼ PRODUCTION ‼</p>
 <h1>Approve {rid} on production{how}?</h1><pre class="cmd">{cmd}</pre>
-<form method="post" action="/decide"><input type="hidden" name="csrf" value="{csrf}">
+<form method="post" action="decide"><input type="hidden" name="csrf" value="{csrf}">
 <input type="hidden" name="id" value="{rid}"><input type="hidden" name="for" value="{for_}">
 <input type="hidden" name="confirm" value="yes">
 <button name="action" value="{action}" class="ok" id="confirm">Yes, approve on production</button>
-<a href="/">No, go back</a></form></article></body></html>"""
+<a href="./">No, go back</a></form></article></body></html>"""
 
 CSS = """
 body{font:16px/1.4 system-ui,sans-serif;margin:0 auto;max-width:60em;padding:.5em;color:#111}
@@ -325,7 +348,7 @@ JS = """
       if (e) { main.appendChild(e); }
     }
   }
-  var es = new EventSource('/events');
+  var es = new EventSource('events');  // relative: /s/KEY/events
   es.addEventListener('queue', function (ev) {
     apply(ev.data);
     live.textContent = 'live · ' + new Date().toLocaleTimeString();
@@ -347,11 +370,17 @@ class WebReview:
         self.token: str | None = secrets.token_urlsafe(32)
         self.sessions: dict[str, Session] = {}
         self.trusted = set(trusted_proxies)
+        # (reason, address) -> [minute, refusals in it]: see refuse().
+        self.refusals: dict[tuple[str, str], list[int]] = {}
         self.app = Starlette(
             routes=[
                 Route("/", self.index, methods=["GET"]),
-                Route("/events", self.events, methods=["GET"]),
-                Route("/decide", self.decide, methods=["POST"]),
+                Route("/s/{key}/", self.page, methods=["GET"]),
+                Route("/s/{key}/events", self.events, methods=["GET"]),
+                Route("/s/{key}/decide", self.decide, methods=["POST"]),
+                # The old places, and any session path not given: refused and audited.
+                Route("/events", self.nowhere, methods=["GET"]),
+                Route("/decide", self.nowhere, methods=["POST"]),
                 Route("/static/app.css", self.css, methods=["GET"]),
                 Route("/static/app.js", self.js, methods=["GET"]),
             ]
@@ -359,11 +388,13 @@ class WebReview:
 
     # -- who is asking --------------------------------------------------------
     def peer(self, request: Request) -> dict[str, Any]:
-        """Where a request comes from: the peer, plus X-Forwarded-For from a trusted proxy."""
+        """Where a request comes from: the peer, and from a trusted proxy the address it saw."""
         addr = request.client.host if request.client else "?"
         out: dict[str, Any] = {"via": "web", "addr": addr}
-        if addr in self.trusted and request.headers.get("x-forwarded-for"):
-            out["forwarded_for"] = request.headers["x-forwarded-for"][:200]
+        if addr in self.trusted:
+            seen = _proxied_client(request.headers.getlist("x-forwarded-for"), self.trusted)
+            if seen:
+                out["forwarded_for"] = seen
         return out
 
     def own_origin(self, request: Request) -> str:
@@ -372,40 +403,97 @@ class WebReview:
         scheme = request.url.scheme
         addr = request.client.host if request.client else ""
         if addr in self.trusted:
-            host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
-            scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+            # The value the proxy set: the last one (a proxy that appends keeps
+            # the client's own, believed by nobody, in front of it).
+            host = _last(request.headers.getlist("x-forwarded-host")) or host
+            scheme = _last(request.headers.getlist("x-forwarded-proto")) or scheme
         return f"{scheme}://{host}"
 
     def session(self, request: Request) -> tuple[str, Session] | None:
-        """The caller's live session, or None."""
+        """The caller's live session, or None: its cookie, on its own secret path."""
         sid = request.cookies.get(self.cookie, "")
-        s = self.sessions.get(sid) if sid else None
-        if s is None or time.time() - s.created > SESSION_TTL:
-            return None
-        return sid, s
+        key = str(request.path_params.get("key", ""))
+        for known, s in self.sessions.items():
+            if not (sid and key):
+                break
+            # Both compared in constant time: a cookie that reached another
+            # port's server, or a path out of the history, is not enough alone.
+            same_sid = secrets.compare_digest(sid.encode(), known.encode())
+            same_key = secrets.compare_digest(key.encode(), s.key.encode())
+            if same_sid and same_key and time.time() - s.created <= SESSION_TTL:
+                return known, s
+        return None
 
     def refuse(self, request: Request, why: str) -> Response:
-        """403, nothing changed, and the attempt in the audit log."""
-        try:
-            self.board.log.append(
-                "web_refused",
-                note=why,
-                origin={**self.peer(request), "path": request.url.path[:200]},
-                method=request.method,
-            )
-        except XguardError as e:
-            sys.stderr.write(f"xguard: warning: {e.message}\n")
+        """403, nothing changed, and the attempt in the audit log (coalesced under a flood)."""
+        peer = self.peer(request)
+        record = self._count_refusal(why, peer)
+        if record is not None:
+            try:
+                self.board.log.append(
+                    "web_refused",
+                    note=why,
+                    origin={**peer, "path": request.url.path[:200]},
+                    method=request.method,
+                    **record,
+                )
+            except XguardError as e:
+                sys.stderr.write(f"xguard: warning: {e.message}\n")
         body = (
             "<!doctype html><title>refused</title><p>xguard review: refused: "
             f"{html.escape(why)}. Open the URL that <code>xguard review --web</code> printed.</p>"
         )
         return HTMLResponse(body, status_code=403, headers=_SECURITY_HEADERS)
 
+    def _count_refusal(self, why: str, peer: dict[str, Any]) -> dict[str, Any] | None:
+        """Fields for this refusal's audit record, or None to leave it unrecorded.
+
+        Every refusal was audited, and any page the reviewer's browser opens
+        can send a request here (a no-cors fetch needs no permission): a loop
+        of them would fill the log. So the first REFUSALS_AUDITED of a minute
+        per reason and address are recorded (and REFUSALS_AUDITED_ALL of all:
+        a local process can send from any of 127.0.0.0/8), then one saying
+        that more are being counted; the next one recorded says how many
+        were left out.
+        """
+        reason = why.partition(" (")[0]  # "foreign or missing Origin (x)" counts as one reason
+        minute = int(time.monotonic() // 60)
+        if len(self.refusals) > 1000:  # addresses of minutes ago: forget them
+            self.refusals = {k: v for k, v in self.refusals.items() if v[0] == minute}
+        fields: dict[str, Any] = {}
+        record = True
+        who = (reason, str(peer.get("forwarded_for") or peer["addr"]))
+        for key, cap in ((who, REFUSALS_AUDITED), (("*", "*"), REFUSALS_AUDITED_ALL)):
+            seen = self.refusals.setdefault(key, [minute, 0, 0])
+            if seen[0] != minute:
+                seen[:] = [minute, 0, seen[2]]
+            seen[1] += 1
+            if seen[1] > cap + 1:
+                record = False
+            elif seen[1] == cap + 1:
+                fields["flood"] = "more refusals like this are counted this minute, not recorded"
+        if not record:
+            for key in (who, ("*", "*")):
+                self.refusals[key][2] += 1
+            return None
+        left_out = sum(self.refusals[k][2] for k in (who, ("*", "*")))
+        if left_out:
+            fields["suppressed"] = left_out
+            for key in (who, ("*", "*")):
+                self.refusals[key][2] = 0
+        return fields
+
     # -- routes ---------------------------------------------------------------
+    async def nowhere(self, request: Request) -> Response:
+        return self.refuse(request, "no session")
+
     async def index(self, request: Request) -> Response:
         token = request.query_params.get("token")
         if token is not None:
             return self._login(request, token)
+        return self.refuse(request, "no session")
+
+    async def page(self, request: Request) -> Response:
         got = self.session(request)
         if got is None:
             return self.refuse(request, "no session")
@@ -427,20 +515,22 @@ class WebReview:
             )
         self.token = None  # one use only
         sid = secrets.token_urlsafe(32)
+        key = secrets.token_urlsafe(24)
         peer = self.peer(request)
-        self.sessions[sid] = Session(csrf=secrets.token_urlsafe(32), addr=peer["addr"])
+        self.sessions[sid] = Session(csrf=secrets.token_urlsafe(32), addr=peer["addr"], key=key)
         try:
             self.board.log.append("web_session", origin=peer, note="token traded for a session")
         except XguardError as e:
             sys.stderr.write(f"xguard: warning: {e.message}\n")
         # Off the token, so it is not left in the address bar or history.
-        resp = RedirectResponse("/", status_code=303, headers=_SECURITY_HEADERS)
+        home = f"/s/{key}/"
+        resp = RedirectResponse(home, status_code=303, headers=_SECURITY_HEADERS)
         secure = self.own_origin(request).startswith("https:")
         resp.set_cookie(
             self.cookie,
             sid,
             max_age=SESSION_TTL,
-            path="/",
+            path=home,  # sent to no other path, on this port or any other
             httponly=True,
             samesite="strict",
             secure=secure,
@@ -481,6 +571,7 @@ class WebReview:
         if got is None:
             return self.refuse(request, "no session")
         _sid, s = got
+        home = f"/s/{s.key}/"
         origin = request.headers.get("origin")
         if not origin or origin != self.own_origin(request):
             return self.refuse(request, f"foreign or missing Origin ({origin or 'none'})")
@@ -494,7 +585,7 @@ class WebReview:
         r = self.board.find(rid)
         if r is None:
             s.flash.append(f"{rid} is no longer pending")
-            return RedirectResponse("/", status_code=303, headers=_SECURITY_HEADERS)
+            return RedirectResponse(home, status_code=303, headers=_SECURITY_HEADERS)
         peer = self.peer(request)
         if action == "deny":
             reason = str(form.get("reason") or "").strip()[:300] or None
@@ -506,12 +597,15 @@ class WebReview:
             for_seconds = parse_duration(for_text) if for_text else None
             if for_text and not for_seconds:
                 s.flash.append(f"{for_text!r} is not a duration")
-                return RedirectResponse("/", status_code=303, headers=_SECURITY_HEADERS)
+                return RedirectResponse(home, status_code=303, headers=_SECURITY_HEADERS)
+            if len(str(r.get("command"))) > CMD_SHOWN:
+                s.flash.append(f"{rid} is too long to read here: approve it in the terminal")
+                return RedirectResponse(home, status_code=303, headers=_SECURITY_HEADERS)
             if r.get("production") and form.get("confirm") != "yes":
                 page = CONFIRM.format(
                     rid=_t(rid, 20),
                     how=f" for {html.escape(for_text)}" if for_text else " once",
-                    cmd=_t(r.get("command"), 4000),
+                    cmd=_t(r.get("command"), CMD_SHOWN * 6),
                     csrf=html.escape(s.csrf),
                     for_=html.escape(for_text),
                     action=html.escape(action),
@@ -526,13 +620,34 @@ class WebReview:
             s.flash.append(f"{v['state']} {rid}")
         else:
             s.flash.append(f"{rid} was already {v.get('state')} by {v.get('by')}")
-        return RedirectResponse("/", status_code=303, headers=_SECURITY_HEADERS)
+        return RedirectResponse(home, status_code=303, headers=_SECURITY_HEADERS)
 
     async def css(self, request: Request) -> Response:
         return Response(CSS, media_type="text/css", headers=_SECURITY_HEADERS)
 
     async def js(self, request: Request) -> Response:
         return Response(JS, media_type="text/javascript", headers=_SECURITY_HEADERS)
+
+
+def _last(values: list[str]) -> str:
+    """The last comma-separated item of a header that may repeat ("" when none)."""
+    items = [i.strip() for v in values for i in v.split(",")]
+    return items[-1] if items else ""
+
+
+def _proxied_client(values: list[str], trusted: set[str]) -> str:
+    """The address a chain of trusted proxies saw the request come from.
+
+    X-Forwarded-For grows to the right: each proxy appends the peer it saw.
+    Walking from the right past our own proxies, the first other entry is
+    the one our outermost proxy wrote; everything left of it the client
+    could have sent itself.
+    """
+    items = [i.strip() for v in values for i in v.split(",") if i.strip()]
+    for item in reversed(items):
+        if item not in trusted:
+            return item[:64]
+    return items[0][:64] if items else ""
 
 
 async def _form(request: Request) -> dict[str, str] | None:
