@@ -330,6 +330,38 @@ TAMPER = [
         psycopg.errors.InsufficientPrivilege,  # and to its own role
     ),
     ("INSERT INTO xguard.audit (seq, hash, prev, line) VALUES (1, '', '', 'x')", Exception),
+    # Who wrote a row and when is the database's to say, not the client's.
+    (
+        "INSERT INTO xguard.requests (id, created, key, expires, body) VALUES "
+        "('backdated', 1, 'aaaaaaaaaaaaaaaa', 1e12, '{}')",
+        psycopg.errors.InsufficientPrivilege,
+    ),
+    (
+        "INSERT INTO xguard.decisions (id, state, by, at) VALUES (%(a)s, 'cancelled', 'xguard', 1)",
+        psycopg.errors.InsufficientPrivilege,
+    ),
+    (
+        "INSERT INTO xguard.decisions (id, state, by, role) VALUES "
+        "(%(a)s, 'cancelled', 'xguard', 'xguard_agent_hosta')",
+        psycopg.errors.InsufficientPrivilege,
+    ),
+    (
+        "INSERT INTO xguard.decisions (id, state, by) VALUES (%(a)s, 'cancelled', 'alice@revhost')",
+        psycopg.errors.InsufficientPrivilege,  # an agent's cancel is signed by xguard
+    ),
+    (
+        "INSERT INTO xguard.consumed (id, at) VALUES (%(a)s, 1)",
+        psycopg.errors.InsufficientPrivilege,
+    ),
+    (
+        "INSERT INTO xguard.audit (host, seq, hash, prev, line) VALUES ('hostb', 1, '', '', 'x')",
+        psycopg.errors.InsufficientPrivilege,
+    ),
+    (
+        "INSERT INTO xguard.requests (id, key, expires, body) VALUES ('huge1', "
+        "'aaaaaaaaaaaaaaaa', 1e12, jsonb_build_object('command', repeat('a', 2000000)))",
+        psycopg.errors.CheckViolation,  # every reviewer would read it on every look
+    ),
 ]
 
 
@@ -450,3 +482,80 @@ def test_audit_copy_catches_a_deleted_or_rewritten_log(fleet: Fleet) -> None:
     # Put back, it agrees again.
     log.write_bytes(original)
     assert fleet.a.xg("audit", "verify", "--against-db").returncode == 0
+
+
+def _audit_line(seq: int, prev: str) -> str:
+    import hashlib
+
+    body = (
+        f'{{"v":1,"seq":{seq},"ts":"2026-01-01T00:00:00Z","event":"x",'
+        f'"pad":"{"p" * 80}","prev":"{prev}"'
+    )
+    return body + f',"hash":"{hashlib.sha256(body.encode()).hexdigest()}"}}'
+
+
+@pytest.mark.slow
+def test_agent_role_cannot_probe_another_hosts_audit_chain(fleet: Fleet) -> None:
+    """The chain trigger runs (as the owner) before row-level security checks the
+    host: naming host B's chain once made its error say where that chain stands."""
+    fleet.sql(
+        fleet.b.role,
+        "INSERT INTO xguard.audit (seq, hash, prev, line) VALUES (0, '', '', %s)",
+        (_audit_line(1, "0" * 64),),
+    )
+    with (
+        psycopg.connect(fleet.pg.dsn(fleet.a.role, fleet.db), autocommit=True) as c,
+        pytest.raises(psycopg.errors.InsufficientPrivilege) as got,
+    ):
+        c.execute(
+            "INSERT INTO xguard.audit (host, seq, hash, prev, line) "
+            "VALUES ('hostb', 0, '', '', %s)",
+            (_audit_line(5, "1" * 64),),
+        )
+    assert "seq 1" not in str(got.value) and "hostb" not in str(got.value)
+    # Its own chain it may start and continue, filled in by the database.
+    fleet.sql(
+        fleet.a.role,
+        "INSERT INTO xguard.audit (seq, hash, prev, line) VALUES (0, '', '', %s)",
+        (_audit_line(1, "0" * 64),),
+    )
+    rows = fleet.sql(
+        fleet.pg.ADMIN,
+        "SELECT host, role, seq FROM xguard.audit WHERE host <> 'revhost' ORDER BY host",
+    )
+    assert rows == [("hosta", fleet.a.role, 1), ("hostb", fleet.b.role, 1)]
+
+
+def test_a_flood_of_notifications_wakes_a_listener_only_now_and_then(fleet: Fleet) -> None:
+    """Any role may NOTIFY any channel: an agent's loop must not turn every waiter
+    and reviewer page into a loop that re-reads the queue without pause."""
+    import select
+    import threading
+
+    from xguard.approval.pgqueue import PgListener, PgQueue
+
+    queue = PgQueue(fleet.pg.dsn(REVIEWER_ROLE, fleet.db))
+    listener = queue.listener()
+    assert listener is not None
+    stop = threading.Event()
+
+    def flood() -> None:
+        with psycopg.connect(fleet.pg.dsn(fleet.a.role, fleet.db), autocommit=True) as c:
+            while not stop.is_set():
+                c.execute("NOTIFY xguard_queue")
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    wakes, end = 0, time.monotonic() + 1.0
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([listener], [], [], 0.5)
+            if ready:
+                listener.drain()
+                wakes += 1
+    finally:
+        stop.set()
+        t.join(timeout=10)
+        listener.close()
+        queue.close()
+    assert 1 <= wakes <= 1 / PgListener.WAKE_GAP + 2, wakes

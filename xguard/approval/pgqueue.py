@@ -116,11 +116,20 @@ class PgListener:
     When that connection breaks, the listener turns into a pipe nobody
     writes to: select() then never wakes for it and its owner polls every
     POLL seconds, instead of spinning on a dead socket that is always readable.
+
+    Any role may NOTIFY any channel (PostgreSQL has no privilege for it), so
+    one agent in a loop would wake every waiter and reviewer page of every
+    host, each re-reading the queue as fast as the database answers. A
+    listener therefore wakes its owner at most once per WAKE_GAP seconds;
+    notifications in between are taken together.
     """
+
+    WAKE_GAP = 0.2
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn: psycopg.Connection[Any] | None = conn
         self._quiet: tuple[int, int] | None = None
+        self._last = 0.0
 
     def fileno(self) -> int:
         """For select()."""
@@ -133,6 +142,10 @@ class PgListener:
         """Read every queued notification (hints only: the tables are the truth)."""
         if self.conn is None:
             return []
+        wait = self._last + self.WAKE_GAP - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last = time.monotonic()
         try:
             return [{"channel": n.channel} for n in self.conn.notifies(timeout=0)]
         except psycopg.Error:

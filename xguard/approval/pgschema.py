@@ -16,6 +16,14 @@ host whose agent holds the connection string still cannot approve itself:
   either;
 - the owner (whoever runs `db init`) alone may prune old rows.
 
+INSERT is granted on the columns a client has to say (COLUMNS) and no
+others: who wrote a row (host, role) and when (created, at, stored) are the
+database's to fill in. Granted on the whole table, a row-level policy that
+checks host and role still left an agent free to backdate its request, to
+make it look decided by somebody else, or (a trigger runs before the policy
+is checked) to name another host's audit chain and read in the error where
+that chain stands.
+
 The audit copy is a chain per host: a trigger recomputes each line's hash
 (SHA-256 of the bytes before `,"hash":`, SPEC §6), reads `seq` and `prev`
 from the line itself and accepts only the next link of that host's chain, so
@@ -31,6 +39,24 @@ REVIEWER = "xguard_reviewer"
 # listens learns nothing of other hosts' requests, only to look again.
 CHANNEL_QUEUE = "xguard_queue"
 CHANNEL_DECIDED = "xguard_decided"
+
+
+BODY_MAX = 1 << 20
+# What a client may write of each row; the rest is filled in by the database.
+COLUMNS = {
+    "requests": "id, key, expires, body",
+    "decisions": "id, state, by, body",
+    "consumed": "id",
+    "audit": "seq, hash, prev, line",
+}
+
+
+def _constraint(table: str, name: str, check: str) -> str:
+    # NOT VALID: rows already there stay; every new row is checked.
+    return f"""DO $$ BEGIN
+  ALTER TABLE xguard.{table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID;
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$"""
 
 
 def _role(name: str) -> str:
@@ -74,6 +100,10 @@ AS $$ SELECT host FROM xguard.hosts WHERE role = session_user $$""",
 )""",
     ),
     ("", "CREATE INDEX IF NOT EXISTS requests_key ON xguard.requests (key)"),
+    (
+        f"check: a request's body is at most {BODY_MAX} bytes (every reviewer reads them all)",
+        _constraint("requests", "requests_body_size", f"octet_length(body::text) <= {BODY_MAX}"),
+    ),
     (
         "table xguard.decisions (one per request: the first wins)",
         """CREATE TABLE IF NOT EXISTS xguard.decisions (
@@ -168,17 +198,23 @@ END $$""",
         "FOR EACH ROW EXECUTE FUNCTION xguard.wake()",
     ),
     (
-        "grants: SELECT and INSERT only (no UPDATE, no DELETE for anyone but the owner)",
+        "grants: SELECT, and INSERT of the columns a client writes "
+        "(no UPDATE, no DELETE for anyone but the owner)",
         "REVOKE ALL ON ALL TABLES IN SCHEMA xguard FROM PUBLIC",
     ),
+    # Revoking on a table revokes its column grants too: a re-run starts clean.
     ("", f"REVOKE ALL ON ALL TABLES IN SCHEMA xguard FROM {AGENT}, {REVIEWER}"),
-    ("", f"GRANT SELECT, INSERT ON xguard.requests TO {AGENT}"),
+    ("", f"GRANT SELECT ON xguard.requests TO {AGENT}"),
+    ("", f"GRANT INSERT ({COLUMNS['requests']}) ON xguard.requests TO {AGENT}"),
     ("", f"GRANT SELECT ON xguard.requests, xguard.hosts TO {REVIEWER}"),
     (
         "",
-        f"GRANT SELECT, INSERT ON xguard.decisions, xguard.consumed, xguard.audit "
-        f"TO {AGENT}, {REVIEWER}",
+        f"GRANT SELECT ON xguard.decisions, xguard.consumed, xguard.audit TO {AGENT}, {REVIEWER}",
     ),
+    *[
+        ("", f"GRANT INSERT ({COLUMNS[t]}) ON xguard.{t} TO {AGENT}, {REVIEWER}")
+        for t in ("decisions", "consumed", "audit")
+    ],
 ]
 
 # Row-level security: (table, policy, command, role, USING, WITH CHECK).
@@ -210,8 +246,10 @@ POLICIES: list[tuple[str, str, str, str, str | None, str | None]] = [
         "INSERT",
         AGENT,
         None,
-        "state IN ('expired', 'cancelled') AND role = session_user AND "
-        + _OWN_REQUEST.format(t="decisions"),
+        # Signed as xguard itself, as the waiter and the sweep write them: an
+        # agent's cancel must not read "cancelled by alice".
+        "state IN ('expired', 'cancelled') AND role = session_user "
+        "AND by ~ '^xguard( [(]SIG[A-Z0-9]+[)])?$' AND " + _OWN_REQUEST.format(t="decisions"),
     ),
     ("decisions", "reviewer_reads_all", "SELECT", REVIEWER, "true", None),
     ("decisions", "reviewer_decides", "INSERT", REVIEWER, None, "role = session_user"),
