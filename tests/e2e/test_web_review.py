@@ -541,3 +541,54 @@ def test_a_flood_of_refused_requests_does_not_flood_the_audit_log(site: Site) ->
     assert 6 <= len(refused) <= 12, len(refused)
     assert any("counted this minute" in r.get("flood", "") for r in refused)
     assert all(r["note"] == "no session" for r in refused)
+
+
+@pytest.mark.parametrize("site", ["postgres"], indirect=True)
+def test_a_request_cannot_talk_itself_out_of_production(site: Site) -> None:
+    """Whoever holds a host's database role writes its rows: one that says
+    `production: false` of a profile the reviewer's config calls production is
+    still shown as production, and approving it still asks twice."""
+    import psycopg
+
+    from xguard.gate.request import request_key
+
+    config = (Path(site.agent_env["XGUARD_HOME"]) / "config.yaml").read_text()
+    dsn = config.split('postgres: "')[1].split('"')[0]
+    how = ["shell", "--"]
+    body = {
+        "command": "touch quietly",
+        "cwd": str(site.work),
+        "session": None,
+        "profile": "production",
+        "production": False,
+        "how": how,
+        "units": [],
+    }
+    key = request_key("touch quietly", str(site.work), None, "production", how)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO xguard.requests (id, key, expires, body) VALUES "
+            "('quiet1', %s, extract(epoch FROM clock_timestamp()) + 600, %s)",
+            (key, json.dumps(body)),
+        )
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        opener.open(site.url, timeout=10)
+    except urllib.error.HTTPError as e:
+        assert e.code == 303
+        jar = {"Cookie": e.headers["Set-Cookie"].split(";")[0]}
+        own = site.base + e.headers["Location"]
+    deadline = time.monotonic() + 20
+    while b"quiet1" not in (page := opener.open(urllib.request.Request(own, headers=jar)).read()):  # noqa: S310
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "‼ PRODUCTION ‼".encode() in page
+    csrf = page.split(b'name="csrf" value="')[1].split(b'"')[0].decode()
+    post = urllib.request.Request(  # noqa: S310
+        own + "decide",
+        data=f"id=quiet1&action=approve&csrf={csrf}".encode(),
+        headers={**jar, "Origin": site.base, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    answer = opener.open(post, timeout=10).read()
+    assert b"on production" in answer and b'id="confirm"' in answer
+    assert site.pending_ids() == ["quiet1"]  # the first click approved nothing

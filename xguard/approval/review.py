@@ -41,6 +41,7 @@ from rich.text import Text
 
 from xguard.approval.backend import open_queue, reviewer_name
 from xguard.approval.queue import POLL
+from xguard.approval.wait import seen_as_production
 from xguard.errors import XguardError
 from xguard.paths import host_name
 from xguard.util import format_age as age
@@ -143,6 +144,8 @@ class Reviewer:
         try:
             self.spool.sweep(self.log)
             current = self.spool.pending()
+            for r in current:
+                r["production"] = seen_as_production(self.gate, r)
         except XguardError as e:  # a shared queue out of reach: say so, retry next POLL
             self.status = f"{e.message}; retrying"
             self.last_load = time.monotonic()

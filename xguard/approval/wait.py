@@ -143,6 +143,20 @@ def is_production(gate: GateLike, profile: str | None) -> bool:
     return profile.lower() in ("prod", "production")
 
 
+def seen_as_production(gate: GateLike, request: dict[str, Any]) -> bool:
+    """Whether a reviewer should treat a queued request as production.
+
+    The request's own `production` comes from the config of the host that
+    asked, and whoever holds that host's database role writes the row: a
+    request can say `production: false` of a profile the reviewer's own
+    config calls production (the profile itself is bound into the request's
+    key, so it cannot lie about that). Either side saying so is enough.
+    """
+    profile = request.get("profile")
+    own = is_production(gate, profile if isinstance(profile, str) else None)
+    return bool(request.get("production")) or own
+
+
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     # A signal in the middle of publishing would leave a request without its

@@ -59,6 +59,7 @@ from starlette.routing import Route
 
 from xguard.approval.backend import open_queue, reviewer_name
 from xguard.approval.queue import POLL
+from xguard.approval.wait import seen_as_production
 from xguard.errors import UsageError, XguardError
 from xguard.util import format_age as age
 from xguard.util import parse_duration, printable
@@ -135,6 +136,8 @@ class Board:
             try:
                 self.queue.sweep(self.log)
                 items, error = self.queue.pending(), None
+                for r in items:
+                    r["production"] = seen_as_production(self.gate, r)
             except XguardError as e:  # out of reach: say so on the page, retry
                 items, error = self.items, f"{e.message}; retrying"
         if [r["id"] for r in items] != [r["id"] for r in self.items] or error != self.error:
