@@ -559,3 +559,21 @@ def test_a_flood_of_notifications_wakes_a_listener_only_now_and_then(fleet: Flee
         listener.close()
         queue.close()
     assert 1 <= wakes <= 1 / PgListener.WAKE_GAP + 2, wakes
+
+
+def test_db_init_refuses_a_schema_an_agent_made_first(fleet: Fleet) -> None:
+    """CREATE SCHEMA IF NOT EXISTS takes whatever schema is there: one an agent's
+    role made (given CREATE on the database) would leave every grant its to undo."""
+    db = fleet.pg.new_database()
+    admin = fleet.pg.dsn(db=db)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"GRANT CREATE ON DATABASE {db} TO xguard_agent_hosta".encode())
+    with psycopg.connect(fleet.pg.dsn(fleet.a.role, db), autocommit=True) as c:
+        c.execute("CREATE SCHEMA xguard")
+    p = fleet.rev.xg("db", "init", "--dsn", admin, "--agent", "hosta")
+    assert p.returncode == 1
+    assert "schema xguard belongs to xguard_agent_hosta, an agent or reviewer role" in p.stderr
+    # Given to the administrator, it is set up as usual.
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"ALTER SCHEMA xguard OWNER TO {fleet.pg.ADMIN}".encode())
+    assert fleet.rev.xg("db", "init", "--dsn", admin, "--agent", "hosta").returncode == 0

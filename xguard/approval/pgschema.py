@@ -70,6 +70,24 @@ STATEMENTS: list[tuple[str, str]] = [
     ("schema xguard", "CREATE SCHEMA IF NOT EXISTS xguard"),
     (f"role {AGENT} (no login: hosts log in as its members)", _role(AGENT)),
     (f"role {REVIEWER} (no login: reviewers log in as its members)", _role(REVIEWER)),
+    (
+        "schema xguard belongs to no agent or reviewer",
+        # CREATE SCHEMA IF NOT EXISTS takes a schema somebody made before:
+        # owned by an agent's role, every grant and policy here is its to undo.
+        """DO $$
+DECLARE r record;
+BEGIN
+  SELECT o.rolname, o.rolsuper INTO r FROM pg_namespace n JOIN pg_roles o ON o.oid = n.nspowner
+    WHERE n.nspname = 'xguard';
+  -- (A superuser counts as a member of every role: it is the administrator.)
+  IF NOT r.rolsuper AND (pg_has_role(r.rolname, 'xguard_agent', 'MEMBER')
+      OR pg_has_role(r.rolname, 'xguard_reviewer', 'MEMBER')) THEN
+    RAISE EXCEPTION 'schema xguard belongs to %, an agent or reviewer role: %',
+      r.rolname, 'drop it, or give it to the administrator and check what is in it'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+END $$""",
+    ),
     ("schema xguard: usage for both roles only", "REVOKE ALL ON SCHEMA xguard FROM PUBLIC"),
     ("", f"GRANT USAGE ON SCHEMA xguard TO {AGENT}, {REVIEWER}"),
     (
