@@ -156,6 +156,9 @@ def run(pg: PgCluster, n: int) -> int:
                 created = reqs[0]["created"]
                 visible.append(seen - created)
         assert wait_line(agent) == rid
+        end = time.time() + 5  # the watcher lists in its own thread: let it catch up
+        while rid not in live and time.time() < end:
+            time.sleep(0.01)
         listed_live.append(live[rid] - created)
         t_cli = time.time()
         subprocess.run([XG, "approve", rid], env=rev_env, check=True, capture_output=True)
