@@ -249,6 +249,76 @@ def test_a_side_effecting_function_is_never_called(
     assert shop.psql("SELECT count(*) FROM side_effects") == "0"
 
 
+@pytest.fixture
+def hidden_code(pg: dbservers.Postgres) -> Iterator[Path]:
+    """Code that runs on a SELECT path without its name in the statement. Each
+    piece writes a file on the server when called (COPY TO a file is allowed in
+    a read-only transaction, as COPY TO PROGRAM is: the role is a superuser)."""
+    marker = Path(pg.folder) / "leaked"
+    body = f"BEGIN EXECUTE 'COPY (SELECT 1) TO ''{marker}'''; RETURN true; END"
+    pg.psql(
+        f"CREATE FUNCTION leak() RETURNS boolean LANGUAGE plpgsql AS $${body}$$;"
+        "CREATE VIEW leaky AS SELECT id FROM orders WHERE leak();"
+        "CREATE SCHEMA ev;"
+        f"CREATE FUNCTION ev.lower(t text) RETURNS text LANGUAGE plpgsql AS $${body}$$;"
+        "CREATE FUNCTION public.abs(t text) RETURNS boolean LANGUAGE sql AS 'SELECT leak()';"
+        "CREATE FUNCTION ev.upper(t text) RETURNS boolean LANGUAGE sql AS 'SELECT leak()';"
+        "CREATE TABLE guarded (id int); ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;"
+        "CREATE POLICY p ON guarded USING (leak());"
+        "CREATE TABLE parent (id int);"
+        "CREATE FOREIGN DATA WRAPPER xg_fdw; CREATE SERVER xg_srv FOREIGN DATA WRAPPER xg_fdw;"
+        "CREATE FOREIGN TABLE child () INHERITS (parent) SERVER xg_srv;"
+        "CREATE FUNCTION ev.eq(a int, b text) RETURNS boolean LANGUAGE sql AS 'SELECT leak()';"
+        "CREATE OPERATOR public.= (LEFTARG = int, RIGHTARG = text, FUNCTION = ev.eq);"
+        "CREATE DOMAIN ev.dom AS int CHECK (leak())"
+    )
+    try:
+        yield marker
+    finally:
+        pg.psql(
+            "DROP OPERATOR public.= (int, text); DROP SCHEMA ev CASCADE; DROP VIEW leaky;"
+            "DROP TABLE guarded, parent CASCADE; DROP SERVER xg_srv;"
+            "DROP FOREIGN DATA WRAPPER xg_fdw; DROP FUNCTION public.abs(text), leak()"
+        )
+        if marker.exists():
+            marker.unlink()
+
+
+@pytest.mark.parametrize(
+    ("pgoptions", "statement", "error"),
+    [
+        ("", "DELETE FROM orders WHERE id IN (SELECT id FROM leaky)", "leaky is not a plain table"),
+        ("", "DELETE FROM orders WHERE ev.lower('a') = 'b'", "calls ev.lower()"),
+        ("", "DELETE FROM orders WHERE abs('x')", "abs(text) is the database's own function"),
+        ("", "DELETE FROM guarded", "guarded has row-level security"),
+        ("", "DELETE FROM parent", "parent (through child) is not a plain table"),
+        ("", "DELETE FROM orders o USING users u WHERE o.id = u.name", "operator"),
+        ("", "DELETE FROM orders WHERE id::ev.dom = 3", "casts to ev.dom"),
+        ("-c search_path=ev,pg_catalog", "DELETE FROM orders WHERE upper(total::text) = 'b'",
+         "upper(text) is the database's own function"),
+        ("-c search_path=ev,pg_catalog", "DELETE FROM orders WHERE total > 3",
+         "the search_path puts ev before pg_catalog"),
+    ],
+)  # fmt: skip
+def test_code_the_statement_does_not_show_is_never_run(
+    pg: dbservers.Postgres, hidden_code: Path, pgoptions: str, statement: str, error: str
+) -> None:
+    """A name on the pure list is only a name: a view, a policy, a foreign child
+    table, a schema's own function or operator, a domain or the search path can
+    put code behind it, and counting would run that code before anyone approved."""
+    env = f"PGOPTIONS={_q(pgoptions)} " if pgoptions else ""
+    [got] = _preview(f"{env}{conn(pg)} -c {_q(statement)}")
+    assert error in got.get("error", ""), got
+    assert "rows" not in got
+    assert not hidden_code.exists()
+
+
+def test_the_hidden_code_is_live(pg: dbservers.Postgres, hidden_code: Path) -> None:
+    """The traps above do run their code when read directly (the test proves something)."""
+    pg.psql("SELECT count(*) FROM leaky")
+    assert hidden_code.exists()
+
+
 @pytest.mark.parametrize(
     "case",
     [
