@@ -554,6 +554,47 @@ def test_mariadb_option_files_of_the_commands_environment(
         assert (item.get("rows"), item.get("table_rows")) == (340, 400), (cmd, item)
 
 
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ('init-command="DELETE FROM shop.session_tokens"', "sets init-command"),
+        ("init_command=DELETE FROM shop.session_tokens", "sets init-command"),
+        ("loose-init-command=DELETE FROM shop.session_tokens", "sets init-command"),
+        ("plugin-dir={tmp}", "sets plugin-dir"),
+        ("tee={tmp}/tee.out", "sets tee"),
+    ],
+)
+def test_mariadb_option_files_that_act_on_connect_get_no_preview(
+    maria: dbservers.MariaDB, tmp_path: Path, setting: str, error: str
+) -> None:
+    """An option file (~/.my.cnf, --defaults-extra-file, an !include of either)
+    can make the client run SQL on connect, before the preview's READ ONLY
+    transaction (init-command deleted rows before anyone approved), load a
+    library from a folder of its choosing, or append to a file: no preview."""
+    home = tmp_path / "agent-home"
+    home.mkdir()
+    inc = tmp_path / "inc.cnf"
+    inc.write_text(f"[client]\n{setting.format(tmp=tmp_path)}\n")
+    (home / ".my.cnf").write_text(f"[client]\nsocket={maria.socket}\nuser=root\n")
+    extra = tmp_path / "extra.cnf"
+    extra.write_text(f"[mysql]\ndatabase=shop\n!include {inc}\n")
+    from xguard.gate import impact
+
+    for cmd in (
+        f"mysql --defaults-extra-file={extra} -e 'DELETE FROM session_tokens WHERE token = 1'",
+        f"mariadb --defaults-extra-file={inc} shop -e 'DELETE FROM session_tokens WHERE 1 = 0'",
+    ):
+        [u] = parse_sql(cmd)
+        d = UnitDecisionT("sql", u.text, "require_approval", None, "", u)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+        [item] = impact.preview_unit(
+            1, d, env, "/", to=impact.Timeouts(), pure=impact.PURE_FUNCTIONS
+        )
+        assert error in item.get("error", ""), (cmd, item)
+    assert maria.sql("SELECT count(*) FROM session_tokens") == "400"
+    assert not (tmp_path / "tee.out").exists()
+
+
 def test_a_slow_count_on_mariadb_falls_back_to_the_planners_estimate(
     maria: dbservers.MariaDB,
 ) -> None:

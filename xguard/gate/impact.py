@@ -354,6 +354,7 @@ def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: f
         return Conn(kind, [path, *opts], env, cwd)
     if kind == "mysql":
         front, opts = _mysql_conn(words[1:])
+        _mysql_option_files(Conn(kind, [path, *front], env, cwd))
         return Conn(
             kind,
             [path, *front, *opts, f"--connect-timeout={max(1, math.ceil(connect_timeout))}"],
@@ -501,6 +502,31 @@ def _mysql_conn(args: list[str]) -> tuple[list[str], list[str]]:
     if positional:
         out.append(f"--database={positional[0]}")
     return front, out
+
+
+# Option-file settings that make the client do more than connect and ask:
+# init-command runs SQL on connect, before the preview's READ ONLY
+# transaction; plugin-dir loads a shared library from a folder of the file's
+# choosing; tee appends the session to a file.
+_MYSQL_FILE_UNSAFE = re.compile(
+    r"(?:^|\s)--(?:loose[-_])?(init[-_]command(?:[-_]add)?|plugin[-_]dir|tee)\b"
+)
+
+
+def _mysql_option_files(conn: Conn) -> None:
+    """Refuse a preview when the option files the client would read (~/.my.cnf
+    of the command's HOME, /etc/mysql, --defaults-file and its !includes) set
+    something that acts on its own. `--print-defaults` reads them the way the
+    client does and connects to nothing."""
+    proc = _run(conn, [*conn.argv, "--print-defaults"], 5)
+    if proc.returncode != 0:
+        raise _fail(proc, conn.argv[0])
+    hit = _MYSQL_FILE_UNSAFE.search(proc.stdout.partition("\n")[2])
+    if hit:
+        name = hit.group(1).replace("_", "-")
+        raise PreviewError(
+            f"an option file the client reads sets {name}, which acts on connect: no preview"
+        )
 
 
 def _sqlite_db(args: list[str]) -> str:
