@@ -323,6 +323,7 @@ class Conn:
     argv: list[str]  # the client and its connection options, no SQL
     env: dict[str, str]
     cwd: str
+    option_files: tuple[str, ...] = ()  # mysql: the options that choose its option files
 
 
 def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: float) -> Conn:
@@ -354,12 +355,12 @@ def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: f
         return Conn(kind, [path, *opts], env, cwd)
     if kind == "mysql":
         front, opts = _mysql_conn(words[1:])
-        _mysql_option_files(Conn(kind, [path, *front], env, cwd))
         return Conn(
             kind,
             [path, *front, *opts, f"--connect-timeout={max(1, math.ceil(connect_timeout))}"],
             env,
             cwd,
+            tuple(front),
         )
     db = _sqlite_db(words[1:])
     if unit.bases and not db.startswith(("/", "file:")):
@@ -518,7 +519,7 @@ def _mysql_option_files(conn: Conn) -> None:
     of the command's HOME, /etc/mysql, --defaults-file and its !includes) set
     something that acts on its own. `--print-defaults` reads them the way the
     client does and connects to nothing."""
-    proc = _run(conn, [*conn.argv, "--print-defaults"], 5)
+    proc = _run(conn, [conn.argv[0], *conn.option_files, "--print-defaults"], 5)
     if proc.returncode != 0:
         raise _fail(proc, conn.argv[0])
     hit = _MYSQL_FILE_UNSAFE.search(proc.stdout.partition("\n")[2])
@@ -756,6 +757,7 @@ def _values(out: str, estimate: bool, parse_plan: Any) -> dict[str, int]:
 def _mysql(conn: Conn, targets: list[Target], to: Timeouts, estimate: bool) -> dict[str, int]:
     # MariaDB reads the /*M! … */ part (max_statement_time, seconds); MySQL
     # ignores it and takes the MAX_EXECUTION_TIME hint (milliseconds) instead.
+    _mysql_option_files(conn)
     ms = max(1, int(to.statement * 1000))
     lines = [
         f"SET SESSION lock_wait_timeout = {max(1, math.ceil(to.lock))}"
