@@ -226,6 +226,79 @@ def test_rows_inserted_after_the_preview_cannot_pass_the_cap(
     assert rec["exit_code"] != 0
 
 
+def _approve_after_500_more(
+    env: dict[str, str], shop: dbservers.Postgres, cmd: str
+) -> tuple[dict[str, Any], subprocess.Popen[str], str]:
+    """Run `cmd` as the agent, add 500 old orders while it waits, approve it."""
+    agent = subprocess.Popen(
+        [*XG, "-c", cmd], env={**env, "XGUARD_WAIT": "60"}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    reqs: list[dict[str, Any]] = []
+    while not reqs and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reqs = pending(env)
+    [req] = reqs
+    assert req["impact"][-1]["rows"] == 11200, req
+    shop.psql(
+        "INSERT INTO orders (user_id, total, created_at) "
+        "SELECT 1, g, now() - interval '20 days' FROM generate_series(1, 500) g"
+    )
+    p = xg(env, "approve", req["id"])
+    assert p.returncode == 0, p.stderr
+    _, err = agent.communicate(timeout=60)
+    return req, agent, err
+
+
+HARD_RULES = SEED_RULES.replace("max_rows: 1000}}\n", "max_rows: 1000, max_rows_hard: 11500}}\n")
+
+
+@pytest.mark.parametrize(
+    ("psqlrc", "client_opts"),
+    [
+        ("\\set ON_ERROR_STOP off\n\\set ON_ERROR_ROLLBACK on\n", ""),
+        ("\\set ON_ERROR_STOP off\n", "-v ON_ERROR_ROLLBACK=on"),
+        ("\\set ON_ERROR_STOP 0\n\\set AUTOCOMMIT off\n", "--set=ON_ERROR_ROLLBACK=on"),
+        ("\\set ON_ERROR_STOP off\n\\set SINGLELINE on\n\\set ON_ERROR_ROLLBACK on\n", ""),
+    ],
+)
+def test_the_run_time_cap_holds_whatever_the_start_up_file_sets(
+    shop: dbservers.Postgres, xguard_home: Path, psqlrc: str, client_opts: str
+) -> None:
+    """The cap is an error inside one transaction. The command's own start-up
+    file (PSQLRC, ~/.psqlrc) and -v run before the wrapper's script: with
+    ON_ERROR_STOP off and ON_ERROR_ROLLBACK on, psql rolled back only the
+    error, went on, and COMMIT kept the 11,700 rows the cap refused (while the
+    line said "rolled back, nothing changed")."""
+    env = setup(xguard_home, HARD_RULES)
+    rc = xguard_home / "psqlrc"
+    rc.write_text(psqlrc)
+    cmd = f'PSQLRC={rc} {conn(shop)} {client_opts} -c "DELETE FROM orders WHERE {OLD}"'
+    req, agent, err = _approve_after_500_more(env, shop, cmd)
+    assert req["row_cap"][0]["cap"] == 11500
+    assert agent.returncode != 0, err
+    assert "11700 rows in orders, over 11,500" in err
+    assert shop.psql("SELECT count(*) FROM orders") == "12500"
+
+
+@pytest.mark.parametrize("first", ["COMMIT", "END", "rollback", "commit and chain", "abort"])
+def test_a_statement_that_ends_the_transaction_is_not_wrapped(
+    shop: dbservers.Postgres, xguard_home: Path, first: str
+) -> None:
+    """`-c COMMIT -c "DELETE …"` would end the wrapper's transaction before the
+    DELETE: its rows would be committed one by one while the cap's line said
+    "rolled back, nothing changed". Such a command is not wrapped, and its
+    record claims no run-time cap."""
+    env = setup(xguard_home, HARD_RULES)
+    cmd = f'{conn(shop)} -c "{first}" -c "DELETE FROM orders WHERE {OLD}"'
+    req, _agent, err = _approve_after_500_more(env, shop, cmd)
+    assert "row_cap" not in req
+    decided = [r for r in records(xguard_home) if r.get("id") == req["id"]]
+    assert decided and all("row_cap" not in r and "exec" not in r for r in decided)
+    assert "row cap" not in err
+
+
 def test_a_side_effecting_function_is_never_called(
     shop: dbservers.Postgres, xguard_home: Path
 ) -> None:

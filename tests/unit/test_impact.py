@@ -391,3 +391,22 @@ def test_what_the_database_resolves_by_name_is_kept_for_its_check() -> None:
     )
     assert t.relations == ("orders", "s.orders")
     assert t.functions == ("count", "lower")
+
+
+@pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("COMMIT", "commit"),
+        ("  -- note\n  end", "end"),
+        ("/* a */ Rollback", "rollback"),
+        # PostgreSQL's block comments nest: the first */ does not end this one
+        ("/* /* */ */ COMMIT", "commit"),
+        ("/* /* */ DELETE */ abort", "abort"),
+        ("DELETE FROM t", "delete"),
+        ("(SELECT 1)", "("),
+    ],
+)
+def test_the_first_word_of_a_statement_the_run_time_cap_wraps(sql: str, word: str) -> None:
+    from xguard.gate.rowcap import _leading_word
+
+    assert _leading_word(sql) == word
