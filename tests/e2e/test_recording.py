@@ -124,6 +124,23 @@ def _replace_with_other_content(p: Path) -> None:
     p.write_bytes(gzip.compress(b"XGREC1\n"))
 
 
+def _fifo(p: Path) -> None:
+    p.unlink()
+    os.mkfifo(p)
+
+
+def _link_to_dev_zero(p: Path) -> None:
+    p.unlink()
+    p.symlink_to("/dev/zero")
+
+
+def _link_to_a_copy(p: Path) -> None:
+    copy = p.with_name("elsewhere")
+    copy.write_bytes(p.read_bytes())
+    p.unlink()
+    p.symlink_to(copy)
+
+
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
@@ -131,6 +148,11 @@ def _replace_with_other_content(p: Path) -> None:
         (_truncate, "altered"),
         (_replace_with_other_content, "altered"),
         (Path.unlink, "missing"),
+        # in a recording's place, a FIFO blocked the open and a link to
+        # /dev/zero never ended: verify and show hung instead of reporting
+        (_fifo, "not a regular file"),
+        (_link_to_dev_zero, "not a regular file (a symbolic link)"),
+        (_link_to_a_copy, "not a regular file (a symbolic link)"),
     ],
 )
 def test_verify_names_the_command_whose_recording_changed(
