@@ -296,6 +296,25 @@ def test_secrets_are_masked_across_writes_and_counted(
     assert secret not in back
 
 
+@pytest.mark.parametrize(("secret", "stored"), SECRETS, ids=[s[1] for s in SECRETS])
+def test_secrets_are_masked_when_the_other_stream_writes_between_their_halves(
+    home: Path, tmp_path: Path, secret: str, stored: str
+) -> None:
+    """A write to stderr between the halves used to release the held-back
+    half as it was, so the secret was stored whole (masked: 0)."""
+    half = len(secret) // 2
+    (tmp_path / "a").write_text("before " + secret[:half])
+    (tmp_path / "b").write_text(secret[half:] + " after\n")
+    p = xg("-c", f"cat {tmp_path}/a; sleep 0.2; echo progress >&2; sleep 0.2; cat {tmp_path}/b")
+    assert p.stdout.decode() == "before " + secret + " after\n"
+    ex = last_exit(home)
+    assert ex["output"]["masked"] == 1
+    path = home / "audit" / ex["output"]["file"]
+    out = b"".join(d for k, d in output_frames(path) if k == 1).decode()
+    assert out == "before " + stored + " after\n"
+    assert b"progress\n" in [d for k, d in output_frames(path) if k == 2]
+
+
 @pytest.mark.parametrize(
     ("how", "why"),
     [
