@@ -386,6 +386,30 @@ def test_code_the_statement_does_not_show_is_never_run(
     assert not hidden_code.exists()
 
 
+@pytest.mark.parametrize(
+    ("env", "dbname"),
+    [
+        ("PGOPTIONS='-c session_preload_libraries=auto_explain' ", "shop"),
+        ("PGOPTIONS='--local-preload-libraries=auto_explain' ", "shop"),
+        ("", "\"dbname=shop options='-c session_preload_libraries=auto_explain'\""),
+        ("", "'postgresql:///shop?options=-c%20session_preload_libraries%3Dauto_explain'"),
+        ("PGOPTIONS='-c dynamic_library_path=/tmp' ", "shop"),
+    ],
+)
+def test_startup_options_that_load_a_library_get_no_preview(
+    pg: dbservers.Postgres, env: str, dbname: str
+) -> None:
+    """A superuser's startup options can load any shared library into the
+    server's backend when the session starts, before the preview's READ ONLY
+    transaction: such a connection gets no preview (here a harmless module
+    that the server would load, auto_explain)."""
+    cmd = f"{env}psql -h {pg.socket_dir} -p {pg.port} -U {pg.superuser} -d {dbname} -c " + _q(
+        "DELETE FROM orders WHERE total > 3"
+    )
+    [got] = _preview(cmd)
+    assert "loads a library when the session starts" in got.get("error", ""), got
+
+
 def test_the_hidden_code_is_live(pg: dbservers.Postgres, hidden_code: Path) -> None:
     """The traps above do run their code when read directly (the test proves something)."""
     pg.psql("SELECT count(*) FROM leaky")

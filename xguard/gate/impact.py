@@ -348,6 +348,7 @@ def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: f
     path = _trusted_client(words[0], env.get("PATH", os.defpath))
     if kind == "psql":
         opts = _psql_conn(words[1:])
+        _pg_startup_options(opts, env)
         path = _past_pg_wrapper(path, opts, env)
         # libpq waits at least 2 s; PGCONNECT_TIMEOUT bounds the connect itself.
         env["PGCONNECT_TIMEOUT"] = str(max(2, math.ceil(connect_timeout)))
@@ -413,6 +414,28 @@ def _past_pg_wrapper(path: str, opts: list[str], env: dict[str, str]) -> str:
         return path
     env.setdefault("PGSYSCONFDIR", "/etc/postgresql-common")
     return max(found)[1]
+
+
+# Server settings that load a shared library when the session starts, or
+# choose the folder one is loaded from; a superuser may name any file. Given
+# in the startup packet (PGOPTIONS, a conninfo's or URI's options), the
+# library runs before the preview's first statement, so no read-only
+# transaction can hold it. (A service file's options are not read here.)
+_PG_LOADS = re.compile(r"(?i)preload[-_]libraries|dynamic[-_]library[-_]path")
+
+
+def _pg_startup_options(opts: list[str], env: dict[str, str]) -> None:
+    from urllib.parse import unquote_plus
+
+    texts = [env.get("PGOPTIONS", "")]
+    texts += [unquote_plus(w) for w in opts if "=" in w or "://" in w]
+    for text in texts:
+        hit = _PG_LOADS.search(text)
+        if hit:
+            raise PreviewError(
+                f"the connection's options set {hit.group(0).lower()}, which loads a library "
+                "when the session starts: no preview"
+            )
 
 
 def _psql_conn(args: list[str]) -> list[str]:
