@@ -226,6 +226,79 @@ def test_rows_inserted_after_the_preview_cannot_pass_the_cap(
     assert rec["exit_code"] != 0
 
 
+def _approve_after_500_more(
+    env: dict[str, str], shop: dbservers.Postgres, cmd: str
+) -> tuple[dict[str, Any], subprocess.Popen[str], str]:
+    """Run `cmd` as the agent, add 500 old orders while it waits, approve it."""
+    agent = subprocess.Popen(
+        [*XG, "-c", cmd], env={**env, "XGUARD_WAIT": "60"}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    reqs: list[dict[str, Any]] = []
+    while not reqs and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reqs = pending(env)
+    [req] = reqs
+    assert req["impact"][-1]["rows"] == 11200, req
+    shop.psql(
+        "INSERT INTO orders (user_id, total, created_at) "
+        "SELECT 1, g, now() - interval '20 days' FROM generate_series(1, 500) g"
+    )
+    p = xg(env, "approve", req["id"])
+    assert p.returncode == 0, p.stderr
+    _, err = agent.communicate(timeout=60)
+    return req, agent, err
+
+
+HARD_RULES = SEED_RULES.replace("max_rows: 1000}}\n", "max_rows: 1000, max_rows_hard: 11500}}\n")
+
+
+@pytest.mark.parametrize(
+    ("psqlrc", "client_opts"),
+    [
+        ("\\set ON_ERROR_STOP off\n\\set ON_ERROR_ROLLBACK on\n", ""),
+        ("\\set ON_ERROR_STOP off\n", "-v ON_ERROR_ROLLBACK=on"),
+        ("\\set ON_ERROR_STOP 0\n\\set AUTOCOMMIT off\n", "--set=ON_ERROR_ROLLBACK=on"),
+        ("\\set ON_ERROR_STOP off\n\\set SINGLELINE on\n\\set ON_ERROR_ROLLBACK on\n", ""),
+    ],
+)
+def test_the_run_time_cap_holds_whatever_the_start_up_file_sets(
+    shop: dbservers.Postgres, xguard_home: Path, psqlrc: str, client_opts: str
+) -> None:
+    """The cap is an error inside one transaction. The command's own start-up
+    file (PSQLRC, ~/.psqlrc) and -v run before the wrapper's script: with
+    ON_ERROR_STOP off and ON_ERROR_ROLLBACK on, psql rolled back only the
+    error, went on, and COMMIT kept the 11,700 rows the cap refused (while the
+    line said "rolled back, nothing changed")."""
+    env = setup(xguard_home, HARD_RULES)
+    rc = xguard_home / "psqlrc"
+    rc.write_text(psqlrc)
+    cmd = f'PSQLRC={rc} {conn(shop)} {client_opts} -c "DELETE FROM orders WHERE {OLD}"'
+    req, agent, err = _approve_after_500_more(env, shop, cmd)
+    assert req["row_cap"][0]["cap"] == 11500
+    assert agent.returncode != 0, err
+    assert "11700 rows in orders, over 11,500" in err
+    assert shop.psql("SELECT count(*) FROM orders") == "12500"
+
+
+@pytest.mark.parametrize("first", ["COMMIT", "END", "rollback", "commit and chain", "abort"])
+def test_a_statement_that_ends_the_transaction_is_not_wrapped(
+    shop: dbservers.Postgres, xguard_home: Path, first: str
+) -> None:
+    """`-c COMMIT -c "DELETE …"` would end the wrapper's transaction before the
+    DELETE: its rows would be committed one by one while the cap's line said
+    "rolled back, nothing changed". Such a command is not wrapped, and its
+    record claims no run-time cap."""
+    env = setup(xguard_home, HARD_RULES)
+    cmd = f'{conn(shop)} -c "{first}" -c "DELETE FROM orders WHERE {OLD}"'
+    req, _agent, err = _approve_after_500_more(env, shop, cmd)
+    assert "row_cap" not in req
+    decided = [r for r in records(xguard_home) if r.get("id") == req["id"]]
+    assert decided and all("row_cap" not in r and "exec" not in r for r in decided)
+    assert "row cap" not in err
+
+
 def test_a_side_effecting_function_is_never_called(
     shop: dbservers.Postgres, xguard_home: Path
 ) -> None:
@@ -247,6 +320,100 @@ def test_a_side_effecting_function_is_never_called(
     err = next(r for r in pending(env) if "events" in r["command"])["impact"][0]["error"]
     assert "read-only transaction" in err
     assert shop.psql("SELECT count(*) FROM side_effects") == "0"
+
+
+@pytest.fixture
+def hidden_code(pg: dbservers.Postgres) -> Iterator[Path]:
+    """Code that runs on a SELECT path without its name in the statement. Each
+    piece writes a file on the server when called (COPY TO a file is allowed in
+    a read-only transaction, as COPY TO PROGRAM is: the role is a superuser)."""
+    marker = Path(pg.folder) / "leaked"
+    body = f"BEGIN EXECUTE 'COPY (SELECT 1) TO ''{marker}'''; RETURN true; END"
+    pg.psql(
+        f"CREATE FUNCTION leak() RETURNS boolean LANGUAGE plpgsql AS $${body}$$;"
+        "CREATE VIEW leaky AS SELECT id FROM orders WHERE leak();"
+        "CREATE SCHEMA ev;"
+        f"CREATE FUNCTION ev.lower(t text) RETURNS text LANGUAGE plpgsql AS $${body}$$;"
+        "CREATE FUNCTION public.abs(t text) RETURNS boolean LANGUAGE sql AS 'SELECT leak()';"
+        "CREATE FUNCTION ev.upper(t text) RETURNS boolean LANGUAGE sql AS 'SELECT leak()';"
+        "CREATE TABLE guarded (id int); ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;"
+        "CREATE POLICY p ON guarded USING (leak());"
+        "CREATE TABLE parent (id int);"
+        "CREATE FOREIGN DATA WRAPPER xg_fdw; CREATE SERVER xg_srv FOREIGN DATA WRAPPER xg_fdw;"
+        "CREATE FOREIGN TABLE child () INHERITS (parent) SERVER xg_srv;"
+        "CREATE FUNCTION ev.eq(a int, b text) RETURNS boolean LANGUAGE sql AS 'SELECT leak()';"
+        "CREATE OPERATOR public.= (LEFTARG = int, RIGHTARG = text, FUNCTION = ev.eq);"
+        "CREATE DOMAIN ev.dom AS int CHECK (leak())"
+    )
+    try:
+        yield marker
+    finally:
+        pg.psql(
+            "DROP OPERATOR public.= (int, text); DROP SCHEMA ev CASCADE; DROP VIEW leaky;"
+            "DROP TABLE guarded, parent CASCADE; DROP SERVER xg_srv;"
+            "DROP FOREIGN DATA WRAPPER xg_fdw; DROP FUNCTION public.abs(text), leak()"
+        )
+        if marker.exists():
+            marker.unlink()
+
+
+@pytest.mark.parametrize(
+    ("pgoptions", "statement", "error"),
+    [
+        ("", "DELETE FROM orders WHERE id IN (SELECT id FROM leaky)", "leaky is not a plain table"),
+        ("", "DELETE FROM orders WHERE ev.lower('a') = 'b'", "calls ev.lower()"),
+        ("", "DELETE FROM orders WHERE abs('x')", "abs(text) is the database's own function"),
+        ("", "DELETE FROM guarded", "guarded has row-level security"),
+        ("", "DELETE FROM parent", "parent (through child) is not a plain table"),
+        ("", "DELETE FROM orders o USING users u WHERE o.id = u.name", "operator"),
+        ("", "DELETE FROM orders WHERE id::ev.dom = 3", "casts to ev.dom"),
+        ("-c search_path=ev,pg_catalog", "DELETE FROM orders WHERE upper(total::text) = 'b'",
+         "upper(text) is the database's own function"),
+        ("-c search_path=ev,pg_catalog", "DELETE FROM orders WHERE total > 3",
+         "the search_path puts ev before pg_catalog"),
+    ],
+)  # fmt: skip
+def test_code_the_statement_does_not_show_is_never_run(
+    pg: dbservers.Postgres, hidden_code: Path, pgoptions: str, statement: str, error: str
+) -> None:
+    """A name on the pure list is only a name: a view, a policy, a foreign child
+    table, a schema's own function or operator, a domain or the search path can
+    put code behind it, and counting would run that code before anyone approved."""
+    env = f"PGOPTIONS={_q(pgoptions)} " if pgoptions else ""
+    [got] = _preview(f"{env}{conn(pg)} -c {_q(statement)}")
+    assert error in got.get("error", ""), got
+    assert "rows" not in got
+    assert not hidden_code.exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "dbname"),
+    [
+        ("PGOPTIONS='-c session_preload_libraries=auto_explain' ", "shop"),
+        ("PGOPTIONS='--local-preload-libraries=auto_explain' ", "shop"),
+        ("", "\"dbname=shop options='-c session_preload_libraries=auto_explain'\""),
+        ("", "'postgresql:///shop?options=-c%20session_preload_libraries%3Dauto_explain'"),
+        ("PGOPTIONS='-c dynamic_library_path=/tmp' ", "shop"),
+    ],
+)
+def test_startup_options_that_load_a_library_get_no_preview(
+    pg: dbservers.Postgres, env: str, dbname: str
+) -> None:
+    """A superuser's startup options can load any shared library into the
+    server's backend when the session starts, before the preview's READ ONLY
+    transaction: such a connection gets no preview (here a harmless module
+    that the server would load, auto_explain)."""
+    cmd = f"{env}psql -h {pg.socket_dir} -p {pg.port} -U {pg.superuser} -d {dbname} -c " + _q(
+        "DELETE FROM orders WHERE total > 3"
+    )
+    [got] = _preview(cmd)
+    assert "loads a library when the session starts" in got.get("error", ""), got
+
+
+def test_the_hidden_code_is_live(pg: dbservers.Postgres, hidden_code: Path) -> None:
+    """The traps above do run their code when read directly (the test proves something)."""
+    pg.psql("SELECT count(*) FROM leaky")
+    assert hidden_code.exists()
 
 
 @pytest.mark.parametrize(
@@ -482,6 +649,47 @@ def test_mariadb_option_files_of_the_commands_environment(
             1, d, env, "/", to=impact.Timeouts(), pure=impact.PURE_FUNCTIONS
         )
         assert (item.get("rows"), item.get("table_rows")) == (340, 400), (cmd, item)
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ('init-command="DELETE FROM shop.session_tokens"', "sets init-command"),
+        ("init_command=DELETE FROM shop.session_tokens", "sets init-command"),
+        ("loose-init-command=DELETE FROM shop.session_tokens", "sets init-command"),
+        ("plugin-dir={tmp}", "sets plugin-dir"),
+        ("tee={tmp}/tee.out", "sets tee"),
+    ],
+)
+def test_mariadb_option_files_that_act_on_connect_get_no_preview(
+    maria: dbservers.MariaDB, tmp_path: Path, setting: str, error: str
+) -> None:
+    """An option file (~/.my.cnf, --defaults-extra-file, an !include of either)
+    can make the client run SQL on connect, before the preview's READ ONLY
+    transaction (init-command deleted rows before anyone approved), load a
+    library from a folder of its choosing, or append to a file: no preview."""
+    home = tmp_path / "agent-home"
+    home.mkdir()
+    inc = tmp_path / "inc.cnf"
+    inc.write_text(f"[client]\n{setting.format(tmp=tmp_path)}\n")
+    (home / ".my.cnf").write_text(f"[client]\nsocket={maria.socket}\nuser=root\n")
+    extra = tmp_path / "extra.cnf"
+    extra.write_text(f"[mysql]\ndatabase=shop\n!include {inc}\n")
+    from xguard.gate import impact
+
+    for cmd in (
+        f"mysql --defaults-extra-file={extra} -e 'DELETE FROM session_tokens WHERE token = 1'",
+        f"mariadb --defaults-extra-file={inc} shop -e 'DELETE FROM session_tokens WHERE 1 = 0'",
+    ):
+        [u] = parse_sql(cmd)
+        d = UnitDecisionT("sql", u.text, "require_approval", None, "", u)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+        [item] = impact.preview_unit(
+            1, d, env, "/", to=impact.Timeouts(), pure=impact.PURE_FUNCTIONS
+        )
+        assert error in item.get("error", ""), (cmd, item)
+    assert maria.sql("SELECT count(*) FROM session_tokens") == "400"
+    assert not (tmp_path / "tee.out").exists()
 
 
 def test_a_slow_count_on_mariadb_falls_back_to_the_planners_estimate(

@@ -124,6 +124,23 @@ def _replace_with_other_content(p: Path) -> None:
     p.write_bytes(gzip.compress(b"XGREC1\n"))
 
 
+def _fifo(p: Path) -> None:
+    p.unlink()
+    os.mkfifo(p)
+
+
+def _link_to_dev_zero(p: Path) -> None:
+    p.unlink()
+    p.symlink_to("/dev/zero")
+
+
+def _link_to_a_copy(p: Path) -> None:
+    copy = p.with_name("elsewhere")
+    copy.write_bytes(p.read_bytes())
+    p.unlink()
+    p.symlink_to(copy)
+
+
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
@@ -131,6 +148,11 @@ def _replace_with_other_content(p: Path) -> None:
         (_truncate, "altered"),
         (_replace_with_other_content, "altered"),
         (Path.unlink, "missing"),
+        # in a recording's place, a FIFO blocked the open and a link to
+        # /dev/zero never ended: verify and show hung instead of reporting
+        (_fifo, "not a regular file"),
+        (_link_to_dev_zero, "not a regular file (a symbolic link)"),
+        (_link_to_a_copy, "not a regular file (a symbolic link)"),
     ],
 )
 def test_verify_names_the_command_whose_recording_changed(
@@ -272,6 +294,25 @@ def test_secrets_are_masked_across_writes_and_counted(
     back = xg("audit", "show", ex["id"], "--output").stdout.decode()
     assert back == "before " + stored + " after\n"
     assert secret not in back
+
+
+@pytest.mark.parametrize(("secret", "stored"), SECRETS, ids=[s[1] for s in SECRETS])
+def test_secrets_are_masked_when_the_other_stream_writes_between_their_halves(
+    home: Path, tmp_path: Path, secret: str, stored: str
+) -> None:
+    """A write to stderr between the halves used to release the held-back
+    half as it was, so the secret was stored whole (masked: 0)."""
+    half = len(secret) // 2
+    (tmp_path / "a").write_text("before " + secret[:half])
+    (tmp_path / "b").write_text(secret[half:] + " after\n")
+    p = xg("-c", f"cat {tmp_path}/a; sleep 0.2; echo progress >&2; sleep 0.2; cat {tmp_path}/b")
+    assert p.stdout.decode() == "before " + secret + " after\n"
+    ex = last_exit(home)
+    assert ex["output"]["masked"] == 1
+    path = home / "audit" / ex["output"]["file"]
+    out = b"".join(d for k, d in output_frames(path) if k == 1).decode()
+    assert out == "before " + stored + " after\n"
+    assert b"progress\n" in [d for k, d in output_frames(path) if k == 2]
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,11 @@ def test_truncate_and_drop_count_every_table() -> None:
         ("psql", "WITH d AS (DELETE FROM a RETURNING id) DELETE FROM b WHERE id IN "
                  "(SELECT id FROM d)", "changes data"),
         ("mysql", "DELETE a, b FROM a JOIN b ON a.id = b.id", "several tables"),
+        # a pure name qualified with a schema is that schema's function
+        ("psql", "DELETE FROM t WHERE ev.lower(a) = 'x'", "calls ev.lower()"),
+        ("mysql", "DELETE FROM t WHERE shop.lower(a) = 'x'", "calls shop.lower()"),
+        # a domain's CHECK runs on a cast to it
+        ("psql", "DELETE FROM t WHERE a::ev.dom = 3", "casts to ev.dom"),
     ],
 )  # fmt: skip
 def test_no_preview(client: str, sql: str, error: str) -> None:
@@ -372,3 +377,36 @@ def test_past_debians_pg_wrapper_only_where_it_changes_nothing(
     got = impact._past_pg_wrapper("/usr/bin/psql", opts, e)
     assert got.startswith("/usr/lib/postgresql/") is direct
     assert (e.get("PGSYSCONFDIR") == "/etc/postgresql-common") is direct
+
+
+def test_what_the_database_resolves_by_name_is_kept_for_its_check() -> None:
+    """The relations the statement names (CTEs are not relations) and the
+    built-in function names it calls, which PostgreSQL's preview checks in the
+    catalog before counting; pg_catalog-qualified names are the built-ins."""
+    [t] = impact.plan(
+        "WITH old AS (SELECT id FROM s.orders WHERE pg_catalog.lower(n) = 'x') "
+        "DELETE FROM orders WHERE id IN (SELECT id FROM old) AND f(a)",
+        "psql",
+        impact.PURE_FUNCTIONS | {"f"},
+    )
+    assert t.relations == ("orders", "s.orders")
+    assert t.functions == ("count", "lower")
+
+
+@pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("COMMIT", "commit"),
+        ("  -- note\n  end", "end"),
+        ("/* a */ Rollback", "rollback"),
+        # PostgreSQL's block comments nest: the first */ does not end this one
+        ("/* /* */ */ COMMIT", "commit"),
+        ("/* /* */ DELETE */ abort", "abort"),
+        ("DELETE FROM t", "delete"),
+        ("(SELECT 1)", "("),
+    ],
+)
+def test_the_first_word_of_a_statement_the_run_time_cap_wraps(sql: str, word: str) -> None:
+    from xguard.gate.rowcap import _leading_word
+
+    assert _leading_word(sql) == word

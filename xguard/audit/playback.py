@@ -5,8 +5,10 @@ The format is described in audit/recording.py, which writes it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -39,7 +41,7 @@ class Recording:
         """(kind, microseconds, payload) of every frame, header and trailer included;
         RecordingError when the file is missing, cut or not a recording."""
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed below
+            f = os.fdopen(open_regular(self.path), "rb")
         except OSError as e:
             raise RecordingError(f"cannot read the recording {self.path}: {e.strerror}") from None
         d = zlib.decompressobj(31)
@@ -90,10 +92,30 @@ def recording_path(audit_dir: str, output: dict[str, Any]) -> str | None:
     return os.path.join(audit_dir, name)
 
 
+def open_regular(path: str) -> int:
+    """A descriptor of the regular file at `path`; OSError otherwise. A FIFO
+    would block the open for ever and a link to /dev/zero never ends: put in
+    a recording's place, either would hang `audit verify` and `audit show`
+    instead of letting them report it. The last component is not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.EINVAL, "not a regular file (a symbolic link)") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def file_sha256(path: str) -> str:
-    """The hex SHA-256 of a file (OSError when it cannot be read)."""
+    """The hex SHA-256 of a regular file (OSError when it cannot be read or is not one)."""
     h = sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()

@@ -257,7 +257,6 @@ class Recorder:
         self._content = sha256()
         self._file = sha256()
         self._maskers: dict[int, Masker] = {}
-        self._last_stream = -1
         self.started = time.time()
         self._summary: dict[str, Any] | None = None
 
@@ -276,9 +275,9 @@ class Recorder:
         if t_us is None:
             t_us = (time.monotonic_ns() - self.t0) // 1000
         if self.mask:
-            if stream != self._last_stream:
-                self._flush_masker(self._last_stream, t_us)
-                self._last_stream = stream
+            # Each stream's held-back word waits for that stream's next bytes,
+            # also when the other stream writes in between: flushing it then
+            # stored a secret split around a write to the other stream whole.
             m = self._maskers.get(stream)
             if m is None:
                 m = self._maskers[stream] = Masker()

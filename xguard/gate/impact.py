@@ -100,6 +100,11 @@ class Target:
     probe_sql: str  # SELECT 1 … over the same rows, for the planner's estimate
     limit: int | None = None  # DELETE/UPDATE … LIMIT n
     note: str | None = None
+    # What the database resolves by name when it runs the count: every relation
+    # the statement names (as the dialect writes it) and every function it calls.
+    # PostgreSQL's preview checks them in the catalog before counting (_pg_guard).
+    relations: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
 
 
 def is_dml(text: str) -> bool:
@@ -117,6 +122,29 @@ def plan(text: str, client: str, pure: frozenset[str] = PURE_FUNCTIONS) -> list[
     import sqlglot
     from sqlglot import exp
 
+    targets = _plan(text, client, pure)
+    stmt = sqlglot.parse_one(text, read=_DIALECTS[client])
+    ctes = {str(c.alias_or_name).lower() for c in stmt.find_all(exp.CTE)}
+    relations: list[str] = []
+    for t in stmt.find_all(exp.Table):
+        if not t.name or (not t.db and t.name.lower() in ctes):
+            continue
+        ref = t.copy()
+        ref.set("alias", None)
+        ref.set("joins", None)
+        sql = str(ref.sql(dialect=_DIALECTS[client]))
+        if sql not in relations:
+            relations.append(sql)
+    functions = tuple(sorted(_check_pure(stmt, pure, _DIALECTS[client]) | {"count"}))
+    for target in targets:
+        target.relations, target.functions = tuple(relations), functions
+    return targets
+
+
+def _plan(text: str, client: str, pure: frozenset[str]) -> list[Target]:
+    import sqlglot
+    from sqlglot import exp
+
     dialect = _DIALECTS[client]
     try:
         trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
@@ -125,7 +153,7 @@ def plan(text: str, client: str, pure: frozenset[str] = PURE_FUNCTIONS) -> list[
     if len(trees) != 1:
         raise PreviewError("cannot parse the statement as one statement")
     stmt = trees[0]
-    _check_pure(stmt, pure)
+    _check_pure(stmt, pure, dialect)
 
     def q(node: Any) -> str:
         return str(node.sql(dialect=dialect))
@@ -244,9 +272,15 @@ def plan(text: str, client: str, pure: frozenset[str] = PURE_FUNCTIONS) -> list[
     return [Target(verb, name(main), q(bare(main)), counted(probe), q(probe), limit, note)]
 
 
-def _check_pure(stmt: Any, pure: frozenset[str]) -> None:
+def _check_pure(stmt: Any, pure: frozenset[str], dialect: str) -> set[str]:
+    """The built-in names of the functions `stmt` calls (all of them on the pure list).
+    A name is only a name: `ev.lower(x)` is ev's function, not the built-in
+    lower, and a cast to a type of the database's own runs that type's
+    checks, so neither is taken as pure. (What a name resolves to through the
+    search path, a view or a policy is checked in the database: _pg_guard.)"""
     from sqlglot import exp
 
+    names: set[str] = set()
     for f in stmt.find_all(exp.Func):
         if isinstance(f, exp.Connector | exp.Binary | exp.Unary | exp.Predicate | exp.Paren):
             continue  # operators, not calls
@@ -256,6 +290,27 @@ def _check_pure(stmt: Any, pure: frozenset[str]) -> None:
                 f"calls {fname.lower()}(), which is not known to be pure: the preview would "
                 "call it too (add it to impact.pure if it only reads)"
             )
+        # A name added to impact.pure is the database's own on purpose; a
+        # built-in name must reach the built-in.
+        if fname.lower() not in PURE_FUNCTIONS:
+            continue
+        parent = f.parent
+        if isinstance(parent, exp.Dot) and parent.expression is f:
+            schema = parent.this.sql(dialect=dialect)
+            if dialect != "postgres" or schema.lower().strip('"') != "pg_catalog":
+                raise PreviewError(
+                    f"calls {schema}.{fname.lower()}(), a function of the database's own, "
+                    "not the built-in one: the preview would call it too"
+                )
+        names.add(fname.lower())
+        if isinstance(f, exp.Cast) and dialect == "postgres":
+            to = f.args.get("to")
+            if to is not None and to.this == exp.DataType.Type.USERDEFINED:
+                raise PreviewError(
+                    f"casts to {to.sql(dialect=dialect)}, a type of the database's own (a "
+                    "domain's checks can call functions): no preview"
+                )
+    return names
 
 
 # ---------------------------------------------------------------------------
@@ -268,6 +323,7 @@ class Conn:
     argv: list[str]  # the client and its connection options, no SQL
     env: dict[str, str]
     cwd: str
+    option_files: tuple[str, ...] = ()  # mysql: the options that choose its option files
 
 
 def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: float) -> Conn:
@@ -292,6 +348,7 @@ def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: f
     path = _trusted_client(words[0], env.get("PATH", os.defpath))
     if kind == "psql":
         opts = _psql_conn(words[1:])
+        _pg_startup_options(opts, env)
         path = _past_pg_wrapper(path, opts, env)
         # libpq waits at least 2 s; PGCONNECT_TIMEOUT bounds the connect itself.
         env["PGCONNECT_TIMEOUT"] = str(max(2, math.ceil(connect_timeout)))
@@ -304,6 +361,7 @@ def connection(unit: Any, base_env: dict[str, str], cwd: str, connect_timeout: f
             [path, *front, *opts, f"--connect-timeout={max(1, math.ceil(connect_timeout))}"],
             env,
             cwd,
+            tuple(front),
         )
     db = _sqlite_db(words[1:])
     if unit.bases and not db.startswith(("/", "file:")):
@@ -356,6 +414,28 @@ def _past_pg_wrapper(path: str, opts: list[str], env: dict[str, str]) -> str:
         return path
     env.setdefault("PGSYSCONFDIR", "/etc/postgresql-common")
     return max(found)[1]
+
+
+# Server settings that load a shared library when the session starts, or
+# choose the folder one is loaded from; a superuser may name any file. Given
+# in the startup packet (PGOPTIONS, a conninfo's or URI's options), the
+# library runs before the preview's first statement, so no read-only
+# transaction can hold it. (A service file's options are not read here.)
+_PG_LOADS = re.compile(r"(?i)preload[-_]libraries|dynamic[-_]library[-_]path")
+
+
+def _pg_startup_options(opts: list[str], env: dict[str, str]) -> None:
+    from urllib.parse import unquote_plus
+
+    texts = [env.get("PGOPTIONS", "")]
+    texts += [unquote_plus(w) for w in opts if "=" in w or "://" in w]
+    for text in texts:
+        hit = _PG_LOADS.search(text)
+        if hit:
+            raise PreviewError(
+                f"the connection's options set {hit.group(0).lower()}, which loads a library "
+                "when the session starts: no preview"
+            )
 
 
 def _psql_conn(args: list[str]) -> list[str]:
@@ -446,6 +526,31 @@ def _mysql_conn(args: list[str]) -> tuple[list[str], list[str]]:
     if positional:
         out.append(f"--database={positional[0]}")
     return front, out
+
+
+# Option-file settings that make the client do more than connect and ask:
+# init-command runs SQL on connect, before the preview's READ ONLY
+# transaction; plugin-dir loads a shared library from a folder of the file's
+# choosing; tee appends the session to a file.
+_MYSQL_FILE_UNSAFE = re.compile(
+    r"(?:^|\s)--(?:loose[-_])?(init[-_]command(?:[-_]add)?|plugin[-_]dir|tee)\b"
+)
+
+
+def _mysql_option_files(conn: Conn) -> None:
+    """Refuse a preview when the option files the client would read (~/.my.cnf
+    of the command's HOME, /etc/mysql, --defaults-file and its !includes) set
+    something that acts on its own. `--print-defaults` reads them the way the
+    client does and connects to nothing."""
+    proc = _run(conn, [conn.argv[0], *conn.option_files, "--print-defaults"], 5)
+    if proc.returncode != 0:
+        raise _fail(proc, conn.argv[0])
+    hit = _MYSQL_FILE_UNSAFE.search(proc.stdout.partition("\n")[2])
+    if hit:
+        name = hit.group(1).replace("_", "-")
+        raise PreviewError(
+            f"an option file the client reads sets {name}, which acts on connect: no preview"
+        )
 
 
 def _sqlite_db(args: list[str]) -> str:
@@ -554,6 +659,7 @@ def _psql(conn: Conn, targets: list[Target], to: Timeouts, estimate: bool) -> di
         "BEGIN READ ONLY",
         f"SET LOCAL statement_timeout = {max(1, int(to.statement * 1000))}",
         f"SET LOCAL lock_timeout = {max(1, int(to.lock * 1000))}",
+        _pg_guard(targets),
     ]
     for i, t in enumerate(targets):
         table_probe = f"SELECT 1 FROM {t.table_sql}"
@@ -573,10 +679,73 @@ def _psql(conn: Conn, targets: list[Target], to: Timeouts, estimate: bool) -> di
     budget = to.connect + to.statement * (len(targets) * 2 + 1) + 1
     proc = _run(conn, argv, budget)
     if proc.returncode != 0:
+        unsafe = re.search(r"xguard-unsafe: ([^\"\n]*)", proc.stderr)
+        if unsafe:
+            raise PreviewError(f"{unsafe.group(1)}: no preview")
         if "statement timeout" in proc.stderr or "lock timeout" in proc.stderr:
             raise _Timeout
         raise _fail(proc, "psql")
     return _values(proc.stdout, estimate, _pg_plan_rows)
+
+
+def _pg_guard(targets: list[Target]) -> str:
+    """One query, run in the preview's transaction before any count, that
+    fails (an error reading "xguard-unsafe: why") when counting would run code
+    the statement's text does not show: a named relation (or one that inherits
+    from it) that is not a plain table (a view's functions, a foreign table's
+    other server), row-level security (its policies' functions), a function
+    outside pg_catalog that a name the statement calls would reach (a
+    `lower(int)` in public, or a search_path that puts a schema first), an
+    operator written in SQL or a procedural language, or a search_path that
+    puts another schema before pg_catalog. Everything it calls, and every
+    operator it uses, is pg_catalog's, so the same tricks cannot reach it."""
+    rels = sorted({r for t in targets for r in t.relations})
+    funcs = sorted({f for t in targets for f in t.functions})
+
+    def arr(items: list[str], typ: str) -> str:
+        body = ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items)
+        return f"{_pglit('{' + body + '}')}::pg_catalog.{typ}[]"
+
+    eq, ne = "OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.<>)"
+    cat = "'pg_catalog'::pg_catalog.regnamespace"
+    return f"""WITH RECURSIVE named(name, oid) AS (
+  SELECT n, pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest({arr(rels, "text")}) n
+), rel(name, oid) AS (
+  SELECT name, oid FROM named WHERE oid IS NOT NULL
+  UNION
+  SELECT pg_catalog.concat(rel.name, ' (through ', i.inhrelid::pg_catalog.regclass, ')'), i.inhrelid
+  FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent {eq} rel.oid
+), why(why) AS (
+  SELECT pg_catalog.concat(rel.name, ' is not a plain table (relkind ', c.relkind,
+         '): reading it can run code the statement does not show')
+  FROM rel JOIN pg_catalog.pg_class c ON c.oid {eq} rel.oid
+  WHERE c.relkind::pg_catalog.text {ne} ALL ('{{r,p,m}}'::pg_catalog.text[])
+  UNION ALL
+  SELECT pg_catalog.concat(rel.name, ' has row-level security: its policies would run')
+  FROM rel JOIN pg_catalog.pg_class c ON c.oid {eq} rel.oid WHERE c.relrowsecurity
+  UNION ALL
+  SELECT pg_catalog.concat(p.oid::pg_catalog.regprocedure,
+         ' is the database''s own function, and the statement calls ', p.proname)
+  FROM pg_catalog.pg_proc p
+  WHERE p.proname {eq} ANY ({arr(funcs, "name")}) AND p.pronamespace {ne} {cat}
+    AND pg_catalog.pg_function_is_visible(p.oid)
+  UNION ALL
+  SELECT pg_catalog.concat('operator ', o.oid::pg_catalog.regoperator,
+         ' runs a function of the database''s own')
+  FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc p ON p.oid {eq} o.oprcode
+  JOIN pg_catalog.pg_language l ON l.oid {eq} p.prolang
+  WHERE o.oprnamespace {ne} {cat} AND l.lanname {ne} ALL ('{{c,internal}}'::pg_catalog.name[])
+    AND pg_catalog.pg_operator_is_visible(o.oid)
+  UNION ALL
+  SELECT pg_catalog.concat('the search_path puts ', (pg_catalog.current_schemas(true))[1],
+         ' before pg_catalog')
+  WHERE (pg_catalog.current_schemas(true))[1] {ne} 'pg_catalog'::pg_catalog.name
+)
+SELECT pg_catalog.int4(pg_catalog.concat('xguard-unsafe: ', why)) FROM why LIMIT 1"""
+
+
+def _pglit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
 
 def _pg_plan_rows(text: str) -> int:
@@ -611,6 +780,7 @@ def _values(out: str, estimate: bool, parse_plan: Any) -> dict[str, int]:
 def _mysql(conn: Conn, targets: list[Target], to: Timeouts, estimate: bool) -> dict[str, int]:
     # MariaDB reads the /*M! … */ part (max_statement_time, seconds); MySQL
     # ignores it and takes the MAX_EXECUTION_TIME hint (milliseconds) instead.
+    _mysql_option_files(conn)
     ms = max(1, int(to.statement * 1000))
     lines = [
         f"SET SESSION lock_wait_timeout = {max(1, math.ceil(to.lock))}"

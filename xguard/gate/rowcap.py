@@ -59,8 +59,15 @@ def guard_psql(
     kept, statements = split
     if len(statements) != len(sqls):
         return None  # a -c holding several statements: its pieces' text is not kept whole
+    if any(_leading_word(raw) in _ENDS_TRANSACTION for raw in statements):
+        return None  # the script's one transaction would end before the statement it guards
     rows_of = {it["unit"]: it for it in items if "error" not in it and "rows" in it}
-    parts = ["\\set QUIET on", "\\set VERBOSITY terse", "BEGIN;"]
+    # The command's start-up file (PSQLRC, ~/.psqlrc) and its -v run before
+    # this script: the settings the cap's rollback depends on are set here,
+    # after them. (ON_ERROR_STOP off with ON_ERROR_ROLLBACK on would roll back
+    # only the cap's error and COMMIT the rows; SINGLELINE would cut a
+    # statement at its first newline.)
+    parts = [*_SETTINGS, "\\set QUIET on", "\\set VERBOSITY terse", "BEGIN;"]
     caps: list[dict[str, Any]] = []
     for (i, d), raw in zip(sqls, statements, strict=True):
         if _VARIABLE.search(raw):
@@ -113,6 +120,45 @@ def guard_psql(
     else:
         req.exec_text = text
     return req.exec_text, caps
+
+
+_SETTINGS = (
+    "\\set ON_ERROR_STOP on",
+    "\\set ON_ERROR_ROLLBACK off",
+    "\\set AUTOCOMMIT on",
+    "\\set SINGLELINE off",
+    "\\set SINGLESTEP off",
+)
+
+# Statements that end the transaction the cap's check runs in (or start one:
+# BEGIN, START; PREPARE TRANSACTION hands it to a later COMMIT PREPARED).
+# CALL and DO cannot commit inside a transaction block.
+_ENDS_TRANSACTION = frozenset({"begin", "start", "commit", "end", "rollback", "abort", "prepare"})
+
+
+def _leading_word(sql: str) -> str:
+    """The statement's first word, lower-cased, past whitespace and comments
+    (PostgreSQL's block comments nest)."""
+    i, n = 0, len(sql)
+    while i < n:
+        if sql[i].isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif sql.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if sql.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif sql.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        else:
+            break
+    m = re.match(r"[A-Za-z_]+", sql[i:])
+    return m.group(0).lower() if m else sql[i : i + 1]
 
 
 def _precheck(cap: tuple[int, str], tables: list[str], verb: str) -> list[str]:
