@@ -705,3 +705,12 @@ def test_in_strict_mode_the_broker_keeps_the_recording_out_of_the_agents_reach(
     assert shown.stdout == f"shown to the agent\n[masked:aws]\n{w.agent_home}\n"
     verify = w.reviewer("audit", "verify", via_socket=False)
     assert verify.returncode == 0, verify.stdout
+
+
+def test_show_escapes_every_record_field_an_environment_can_set(home: Path) -> None:
+    evil = "h\x1b]0;pwned\x07\x1b[2J"
+    p = xg("-c", "echo hi", env={"XGUARD_HOST": evil, "XGUARD_SESSION": "s\x1b[31m"})
+    assert p.returncode == 0, p.stderr
+    shown = xg("audit", "show", last_exit(home)["id"]).stdout.decode()
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "h\\x1b]0;pwned\\x07" in shown

@@ -111,21 +111,26 @@ def output_summary(out: dict[str, Any] | None) -> str:
 def _describe(story: _Story, w: IO[str]) -> None:
     first = story.records[0]
     w.write(f"command   {printable(str(first.get('command') or ''), 4000)}\n")
+
+    def field(v: object) -> str:  # every record field an agent's environment can set
+        return printable(str(v), 200)
+
     w.write(
-        f"id        {story.id} · {first.get('user')}@{first.get('host')} · "
-        f"session {first.get('session') or '-'} · profile {first.get('profile') or '-'}\n"
+        f"id        {field(story.id)} · {field(first.get('user'))}@{field(first.get('host'))} · "
+        f"session {field(first.get('session') or '-')} · "
+        f"profile {field(first.get('profile') or '-')}\n"
     )
     w.write(f"cwd       {printable(str(first.get('cwd') or ''), 400)}\n")
     for r in story.records:
         ev = r.get("event")
         when = str(r.get("ts") or "")[:19].replace("T", " ")
         if ev == "decision":
-            who = f" by {r['reviewer']}" if r.get("reviewer") else ""
-            w.write(f"decision  {r.get('decision')}{who}  ({when})\n")
+            who = f" by {field(r['reviewer'])}" if r.get("reviewer") else ""
+            w.write(f"decision  {field(r.get('decision'))}{who}  ({field(when)})\n")
             for u in r.get("units") or []:
-                rule = f"  [rule {u.get('rule')}]" if u.get("rule") else ""
+                rule = f"  [rule {field(u.get('rule'))}]" if u.get("rule") else ""
                 w.write(
-                    f"  {u.get('decision', ''):<17} {u.get('kind', ''):<8} "
+                    f"  {field(u.get('decision', '')):<17} {field(u.get('kind', '')):<8} "
                     f"{printable(str(u.get('text', '')), 400)}{rule}\n"
                 )
         elif ev == "exit":
@@ -134,11 +139,12 @@ def _describe(story: _Story, w: IO[str]) -> None:
                 extra += f", signal {r['signal']}"
             if r.get("timed_out"):
                 extra += ", stopped at max_runtime"
-            w.write(f"exit      {r.get('exit_code')} after {r.get('duration_ms')} ms{extra}\n")
+            code, ms = field(r.get("exit_code")), field(r.get("duration_ms"))
+            w.write(f"exit      {code} after {ms} ms{extra}\n")
         else:
-            who = f" by {r['reviewer']}" if r.get("reviewer") else ""
+            who = f" by {field(r['reviewer'])}" if r.get("reviewer") else ""
             note = f": {printable(str(r['note']), 400)}" if r.get("note") else ""
-            w.write(f"{ev:<9} {when}{who}{note}\n")
+            w.write(f"{field(ev):<9} {field(when)}{who}{note}\n")
     if story.exit is None:
         w.write("output    (the command has not ended, or never ran)\n")
     else:
