@@ -192,31 +192,12 @@ def test_top_level_and_profile_caps(shop: dbservers.Postgres, xguard_home: Path)
 def test_rows_inserted_after_the_preview_cannot_pass_the_cap(
     shop: dbservers.Postgres, xguard_home: Path
 ) -> None:
-    env = setup(
-        xguard_home,
-        SEED_RULES.replace("max_rows: 1000}}\n", "max_rows: 1000, max_rows_hard: 11500}}\n"),
-    )
+    env = setup(xguard_home, HARD_RULES)
     cmd = f'{conn(shop)} -c "DELETE FROM orders WHERE {OLD}"'
-    agent = subprocess.Popen(
-        [*XG, "-c", cmd], env={**env, "XGUARD_WAIT": "60"}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    reqs: list[dict[str, Any]] = []
-    while not reqs and time.monotonic() < deadline:
-        time.sleep(0.2)
-        reqs = pending(env)
-    [req] = reqs
+    # 500 more old orders arrive while the reviewer reads: 11,700 would go.
+    req, agent, err = _approve_after_500_more(env, shop, cmd)
     assert req["impact"][0]["rows"] == 11200
     assert req["row_cap"][0]["cap"] == 11500
-    # 500 more old orders arrive while the reviewer reads: 11,700 would go.
-    shop.psql(
-        "INSERT INTO orders (user_id, total, created_at) "
-        "SELECT 1, g, now() - interval '20 days' FROM generate_series(1, 500) g"
-    )
-    p = xg(env, "approve", req["id"])
-    assert p.returncode == 0, p.stderr
-    _, err = agent.communicate(timeout=60)
     assert agent.returncode != 0
     lines = [ln for ln in err.splitlines() if "row cap" in ln]
     assert len(lines) == 1, err

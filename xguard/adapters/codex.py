@@ -37,7 +37,7 @@ from xguard.adapters.hookflow import (
     ToolCall,
     Verdict,
     absolute_cwd,
-    decide,
+    decide_calls,
     field,
     main,
     parse_options,
@@ -141,12 +141,7 @@ def render(v: Verdict) -> str:
 
 def _run(args: list[str], stdin: Any) -> Verdict:
     mode, hook_timeout = parse_options(args, USAGE, MODES, DEFAULT_HOOK_TIMEOUT)
-    verdict = Verdict(None)
-    for call in parse_call(read_input(stdin, "Codex")):
-        verdict = decide(call, mode, hook_timeout, "codex", "wait", MODES)
-        if verdict.decision == "deny":
-            break
-    return verdict
+    return decide_calls(parse_call(read_input(stdin, "Codex")), mode, hook_timeout, "codex", MODES)
 
 
 def hook_main(args: list[str], stdin: Any = None) -> int:

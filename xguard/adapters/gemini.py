@@ -34,7 +34,7 @@ from xguard.adapters.hookflow import (
     ToolCall,
     Verdict,
     absolute_cwd,
-    decide,
+    decide_calls,
     field,
     main,
     parse_options,
@@ -121,12 +121,9 @@ def render(v: Verdict) -> str:
 
 def _run(args: list[str], stdin: Any) -> Verdict:
     mode, hook_timeout = parse_options(args, USAGE, MODES, DEFAULT_HOOK_TIMEOUT)
-    verdict = Verdict(None)
-    for call in parse_call(read_input(stdin, "Gemini CLI")):
-        verdict = decide(call, mode, hook_timeout, "gemini", "wait", MODES)
-        if verdict.decision == "deny":
-            break
-    return verdict
+    return decide_calls(
+        parse_call(read_input(stdin, "Gemini CLI")), mode, hook_timeout, "gemini", MODES
+    )
 
 
 def hook_main(args: list[str], stdin: Any = None) -> int:

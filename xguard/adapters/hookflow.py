@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 MAX_INPUT = 4 * 1024 * 1024  # the hook JSON; a command this large is not a command
@@ -324,6 +324,23 @@ def decide(
         extra=call.record,
     )
     return answer_for(outcome, shown)
+
+
+def decide_calls(
+    calls: Iterable[ToolCall],
+    mode: str | None,
+    hook_timeout: float,
+    runtime: str,
+    modes: tuple[str, ...],
+) -> Verdict:
+    """A hook input's tool calls (one or several, as Codex and Gemini CLI send
+    them) in order: the first deny answers for all of them; else the last answer."""
+    verdict = Verdict(None)
+    for call in calls:
+        verdict = decide(call, mode, hook_timeout, runtime, "wait", modes)
+        if verdict.decision == "deny":
+            break
+    return verdict
 
 
 def answer_for(outcome: Any, shown: str) -> Verdict:
