@@ -225,3 +225,23 @@ def test_common_commands_load_no_regex_module(
     binding = ["tree_sitter._binding"]
     assert _probe(args, xguard_home, forbidden=binding) == (binding if full else [])
     assert _probe(args, xguard_home, forbidden=[*FULL_PARSE_LEAN, "re", "enum"]) == []
+
+
+@pytest.mark.parametrize(
+    "args", [["pending"], ["pending", "--json"], ["pending", "--all", "--json"]]
+)
+def test_polling_the_queue_needs_no_click(args: list[str], xguard_home: Path) -> None:
+    """A reviewer's script runs `pending --json` in a loop: no click, no rich."""
+    assert _probe(args, xguard_home, forbidden=["click", "rich"]) == []
+
+
+def test_the_plain_verbs_take_exactly_their_faces_options() -> None:
+    """The lean dispatch and the click face declare the same flags: a flag
+    added to one and not the other would behave differently by route."""
+    from xguard.__main__ import PLAIN_COMMANDS
+    from xguard.commands import faces
+
+    for verb, (_module, name, flags) in PLAIN_COMMANDS.items():
+        face = getattr(faces, name)
+        declared = {o: p.name for p in face.params for o in p.opts}
+        assert declared == flags, verb
