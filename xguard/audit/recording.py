@@ -286,15 +286,12 @@ class Recorder:
 
     @property
     def full(self) -> bool:
-        """Nothing more will be kept: the rest need only be counted (see skipped)."""
+        """Nothing more will be kept: the rest need only be counted (see count)."""
         return self.truncated or self.error is not None
 
-    def skipped(self, stream: int, n: int) -> None:
-        """Bytes the caller was given that were not shown to the recorder (once full)."""
-        self.total += n
-
     def count(self, n: int) -> None:
-        """Bytes the command wrote past the cap that were counted, not sent (strict mode)."""
+        """Bytes past the cap that were counted, not shown to the recorder: in
+        strict mode not sent to the broker, here moved to the caller by splice."""
         self.total += n
         if n:
             self.truncated = True

@@ -426,7 +426,7 @@ def _splice(
     n = avail - TAIL
     if n < CHUNK:
         return 0
-    stream, dest = sources[fd]
+    dest = sources[fd][1]
     left = n
     while left:
         try:
@@ -443,12 +443,12 @@ def _splice(
             poller.unregister(fd)
             del sources[fd]
             plumbing.close_source(fd)
-            recorder.skipped(stream, n - left)
+            recorder.count(n - left)
             return -1
         if moved == 0:
             break
         left -= moved
-    recorder.skipped(stream, n - left)
+    recorder.count(n - left)
     return n - left
 
 

@@ -419,8 +419,8 @@ class _TailKeeper:
         self.tail = (self.tail + data[-8192:])[-8192:]  # not a copy of a whole 1 MiB read
         return self.inner.write(stream, data, *args, **kw)
 
-    def skipped(self, stream: int, n: int) -> None:
-        self.inner.skipped(stream, n)  # the tail stays what was read: the end of each burst
+    def count(self, n: int) -> None:
+        self.inner.count(n)  # the tail stays what was read: the end of each burst
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

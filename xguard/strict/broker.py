@@ -218,15 +218,15 @@ def _can(msg: dict[str, Any]) -> tuple[bool, int]:
 def confine_for(ruleset: Any, can: tuple[bool, int] | None) -> tuple[str, str]:
     """(mechanism, why none) for an agent's command: the rules' `confine:`
     setting and what the agent side can start (issue 11)."""
-    from xguard.gate.confine import setting
+    from xguard.gate.confine import Support, setting
 
     if setting(ruleset) == "off":
         return "none", "confine: off"
     bwrap, abi = can or (False, 0)
-    if bwrap:
-        return "bwrap", ""
-    if abi >= 1:
-        return "landlock", ""
+    # The same preference as a local gate's (Support.best), over what the agent side said.
+    best = Support("bwrap" if bwrap else None, abi, {}).best()
+    if best != "none":
+        return best, ""
     return "none", "the agent side can start no sandbox (neither bubblewrap nor Landlock)"
 
 

@@ -296,17 +296,33 @@ def _wait(conn: Conn, r: dict[str, Any]) -> dict[str, Any]:
             signal.signal(sig, h)
 
 
+_SUPPORT: dict[str, Any] = {}
+
+
+def _support() -> Any:
+    """What confinement starts here, as the agent user (confine.support, asked
+    once per process: the request says it, the run then uses it); None when
+    it cannot be found out."""
+    if "sup" not in _SUPPORT:
+        from xguard.gate.confine import support
+        from xguard.paths import get_paths
+
+        try:
+            _SUPPORT["sup"] = support(get_paths(dict(os.environ)).cache_dir_s)
+        except (OSError, XguardError):
+            _SUPPORT["sup"] = None
+    return _SUPPORT["sup"]
+
+
 def can_confine() -> dict[str, Any]:
     """What box this process, as the agent user, can start: the broker plans
     it under its rules (issue 11). The probe's answer is kept in the agent's
     own cache folder (editing it can only make commands fail or decisions
     stricter: see the broker's _can)."""
-    from xguard.gate.confine import FORCE_ENV, support
-    from xguard.paths import get_paths
+    from xguard.gate.confine import FORCE_ENV
 
-    try:
-        sup = support(get_paths(dict(os.environ)).cache_dir_s)
-    except (OSError, XguardError):
+    sup = _support()
+    if sup is None:
         return {"bwrap": False, "landlock": 0}
     bwrap = bool(sup.bwrap)
     if os.environ.get(FORCE_ENV) == "landlock" and sup.abi >= 1:
@@ -320,8 +336,7 @@ def _box(r: dict[str, Any]) -> Any:
     plan = r.get("box")
     if plan is None:
         return None
-    from xguard.gate.confine import Box, support
-    from xguard.paths import get_paths
+    from xguard.gate.confine import Box
 
     def paths(key: str) -> list[str]:
         v = plan.get(key)
@@ -339,8 +354,9 @@ def _box(r: dict[str, Any]) -> Any:
     box.writable = paths("writable")
     box.masked_dirs = paths("masked_dirs")
     box.masked_files = paths("masked_files")
-    sup = support(get_paths(dict(os.environ)).cache_dir_s)
-    box.bwrap, box.abi = sup.bwrap or "", sup.abi
+    sup = _support()
+    if sup is not None:
+        box.bwrap, box.abi = sup.bwrap or "", sup.abi
     if (box.mechanism == "bwrap" and not box.bwrap) or (
         box.mechanism == "landlock" and box.abi < 1
     ):
@@ -434,7 +450,8 @@ class _Relay:
     def full(self) -> bool:
         return self.room <= 0
 
-    def skipped(self, stream: int, n: int) -> None:
+    def count(self, n: int) -> None:
+        """Bytes past the cap moved to the caller without being read (splice)."""
         self.counted += n
 
     def resize(self, cols: int, rows: int) -> None:
