@@ -116,8 +116,16 @@ class Box:
         return e
 
     def xg(self, cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """`xguard -c CMD` in the project, as the agent would run it."""
+        return self.run("-c", cmd, **kw)
+
+    def check(self, cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """`xguard check -c CMD`: the decision alone."""
+        return self.run("check", "-c", cmd, **kw)
+
+    def run(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*xguard_exe(), "-c", cmd],
+            [*xguard_exe(), *args],
             env=self.env(),
             cwd=self.project,
             capture_output=True,
@@ -371,15 +379,7 @@ def test_descriptors_of_the_caller_are_not_passed_on(
         try:
             fds = {"s": secret.fileno(), "w": writable.fileno(), "d": folder}
             cmd = "cat <&{s}; cat /dev/fd/{s}; echo pwned >&{w}; ls /dev/fd/{d}/".format(**fds)
-            check = subprocess.run(
-                [*xguard_exe(), "check", "-c", cmd],
-                env=b.env(),
-                cwd=b.project,
-                capture_output=True,
-                text=True,
-                check=False,
-                pass_fds=tuple(fds.values()),
-            )
+            check = b.check(cmd, pass_fds=tuple(fds.values()))
             assert check.returncode == 0, check.stdout  # the reading allows them
             p = b.xg(cmd, pass_fds=tuple(fds.values()))
         finally:
@@ -427,14 +427,7 @@ def test_cd_within_the_project_is_allowed_where_the_box_runs(
     rules = b.xghome / "rules.yaml"
     builtin = (ROOT / "xguard" / "data" / "default-rules.yaml").read_text()
     rules.write_text(f"confine: {mode}\n" + builtin)
-    p = subprocess.run(
-        [*xguard_exe(), "check", "-c", cmd],
-        env=b.env(),
-        cwd=b.project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    p = b.check(cmd)
     assert p.returncode == code, p.stdout
     if code == 0:
         r = b.xg(cmd)
