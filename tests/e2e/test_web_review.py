@@ -233,6 +233,15 @@ def test_page_without_the_token_is_refused(browser: webdriver.Chrome, site: Site
     assert refused == ["no session", "bad token", "no session", "bad or already used token"]
 
 
+def _send_page(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    """Answer a GET with an HTML page (the other sites these tests serve)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _EvilPage(http.server.BaseHTTPRequestHandler):
     target = ""
     rid = ""
@@ -243,11 +252,7 @@ class _EvilPage(http.server.BaseHTTPRequestHandler):
             f'<input name=id value="{self.rid}"><input name=action value=approve></form>'
             "<script>document.getElementById('f').submit()</script>"
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_page(self, body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -476,11 +481,7 @@ class _AgentsDevServer(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.cookies.append(self.headers.get("Cookie") or "")
         body = b"<!doctype html><title>preview</title><p>my app"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_page(self, body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
