@@ -7,12 +7,13 @@
 # file, value choices and first-argument choices, by command path.
 _xguard_subcommands() {
     case "$1" in
-        "") echo "approve audit check db deny doctor hook init pending review rules run serve session setup ssh-gate" ;;
+        "") echo "approve audit check db deny doctor hook init pending review rules run serve session setup ssh-gate warm" ;;
         "audit") echo "replay report show verify" ;;
         "db") echo "init sync" ;;
         "rules") echo "lint replay test" ;;
         "session") echo "end list reset show start" ;;
         "setup") echo "strict" ;;
+        "warm") echo "start status stop" ;;
     esac
 }
 
@@ -50,6 +51,10 @@ _xguard_options() {
         "setup") echo "-h --help" ;;
         "setup strict") echo "--agent-user --reviewer --socket --xguard --no-ssh --ssh --no-systemd --systemd --apply -h --help" ;;
         "ssh-gate") echo "--allow-interactive --allow-subsystem -h --help" ;;
+        "warm") echo "-h --help" ;;
+        "warm start") echo "--idle --foreground -h --help" ;;
+        "warm status") echo "-h --help" ;;
+        "warm stop") echo "-h --help" ;;
     esac
 }
 
@@ -72,6 +77,7 @@ _xguard_valued() {
         "session start") echo "--ttl --profile --name" ;;
         "setup strict") echo "--agent-user --reviewer --socket --xguard" ;;
         "ssh-gate") echo "--allow-subsystem" ;;
+        "warm start") echo "--idle" ;;
     esac
 }
 

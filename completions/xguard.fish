@@ -4,7 +4,7 @@
 function __xguard_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' 'approve' 'audit' 'check' 'db' 'deny' 'doctor' 'hook' 'init' 'pending' 'review' 'rules' 'run' 'serve' 'session' 'setup' 'ssh-gate'
+            printf '%s\n' 'approve' 'audit' 'check' 'db' 'deny' 'doctor' 'hook' 'init' 'pending' 'review' 'rules' 'run' 'serve' 'session' 'setup' 'ssh-gate' 'warm'
         case 'audit'
             printf '%s\n' 'replay' 'report' 'show' 'verify'
         case 'db'
@@ -15,6 +15,8 @@ function __xguard_subcommands
             printf '%s\n' 'end' 'list' 'reset' 'show' 'start'
         case 'setup'
             printf '%s\n' 'strict'
+        case 'warm'
+            printf '%s\n' 'start' 'status' 'stop'
     end
 end
 
@@ -54,6 +56,8 @@ function __xguard_valued
             printf '%s\n' '--agent-user' '--reviewer' '--socket' '--xguard'
         case 'ssh-gate'
             printf '%s\n' '--allow-subsystem'
+        case 'warm start'
+            printf '%s\n' '--idle'
     end
 end
 
@@ -108,6 +112,7 @@ complete -c xguard -n '__xguard_at \'\'' -a 'serve' -d 'Run the strict-mode brok
 complete -c xguard -n '__xguard_at \'\'' -a 'session' -d 'Sessions: a window of time an agent\'s commands run in'
 complete -c xguard -n '__xguard_at \'\'' -a 'setup' -d 'Set xguard up on this machine'
 complete -c xguard -n '__xguard_at \'\'' -a 'ssh-gate' -d 'Gate SSH_ORIGINAL_COMMAND (an OpenSSH forced command)'
+complete -c xguard -n '__xguard_at \'\'' -a 'warm' -d 'A loaded xguard that gated commands fork from'
 complete -c xguard -n '__xguard_at \'\'' -s c -x -d 'Gate STRING, then run it as bash -c STRING would'
 complete -c xguard -n '__xguard_at \'\'' -s s -d 'Read the script on standard input and gate it as one string'
 complete -c xguard -n '__xguard_at \'\'' -s l -l login -d 'Accepted for login shells'
@@ -241,3 +246,12 @@ complete -c xguard -n '__xguard_at \'setup strict\'' -s h -l help -d 'Show this 
 complete -c xguard -n '__xguard_at \'ssh-gate\'' -l allow-interactive -d 'Give a login without a command the gated shell (default: refused)'
 complete -c xguard -n '__xguard_at \'ssh-gate\'' -l allow-subsystem -x -d 'Allow this SSH subsystem (sftp …)'
 complete -c xguard -n '__xguard_at \'ssh-gate\'' -s h -l help -d 'Show this message and exit'
+complete -c xguard -n '__xguard_at \'warm\'' -a 'start' -d 'Start the warm server (in the background unless --foreground)'
+complete -c xguard -n '__xguard_at \'warm\'' -a 'status' -d 'Say whether a warm server runs here: exit 0 if one does, 3 if not'
+complete -c xguard -n '__xguard_at \'warm\'' -a 'stop' -d 'Stop the warm server: new commands start cold at once'
+complete -c xguard -n '__xguard_at \'warm\'' -s h -l help -d 'Show this message and exit'
+complete -c xguard -n '__xguard_at \'warm start\'' -l idle -x -d 'Exit after this long without a command'
+complete -c xguard -n '__xguard_at \'warm start\'' -l foreground -d 'Run in this process until stopped'
+complete -c xguard -n '__xguard_at \'warm start\'' -s h -l help -d 'Show this message and exit'
+complete -c xguard -n '__xguard_at \'warm status\'' -s h -l help -d 'Show this message and exit'
+complete -c xguard -n '__xguard_at \'warm stop\'' -s h -l help -d 'Show this message and exit'

@@ -37,6 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also write each allowed-and-harmful command here, one line each",
     )
 
+    parser.addoption(
+        "--warm",
+        action="store_true",
+        help="start a warm server in each test's xguard home on first use (XGUARD_WARM=1): "
+        "the suite then runs through the warm path",
+    )
+
 
 def xguard_exe() -> list[str]:
     """The installed launcher: the one way every test reaches the program.
@@ -61,9 +68,15 @@ def xguard_tool(name: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def xguard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def xguard_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Path]:
     home = tmp_path / "xghome"
     monkeypatch.setenv("XGUARD_HOME", str(home))
+    if request.config.getoption("--warm"):
+        monkeypatch.setenv("XGUARD_WARM", "1")
+    else:
+        monkeypatch.delenv("XGUARD_WARM", raising=False)
     monkeypatch.delenv("XGUARD_RULES", raising=False)
     monkeypatch.delenv("XGUARD_SESSION", raising=False)
     monkeypatch.delenv("XGUARD_PROFILE", raising=False)
@@ -71,7 +84,26 @@ def xguard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Any code that ignores XGUARD_HOME lands in a folder that cannot be created.
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/xguard-test-forgot-XGUARD_HOME")
     monkeypatch.setenv("XDG_STATE_HOME", "/nonexistent/xguard-test-forgot-XGUARD_HOME")
-    return home
+    yield home
+    _stop_warm(home)
+
+
+def _stop_warm(home: Path) -> None:
+    """A warm server a test started (`warm: true`, --warm) ends with the test."""
+    import signal
+    import time
+
+    from xguard.warm import server_pid
+
+    if not (home / "warm.sock").exists():
+        return
+    pid = server_pid(str(home))
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and server_pid(str(home)) is not None:
+        time.sleep(0.02)
 
 
 @pytest.fixture

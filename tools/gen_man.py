@@ -277,7 +277,15 @@ ENVIRONMENT = [
     ("XGUARD_PROFILE", "The rules profile in effect (staging, production ...)."),
     ("XGUARD_SESSION", "The session id recorded with every command and request."),
     ("XGUARD_WAIT", "How long to wait for approval (30s, 15m, 2h), overriding the config's wait."),
-    ("XGUARD_DEBUG", "Set to 1 for tracebacks on internal errors."),
+    (
+        "XGUARD_DEBUG",
+        "Set to 1 for tracebacks on internal errors (and a warm server's log of its workers).",
+    ),
+    (
+        "XGUARD_WARM",
+        "0: never hand a command to a warm server, nor start one; 1: start one on first use, "
+        "as warm: true does.",
+    ),
     ("XGUARD_QUIET", "Set to skip the interactive shell's start-up line."),
     (
         "XGUARD_GATED",
@@ -312,6 +320,7 @@ FILES = [
     ("STATE/cache/", "Compiled rules, keyed by the rules file's content."),
     ("STATE/wake/", "Wake-up sockets of waiting commands and reviewers."),
     ("STATE/history", "The interactive shell's history."),
+    ("STATE/warm.sock, STATE/warm.log", "A warm server's socket and its log."),
 ]
 EXAMPLES = [
     "# Put xguard in front of an agent, and review from another terminal:",
@@ -424,6 +433,9 @@ KEY_HELP: dict[str, str] = {
     "confine": "How allowed commands run: auto (default: in a kernel box, bubblewrap else Landlock, where one "
     "can start), required (where none can, every allow needs approval), off (no box).",
     "confine_approved": "Run commands a person approved in the box too. Default: false (unconfined).",
+    "warm": "Start a warm server (xguard warm) on first use, so later commands skip loading xguard. "
+    "Default: false.",
+    "warm_idle": "How long a warm server started so waits without a command before it exits. Default: 10m.",
     "record": "Output recordings beside the audit log (xguard audit show, replay).",
     "record.output": "Record what each command prints. Default: true.",
     "record.max_bytes": "The most kept per command; past it the rest is counted, not kept. Default: 10MB.",

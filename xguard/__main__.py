@@ -50,6 +50,44 @@ def _is_shell_invocation(argv: list[str]) -> bool:
     return first.startswith(("-", "+"))
 
 
+def _hot_invocation(args: list[str]) -> bool:
+    """`-c`, a script on stdin, `run`, `check`, `hook`: what a warm server may take."""
+    if args[:1] and args[0] in HOT_COMMANDS:
+        return args[0] != "ssh-gate"  # sshd's forced command: always this process's own
+    return _is_shell_invocation(args) or (not args and not os.isatty(0))
+
+
+def _warm(args: list[str]) -> int | None:
+    """The exit status from a warm server that ran this invocation, or None
+    (no server, or it cannot stand in for this process): run it here."""
+    from xguard import warm
+
+    if not warm.wanted(args):
+        return None
+    from xguard.errors import XguardError
+    from xguard.paths import get_paths
+
+    try:
+        state = get_paths().state_dir_s
+    except (XguardError, OSError):
+        return None  # the local path reports what is wrong with the folders
+    return warm.forward(args, state)
+
+
+def _start_warm() -> None:
+    """`warm: true` in the rules: start a server for the next command, unless
+    one answers already. Best effort: a failure only means the next command
+    starts cold."""
+    from xguard import warm
+
+    wanted = warm.pending_start()
+    if wanted is not None:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # the command's own status stands, whatever this does
+            warm.autostart(*wanted)
+
+
 def _say(text: str) -> None:
     # The reader of stderr may have gone; that must not change the status.
     try:
@@ -66,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         debug = True
         os.environ["XGUARD_DEBUG"] = "1"
         args = args[1:]
+    if not debug and _hot_invocation(args):
+        warm = _warm(args)
+        if warm is not None:
+            _took["hot path"] = True
+            return warm
     from xguard.errors import ExitCode, XguardError
 
     from xguard.environment import Environment
@@ -158,6 +201,7 @@ def launch() -> NoReturn:
     """
     code = main()
     if _took["hot path"]:
+        _start_warm()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

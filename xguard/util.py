@@ -128,6 +128,17 @@ def user_name(uid: int | None = None) -> str:
         return str(uid)
 
 
+# Set by a warm worker (xguard/commands/warmserver.py), which stands in for
+# the client process: the agent is the client's parent, not the server.
+_PARENT: list[int] = []
+
+
+def parent_pid() -> int:
+    """The process that ran this xguard: the agent, whom a reviewer sees and
+    whose ancestors the no-self-approval check walks."""
+    return _PARENT[0] if _PARENT else os.getppid()
+
+
 def say(line: str) -> None:
     """One line to the agent on stderr. A reader that has gone does not make a
     command that did not run look like success: the caller's status stands."""

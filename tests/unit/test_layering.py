@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xguard._record",
         "xguard.paths",
         "xguard.environment",
+        "xguard.warm",
     ),
     ("xguard.shell",),
     ("xguard.policy",),

@@ -38,7 +38,7 @@ from xguard.approval.backend import open_queue
 from xguard.approval.queue import POLL
 from xguard.gate.request import request_key
 from xguard.util import user_name
-from xguard.util import new_id, printable, say
+from xguard.util import new_id, parent_pid, printable, say
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
 
@@ -194,7 +194,7 @@ class Channel:
 
     def ppid(self) -> int:
         """The agent process that asked (the reviewer sees its name)."""
-        return os.getppid()
+        return parent_pid()
 
     def announce(self, rid: str, wait: float) -> None:
         say(f"xguard: waiting for approval {rid} (xguard approve {rid})")

@@ -27,12 +27,12 @@ from typing import Any
 
 
 from xguard.errors import ExitCode, UsageError
-from xguard.util import format_age, printable
+from xguard.util import format_age, parent_pid, printable
 
 GATE_MARKER = "XGUARD_GATED"
 # Arguments with which an xguard process gates commands (SPEC §2): shell mode
 # (-c, -lc, -s …, or none at all) and the hot-path verbs.
-_GATE_VERBS = frozenset({"run", "hook", "ssh-gate"})
+_GATE_VERBS = frozenset({"run", "hook", "ssh-gate", "warm"})  # warm: its workers gate
 _NOT_GATES = frozenset({"-h", "--help", "-V", "--version"})
 
 
@@ -90,7 +90,7 @@ def gated_by(
     env = os.environ if environ is None else environ
     if env.get(GATE_MARKER):
         return f"{GATE_MARKER} is set (request {env[GATE_MARKER]})"
-    pid = os.getppid() if pid is None else pid
+    pid = parent_pid() if pid is None else pid
     seen = set()
     while pid > 1 and pid not in seen:
         seen.add(pid)

@@ -72,6 +72,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Sessions: a window of time an agent's commands run in.",
     ),
     "serve": ("xguard.commands.faces:serve", "Run the strict-mode broker in the foreground."),
+    "warm": ("xguard.commands.faces:warm", "A loaded xguard that gated commands fork from."),
     "setup": ("xguard.commands.faces:setup", "Set xguard up on this machine."),
     "doctor": (
         "xguard.commands.faces:doctor",

@@ -583,6 +583,58 @@ def reset() -> None:
     """
 
 
+@face("xguard.commands.warm_cmd:warm")
+@click.group(
+    epilog="\b\nExamples:\n"
+    "  xguard warm start              # in the background; exits after 10 minutes idle\n"
+    "  xguard warm status\n"
+    "  xguard warm stop"
+)
+def warm() -> None:
+    """A loaded xguard that gated commands fork from.
+
+    With a warm server running, `xguard -c`, `run`, `check` and `hook` hand
+    their invocation to a fork of it and skip loading xguard: the same rules
+    (read fresh), decisions, audit records and box. A command whose process
+    the server cannot stand in for (a terminal, another namespace, cgroup,
+    seccomp or no_new_privs state, other limits) runs the usual way.
+    `warm: true` in the rules file starts a server on first use.
+    """
+
+
+@face("xguard.commands.warm_cmd:warm_start")
+@warm.command("start")
+@click.option(
+    "--idle",
+    metavar="DURATION",
+    default="10m",
+    show_default=True,
+    help="Exit after this long without a command.",
+)
+@click.option("--foreground", is_flag=True, help="Run in this process until stopped.")
+def warm_start() -> None:
+    """Start the warm server (in the background unless --foreground)."""
+
+
+@face("xguard.commands.warm_cmd:warm_stop")
+@warm.command("stop")
+def warm_stop() -> None:
+    """Stop the warm server: new commands start cold at once; running ones finish."""
+
+
+@face("xguard.commands.warm_cmd:warm_status")
+@warm.command("status")
+def warm_status() -> None:
+    """Say whether a warm server runs here: exit 0 if one does, 3 if not."""
+
+
+@face("xguard.commands.warm_cmd:warm_serve")
+@warm.command("serve", hidden=True)
+@click.option("--idle", metavar="DURATION", default="10m")
+def warm_serve() -> None:
+    """The server process itself (what `warm start` runs in the background)."""
+
+
 @face("xguard.commands.strict_cmd:serve")
 @click.command(
     epilog="\b\nExamples:\n"

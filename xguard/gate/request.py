@@ -295,4 +295,12 @@ def load_gate(req: Request, cwd: str | None = None, *, confinable: bool = False)
     if cwd:
         gate.cwd = cwd
     req.session = req.session or gate.environ.get("XGUARD_SESSION") or None
+    if gate.ruleset.setting("warm") or os.environ.get("XGUARD_WARM") == "1":
+        from xguard import warm
+
+        # Started once this command is done (xguard/__main__.py: launch).
+        from xguard.util import parse_duration
+
+        idle = parse_duration(gate.ruleset.setting("warm_idle"))
+        warm.want_start(gate.paths.state_dir_s, idle)
     return gate

@@ -34,6 +34,8 @@ SELF_VERBS = frozenset({"approve", "deny", "review", "init", "serve", "setup"})
 SELF_SUBVERBS = {
     "session": frozenset({"reset", "start"}),
     "rules": frozenset({"edit", "add", "remove", "set"}),
+    # a server started by the agent would load whatever its environment names
+    "warm": frozenset({"start", "serve"}),
 }
 PYTHONS = ("python", "python3")
 

@@ -145,6 +145,9 @@ _SETTINGS: dict[str, Any] = {
     "socket": "str",
     "confine": "confine_mode",  # issue 11: auto | required | off (kernel confinement)
     "confine_approved": "bool",  # approved commands run in the box too
+    # a warm server (xguard/commands/warmserver.py) started on first use
+    "warm": "bool",
+    "warm_idle": _DURATION,
     "record": _RECORD,
     # issue 15: one queue for many hosts (a libpq connection string or service)
     "queue": {"postgres": "str", "connect_timeout": _DURATION},

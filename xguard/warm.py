@@ -1,0 +1,259 @@
+"""The warm path's client: hand a hot-path invocation to a running `xguard warm`.
+
+Most of an allowed command's cost is Python loading xguard (the parser, the
+rules, the pipeline) in a fresh process, every time. A warm server
+(xguard/commands/warmserver.py) has all of that loaded; for each request it
+forks a worker that takes over this process's standard streams, folder,
+environment and arguments and runs exactly what `main()` would run here: the
+same pipeline, rules read fresh, the same audit records. This side only
+forwards and waits:
+
+    -> header (8 bytes: payload length) with fds 0, 1, 2 (SCM_RIGHTS), then
+       payload: NUL-separated  version, sys.executable, cwd, argc, argv…, env…
+    <- "A"            the worker took the request: from here on it is its
+                      (nothing falls back to running it twice)
+    <- "R" reason     refused before anything was decided: run locally
+    -> one byte       a signal this process received (SIGINT, SIGTERM, …),
+                      which the worker raises in itself, as if it were here
+    <- "X" code       how main() ended in the worker: exit with it
+    <- "S" signum     the worker died of a signal: die of the same one
+
+No server, a refusal, a terminal on any standard stream, strict mode, or
+`XGUARD_WARM=0`: None, and the caller runs the local path. Once accepted,
+losing the connection without an answer is exit 70, never success.
+
+Hot path: standard library only (`_socket`, not `socket`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type checkers see True
+if TYPE_CHECKING:
+    from _socket import socket
+
+PROTOCOL = b"xguard-warm-1"
+IDLE_DEFAULT = 600.0  # seconds without a request before a server exits
+SOCKET_NAME = "warm.sock"
+ENV_VAR = "XGUARD_WARM"  # 0: never use or start a server here; 1: start one as `warm: true` does
+# Signals the caller may send this process that the worker must see: a
+# runtime's timeout (TERM, then KILL: KILL closes the connection, which the
+# worker answers as its own SIGKILL), ^C through a pipeline, a hangup.
+FORWARD = (1, 2, 3, 10, 12, 14, 15)  # HUP INT QUIT USR1 USR2 ALRM TERM
+_SOCK_PATH_MAX = 100
+IN_WORKER: list[bool] = []  # set in a warm worker: it is the server's side
+_START: list[tuple[str, float | None]] = []  # `warm: true`: (state folder, idle)
+
+
+def want_start(state_dir: str, idle: float | None) -> None:
+    """The rules say `warm: true`: start a server when this command is done."""
+    if not IN_WORKER and os.environ.get(ENV_VAR) != "0":
+        _START[:] = [(state_dir, idle)]
+
+
+def pending_start() -> tuple[str, float | None] | None:
+    """(state folder, idle) of a server the rules asked to start, once."""
+    return _START.pop() if _START else None
+
+
+def socket_path(state_dir: str) -> str:
+    return os.path.join(state_dir, SOCKET_NAME)
+
+
+def address(path: str) -> tuple[str, int]:
+    """An address connect()/bind() accept for `path` (sun_path holds 108
+    bytes; a longer folder is reached through an O_PATH descriptor, which the
+    caller closes), and that descriptor or -1."""
+    if len(path) <= _SOCK_PATH_MAX:
+        return path, -1
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{os.path.basename(path)}", fd
+
+
+def wanted(args: list[str]) -> bool:
+    """Whether this invocation may go to a warm server at all (cheap tests)."""
+    env = os.environ
+    if IN_WORKER or env.get(ENV_VAR) == "0" or env.get("XGUARD_BROKER"):
+        return False
+    if os.path.exists("/etc/xguard/client.conf"):
+        return False  # strict mode decides at the broker, never here
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return False  # a terminal is this process's own: run here
+            os.fstat(fd)
+        except OSError:
+            return False  # a closed standard stream: the local path says so
+    return True
+
+
+def _recv_exact(s: socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def forward(args: list[str], state_dir: str) -> int | None:
+    """Run `xguard ARGS` in the warm server's worker; None: run it here."""
+    import _socket
+
+    path = socket_path(state_dir)
+    try:
+        addr, dfd = address(path)
+    except OSError:
+        return None
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        try:
+            s.connect(addr)
+        finally:
+            if dfd >= 0:
+                os.close(dfd)
+    except OSError:
+        s.close()
+        return None  # no server (or a stale socket): the local path
+    try:
+        return _converse(s, args)
+    finally:
+        s.close()
+
+
+def _converse(s: socket, args: list[str]) -> int | None:
+    import _socket
+
+    fields = [
+        PROTOCOL,
+        os.fsencode(sys.executable),
+        os.fsencode(os.getcwd()),
+        str(len(args)).encode(),
+        *(os.fsencode(a) for a in args),
+        *(k + b"=" + v for k, v in os.environb.items()),
+    ]
+    if any(b"\0" in f for f in fields):
+        return None
+    payload = b"\0".join(fields)
+    fds = b"".join(i.to_bytes(4, sys.byteorder) for i in (0, 1, 2))
+    try:
+        s.sendmsg(
+            [len(payload).to_bytes(8, "little")],
+            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)],
+        )
+        s.sendall(payload)
+        first = s.recv(1)
+    except OSError:
+        return None  # nothing was taken: the local path
+    if first != b"A":
+        return None  # refused (or gone) before deciding anything
+    return _await(s)
+
+
+def _await(s: socket) -> int:
+    import signal
+
+    def relay(signum: int, _frame: object) -> None:
+        try:
+            s.send(bytes([signum]))
+        except OSError:
+            pass
+
+    for sig in FORWARD:
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored here: ignored there too
+            signal.signal(sig, relay)
+    try:
+        answer = _recv_exact(s, 2)
+    except OSError:
+        answer = b""
+    if answer[:1] == b"X" and len(answer) == 2:
+        return answer[1]
+    if answer[:1] == b"S" and len(answer) == 2:
+        signal.signal(answer[1], signal.SIG_DFL)
+        os.kill(os.getpid(), answer[1])
+        return 128 + answer[1]
+    # The worker took the request and vanished: how it ended is unknown.
+    try:
+        os.write(2, b"xguard: the warm server's worker ended without an answer\n")
+    except OSError:
+        pass
+    return 70
+
+
+# ---------------------------------------------------------------------------
+# Finding and starting a server (`xguard warm …`, and `warm: true`).
+
+
+def server_pid(state_dir: str) -> int | None:
+    """The pid of the server answering at this state folder (SO_PEERCRED), or None."""
+    import _socket
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        addr, dfd = address(socket_path(state_dir))
+        try:
+            s.connect(addr)
+        finally:
+            if dfd >= 0:
+                os.close(dfd)
+        raw = s.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        return int.from_bytes(raw[:4], sys.byteorder, signed=True)
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def server_argv(idle: float) -> list[str]:
+    """How to start a server: the way this xguard was started (the installed
+    launcher), so its process looks like the gate it is (no self-approval),
+    and never with the current folder on sys.path."""
+    me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(me) == "xguard" and os.path.isfile(me):
+        head = [sys.executable, me]
+    else:
+        head = [sys.executable, "-P", "-m", "xguard"]
+    return [*head, "warm", "serve", "--idle", f"{idle:g}"]
+
+
+def spawn(state_dir: str, idle: float) -> int:
+    """Start a detached server (its own session, in /); its pid. Its output
+    goes to warm.log there. subprocess, not os.posix_spawn: glibc's leaves
+    its two internal signals ignored in the child, and a server whose
+    ignored signals differ from its clients' refuses them all (differs())."""
+    import subprocess
+
+    path = socket_path(state_dir)
+    if os.path.lexists(path) and server_pid(state_dir) is None:
+        os.unlink(path)  # nobody answers there: a dead server's socket
+    log = os.open(
+        os.path.join(state_dir, "warm.log"),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+        0o600,
+    )
+    try:
+        p = subprocess.Popen(
+            server_argv(idle),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            start_new_session=True,
+        )
+    finally:
+        os.close(log)
+    return p.pid
+
+
+def autostart(state_dir: str, idle: float | None) -> None:
+    """`warm: true`: start a server for the next command when none answers.
+    Best effort: a failure only means the next command starts cold."""
+    if os.environ.get(ENV_VAR) == "0" or server_pid(state_dir) is not None:
+        return
+    try:
+        spawn(state_dir, IDLE_DEFAULT if idle is None else idle)
+    except OSError:
+        pass
