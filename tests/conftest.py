@@ -95,8 +95,12 @@ def _stop_warm(home: Path) -> None:
 
     from xguard.warm import server_pid
 
-    if not (home / "warm.sock").exists():
-        return
+    if not (home / "warm.log").exists():
+        return  # no server was ever started here
+    # One started by the test's last command may still be loading.
+    end = time.monotonic() + 10
+    while not (home / "warm.sock").exists() and time.monotonic() < end:
+        time.sleep(0.02)
     pid = server_pid(str(home))
     if pid is None:
         return

@@ -735,8 +735,11 @@ def _check_streams(fds: list[int]) -> str | None:
 
 
 def _watch(conn: socket.socket, done: list[bool]) -> Any:
-    """Relay the client's signals into this process; its disappearance is a
-    SIGKILL here, as it would have been for a local xguard."""
+    """Relay the client's signals into this process. Its disappearance (a
+    runtime's timeout kills the tree under the shell it started, with
+    SIGKILL) is a SIGKILL here, to this worker and to every process under
+    it: the command was under the client as far as its caller knew, and must
+    not outlive it because it is under the worker instead."""
     import threading
 
     def run() -> None:
@@ -751,6 +754,9 @@ def _watch(conn: socket.socket, done: list[bool]) -> Any:
                 data = b""
             if not data:
                 if not done:
+                    for pid in _descendants(me):
+                        with contextlib.suppress(OSError):
+                            os.kill(pid, signal.SIGKILL)
                     os.kill(me, signal.SIGKILL)
                 return
             for sig in data:
@@ -760,3 +766,26 @@ def _watch(conn: socket.socket, done: list[bool]) -> Any:
     t = threading.Thread(target=run, name="xguard-warm-watch", daemon=True)
     t.start()
     return t
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` now (from /proc/PID/task/TID/children). As
+    with a runtime's own tree kill, one forked between this listing and the
+    kills, or one that left the tree (a daemon), is not among them."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
