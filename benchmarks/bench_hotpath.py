@@ -13,9 +13,10 @@ Compares, on this machine and in one run:
   xguard -c '… | … && …'   a compound command
   xguard run -- true
   xguard check -c true
-and the xguard rows again with a warm server running (`xguard warm start`:
-the command is served by a fork of an xguard already loaded; the CPU column
-is left out for them, as that work is done outside this process tree).
+all cold (XGUARD_WARM=0: each command loads xguard), and the xguard rows again
+with a warm server running (the default: the command is served by a fork of
+an xguard already loaded; the CPU column is left out for them, as that work
+is done outside this process tree).
 The rows are timed interleaved (one run of each, round after round), so that a
 loaded machine's noise falls on all of them alike; each is printed as a ratio
 of wall-clock medians to `python -I -c pass` and to `bash -c true`, and of the
@@ -128,12 +129,14 @@ def main() -> int:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "XGUARD_HOME": str(builtin),
+        "XGUARD_WARM": "0",  # cold: every command loads xguard itself
     }
     senv_small = {**env, "HOME": str(home_small), "XGUARD_HOME": str(small)}
     # The same defaults with a warm server (xguard warm): a home of its own.
     home_warm = top / "home-warm"
     (home_warm / ".xguard").mkdir(parents=True)
     wenv = {**env, "HOME": str(home_warm), "XGUARD_HOME": str(home_warm / ".xguard")}
+    del wenv["XGUARD_WARM"]  # as a user runs it: the first command starts a server
     for e in (env, senv_small, wenv):
         subprocess.run([exe, "-c", "true"], env=e, check=True)  # warm the rules cache
     subprocess.run([exe, "warm", "start", "--idle", "30m"], env=wenv, check=True)

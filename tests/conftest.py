@@ -73,10 +73,9 @@ def xguard_home(
 ) -> Iterator[Path]:
     home = tmp_path / "xghome"
     monkeypatch.setenv("XGUARD_HOME", str(home))
-    if request.config.getoption("--warm"):
-        monkeypatch.setenv("XGUARD_WARM", "1")
-    else:
-        monkeypatch.delenv("XGUARD_WARM", raising=False)
+    # A warm server starts on first use by default; the suite runs each test's
+    # commands cold unless --warm (CI runs tests/e2e both ways).
+    monkeypatch.setenv("XGUARD_WARM", "1" if request.config.getoption("--warm") else "0")
     monkeypatch.delenv("XGUARD_RULES", raising=False)
     monkeypatch.delenv("XGUARD_SESSION", raising=False)
     monkeypatch.delenv("XGUARD_PROFILE", raising=False)
@@ -95,7 +94,7 @@ def _stop_warm(home: Path) -> None:
 
     from xguard.warm import server_pid
 
-    if not (home / "warm.log").exists():
+    if not (home / "warm.log").is_file():
         return  # no server was ever started here
     # One started by the test's last command may still be loading.
     end = time.monotonic() + 10

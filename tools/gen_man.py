@@ -283,8 +283,8 @@ ENVIRONMENT = [
     ),
     (
         "XGUARD_WARM",
-        "0: never hand a command to a warm server, nor start one; 1: start one on first use, "
-        "as warm: true does.",
+        "0: never hand a command to a warm server, nor start one; 1: start one on first use "
+        "even under warm: false.",
     ),
     ("XGUARD_QUIET", "Set to skip the interactive shell's start-up line."),
     (
@@ -320,7 +320,10 @@ FILES = [
     ("STATE/cache/", "Compiled rules, keyed by the rules file's content."),
     ("STATE/wake/", "Wake-up sockets of waiting commands and reviewers."),
     ("STATE/history", "The interactive shell's history."),
-    ("STATE/warm.sock, STATE/warm.log", "A warm server's socket and its log."),
+    (
+        "STATE/warm.sock, STATE/warm.log, STATE/warm.started",
+        "A warm server's socket, its log, and its last start.",
+    ),
 ]
 EXAMPLES = [
     "# Put xguard in front of an agent, and review from another terminal:",
@@ -433,8 +436,8 @@ KEY_HELP: dict[str, str] = {
     "confine": "How allowed commands run: auto (default: in a kernel box, bubblewrap else Landlock, where one "
     "can start), required (where none can, every allow needs approval), off (no box).",
     "confine_approved": "Run commands a person approved in the box too. Default: false (unconfined).",
-    "warm": "Start a warm server (xguard warm) on first use, so later commands skip loading xguard. "
-    "Default: false.",
+    "warm": "Start a warm server (xguard warm) on the first command, so later ones skip loading "
+    "xguard. Default: true.",
     "warm_idle": "How long a warm server started so waits without a command before it exits. Default: 10m.",
     "record": "Output recordings beside the audit log (xguard audit show, replay).",
     "record.output": "Record what each command prints. Default: true.",

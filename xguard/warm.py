@@ -37,18 +37,20 @@ if TYPE_CHECKING:
 PROTOCOL = b"xguard-warm-1"
 IDLE_DEFAULT = 600.0  # seconds without a request before a server exits
 SOCKET_NAME = "warm.sock"
-ENV_VAR = "XGUARD_WARM"  # 0: never use or start a server here; 1: start one as `warm: true` does
+ENV_VAR = (
+    "XGUARD_WARM"  # 0: never use or start a server here; 1: start one even under `warm: false`
+)
 # Signals the caller may send this process that the worker must see: a
 # runtime's timeout (TERM, then KILL: KILL closes the connection, which the
 # worker answers as its own SIGKILL), ^C through a pipeline, a hangup.
 FORWARD = (1, 2, 3, 10, 12, 14, 15)  # HUP INT QUIT USR1 USR2 ALRM TERM
 _SOCK_PATH_MAX = 100
 IN_WORKER: list[bool] = []  # set in a warm worker: it is the server's side
-_START: list[tuple[str, float | None]] = []  # `warm: true`: (state folder, idle)
+_START: list[tuple[str, float | None]] = []  # to start after this command: (state folder, idle)
 
 
 def want_start(state_dir: str, idle: float | None) -> None:
-    """The rules say `warm: true`: start a server when this command is done."""
+    """`warm: true` (the default): start a server when this command is done."""
     if not IN_WORKER and os.environ.get(ENV_VAR) != "0":
         _START[:] = [(state_dir, idle)]
 
@@ -248,12 +250,28 @@ def spawn(state_dir: str, idle: float) -> int:
     return p.pid
 
 
+START_BACKOFF = 60.0  # seconds between two starts from one state folder
+
+
 def autostart(state_dir: str, idle: float | None) -> None:
-    """`warm: true`: start a server for the next command when none answers.
-    Best effort: a failure only means the next command starts cold."""
+    """`warm: true` (the default): start a server for the next command when
+    none answers. Best effort: a failure only means the next command starts
+    cold. At most one start a minute (warm.started): where a server cannot
+    start (no Unix sockets on that file system, a full disk), each command
+    must not pay for trying again."""
     if os.environ.get(ENV_VAR) == "0" or server_pid(state_dir) is not None:
         return
+    import time
+
+    stamp = os.path.join(state_dir, "warm.started")
     try:
+        if time.time() - os.stat(stamp).st_mtime < START_BACKOFF:
+            return
+    except OSError:
+        pass
+    try:
+        with open(stamp, "w"):
+            pass
         spawn(state_dir, IDLE_DEFAULT if idle is None else idle)
     except OSError:
         pass

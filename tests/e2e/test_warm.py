@@ -377,26 +377,63 @@ def test_a_dead_servers_socket_is_no_obstacle(warm: Path) -> None:
     for p in [pid, *map(int, workers.split())]:
         os.kill(p, signal.SIGKILL)
     assert (warm / "warm.sock").exists()  # left behind
-    r = xg("-c", WHO)
+    r = xg("-c", WHO, env={"XGUARD_WARM": "0"})
     assert r.returncode == 0 and runner(r.stdout) == "local"
     assert xg("warm", "status").returncode == 3
     assert xg("warm", "start").returncode == 0  # replaces the dead socket
     assert runner(xg("-c", WHO).stdout) == "warm"
 
 
-def test_warm_true_starts_a_server_on_first_use(home: Path) -> None:
-    (home / "rules.yaml").write_text("warm: true\nwarm_idle: 1m\n" + WHO_RULES)
+def _started(home: Path) -> bool:
+    end = time.monotonic() + 20
+    while server_pid(str(home)) is None:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("setting", ["", "warm: true\nwarm_idle: 1m\n"], ids=["default", "on"])
+def test_a_server_starts_on_first_use(home: Path, setting: str) -> None:
+    (home / "rules.yaml").write_text(setting + WHO_RULES)
     assert xg("-c", WHO, env={"XGUARD_WARM": "0"}).returncode == 0
     time.sleep(0.5)
     assert server_pid(str(home)) is None  # XGUARD_WARM=0: never
     assert runner(xg("-c", WHO).stdout) == "local"  # the first command starts it...
-    end = time.monotonic() + 20
-    while server_pid(str(home)) is None:
-        assert time.monotonic() < end, "no server started"
-        time.sleep(0.05)
+    assert _started(home), "no server started"
     time.sleep(0.5)
     assert runner(xg("-c", WHO).stdout) == "warm"  # ...the next ones use it
     assert b"running" in xg("warm", "status").stdout
+    idle = "1m" if setting else "10m"
+    assert (
+        f"--idle\0{60 if setting else 600}\0".encode()
+        in Path(f"/proc/{server_pid(str(home))}/cmdline").read_bytes()
+    ), idle
+
+
+def test_warm_false_starts_none_and_failed_starts_back_off(home: Path) -> None:
+    (home / "rules.yaml").write_text("warm: false\n" + WHO_RULES)
+    for _ in range(2):
+        assert runner(xg("-c", WHO).stdout) == "local"
+    time.sleep(1)
+    assert server_pid(str(home)) is None and not (home / "warm.started").exists()
+    # XGUARD_WARM=1 starts one even so.
+    assert xg("-c", WHO, env={"XGUARD_WARM": "1"}).returncode == 0
+    assert _started(home)
+    assert xg("warm", "stop").returncode == 0
+
+    # A server that cannot start (here its log cannot be opened) is tried at
+    # most once a minute, not by every command.
+    (home / "rules.yaml").write_text(WHO_RULES)
+    (home / "warm.started").unlink()
+    (home / "warm.log").unlink(missing_ok=True)
+    (home / "warm.log").mkdir()
+    assert xg("-c", WHO).returncode == 0
+    first = (home / "warm.started").stat().st_mtime_ns
+    time.sleep(0.05)
+    assert xg("-c", WHO).returncode == 0
+    assert (home / "warm.started").stat().st_mtime_ns == first
+    assert server_pid(str(home)) is None
 
 
 def test_stop_idle_and_code_changes_end_the_server(home: Path) -> None:

@@ -598,7 +598,8 @@ def warm() -> None:
     (read fresh), decisions, audit records and box. A command whose process
     the server cannot stand in for (a terminal, another namespace, cgroup,
     seccomp or no_new_privs state, other limits) runs the usual way.
-    `warm: true` in the rules file starts a server on first use.
+    A server starts on the first command by default (`warm: false` in the
+    rules file, or XGUARD_WARM=0, turns that off).
     """
 
 

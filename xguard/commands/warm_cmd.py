@@ -2,7 +2,7 @@
 
 With a server running, `xguard -c`, `run`, `check` and `hook` hand their
 work to a fork of an xguard that is already loaded, and skip most of their
-start-up. `warm: true` in the rules file starts one on first use.
+start-up. One starts on the first command unless the rules say `warm: false`.
 """
 
 from __future__ import annotations

@@ -295,7 +295,7 @@ def load_gate(req: Request, cwd: str | None = None, *, confinable: bool = False)
     if cwd:
         gate.cwd = cwd
     req.session = req.session or gate.environ.get("XGUARD_SESSION") or None
-    if gate.ruleset.setting("warm") or os.environ.get("XGUARD_WARM") == "1":
+    if gate.ruleset.setting("warm", True) or os.environ.get("XGUARD_WARM") == "1":
         from xguard import warm
 
         # Started once this command is done (xguard/__main__.py: launch).
