@@ -223,29 +223,46 @@ def test_processes_the_server_cannot_stand_in_for_run_the_local_way(warm: Path) 
     # no_new_privs (how Codex and others start a sandbox): a worker without
     # it would run the command outside the caller's restrictions.
     if shutil.which("setpriv"):
-        r = subprocess.run(
-            ["setpriv", "--no-new-privs", *xguard_exe(), "-c", WHO],
-            capture_output=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-        )
+        r = _under(["setpriv", "--no-new-privs"])
         assert r.returncode == 0 and runner(r.stdout) == "local", r.stderr
     # Another mount namespace (root only: unprivileged needs a user namespace too).
     if os.geteuid() == 0 and shutil.which("unshare"):
-        r = subprocess.run(
-            ["unshare", "-m", *xguard_exe(), "-c", WHO],
-            capture_output=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-        )
+        r = _under(["unshare", "-m"])
         assert r.returncode == 0 and runner(r.stdout) == "local", r.stderr
     # Python settings the client's interpreter read before xguard started.
     r = xg("-c", WHO, env={"PYTHONHASHSEED": "7"})
     assert r.returncode == 0 and runner(r.stdout) == "local", r.stderr
     # And the same process shape still goes warm.
     assert runner(xg("-c", WHO).stdout) == "warm"
+
+
+def _under(prefix: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """`xguard -c WHO` started through `prefix` (setpriv, unshare)."""
+    return subprocess.run(
+        [*prefix, *xguard_exe(), "-c", WHO],
+        capture_output=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+def _sleeping(marker: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`xguard -c 'sleep MARKER'`, once the sleep itself runs."""
+    p = subprocess.Popen(
+        [*xguard_exe(), "-c", f"sleep {marker}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    end = time.monotonic() + 20
+    while subprocess.run(
+        ["pgrep", "-f", f"^sleep {marker}"], capture_output=True, check=False
+    ).returncode:
+        assert time.monotonic() < end, "the command did not start"
+        time.sleep(0.05)
+    return p
 
 
 def _gone(pattern: str, timeout: float = 15) -> bool:
@@ -263,19 +280,7 @@ def _gone(pattern: str, timeout: float = 15) -> bool:
 @pytest.mark.parametrize("way", ["warm", "local"])
 def test_a_signal_to_the_caller_reaches_the_command(warm: Path, way: str) -> None:
     marker = f"31.{os.getpid() % 1000}"
-    p = subprocess.Popen(
-        [*xguard_exe(), "-c", f"sleep {marker}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "XGUARD_WARM": "1" if way == "warm" else "0"},
-    )
-    end = time.monotonic() + 20
-    while subprocess.run(
-        ["pgrep", "-f", f"^sleep {marker}"], capture_output=True, check=False
-    ).returncode:
-        assert time.monotonic() < end, "the command did not start"
-        time.sleep(0.05)
+    p = _sleeping(marker, {**os.environ, "XGUARD_WARM": "1" if way == "warm" else "0"})
     p.send_signal(signal.SIGTERM)
     # The command died of SIGTERM: 128+15, as the exit status table says.
     assert p.wait(20) == 128 + signal.SIGTERM
@@ -287,18 +292,7 @@ def test_a_killed_caller_takes_its_command_with_it(warm: Path, box: str) -> None
     if box == "confined":
         (warm / "rules.yaml").write_text(WHO_RULES.replace("confine: off\n", ""))
     marker = f"32.{os.getpid() % 1000}"
-    p = subprocess.Popen(
-        [*xguard_exe(), "-c", f"sleep {marker}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    end = time.monotonic() + 20
-    while subprocess.run(
-        ["pgrep", "-f", f"^sleep {marker}"], capture_output=True, check=False
-    ).returncode:
-        assert time.monotonic() < end, "the command did not start"
-        time.sleep(0.05)
+    p = _sleeping(marker, dict(os.environ))
     p.kill()  # as a runtime's timeout does: no chance to relay anything
     p.wait(10)
     # The worker sees the connection drop and kills what runs under it, then
@@ -477,3 +471,14 @@ def test_bad_input_to_warm_verbs(home: Path) -> None:
     assert r.returncode == 77 and server_pid(str(home)) is None
     r = xg("check", "--json", "-c", "xguard warm start")
     assert json.loads(r.stdout)["decision"] == "deny", r.stdout
+
+
+def test_doctor_says_whether_a_server_runs(home: Path) -> None:
+    d = json.loads(xg("doctor", "--json").stdout)
+    assert d["warm"] == {"setting": True, "pid": None}
+    assert b"the next command starts one" in xg("doctor").stdout
+    assert xg("warm", "start").returncode == 0
+    d = json.loads(xg("doctor", "--json").stdout)
+    assert d["warm"]["pid"] == server_pid(str(home)) is not None
+    (home / "rules.yaml").write_text("warm: false\n" + WHO_RULES)
+    assert json.loads(xg("doctor", "--json").stdout)["warm"]["setting"] is False

@@ -271,6 +271,7 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
             tests=len(rs.tests),
             profiles=sorted(rs.profiles),
             confine=rs.setting("confine", "auto"),
+            warm=rs.setting("warm", True),
         )
         if (
             profile
@@ -426,6 +427,12 @@ def diagnose(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
             "`xguard hook claude-code|codex|gemini` as the runtime's hook (see man xguard)"
         )
     rep.data["confine"] = _confinement(rep, paths, rules, env)
+    from xguard.warm import server_pid
+
+    rep.data["warm"] = {
+        "setting": rules.get("warm", True) is not False and env.get("XGUARD_WARM") != "0",
+        "pid": server_pid(paths.state_dir_s),
+    }
     rep.data["ok"] = not rep.problems
     rep.data["problems"] = rep.problems
     rep.data["warnings"] = rep.warnings
@@ -514,6 +521,15 @@ def _print(rep: Report) -> None:
         m = c[name]
         extra = f" (ABI {m['abi']})" if name == "landlock" and m["works"] else ""
         out.append(f"           {name}: {'works' + extra if m['works'] else m['why_not']}")
+    w = d["warm"]
+    if w["pid"] is not None:
+        out.append(f"warm       a server runs (pid {w['pid']}): commands skip xguard's start-up")
+    else:
+        out.append(
+            "warm       none running; the next command starts one"
+            if w["setting"]
+            else "warm       off (warm: false or XGUARD_WARM=0)"
+        )
     if d["integrations"]:
         for i, x in enumerate(d["integrations"]):
             out.append(f"{'agents' if i == 0 else '':<10} {x['name']}: {x['detail']}")

@@ -179,6 +179,7 @@ START_IDLE = 2  # one serves, one waits: a sequence of commands never waits on a
 MAX_IDLE = 3
 MAX_WORKERS = 32
 MAX_SERVED = 200  # requests per worker before a fresh one replaces it
+MAX_STILLBORN = 3  # workers that die before serving anything, before the server gives up
 
 
 class _Worker:
@@ -225,6 +226,7 @@ def serve(state_dir: str, idle: float = IDLE_DEFAULT) -> int:
     last = time.monotonic()
     checked = last
     listening = True
+    stillborn = 0
     for _ in range(START_IDLE):
         _spawn_worker(listener, workers, env_same)
     try:
@@ -247,8 +249,13 @@ def serve(state_dir: str, idle: float = IDLE_DEFAULT) -> int:
                             pass
                 elif fd in by_fd and _message(by_fd[fd]):
                     last = time.monotonic()
-            _reap(workers)
+            stillborn += _reap(workers)
             now = time.monotonic()
+            if listening and stillborn >= MAX_STILLBORN:
+                # Workers die before they can serve (a broken install, no
+                # memory): forking more would only spin. Commands run cold.
+                sys.stderr.write("xguard warm: workers keep dying before they serve; stopping\n")
+                listening = _close(listener, path, ino, workers)
             if listening:
                 _balance(listener, workers, env_same)
                 if now - checked >= CHECK_EVERY:
@@ -383,18 +390,22 @@ def _quit(w: _Worker) -> None:
         w.chan.send(b"Q")
 
 
-def _reap(workers: dict[int, _Worker]) -> None:
+def _reap(workers: dict[int, _Worker]) -> int:
+    """Collect ended workers; how many of them died while still warming up."""
+    stillborn = 0
     while workers:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
         w = workers.pop(pid, None)
         _trace(f"worker {pid} ended ({status:#x})")
         if w is None:
             continue
+        if w.state == "warming":
+            stillborn += 1
         if w.conn is not None:
             if os.WIFSIGNALED(status):
                 # The worker could not answer for itself: tell the client how it ended.
@@ -402,6 +413,7 @@ def _reap(workers: dict[int, _Worker]) -> None:
                     w.conn.send(b"S" + bytes([os.WTERMSIG(status)]))
             w.conn.close()
         w.chan.close()
+    return stillborn
 
 
 # ---------------------------------------------------------------------------
@@ -431,8 +443,8 @@ def _worker_main(listener: socket.socket, chan: socket.socket, env_same: dict[st
         finally:
             conn.close()
             slate.restore()
-        if not again:
-            break
+        if not again or not slate.clean():
+            break  # a fresh worker takes over
         said = b"I" if served else b"i"
     return 0
 
@@ -527,10 +539,17 @@ class _Slate:
         os.umask(self.umask)
         util._PARENT.clear()
         sys.argv[:] = self.argv
+        # Files the request left open: their objects' finalizers close them
+        # (closing the numbers here could later close a reused one); any
+        # still open are kept out of the next command's reach. A worker that
+        # collects too many is replaced (MAX_SERVED, and below).
+        import gc
+
+        gc.collect()
         for fd in _open_fds():
             if fd > 2 and fd not in self.fds:
                 with contextlib.suppress(OSError):
-                    os.close(fd)
+                    os.set_inheritable(fd, False)
         import io
 
         # Fresh stream objects: nothing read ahead or left in a buffer passes on.
@@ -540,6 +559,14 @@ class _Slate:
             buf = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
             made.append(io.TextIOWrapper(buf, encoding=enc, errors=err, line_buffering=bool(lb)))
         sys.stdin, sys.stdout, sys.stderr = made
+
+    def clean(self) -> bool:
+        """Whether nothing of the request lingers that restore() cannot undo:
+        a thread still running, files still open."""
+        import threading
+
+        extra = [fd for fd in _open_fds() if fd > 2 and fd not in self.fds]
+        return threading.active_count() == 1 and len(extra) <= 1  # (listdir's own)
 
 
 def _open_fds() -> list[int]:
