@@ -9,7 +9,7 @@ same pipeline, rules read fresh, the same audit records. This side only
 forwards and waits:
 
     -> header (8 bytes: payload length) with fds 0, 1, 2 (SCM_RIGHTS), then
-       payload: NUL-separated  version, sys.executable, cwd, argc, argv…, env…
+       payload: NUL-separated  version, interpreter(), cwd, argc, argv…, env…
     <- "A"            the worker took the request: from here on it is its
                       (nothing falls back to running it twice)
     <- "R" reason     refused before anything was decided: run locally
@@ -58,6 +58,12 @@ def want_start(state_dir: str, idle: float | None) -> None:
 def pending_start() -> tuple[str, float | None] | None:
     """(state folder, idle) of a server the rules asked to start, once."""
     return _START.pop() if _START else None
+
+
+def interpreter() -> bytes:
+    """Which Python this is, as far as running xguard goes: the program (a
+    venv's python and python3 are one), the environment it is in, its flags."""
+    return os.fsencode(f"{os.path.realpath(sys.executable)}\n{sys.prefix}\n{sys.flags}")
 
 
 def socket_path(state_dir: str) -> str:
@@ -131,7 +137,7 @@ def _converse(s: socket, args: list[str]) -> int | None:
 
     fields = [
         PROTOCOL,
-        os.fsencode(sys.executable),
+        interpreter(),
         os.fsencode(os.getcwd()),
         str(len(args)).encode(),
         *(os.fsencode(a) for a in args),
@@ -211,13 +217,14 @@ def server_pid(state_dir: str) -> int | None:
 
 def server_argv(idle: float) -> list[str]:
     """How to start a server: the way this xguard was started (the installed
-    launcher), so its process looks like the gate it is (no self-approval),
-    and never with the current folder on sys.path."""
+    launcher, or `python -m xguard`), so its process looks like the gate it
+    is (no self-approval) and its interpreter() is its clients'. spawn()
+    starts it in /, so `-m` puts nothing of the caller's folder on sys.path."""
     me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     if os.path.basename(me) == "xguard" and os.path.isfile(me):
         head = [sys.executable, me]
     else:
-        head = [sys.executable, "-P", "-m", "xguard"]
+        head = [sys.executable, "-m", "xguard"]
     return [*head, "warm", "serve", "--idle", f"{idle:g}"]
 
 

@@ -96,6 +96,14 @@ def test_commands_run_in_a_worker_forked_from_the_server(warm: Path) -> None:
     assert r.returncode == 0 and runner(r.stdout) == "warm", r.stderr
     r = xg(input=WHO.encode())
     assert r.returncode == 0 and runner(r.stdout) == "warm", r.stderr
+    # The launcher run by the venv's `python` or `python3` (one interpreter).
+    for name in ("python", "python3"):
+        py = os.path.join(os.path.dirname(sys.executable), name)
+        if os.path.exists(py):
+            r = subprocess.run(
+                [py, *xguard_exe(), "-c", WHO], capture_output=True, check=False, timeout=60
+            )
+            assert runner(r.stdout) == "warm", (name, r.stderr)
 
 
 # What a user sees must not depend on the way the command took.

@@ -43,7 +43,7 @@ import sys
 import time
 from typing import Any
 
-from xguard.warm import ENV_VAR, IDLE_DEFAULT, PROTOCOL, address, socket_path
+from xguard.warm import ENV_VAR, IDLE_DEFAULT, PROTOCOL, address, interpreter, socket_path
 
 MAX_PAYLOAD = 16 << 20
 CHECK_EVERY = 2.0  # seconds between checks of the socket and the code
@@ -731,7 +731,7 @@ def _unpack(
     parts = data.split(b"\0")
     if len(parts) < 4 or parts[0] != PROTOCOL:
         raise Refused("another protocol")
-    if os.fsdecode(parts[1]) != sys.executable:
+    if parts[1] != interpreter():
         raise Refused("another Python")
     cwd = os.fsdecode(parts[2])
     try:
