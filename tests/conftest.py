@@ -87,6 +87,28 @@ def xguard_home(
     _stop_warm(home)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_warm_server_outlives_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that give xguard an environment of their own (another home, no
+    XGUARD_WARM) start warm servers by default: end every one whose
+    environment points into this run's temporary folders."""
+    yield
+    import signal
+
+    base = str(tmp_path_factory.getbasetemp()).encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"\0warm\0serve\0" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if base not in f.read():
+                    continue
+            os.kill(int(pid), signal.SIGTERM)
+        except OSError:
+            continue
+
+
 def _stop_warm(home: Path) -> None:
     """A warm server a test started (`warm: true`, --warm) ends with the test."""
     import signal
