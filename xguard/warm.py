@@ -2,16 +2,18 @@
 
 Most of an allowed command's cost is Python loading xguard (the parser, the
 rules, the pipeline) in a fresh process, every time. A warm server
-(xguard/commands/warmserver.py) has all of that loaded; for each request it
-forks a worker that takes over this process's standard streams, folder,
+(xguard/commands/warmserver.py) has all of that loaded, and workers forked
+from it waiting; one takes over this process's standard streams, folder,
 environment and arguments and runs exactly what `main()` would run here: the
 same pipeline, rules read fresh, the same audit records. This side only
 forwards and waits:
 
-    -> header (8 bytes: payload length) with fds 0, 1, 2 (SCM_RIGHTS), then
-       payload: NUL-separated  version, interpreter(), cwd, argc, argv…, env…
-    <- "A"            the worker took the request: from here on it is its
-                      (nothing falls back to running it twice)
+    -> 8 bytes (the payload's length), then the payload: NUL-separated
+       version, interpreter(), cwd, argc, argv…, env…
+    <- "A"            the worker can take the request
+    -> "G" with fds 0, 1, 2 (SCM_RIGHTS)
+                      go: from here on it is the worker's (no "A" within
+                      TAKE_TIMEOUT of the request, and it is this process's)
     <- "R" reason     refused before anything was decided: run locally
     -> one byte       a signal this process received (SIGINT, SIGTERM, …),
                       which the worker raises in itself, as if it were here
@@ -19,8 +21,8 @@ forwards and waits:
     <- "S" signum     the worker died of a signal: die of the same one
 
 No server, a refusal, a terminal on any standard stream, strict mode, or
-`XGUARD_WARM=0`: None, and the caller runs the local path. Once accepted,
-losing the connection without an answer is exit 70, never success.
+`XGUARD_WARM=0`: None, and the caller runs the local path. Once committed
+("G"), losing the connection without an answer is exit 70, never success.
 
 Hot path: standard library only (`_socket`, not `socket`).
 """
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 PROTOCOL = b"xguard-warm-1"
 IDLE_DEFAULT = 600.0  # seconds without a request before a server exits
+TAKE_TIMEOUT = 3.0  # seconds a client waits for a worker to take its request
 SOCKET_NAME = "warm.sock"
 ENV_VAR = (
     "XGUARD_WARM"  # 0: never use or start a server here; 1: start one even under `warm: false`
@@ -127,9 +130,33 @@ def forward(args: list[str], state_dir: str) -> int | None:
         s.close()
         return None  # no server (or a stale socket): the local path
     try:
+        if not _alive(s):
+            return None  # a killed server's socket, held open by a worker still busy
         return _converse(s, args)
     finally:
         s.close()
+
+
+def _alive(s: socket) -> bool:
+    """Whether the process that listens on this connection's socket still lives."""
+    import _socket
+
+    try:
+        raw = s.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    except OSError:
+        return False
+    return _lives(int.from_bytes(raw[:4], sys.byteorder, signed=True))
+
+
+def _lives(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not: where nothing reaps orphans, a
+    killed server stays one)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X", b"")
 
 
 def _converse(s: socket, args: list[str]) -> int | None:
@@ -148,12 +175,18 @@ def _converse(s: socket, args: list[str]) -> int | None:
     payload = b"\0".join(fields)
     fds = b"".join(i.to_bytes(4, sys.byteorder) for i in (0, 1, 2))
     try:
-        s.sendmsg(
-            [len(payload).to_bytes(8, "little")],
-            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)],
-        )
-        s.sendall(payload)
+        s.sendall(len(payload).to_bytes(8, "little") + payload)
+        # A worker answers at once; a pool that is all busy, or a machine
+        # that is very slow, is no reason to wait: run it here instead.
+        s.settimeout(TAKE_TIMEOUT)
         first = s.recv(1)
+        if first == b"A":
+            # Committed from here on, and only here do the streams travel:
+            # the worker runs nothing without this "G", so a late "A" after
+            # this side gave up finds the connection closed, and a command
+            # can never run both here and there.
+            s.sendmsg([b"G"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        s.settimeout(None)
     except OSError:
         return None  # nothing was taken: the local path
     if first != b"A":
@@ -208,11 +241,13 @@ def server_pid(state_dir: str) -> int | None:
             if dfd >= 0:
                 os.close(dfd)
         raw = s.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-        return int.from_bytes(raw[:4], sys.byteorder, signed=True)
+        pid = int.from_bytes(raw[:4], sys.byteorder, signed=True)
     except OSError:
         return None
     finally:
         s.close()
+    # A killed server's socket may still be held open by a worker busy with a command.
+    return pid if _lives(pid) else None
 
 
 def server_argv(idle: float) -> list[str]:

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import xguard_exe
-from xguard.warm import server_pid
+from xguard.warm import TAKE_TIMEOUT, server_pid
 
 # A rule set whose commands can say which process ran them: unconfined, so
 # $PPID is the xguard that ran bash (a worker's command line is the server's).
@@ -490,3 +491,76 @@ def test_doctor_says_whether_a_server_runs(home: Path) -> None:
     assert d["warm"]["pid"] == server_pid(str(home)) is not None
     (home / "rules.yaml").write_text("warm: false\n" + WHO_RULES)
     assert json.loads(xg("doctor", "--json").stdout)["warm"]["setting"] is False
+
+
+def _raw_request(home: Path, args: list[str]) -> tuple[Any, bytes]:
+    """Send a request as the client does, up to the worker's first answer."""
+    import _socket
+
+    from xguard.warm import PROTOCOL, interpreter
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.connect(str(home / "warm.sock"))
+    fields = [PROTOCOL, interpreter(), os.fsencode(os.getcwd()), str(len(args)).encode()]
+    fields += [a.encode() for a in args]
+    fields += [k + b"=" + v for k, v in os.environb.items()]
+    payload = b"\0".join(fields)
+    s.sendall(len(payload).to_bytes(8, "little") + payload)
+    s.settimeout(10)
+    return s, s.recv(1)
+
+
+def test_a_client_that_gives_up_before_go_runs_nothing_there(warm: Path) -> None:
+    # Without "G" the worker must not run it: the client may be running it itself.
+    s, first = _raw_request(warm, ["-c", "echo no-go-marker"])
+    assert first == b"A"
+    s.close()
+    time.sleep(1)
+    log = warm / "audit" / "audit.jsonl"
+    assert not log.exists() or b"no-go-marker" not in log.read_bytes()
+    assert runner(xg("-c", WHO).stdout) == "warm"  # and the worker serves on
+
+
+def test_a_killed_server_holds_up_no_one(warm: Path) -> None:
+    marker = f"33.{os.getpid() % 1000}"
+    busy = _sleeping(marker, dict(os.environ))  # a worker busy, holding the listening socket
+    try:
+        pid = server_pid(str(warm))
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        t = time.monotonic()
+        r = xg("-c", WHO)
+        assert r.returncode == 0 and runner(r.stdout) == "local", r.stderr
+        assert time.monotonic() - t < TAKE_TIMEOUT  # not even the take timeout: the pid is dead
+        assert _started(warm)  # that command started a new server...
+        time.sleep(0.5)
+        assert runner(xg("-c", WHO).stdout) == "warm"  # ...which serves the next
+    finally:
+        busy.kill()
+        busy.wait(10)
+
+
+def test_a_server_that_does_not_answer_costs_a_timeout_not_the_command(warm: Path) -> None:
+    pid = server_pid(str(warm))
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the server first: it forks no worker after this
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, check=False).stdout
+    stopped = [pid, *map(int, kids.split())]
+    for p in stopped[1:]:
+        os.kill(p, signal.SIGSTOP)  # alive, and nobody takes the request
+    try:
+        t = time.monotonic()
+        r = xg("-c", "echo late-marker; " + WHO)  # capture_output: it waits for EOF too
+        took = time.monotonic() - t
+        assert r.returncode == 0 and runner(r.stdout) == "local", r.stderr
+        # Its pipes went nowhere with the unanswered request: EOF came at exit.
+        assert TAKE_TIMEOUT <= took < TAKE_TIMEOUT + 8
+    finally:
+        for p in stopped:
+            os.kill(p, signal.SIGCONT)
+    # The abandoned request, taken late, runs nothing: the command ran once.
+    time.sleep(2)
+    lines = [json.loads(x) for x in (warm / "audit" / "audit.jsonl").read_text().splitlines()]
+    decided = [x for x in lines if x["event"] == "decision"]
+    assert [x["command"].startswith("echo late-marker") for x in decided] == [True]
+    assert runner(xg("-c", WHO).stdout) == "warm"

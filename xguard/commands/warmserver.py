@@ -43,7 +43,15 @@ import sys
 import time
 from typing import Any
 
-from xguard.warm import ENV_VAR, IDLE_DEFAULT, PROTOCOL, address, interpreter, socket_path
+from xguard.warm import (
+    ENV_VAR,
+    IDLE_DEFAULT,
+    PROTOCOL,
+    TAKE_TIMEOUT,
+    address,
+    interpreter,
+    socket_path,
+)
 
 MAX_PAYLOAD = 16 << 20
 CHECK_EVERY = 2.0  # seconds between checks of the socket and the code
@@ -576,22 +584,18 @@ def _open_fds() -> list[int]:
         return []
 
 
-def _recv_request(conn: socket.socket) -> tuple[list[int], bytes]:
+def _recv_request(conn: socket.socket) -> bytes:
+    """The request: an 8-byte length, then the payload (no descriptors yet)."""
     conn.settimeout(10)
-    msg, anc, _flags, _addr = conn.recvmsg(8, socket.CMSG_SPACE(4 * 8))
-    if not msg and not anc:
-        raise _Silent
-    fds: list[int] = []
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            n = len(data) - len(data) % 4
-            fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, n, 4)]
-    if len(msg) != 8 or len(fds) != 3:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        raise Refused("a malformed request")
-    n = int.from_bytes(msg, "little")
+    head = b""
+    while len(head) < 8:
+        chunk = conn.recv(8 - len(head))
+        if not chunk:
+            if not head:
+                raise _Silent
+            raise Refused("a request cut short")
+        head += chunk
+    n = int.from_bytes(head, "little")
     if n > MAX_PAYLOAD:
         raise Refused("a request too large")
     data = b""
@@ -601,7 +605,30 @@ def _recv_request(conn: socket.socket) -> tuple[list[int], bytes]:
             raise Refused("a request cut short")
         data += chunk
     conn.settimeout(None)
-    return fds, data
+    return data
+
+
+def _recv_go(conn: socket.socket) -> list[int] | None:
+    """The client's "G" with its standard streams, or None: it gave up (and
+    runs the command itself), or sent something else."""
+    conn.settimeout(TAKE_TIMEOUT + 5)
+    try:
+        msg, anc, _flags, _addr = conn.recvmsg(1, socket.CMSG_SPACE(4 * 8))
+    except OSError:
+        return None
+    finally:
+        conn.settimeout(None)
+    fds: list[int] = []
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            n = len(data) - len(data) % 4
+            fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, n, 4)]
+    if msg == b"G" and len(fds) == 3:
+        return fds
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return None
 
 
 def _proc(pid: int | str, name: str) -> str:
@@ -663,26 +690,28 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     worker may take another request, whether it served one: a connection
     that sent nothing, like `xguard warm status`, is not one.)"""
     try:
-        fds, data = _recv_request(conn)
+        data = _recv_request(conn)
         pid, uid, gid = _ucred(conn)
-        try:
-            args, cwd, env = _unpack(data, uid, gid, server_env)
-            why = differs(pid)
-            if why is None:
-                why = _check_streams(fds)
-            if why is not None:
-                raise Refused(why)
-            os.chdir(cwd)
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
+        args, cwd, env = _unpack(data, uid, gid, server_env)
+        why = differs(pid)
+        if why is not None:
+            raise Refused(why)
+        os.chdir(cwd)
     except _Silent:
         return True, False
     except (Refused, OSError) as e:
         with contextlib.suppress(OSError):
             conn.sendall(b"R" + str(e).encode()[:200])
         return True, True
+    # The streams come with "G", only once the client has committed: a
+    # client that gave up waiting leaves none of its pipes held open here.
+    try:
+        conn.sendall(b"A")
+    except OSError:
+        return True, False
+    fds = _recv_go(conn)
+    if fds is None:
+        return True, False  # the client runs it itself: not here too
     status = _status(pid)
     for i, fd in enumerate(fds):
         os.dup2(fd, i)
@@ -695,7 +724,6 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
 
     fields = _proc(pid, "stat")
     util._PARENT[:] = [int(fields[fields.rfind(")") + 2 :].split()[1])]
-    conn.sendall(b"A")
     done: list[bool] = []
     watcher = _watch(conn, done)
     code = 70
@@ -752,13 +780,6 @@ def _unpack(
     if mine != server_env:
         raise Refused("its Python or locale settings differ")
     return args, cwd, env
-
-
-def _check_streams(fds: list[int]) -> str | None:
-    for fd in fds:
-        if os.isatty(fd):
-            return "a standard stream is a terminal"
-    return None
 
 
 def _watch(conn: socket.socket, done: list[bool]) -> Any:
