@@ -9,7 +9,7 @@ same pipeline, rules read fresh, the same audit records. This side only
 forwards and waits:
 
     -> 8 bytes (the payload's length), then the payload: NUL-separated
-       version, interpreter(), cwd, argc, argv…, env…
+       version, interpreter(), streams(), cwd, argc, argv…, env…
     <- "A"            the worker can take the request
     -> "G" with fds 0, 1, 2 (SCM_RIGHTS)
                       go: from here on it is the worker's (no "A" within
@@ -36,7 +36,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import on the hot path; type chec
 if TYPE_CHECKING:
     from _socket import socket
 
-PROTOCOL = b"xguard-warm-1"
+PROTOCOL = b"xguard-warm-2"
 IDLE_DEFAULT = 600.0  # seconds without a request before a server exits
 TAKE_TIMEOUT = 3.0  # seconds a client waits for a worker to take its request
 SOCKET_NAME = "warm.sock"
@@ -65,8 +65,37 @@ def pending_start() -> tuple[str, float | None] | None:
 
 def interpreter() -> bytes:
     """Which Python this is, as far as running xguard goes: the program (a
-    venv's python and python3 are one), the environment it is in, its flags."""
-    return os.fsencode(f"{os.path.realpath(sys.executable)}\n{sys.prefix}\n{sys.flags}")
+    venv's python and python3 are one), the environment it is in, its flags,
+    and the encodings it reads and writes files and names with. Not how it
+    came by them: a server started by a Python that coerced the C locale
+    (PEP 538) has LC_CTYPE=C.UTF-8 and no UTF-8 mode, its clients the other
+    way round, and both read and write UTF-8. (The standard streams are the
+    client's own: streams().)"""
+    import _locale
+
+    names = [n for n in dir(sys.flags) if n[0] != "_" and not n.startswith("n_")]
+    flags = [
+        f"{n}={getattr(sys.flags, n)}"
+        for n in names
+        if n != "utf8_mode" and not callable(getattr(sys.flags, n))
+    ]
+    text = "utf-8" if sys.flags.utf8_mode else _locale.nl_langinfo(_locale.CODESET)
+    fs = f"{sys.getfilesystemencoding()}:{sys.getfilesystemencodeerrors()}"
+    norm = "".join(c for c in text.lower() if c.isalnum())
+    return os.fsencode(
+        f"{os.path.realpath(sys.executable)}\n{sys.prefix}\n{','.join(flags)}\n{norm}\n{fs}"
+    )
+
+
+def streams() -> bytes:
+    """How this process's standard streams encode text (the worker writes
+    the client's messages with the client's choice)."""
+    out = []
+    for s in (sys.stdin, sys.stdout, sys.stderr):
+        enc = getattr(s, "encoding", None) or "utf-8"
+        err = getattr(s, "errors", None) or "strict"
+        out.append(f"{enc}:{err}:{int(bool(getattr(s, 'line_buffering', False)))}")
+    return ";".join(out).encode()
 
 
 def socket_path(state_dir: str) -> str:
@@ -165,6 +194,7 @@ def _converse(s: socket, args: list[str]) -> int | None:
     fields = [
         PROTOCOL,
         interpreter(),
+        streams(),
         os.fsencode(os.getcwd()),
         str(len(args)).encode(),
         *(os.fsencode(a) for a in args),

@@ -497,11 +497,12 @@ def _raw_request(home: Path, args: list[str]) -> tuple[Any, bytes]:
     """Send a request as the client does, up to the worker's first answer."""
     import _socket
 
-    from xguard.warm import PROTOCOL, interpreter
+    from xguard.warm import PROTOCOL, interpreter, streams
 
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     s.connect(str(home / "warm.sock"))
-    fields = [PROTOCOL, interpreter(), os.fsencode(os.getcwd()), str(len(args)).encode()]
+    fields = [PROTOCOL, interpreter(), streams(), os.fsencode(os.getcwd())]
+    fields += [str(len(args)).encode()]
     fields += [a.encode() for a in args]
     fields += [k + b"=" + v for k, v in os.environb.items()]
     payload = b"\0".join(fields)
@@ -564,3 +565,29 @@ def test_a_server_that_does_not_answer_costs_a_timeout_not_the_command(warm: Pat
     decided = [x for x in lines if x["event"] == "decision"]
     assert [x["command"].startswith("echo late-marker") for x in decided] == [True]
     assert runner(xg("-c", WHO).stdout) == "warm"
+
+
+def test_a_bare_environment_is_served_warm(home: Path) -> None:
+    # No LANG at all: each Python coerces the C locale (PEP 538) its own way
+    # (the server inherits LC_CTYPE=C.UTF-8 from the Python that started it,
+    # its clients run in UTF-8 mode); both read and write UTF-8, and the
+    # worker writes with the client's stream settings.
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(home), "XGUARD_HOME": str(home)}
+
+    def run(cmd: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [*xguard_exe(), "-c", cmd],
+            env=bare,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=60,
+        )
+
+    assert runner(run(WHO).stdout) == "local"  # starts the server
+    assert _started(home)
+    time.sleep(0.5)
+    r = run(WHO)
+    assert runner(r.stdout) == "warm", r.stderr
+    r = run("echo héllo; printenv")  # a denial, with a non-ASCII command in its message
+    assert r.returncode == 77 and "héllo".encode() in r.stderr, r.stderr

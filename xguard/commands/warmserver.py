@@ -35,6 +35,7 @@ its socket is taken over or removed, and when xguard's code changes under it
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import signal
@@ -76,10 +77,9 @@ _NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 # which Yama refuses between siblings.)
 _PROC_FILES = ("cgroup", "limits", "attr/current")
 # The client's Python reads these before xguard starts; a worker's were set
-# when the server started. A difference (PYTHONPATH, the locale of the
-# standard streams) is a refusal.
+# when the server started. A difference (PYTHONPATH, PYTHONHASHSEED) is a
+# refusal. (Encodings are compared as they came out: interpreter(), streams().)
 _ENV_SAME_PREFIXES = ("PYTHON",)
-_ENV_SAME = ("LANG", "LC_ALL", "LC_CTYPE")
 
 # Everything the hot path imports, loaded once in the server.
 _PRELOAD = (
@@ -362,7 +362,7 @@ def _trace(line: str) -> None:
 
 
 def _same_env(key: str) -> bool:
-    return key in _ENV_SAME or key.startswith(_ENV_SAME_PREFIXES)
+    return key.startswith(_ENV_SAME_PREFIXES)
 
 
 def _still_ours(path: str, ino: int) -> bool:
@@ -522,8 +522,9 @@ class _Slate:
         self.stdio = [os.dup(fd) for fd in (0, 1, 2)]
         self.fds = set(_open_fds()) | set(self.stdio)
         self.argv = list(sys.argv)
-        self.streams = [
-            (s.encoding, s.errors, s.line_buffering) for s in (sys.stdin, sys.stdout, sys.stderr)
+        self.streams: list[tuple[str, str, bool]] = [
+            (str(s.encoding), str(s.errors), bool(s.line_buffering))
+            for s in (sys.stdin, sys.stdout, sys.stderr)
         ]
 
     def restore(self) -> None:
@@ -558,15 +559,8 @@ class _Slate:
             if fd > 2 and fd not in self.fds:
                 with contextlib.suppress(OSError):
                     os.set_inheritable(fd, False)
-        import io
-
         # Fresh stream objects: nothing read ahead or left in a buffer passes on.
-        made = []
-        for fd, mode, (enc, err, lb) in zip((0, 1, 2), "rww", self.streams, strict=True):
-            raw = io.FileIO(fd, mode, closefd=False)
-            buf = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
-            made.append(io.TextIOWrapper(buf, encoding=enc, errors=err, line_buffering=bool(lb)))
-        sys.stdin, sys.stdout, sys.stderr = made
+        _client_streams(self.streams)
 
     def clean(self) -> bool:
         """Whether nothing of the request lingers that restore() cannot undo:
@@ -575,6 +569,18 @@ class _Slate:
 
         extra = [fd for fd in _open_fds() if fd > 2 and fd not in self.fds]
         return threading.active_count() == 1 and len(extra) <= 1  # (listdir's own)
+
+
+def _client_streams(spec: list[tuple[str, str, bool]]) -> None:
+    """New sys.stdin/stdout/stderr on fds 0-2, encoding as `spec` says."""
+    import io
+
+    made = []
+    for fd, mode, (enc, err, lb) in zip((0, 1, 2), "rww", spec, strict=True):
+        raw = io.FileIO(fd, mode, closefd=False)
+        buf = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+        made.append(io.TextIOWrapper(buf, encoding=enc, errors=err, line_buffering=lb))
+    sys.stdin, sys.stdout, sys.stderr = made
 
 
 def _open_fds() -> list[int]:
@@ -692,11 +698,11 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     try:
         data = _recv_request(conn)
         pid, uid, gid = _ucred(conn)
-        args, cwd, env = _unpack(data, uid, gid, server_env)
+        req = _unpack(data, uid, gid, server_env)
         why = differs(pid)
         if why is not None:
             raise Refused(why)
-        os.chdir(cwd)
+        os.chdir(req.cwd)
     except _Silent:
         return True, False
     except (Refused, OSError) as e:
@@ -719,7 +725,8 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     with contextlib.suppress(ValueError, KeyError):
         os.umask(int(status["Umask"], 8))
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(req.env)
+    _client_streams(req.streams)
     from xguard import util
 
     fields = _proc(pid, "stat")
@@ -731,8 +738,8 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     try:
         from xguard.__main__ import main
 
-        sys.argv[1:] = args
-        code = main(args) & 0xFF
+        sys.argv[1:] = req.args
+        code = main(req.args) & 0xFF
         ok = True
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -751,26 +758,45 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     return ok and not watcher.is_alive(), True
 
 
-def _unpack(
-    data: bytes, uid: int, gid: int, server_env: dict[str, str]
-) -> tuple[list[str], str, dict[str, str]]:
+class _Request:
+    __slots__ = ("args", "cwd", "env", "streams")
+
+    def __init__(
+        self, args: list[str], cwd: str, env: dict[str, str], streams: list[tuple[str, str, bool]]
+    ) -> None:
+        self.args, self.cwd, self.env, self.streams = args, cwd, env, streams
+
+
+def _unpack(data: bytes, uid: int, gid: int, server_env: dict[str, str]) -> _Request:
     if uid != os.getuid() or gid != os.getgid():
         raise Refused("another user")
     parts = data.split(b"\0")
-    if len(parts) < 4 or parts[0] != PROTOCOL:
+    if len(parts) < 5 or parts[0] != PROTOCOL:
         raise Refused("another protocol")
     if parts[1] != interpreter():
         raise Refused("another Python")
-    cwd = os.fsdecode(parts[2])
+    streams = []
+    for spec in parts[2].decode("ascii", "replace").split(";"):
+        enc, _, rest = spec.partition(":")
+        err, _, lb = rest.partition(":")
+        try:
+            codecs.lookup(enc)
+            codecs.lookup_error(err)
+        except LookupError:
+            raise Refused("an unknown stream encoding") from None
+        streams.append((enc, err, lb == "1"))
+    if len(streams) != 3:
+        raise Refused("a malformed request")
+    cwd = os.fsdecode(parts[3])
     try:
-        argc = int(parts[3])
+        argc = int(parts[4])
     except ValueError:
         raise Refused("a malformed request") from None
-    if not 0 <= argc <= len(parts) - 4:
+    if not 0 <= argc <= len(parts) - 5:
         raise Refused("a malformed request")
-    args = [os.fsdecode(a) for a in parts[4 : 4 + argc]]
+    args = [os.fsdecode(a) for a in parts[5 : 5 + argc]]
     env: dict[str, str] = {}
-    for item in parts[4 + argc :]:
+    for item in parts[5 + argc :]:
         k, eq, v = item.partition(b"=")
         if eq and k:
             env[os.fsdecode(k)] = os.fsdecode(v)
@@ -778,8 +804,8 @@ def _unpack(
         raise Refused(f"{ENV_VAR}=0")
     mine = {k: v for k, v in env.items() if _same_env(k)}
     if mine != server_env:
-        raise Refused("its Python or locale settings differ")
-    return args, cwd, env
+        raise Refused("its Python settings differ")
+    return _Request(args, cwd, env, streams)
 
 
 def _watch(conn: socket.socket, done: list[bool]) -> Any:
