@@ -141,40 +141,40 @@ def _recv_exact(s: socket, n: int) -> bytes:
 
 def forward(args: list[str], state_dir: str) -> int | None:
     """Run `xguard ARGS` in the warm server's worker; None: run it here."""
-    import _socket
-
-    path = socket_path(state_dir)
-    try:
-        addr, dfd = address(path)
-    except OSError:
-        return None
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    try:
-        try:
-            s.connect(addr)
-        finally:
-            if dfd >= 0:
-                os.close(dfd)
-    except OSError:
-        s.close()
+    got = _connect(state_dir)
+    if got is None:
         return None  # no server (or a stale socket): the local path
+    s = got[0]
     try:
-        if not _alive(s):
-            return None  # a killed server's socket, held open by a worker still busy
         return _converse(s, args)
     finally:
         s.close()
 
 
-def _alive(s: socket) -> bool:
-    """Whether the process that listens on this connection's socket still lives."""
+def _connect(state_dir: str) -> tuple[socket, int] | None:
+    """A connection to the server at this state folder, and the server's pid
+    (SO_PEERCRED); None when none answers, or when its process is gone: a
+    killed server's socket may still be held open by a worker busy with a
+    command."""
     import _socket
 
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
+        addr, dfd = address(socket_path(state_dir))
+        try:
+            s.connect(addr)
+        finally:
+            if dfd >= 0:
+                os.close(dfd)
         raw = s.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     except OSError:
-        return False
-    return _lives(int.from_bytes(raw[:4], sys.byteorder, signed=True))
+        s.close()
+        return None
+    pid = int.from_bytes(raw[:4], sys.byteorder, signed=True)
+    if not _lives(pid):
+        s.close()
+        return None
+    return s, pid
 
 
 def _lives(pid: int) -> bool:
@@ -259,25 +259,12 @@ def _await(s: socket) -> int:
 
 
 def server_pid(state_dir: str) -> int | None:
-    """The pid of the server answering at this state folder (SO_PEERCRED), or None."""
-    import _socket
-
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    try:
-        addr, dfd = address(socket_path(state_dir))
-        try:
-            s.connect(addr)
-        finally:
-            if dfd >= 0:
-                os.close(dfd)
-        raw = s.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-        pid = int.from_bytes(raw[:4], sys.byteorder, signed=True)
-    except OSError:
+    """The pid of the server answering at this state folder, or None."""
+    got = _connect(state_dir)
+    if got is None:
         return None
-    finally:
-        s.close()
-    # A killed server's socket may still be held open by a worker busy with a command.
-    return pid if _lives(pid) else None
+    got[0].close()
+    return got[1]
 
 
 def server_argv(idle: float) -> list[str]:
