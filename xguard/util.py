@@ -133,6 +133,17 @@ def user_name(uid: int | None = None) -> str:
 _PARENT: list[int] = []
 
 
+def proc_ppid(pid: int) -> int | None:
+    """Process `pid`'s parent, from /proc/PID/stat; None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        # The name field is "(comm)" and may itself hold spaces and parentheses.
+        return int(data[data.rfind(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def parent_pid() -> int:
     """The process that ran this xguard: the agent, whom a reviewer sees and
     whose ancestors the no-self-approval check walks."""

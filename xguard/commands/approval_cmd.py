@@ -27,7 +27,7 @@ from typing import Any
 
 
 from xguard.errors import ExitCode, UsageError
-from xguard.util import format_age, parent_pid, printable
+from xguard.util import format_age, parent_pid, printable, proc_ppid
 
 GATE_MARKER = "XGUARD_GATED"
 # Arguments with which an xguard process gates commands (SPEC §2): shell mode
@@ -47,17 +47,6 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return 0
-    # The name field is "(comm)" and may itself hold spaces and parentheses.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def is_gate_cmdline(argv: list[str]) -> bool:
@@ -99,7 +88,7 @@ def gated_by(
             return (
                 f"its parent process {pid} ({printable(' '.join(argv[:4]), 80)}) is an xguard gate"
             )
-        pid = _ppid(pid)
+        pid = proc_ppid(pid) or 0
     return _boxed()
 
 

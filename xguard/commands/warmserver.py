@@ -729,8 +729,7 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     _client_streams(req.streams)
     from xguard import util
 
-    fields = _proc(pid, "stat")
-    util._PARENT[:] = [int(fields[fields.rfind(")") + 2 :].split()[1])]
+    util._PARENT[:] = [p for p in [util.proc_ppid(pid)] if p is not None]
     done: list[bool] = []
     watcher = _watch(conn, done)
     code = 70

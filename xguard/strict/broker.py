@@ -53,7 +53,7 @@ from xguard.approval.wait import Channel, obtain_approval, readable
 from xguard.gate.execenv import ExecResult
 from xguard.gate.pipeline import Asked, run_request
 from xguard.gate.request import Gate, Request
-from xguard.util import new_id
+from xguard.util import new_id, proc_ppid
 
 PROTOCOL = 1
 MAX_LINE = 4 << 20
@@ -230,15 +230,6 @@ def confine_for(ruleset: Any, can: tuple[bool, int] | None) -> tuple[str, str]:
     return "none", "the agent side can start no sandbox (neither bubblewrap nor Landlock)"
 
 
-def _proc_ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rfind(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 # ---------------------------------------------------------------------------
 class _AgentView:
     """The broker's Gate as the agent's request sees it: the agent's cwd, home,
@@ -387,7 +378,7 @@ class _AgentChannel(Channel):
         self.broker, self.lc, self.peer = broker, lc, peer
 
     def ppid(self) -> int:
-        return _proc_ppid(self.peer.pid) or 0
+        return proc_ppid(self.peer.pid) or 0
 
     def announce(self, rid: str, wait: float) -> None:
         self.lc.send(
