@@ -189,6 +189,7 @@ def _lives(pid: int) -> bool:
 
 
 def _converse(s: socket, args: list[str]) -> int | None:
+    import _signal
     import _socket
 
     fields = [
@@ -204,6 +205,7 @@ def _converse(s: socket, args: list[str]) -> int | None:
         return None
     payload = b"\0".join(fields)
     fds = b"".join(i.to_bytes(4, sys.byteorder) for i in (0, 1, 2))
+    first = b""
     try:
         s.sendall(len(payload).to_bytes(8, "little") + payload)
         # A worker answers at once; a pool that is all busy, or a machine
@@ -211,6 +213,10 @@ def _converse(s: socket, args: list[str]) -> int | None:
         s.settimeout(TAKE_TIMEOUT)
         first = s.recv(1)
         if first == b"A":
+            # From "G" on the command may be running: a signal that came
+            # before this side relays signals would kill it here, alone (and
+            # the worker then kills the command). Held until _await relays.
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARD)
             # Committed from here on, and only here do the streams travel:
             # the worker runs nothing without this "G", so a late "A" after
             # this side gave up finds the connection closed, and a command
@@ -218,6 +224,8 @@ def _converse(s: socket, args: list[str]) -> int | None:
             s.sendmsg([b"G"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         s.settimeout(None)
     except OSError:
+        if first == b"A":
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARD)
         return None  # nothing was taken: the local path
     if first != b"A":
         return None  # refused (or gone) before deciding anything
@@ -225,7 +233,8 @@ def _converse(s: socket, args: list[str]) -> int | None:
 
 
 def _await(s: socket) -> int:
-    import signal
+    # The C module behind `signal`: the IntEnum wrappers import `enum`, ~3 ms.
+    import _signal as signal
 
     def relay(signum: int, _frame: object) -> None:
         try:
@@ -234,8 +243,9 @@ def _await(s: socket) -> int:
             pass
 
     for sig in FORWARD:
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored here: ignored there too
+        if signal.getsignal(sig) != signal.SIG_IGN:  # ignored here: ignored there too
             signal.signal(sig, relay)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARD)  # (held since "G": now relayed)
     try:
         answer = _recv_exact(s, 2)
     except OSError:

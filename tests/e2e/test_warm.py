@@ -371,6 +371,12 @@ def test_the_client_loads_almost_nothing(warm: Path) -> None:
         b"xguard.errors",
         b"xguard.paths",
     }, loaded
+    # Nor the standard library's heavier modules (`signal` alone pulls in
+    # `enum`, `functools` and `collections`: ~3 ms of every warm command).
+    everything = set(re.findall(rb"\| +([\w.]+)\n", r.stderr))
+    assert not everything & {b"signal", b"enum", b"re", b"typing", b"socket", b"subprocess"}, (
+        everything
+    )
 
 
 def test_a_dead_servers_socket_is_no_obstacle(warm: Path) -> None:
