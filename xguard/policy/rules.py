@@ -1100,6 +1100,11 @@ def load_ruleset(
         os.fspath(rules_file) if rules_file is not None else rules_source_s(paths, environ, profile)
     )
     settings_path = paths.config_file_s
+    if use_cache:
+        kept = _kept(src, settings_path, profile)
+        if kept is not None:
+            return kept
+    ident = _identity([src, settings_path])
     raw = _read(src, "rules file")
     if raw is None:
         raise ConfigError("rules file not found", src, 1)
@@ -1120,12 +1125,69 @@ def load_ruleset(
     if use_cache:
         rs = _read_cache(cache, key)
         if rs is not None:
+            _keep(src, settings_path, profile, ident, rs)
             return rs
+        d = build_ruleset_dict(src, settings_path if sraw is not None else None, profile)
+        d["key"] = key
+        _write_cache(paths, cache, d)
+        return Ruleset(d)
     d = build_ruleset_dict(src, settings_path if sraw is not None else None, profile)
     d["key"] = key
-    if use_cache:
-        _write_cache(paths, cache, d)
     return Ruleset(d)
+
+
+# The ruleset last read from the cache, for a process that decides command after command
+# (a warm worker, the broker): reused while every file it was read from is
+# the same file with the same contents, which the kernel's record of it says
+# (device, inode, size, change and modification times): no reading, hashing
+# or unpacking. A file changed less than a second ago is not trusted to that
+# record (two writes within one timestamp tick look alike: git's "racy" rule).
+_KEPT: list[tuple[tuple[Any, ...], Ruleset]] = []
+_RACY_NS = 1_000_000_000
+
+
+def _identity(files: list[str]) -> tuple[Any, ...] | None:
+    """What the kernel says of these files now; None when that cannot vouch
+    for their contents (unreadable, or changed too recently)."""
+    import time
+
+    now = time.time_ns()
+    out: list[Any] = []
+    for f in files:
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        except OSError:
+            return None
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+            return None
+        out.append((f, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+def _keep(
+    src: str, settings_path: str, profile: str | None, ident: tuple[Any, ...] | None, rs: Ruleset
+) -> None:
+    _KEPT.clear()
+    if ident is None:
+        return
+    deps = [p for p, _h in rs.data.get("deps", ())]
+    more = _identity(deps)
+    if more is not None:
+        _KEPT.append(((src, settings_path, profile or "", ident, tuple(deps), more), rs))
+
+
+def _kept(src: str, settings_path: str, profile: str | None) -> Ruleset | None:
+    if not _KEPT:
+        return None
+    (k_src, k_settings, k_profile, ident, deps, more), rs = _KEPT[0]
+    if (k_src, k_settings, k_profile) != (src, settings_path, profile or ""):
+        return None
+    if _identity([src, settings_path]) != ident or _identity(list(deps)) != more:
+        return None
+    return rs
 
 
 def build_ruleset_dict(
