@@ -437,6 +437,9 @@ def _worker_main(listener: socket.socket, chan: socket.socket, env_same: dict[st
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     _warm_up()
+    from xguard.gate import prebox
+
+    prebox.enable()  # this worker's next command is most likely boxed like its last
     slate = _Slate()
     said = b"I"
     for _ in range(MAX_SERVED):
@@ -451,6 +454,7 @@ def _worker_main(listener: socket.socket, chan: socket.socket, env_same: dict[st
         finally:
             conn.close()
             slate.restore()
+            prebox.make_wanted()  # the box for the next command, while none runs
         if not again or not slate.clean():
             break  # a fresh worker takes over
         said = b"I" if served else b"i"
@@ -463,11 +467,17 @@ def _next_request(listener: socket.socket, chan: socket.socket) -> socket.socket
     reads "Q" once its command is done, so no command is cut short."""
     import select
 
+    from xguard.gate import prebox
+
     poller = select.poll()
     poller.register(listener.fileno(), select.POLLIN)
     poller.register(chan.fileno(), select.POLLIN)
     while True:
-        for fd, _ in poller.poll():
+        wait = prebox.expires_in()  # a box made ahead is not kept past its age
+        ready = poller.poll(None if wait is None else max(0, int(wait * 1000)) + 1)
+        if not ready:
+            prebox.drop()
+        for fd, _ in ready:
             if fd == chan.fileno():
                 return None  # "Q", or the end of the channel: the server has gone
             try:
@@ -567,7 +577,10 @@ class _Slate:
         a thread still running, files still open."""
         import threading
 
-        extra = [fd for fd in _open_fds() if fd > 2 and fd not in self.fds]
+        from xguard.gate import prebox
+
+        held = prebox.held_fds()
+        extra = [fd for fd in _open_fds() if fd > 2 and fd not in self.fds and fd not in held]
         return threading.active_count() == 1 and len(extra) <= 1  # (listdir's own)
 
 

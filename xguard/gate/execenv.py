@@ -449,19 +449,29 @@ def _spawn_boxed(
         actions.append((os.POSIX_SPAWN_DUP2, relay_w, 2))
     try:
         if box.mechanism == "bwrap":
-            # The seccomp program goes to bwrap through a pipe it reads once.
-            sr, sw = os.pipe()
-            try:
-                os.write(sw, confine.seccomp_filter())
-                os.close(sw)
-                sw = -1
-                os.set_inheritable(sr, True)
-                wrapped = box.bwrap_argv(path, argv, tty=tty, seccomp_fd=sr)
-                pid = os.posix_spawn(box.bwrap, wrapped, env, **{**spawn, "file_actions": actions})
-            finally:
-                os.close(sr)
-                if sw >= 0:
+            from xguard.gate import prebox
+
+            # A box made ahead for exactly this one (a warm worker's), or a new one.
+            got = prebox.take(box, tty, spawn, actions, path, argv, env)
+            if got is not None:
+                pid = got
+            else:
+                # The seccomp program goes to bwrap through a pipe it reads once.
+                sr, sw = os.pipe()
+                try:
+                    os.write(sw, confine.seccomp_filter())
                     os.close(sw)
+                    sw = -1
+                    os.set_inheritable(sr, True)
+                    wrapped = box.bwrap_argv(path, argv, tty=tty, seccomp_fd=sr)
+                    pid = os.posix_spawn(
+                        box.bwrap, wrapped, env, **{**spawn, "file_actions": actions}
+                    )
+                finally:
+                    os.close(sr)
+                    if sw >= 0:
+                        os.close(sw)
+            prebox.want(box, tty, spawn, confine.seccomp_filter())
         else:
             pid = _fork_landlock(box, path, argv, env, spawn, actions=actions, tty=tty)
     except BaseException:
