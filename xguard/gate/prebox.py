@@ -185,7 +185,10 @@ def want(box: Box, tty: bool, spawn: dict[str, Any], seccomp: bytes) -> None:
     """The next command will likely want a box like this one: make it once
     this command is over (make_wanted), not while it runs (on a small
     machine, bwrap and the stand-in starting would take the CPU from it)."""
-    if _ON:
+    # A terminal is not handed over: a session leader acquires its
+    # controlling terminal by opening it, which descriptors passed in a
+    # message do not do.
+    if _ON and not tty and not spawn.get("setsid"):
         _WANTED[:] = [(box, tty, {k: v for k, v in spawn.items() if k != "file_actions"}, seccomp)]
 
 
@@ -290,7 +293,7 @@ def take(
 ) -> int | None:
     """Hand the command to a box made ahead for exactly this one: bwrap's
     pid, or None (none fits: start bwrap as usual)."""
-    if not _HELD:
+    if not _HELD or tty or spawn.get("setsid"):
         return None
     import socket
     import sys
