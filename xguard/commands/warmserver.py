@@ -440,6 +440,9 @@ def _worker_main(listener: socket.socket, chan: socket.socket, env_same: dict[st
     from xguard.gate import prebox
 
     prebox.enable()  # this worker's next command is most likely boxed like its last
+    from xguard.gate import confine
+
+    confine.keep_rulesets()  # and, under Landlock, restricted by the same ruleset
     slate = _Slate()
     said = b"I"
     for _ in range(MAX_SERVED):
@@ -455,6 +458,9 @@ def _worker_main(listener: socket.socket, chan: socket.socket, env_same: dict[st
             conn.close()
             slate.restore()
             prebox.make_wanted()  # the box for the next command, while none runs
+            became = prebox.last()
+            if became:
+                _trace(became)
         if not again or not slate.clean():
             break  # a fresh worker takes over
         said = b"I" if served else b"i"
@@ -582,9 +588,9 @@ class _Slate:
         a thread still running, files still open."""
         import threading
 
-        from xguard.gate import prebox
+        from xguard.gate import confine, prebox
 
-        held = prebox.held_fds()
+        held = prebox.held_fds() | confine.held_fds()
         extra = [fd for fd in _open_fds() if fd > 2 and fd not in self.fds and fd not in held]
         return threading.active_count() == 1 and len(extra) <= 1  # (listdir's own)
 

@@ -398,8 +398,8 @@ class Box:
     # -- Landlock --------------------------------------------------------------
     def landlock_ruleset(self) -> int:
         """A Landlock ruleset fd describing the box, made in the parent (the
-        child only restricts itself with it, then execs)."""
-        return _landlock_build(self)
+        child only restricts itself with it, then execs); the caller closes it."""
+        return _landlock_ruleset(self)
 
 
 # Every box: the whole tree read-only, a minimal /dev (null, zero, full,
@@ -954,7 +954,85 @@ _LL_SCOPE_ABSTRACT_UNIX, _LL_SCOPE_SIGNAL = 1, 2
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
 
 
-def _landlock_build(box: Box) -> int:
+# A process that runs command after command (a warm worker) keeps the last
+# Landlock ruleset it built (~20 ms: a rule per entry of every folder that
+# holds a masked path) and restricts the next command with it again, as long
+# as the box asks for the same and every folder whose entries it listed is
+# provably unchanged (device, inode, mtime, ctime: an entry added, removed or
+# renamed changes its folder's times). A folder changed within the last
+# second is not trusted to its times (two changes in one tick look alike).
+_KEEP_RULESETS: list[bool] = []
+_RULESET: list[tuple[tuple[Any, ...], tuple[str, ...], tuple[Any, ...], int]] = []
+_RACY_NS = 1_000_000_000
+
+
+def keep_rulesets() -> None:
+    _KEEP_RULESETS[:] = [True]
+
+
+def held_fds() -> set[int]:
+    """The descriptor of the kept ruleset (not a request's leftover)."""
+    return {fd for *_, fd in _RULESET}
+
+
+def _ruleset_key(box: Box) -> tuple[Any, ...]:
+    ttys = []
+    for fd in (0, 1, 2):
+        try:
+            ttys.append(os.ttyname(fd) if os.isatty(fd) else "")
+        except OSError:
+            ttys.append("")
+    return (
+        landlock_abi()[0],
+        box.network,
+        tuple(box.masked_dirs),
+        tuple(box.masked_files),
+        tuple(box.writable),
+        tuple(ttys),
+    )
+
+
+def _folders(dirs: tuple[str, ...]) -> tuple[Any, ...] | None:
+    import time
+
+    now = time.time_ns()
+    out: list[Any] = []
+    for d in dirs:
+        try:
+            st = os.stat(d)
+        except OSError:
+            out.append(None)
+            continue
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+            return None
+        out.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+def _landlock_ruleset(box: Box) -> int:
+    if not _KEEP_RULESETS:
+        return _landlock_build(box, [])
+    key = _ruleset_key(box)
+    if _RULESET:
+        k, dirs, ident, fd = _RULESET[0]
+        if k == key and _folders(dirs) == ident:
+            return os.dup(fd)
+        _RULESET.clear()
+        os.close(fd)
+    scanned: list[str] = []
+    fd = _landlock_build(box, scanned)
+    dirs = tuple(scanned)
+    # Taken after the build: a folder that changed while it ran changed within
+    # the last second, and _folders() refuses to vouch for it.
+    before = _folders(dirs)
+    if before is not None:
+        _RULESET.append((key, dirs, before, os.dup(fd)))
+    return fd
+
+
+def _landlock_build(box: Box, scanned: list[str]) -> int:
+    """A new ruleset for the box; `scanned` gets every folder whose entries
+    it lists."""
     import ctypes
     import struct
 
@@ -1009,7 +1087,7 @@ def _landlock_build(box: Box) -> int:
         # only along the allowlist, which leaves the masked paths out.
         add("/", _LL_READ_DIR)
         masked = [*box.masked_dirs, *box.masked_files, "/dev"]
-        _allow_tree("/", masked, lambda p: add(p, read))
+        _allow_tree("/", masked, lambda p: add(p, read), scanned)
         for dev in _DEVICES:
             add(dev, _LL_READ_FILE | _LL_WRITE_FILE)
         for fd in (0, 1, 2):
@@ -1028,7 +1106,7 @@ def _landlock_build(box: Box) -> int:
     return int(rfd)
 
 
-def _allow_tree(d: str, masked: list[str], add: Any) -> None:
+def _allow_tree(d: str, masked: list[str], add: Any, scanned: list[str]) -> None:
     """Allow `d` whole when no masked path lies in it; else its entries, one
     by one (Landlock cannot take a subpath back from an allowed folder)."""
     if d in masked:
@@ -1036,6 +1114,7 @@ def _allow_tree(d: str, masked: list[str], add: Any) -> None:
     if not any(_under(m, d) for m in masked):
         add(d)
         return
+    scanned.append(d)
     try:
         entries = list(os.scandir(d))
     except OSError:
@@ -1050,7 +1129,7 @@ def _allow_tree(d: str, masked: list[str], add: Any) -> None:
             if not any(_under(real, m) or _under(m, real) for m in masked):
                 add(e.path)
             continue
-        _allow_tree(e.path, masked, add)
+        _allow_tree(e.path, masked, add, scanned)
 
 
 class _Enter:

@@ -128,6 +128,7 @@ class _Made:
 _ON: list[bool] = []  # set where commands follow one another (a warm worker)
 _HELD: list[_Made] = []
 _WANTED: list[tuple[Box, bool, dict[str, Any], bytes]] = []
+_LAST: list[str] = []
 
 
 def enable() -> None:
@@ -300,10 +301,11 @@ def take(
 
     made = _HELD.pop()
     try:
-        msg, fds = _message(made, box, tty, spawn, actions, path, argv, env)
-    except Exception:  # whatever went wrong, nothing ran: start bwrap as usual
-        msg = None
+        msg, fds, why = _message(made, box, tty, spawn, actions, path, argv, env)
+    except Exception as e:  # whatever went wrong, nothing ran: start bwrap as usual
+        msg, why = None, f"failed: {e!r}"
     if msg is None:
+        _LAST[:] = [f"the box made ahead was not used: {why}"]
         made.discard()
         return None
     try:
@@ -319,7 +321,14 @@ def take(
         made.discard()
         return None
     made.sock.close()
+    _LAST[:] = ["the command ran in the box made ahead"]
     return made.pid
+
+
+def last() -> str | None:
+    """What became of the box made ahead for the last command, once (the
+    worker's log says it with XGUARD_DEBUG)."""
+    return _LAST.pop() if _LAST else None
 
 
 def _message(
@@ -331,24 +340,25 @@ def _message(
     path: str,
     argv: list[str],
     env: dict[str, str],
-) -> tuple[bytes | None, list[int]]:
-    """What the stand-in in `made` is sent, and the descriptors with it; None
-    when the box does not fit or is not ready."""
+) -> tuple[bytes | None, list[int], str]:
+    """What the stand-in in `made` is sent, and the descriptors with it; or
+    None and why not (the box does not fit, or is not ready)."""
     import marshal
     import select
 
-    fit = (
-        made.key == key(box, tty, spawn)
-        and time.monotonic() - made.born < MAX_AGE
-        and made.marks == _marks(box)
-    )
-    placed = _placement(actions) if fit else None
+    if made.key != key(box, tty, spawn):
+        return None, [], "it was made for another plan"
+    if time.monotonic() - made.born >= MAX_AGE:
+        return None, [], "it is too old"
+    if made.marks != _marks(box):
+        return None, [], "a path it mounts over is no longer the same file"
+    placed = _placement(actions)
     if placed is None or len(placed) > _MAX_FDS:
-        return None, []
+        return None, [], "the descriptors cannot be handed over"
     p = select.poll()
     p.register(made.sock.fileno(), select.POLLIN)
     if not p.poll(READY_WAIT * 1000) or made.sock.recv(1) != b"r":
-        return None, []
+        return None, [], "its stand-in is not ready"
     targets = sorted(placed.items())
     umask = os.umask(0)
     os.umask(umask)
@@ -362,4 +372,4 @@ def _message(
             [(n, 0 if src >= 0 else -1) for n, src in targets],
         )
     )
-    return msg, [src for _, src in targets if src >= 0]
+    return msg, [src for _, src in targets if src >= 0], ""
