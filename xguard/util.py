@@ -150,6 +150,34 @@ def parent_pid() -> int:
     return _PARENT[0] if _PARENT else os.getppid()
 
 
+# A file changed less than this long ago is not trusted to its recorded
+# times: two writes within one timestamp tick look alike (git's "racy" rule).
+RACY_NS = 1_000_000_000
+
+
+def settled(paths: list[str] | tuple[str, ...]) -> tuple[object, ...] | None:
+    """What the kernel says of each path (device, inode, size, change and
+    modification times; None for one that does not exist), for telling later
+    whether any changed; None when that cannot vouch for them: one cannot be
+    read, or changed within the last RACY_NS."""
+    import time
+
+    now = time.time_ns()
+    out: list[object] = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        except OSError:
+            return None
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+            return None
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
 def say(line: str) -> None:
     """One line to the agent on stderr. A reader that has gone does not make a
     command that did not run look like success: the caller's status stands."""

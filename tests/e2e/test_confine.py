@@ -84,8 +84,11 @@ def _abi() -> int:
 class Box:
     """A project, a fake home with secrets, a rules file; runs `xguard -c`."""
 
-    def __init__(self, base: Path, xghome: Path, mechanism: str, mode: str = "auto") -> None:
+    def __init__(
+        self, base: Path, xghome: Path, mechanism: str, mode: str = "auto", *, warm: bool = False
+    ) -> None:
         self.mechanism = mechanism
+        self.warm = warm  # commands through a warm server (started on first use)
         self.project = base / "project"
         (self.project / "src").mkdir(parents=True)
         (self.project / "build").mkdir()
@@ -113,6 +116,8 @@ class Box:
         }
         if self.mechanism == "landlock":
             e["XGUARD_CONFINE_FORCE"] = "landlock"
+        if self.warm:
+            e["XGUARD_WARM"] = "1"
         return e
 
     def xg(self, cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -282,11 +287,11 @@ def test_exit_status_unchanged(box: Box, cmd: str, code: int) -> None:
     assert box.xg(cmd).returncode == code
 
 
-def test_sigterm_reaches_the_boxed_command(box: Box) -> None:
-    env = box.env()
+def sigterm_to_xguard(box: Box) -> tuple[str, str, int]:
+    """SIGTERM to `xguard -c` while its command waits: (stdout, stderr, status)."""
     proc = subprocess.Popen(
         [*xguard_exe(), "-c", "trap 'echo trapped; exit 3' TERM; echo ready; sleep 30 & wait"],
-        env=env,
+        env=box.env(),
         cwd=box.project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -298,8 +303,12 @@ def test_sigterm_reaches_the_boxed_command(box: Box) -> None:
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert out == "trapped\n", err
-    assert proc.returncode == 3
+    return out, err, proc.returncode
+
+
+def test_sigterm_reaches_the_boxed_command(box: Box) -> None:
+    out, err, status = sigterm_to_xguard(box)
+    assert (out, status) == ("trapped\n", 3), err
 
 
 def test_the_decision_record_says_how_it_ran(box: Box) -> None:

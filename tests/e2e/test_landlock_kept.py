@@ -6,16 +6,15 @@ by the very next command, a masked one stays unreadable."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import xguard_exe
 from tests.e2e.test_confine import CANARY_ENV, MECHANISMS, Box
 from xguard.gate import confine
+from xguard.util import RACY_NS
 
 pytestmark = pytest.mark.skipif("landlock" not in MECHANISMS, reason="no Landlock here")
 
@@ -32,7 +31,19 @@ def keeping() -> Iterator[None]:
 
 
 def _settle() -> None:
-    time.sleep(confine._RACY_NS / 1e9 + 0.1)
+    time.sleep(RACY_NS / 1e9 + 0.1)
+
+
+def _kept_one(box: confine.Box) -> int:
+    """A ruleset for the box, built once its folders (/tmp among them, which
+    other processes write to) were still for a second, and so kept."""
+    for _ in range(10):
+        _settle()
+        fd = box.landlock_ruleset()
+        if confine._RULESET:
+            return fd
+        os.close(fd)
+    raise AssertionError("no ruleset was kept: its folders never settled")
 
 
 def _reads(ruleset_fd: int, *files: Path) -> list[str]:
@@ -70,9 +81,7 @@ def test_the_kept_ruleset_is_used_until_a_folder_it_listed_changes(
     (project / "a.txt").write_text("a\n")
     box = confine.Box("landlock", cwd=str(project))
     box.masked_files = [str(project / ".env")]
-    _settle()
-    fd = box.landlock_ruleset()
-    assert confine._RULESET, "a ruleset over settled folders is kept"
+    fd = _kept_one(box)
     kept = confine._RULESET[0]
     assert str(project) in kept[1], kept[1]  # the folder holding the mask was listed
     again = box.landlock_ruleset()
@@ -87,8 +96,7 @@ def test_the_kept_ruleset_is_used_until_a_folder_it_listed_changes(
     assert _reads(fresh, project / "new.txt", project / ".env") == ["new", "errno 13"]
     os.close(fresh)
     # Another box (one more mask) never gets the kept one.
-    _settle()
-    box.landlock_ruleset()
+    os.close(_kept_one(box))
     kept = confine._RULESET[0]
     other = confine.Box("landlock", cwd=str(project))
     other.masked_files = [str(project / ".env"), str(project / "a.txt")]
@@ -101,31 +109,59 @@ def test_the_kept_ruleset_is_used_until_a_folder_it_listed_changes(
 def test_a_file_added_next_to_a_secret_is_readable_by_the_next_warm_command(
     tmp_path: Path, xguard_home: Path
 ) -> None:
-    b = Box(tmp_path, xguard_home, "landlock")
-    env = {**b.env(), "XGUARD_WARM": "1"}
+    b = Box(tmp_path, xguard_home, "landlock", warm=True)
     _settle()
     for _ in range(4):  # every worker of the pool builds (and keeps) its ruleset
-        r = _xg(b, env, "cat src/a.txt")
+        r = b.xg("cat src/a.txt")
         assert r.returncode == 0 and r.stdout == "hello from a\n", r.stderr
     _settle()
     for _ in range(4):  # (by now the rulesets are kept: the folders settled)
-        assert _xg(b, env, "cat src/a.txt").returncode == 0
+        assert b.xg("cat src/a.txt").returncode == 0
     (b.project / "new.txt").write_text("fresh\n")
     for _ in range(6):  # whichever worker takes it
-        r = _xg(b, env, "cat new.txt")
+        r = b.xg("cat new.txt")
         assert (r.returncode, r.stdout) == (0, "fresh\n"), r.stderr
-    r = _xg(b, env, "python3 -c " + repr("print(open('.e' + 'nv').read())"))
+    r = b.xg("python3 -c " + repr("print(open('.e' + 'nv').read())"))
     assert CANARY_ENV not in r.stdout and r.returncode != 0
 
 
-def _xg(b: Box, env: dict[str, str], cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*xguard_exe(), "-c", cmd],
-        env=env,
-        cwd=b.project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+def _writes(ruleset_fd: int, f: Path) -> str:
+    """What a child restricted by the ruleset gets creating the file."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            confine._Enter(ruleset_fd)()
+            try:
+                f.write_text("x")
+                os.write(w, b"written")
+            except OSError as e:
+                os.write(w, f"errno {e.errno}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 100).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return got
+
+
+def test_a_writable_folder_renamed_away_takes_no_grant_along(tmp_path: Path, keeping: None) -> None:
+    """Landlock grants the write by inode: a kept ruleset whose writable
+    folder was renamed (to a name no rule lets be written) is not used."""
+    project = tmp_path / "project"
+    (project / "out" / "build").mkdir(parents=True)
+    (project / ".env").write_text(CANARY_ENV + "\n")
+    box = confine.Box("landlock", cwd=str(project))
+    box.masked_files = [str(project / ".env")]
+    box.writable = [str(project / "out" / "build")]
+    fd = _kept_one(box)
+    assert _writes(fd, project / "out" / "build" / "a") == "written"
+    os.close(fd)
+    os.rename(project / "out" / "build", project / "out" / "other")
+    (project / "out" / "build").mkdir()
+    fd = box.landlock_ruleset()
+    assert _writes(fd, project / "out" / "other" / "b") == "errno 13"
+    assert _writes(fd, project / "out" / "build" / "c") == "written"
+    os.close(fd)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import xguard_exe
-from tests.e2e.test_confine import CANARY_ENV, MECHANISMS, Box
+from tests.e2e.test_confine import CANARY_ENV, MECHANISMS, Box, sigterm_to_xguard
 from xguard.gate.confine import Box as Plan
 from xguard.warm import server_pid
 
@@ -29,14 +29,9 @@ pytestmark = pytest.mark.skipif("bwrap" not in MECHANISMS, reason="bubblewrap ca
 STUB_MARK = b"import sys, posix, marshal"
 
 
-class WarmBox(Box):
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "XGUARD_WARM": "1"}
-
-
 @pytest.fixture
-def wb(tmp_path: Path, xguard_home: Path) -> WarmBox:
-    b = WarmBox(tmp_path, xguard_home, "bwrap")
+def wb(tmp_path: Path, xguard_home: Path) -> Box:
+    b = Box(tmp_path, xguard_home, "bwrap", warm=True)
     r = b.run("warm", "start", "--idle", "5m")
     assert r.returncode == 0, r.stderr
     return b
@@ -93,7 +88,7 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def every_worker_has_a_box(b: WarmBox) -> list[int]:
+def every_worker_has_a_box(b: Box) -> list[int]:
     """Run boxed commands until each worker of the pool holds a box made
     ahead (a request goes to whichever worker takes it first): the stand-ins."""
     server = server_pid(str(b.xghome))
@@ -128,7 +123,7 @@ def cmdline(pid: int) -> bytes:
         return f.read()
 
 
-def test_the_next_command_runs_in_the_box_that_waited_for_it(wb: WarmBox) -> None:
+def test_the_next_command_runs_in_the_box_that_waited_for_it(wb: Box) -> None:
     waiting = every_worker_has_a_box(wb)
     for w in waiting:  # bwrap waits in /, not in the folder of the command before
         assert [os.readlink(f"/proc/{a}/cwd") for a in _ancestors(w)[:2]] == ["/", "/"]
@@ -154,7 +149,7 @@ def test_the_next_command_runs_in_the_box_that_waited_for_it(wb: WarmBox) -> Non
     assert decisions[-1]["confined"] == "bwrap"
 
 
-def test_streams_status_and_folder_are_the_commands_own(wb: WarmBox, tmp_path: Path) -> None:
+def test_streams_status_and_folder_are_the_commands_own(wb: Box, tmp_path: Path) -> None:
     every_worker_has_a_box(wb)
     # stdin shares its offset with the caller (the same open file), stdout
     # appends to the caller's file, stderr is kept apart, the folder and the
@@ -174,7 +169,7 @@ def test_streams_status_and_folder_are_the_commands_own(wb: WarmBox, tmp_path: P
     assert (tmp_path / "err.txt").read_text() == "err\n"
 
 
-def test_umask_signals_and_limits_as_bwrap_would_give_them(wb: WarmBox) -> None:
+def test_umask_signals_and_limits_as_bwrap_would_give_them(wb: Box) -> None:
     every_worker_has_a_box(wb)
     keys = ("Umask", "SigIgn", "SigBlk", "SigCgt", "NoNewPrivs", "Seccomp", "CapEff", "CapBnd")
 
@@ -197,23 +192,10 @@ def test_umask_signals_and_limits_as_bwrap_would_give_them(wb: WarmBox) -> None:
     assert warm == status({**wb.env(), "XGUARD_WARM": "0"})
 
 
-def test_sigterm_and_the_time_limit_reach_the_command(wb: WarmBox) -> None:
+def test_sigterm_and_the_time_limit_reach_the_command(wb: Box) -> None:
     every_worker_has_a_box(wb)
-    proc = subprocess.Popen(
-        [*xguard_exe(), "-c", "trap 'echo trapped; exit 3' TERM; echo ready; sleep 30 & wait"],
-        env=wb.env(),
-        cwd=wb.project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert (out, proc.returncode) == ("trapped\n", 3), err
+    out, err, status = sigterm_to_xguard(wb)
+    assert (out, status) == ("trapped\n", 3), err
     rules = wb.xghome / "rules.yaml"
     rules.write_text(rules.read_text() + "limits: {max_runtime: 1s, kill_grace: 1s}\n")
     every_worker_has_a_box(wb)  # boxes for this spawn (in a group of its own)
@@ -229,7 +211,7 @@ READ_ENV = "python3 -c " + shlex.quote(
 )
 
 
-def test_a_masked_file_replaced_since_the_box_was_made_stays_masked(wb: WarmBox) -> None:
+def test_a_masked_file_replaced_since_the_box_was_made_stays_masked(wb: Box) -> None:
     """A mount covers the file that was there when the box was made; a file
     renamed over it later would be visible in that box. Such a box is not used."""
     first = wb.xg(READ_ENV)
@@ -243,7 +225,7 @@ def test_a_masked_file_replaced_since_the_box_was_made_stays_masked(wb: WarmBox)
     assert p.stdout.strip() in ("", "refused 13") or p.stdout.startswith("refused"), p.stdout
 
 
-def test_a_box_made_for_another_project_is_not_used(wb: WarmBox, tmp_path: Path) -> None:
+def test_a_box_made_for_another_project_is_not_used(wb: Box, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     token = "API_TOKEN=other-" + os.urandom(4).hex()
@@ -261,7 +243,7 @@ def test_a_box_made_for_another_project_is_not_used(wb: WarmBox, tmp_path: Path)
     assert token not in p.stdout + p.stderr, p.stdout
 
 
-def test_the_network_box_and_the_closed_one_are_not_confused(wb: WarmBox) -> None:
+def test_the_network_box_and_the_closed_one_are_not_confused(wb: Box) -> None:
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
@@ -385,7 +367,7 @@ def test_a_box_too_old_or_for_another_spawn_is_thrown_away(tmp_path: Path) -> No
         prebox._ON.clear()
 
 
-def test_boxes_made_ahead_end_with_their_worker(wb: WarmBox) -> None:
+def test_boxes_made_ahead_end_with_their_worker(wb: Box) -> None:
     waiting = every_worker_has_a_box(wb)
     boxes = {p for w in waiting for p in [w, *_ancestors(w)[:2]]}
     assert wb.run("warm", "stop").returncode == 0

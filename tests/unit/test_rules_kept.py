@@ -17,6 +17,7 @@ from xguard.policy import rules as rules_mod
 from xguard.policy.decide import Context, decide
 from xguard.policy.rules import load_ruleset
 from xguard.shell.parser import parse
+from xguard.util import RACY_NS
 
 ALLOW = "default: require_approval\nrules:\n  - {pattern: 'ls', action: allow}\n"
 DENY_ = "default: require_approval\nrules:\n  - {pattern: 'ls', action: deny }\n"
@@ -32,7 +33,7 @@ def _fresh() -> Iterator[None]:
 
 def _settle() -> None:
     """Past the racy window: the files' records now vouch for them."""
-    time.sleep(rules_mod._RACY_NS / 1e9 + 0.1)
+    time.sleep(RACY_NS / 1e9 + 0.1)
 
 
 def verdict(paths: Paths, f: Path) -> str:

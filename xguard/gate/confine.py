@@ -962,8 +962,7 @@ _DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"
 # renamed changes its folder's times). A folder changed within the last
 # second is not trusted to its times (two changes in one tick look alike).
 _KEEP_RULESETS: list[bool] = []
-_RULESET: list[tuple[tuple[Any, ...], tuple[str, ...], tuple[Any, ...], int]] = []
-_RACY_NS = 1_000_000_000
+_RULESET: list[tuple[tuple[Any, ...], tuple[str, ...], tuple[object, ...], int]] = []
 
 
 def keep_rulesets() -> None:
@@ -992,30 +991,18 @@ def _ruleset_key(box: Box) -> tuple[Any, ...]:
     )
 
 
-def _folders(dirs: tuple[str, ...]) -> tuple[Any, ...] | None:
-    import time
-
-    now = time.time_ns()
-    out: list[Any] = []
-    for d in dirs:
-        try:
-            st = os.stat(d)
-        except OSError:
-            out.append(None)
-            continue
-        if now - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
-            return None
-        out.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
-    return tuple(out)
-
-
 def _landlock_ruleset(box: Box) -> int:
+    from xguard.util import settled
+
     if not _KEEP_RULESETS:
         return _landlock_build(box, [])
-    key = _ruleset_key(box)
+    # The writable paths are granted by inode: one renamed away (`build`
+    # moved to `src`) would take its grant with it; what is at each path now
+    # must be what was granted.
+    key = (*_ruleset_key(box), _inodes(box.writable))
     if _RULESET:
         k, dirs, ident, fd = _RULESET[0]
-        if k == key and _folders(dirs) == ident:
+        if k == key and settled(dirs) == ident:
             return os.dup(fd)
         _RULESET.clear()
         os.close(fd)
@@ -1023,11 +1010,23 @@ def _landlock_ruleset(box: Box) -> int:
     fd = _landlock_build(box, scanned)
     dirs = tuple(scanned)
     # Taken after the build: a folder that changed while it ran changed within
-    # the last second, and _folders() refuses to vouch for it.
-    before = _folders(dirs)
-    if before is not None:
+    # the last second, and settled() refuses to vouch for it.
+    before = settled(dirs)
+    if before is not None and key[-1] == _inodes(box.writable):
         _RULESET.append((key, dirs, before, os.dup(fd)))
     return fd
+
+
+def _inodes(paths: list[str]) -> tuple[tuple[int, int] | None, ...]:
+    out: list[tuple[int, int] | None] = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_dev, st.st_ino))
+    return tuple(out)
 
 
 def _landlock_build(box: Box, scanned: list[str]) -> int:

@@ -1143,28 +1143,13 @@ def load_ruleset(
 # or unpacking. A file changed less than a second ago is not trusted to that
 # record (two writes within one timestamp tick look alike: git's "racy" rule).
 _KEPT: list[tuple[tuple[Any, ...], Ruleset]] = []
-_RACY_NS = 1_000_000_000
 
 
 def _identity(files: list[str]) -> tuple[Any, ...] | None:
-    """What the kernel says of these files now; None when that cannot vouch
-    for their contents (unreadable, or changed too recently)."""
-    import time
+    from xguard.util import settled
 
-    now = time.time_ns()
-    out: list[Any] = []
-    for f in files:
-        try:
-            st = os.stat(f)
-        except FileNotFoundError:
-            out.append(None)
-            continue
-        except OSError:
-            return None
-        if now - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
-            return None
-        out.append((f, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    return tuple(out)
+    got = settled(files)
+    return None if got is None else (*files, *got)
 
 
 def _keep(
