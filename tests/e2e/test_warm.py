@@ -6,6 +6,7 @@ for runs the local way."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -473,6 +474,43 @@ def test_stop_idle_and_code_changes_end_the_server(home: Path) -> None:
     finally:
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert xg("warm", "status").returncode == 3
+
+
+def test_workers_that_keep_dying_before_they_serve_stop_the_server(home: Path) -> None:
+    """A worker killed while it warms up is replaced; after MAX_STILLBORN of
+    them (a broken install, no memory) the server stops instead of forking
+    for ever, and commands run cold."""
+    from xguard.commands.warmserver import MAX_STILLBORN
+
+    assert xg("warm", "start").returncode == 0
+    pid = server_pid(str(home))
+    assert pid is not None
+    killed: set[int] = set()
+    end = time.monotonic() + 60
+    while os.path.exists(f"/proc/{pid}") and _state(pid) not in ("Z", "X"):
+        assert time.monotonic() < end, f"the server kept forking ({len(killed)} killed)"
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            break
+        for k in map(int, kids):
+            if k not in killed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(k, signal.SIGKILL)
+                killed.add(k)
+        time.sleep(0.002)
+    assert len(killed) >= MAX_STILLBORN
+    assert b"workers keep dying before they serve; stopping" in (home / "warm.log").read_bytes()
+    assert not (home / "warm.sock").exists()
+    r = xg("-c", WHO, env={"XGUARD_WARM": "0"})
+    assert r.returncode == 0 and runner(r.stdout) == "local"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
 
 
 def test_bad_input_to_warm_verbs(home: Path) -> None:
