@@ -175,7 +175,14 @@ def test_umask_signals_and_limits_as_bwrap_would_give_them(wb: Box) -> None:
 
     def status(env: dict[str, str]) -> list[str]:
         p = subprocess.run(
-            [*xguard_exe(), "-c", "cat /proc/self/status; ls /proc/self/fd"],
+            [
+                *xguard_exe(),
+                "-c",
+                "cat /proc/self/status; ls /proc/self/fd; "
+                + "python3 -c "
+                + shlex.quote("import os, sys; print(os.environ.get('PWD'), sys.argv)")
+                + " a 'b c'",
+            ],
             env=env,
             cwd=wb.project,
             capture_output=True,
@@ -185,11 +192,12 @@ def test_umask_signals_and_limits_as_bwrap_would_give_them(wb: Box) -> None:
         )
         assert p.returncode == 0, p.stderr
         lines = p.stdout.splitlines()
-        return [x for x in lines if x.split(":")[0] in keys] + lines[-4:]
+        return [x for x in lines if x.split(":")[0] in keys] + lines[-5:]
 
-    warm = status(wb.env())
-    assert len(warm) == len(keys) + 4
-    assert warm == status({**wb.env(), "XGUARD_WARM": "0"})
+    warm = status({**wb.env(), "PWD": "/elsewhere"})
+    assert len(warm) == len(keys) + 5
+    assert warm[-1] == f"{wb.project} ['-c', 'a', 'b c']", warm
+    assert warm == status({**wb.env(), "PWD": "/elsewhere", "XGUARD_WARM": "0"})
 
 
 def test_sigterm_and_the_time_limit_reach_the_command(wb: Box) -> None:

@@ -677,9 +677,10 @@ def _status(pid: int | str) -> dict[str, str]:
     return out
 
 
-def differs(pid: int) -> str | None:
-    """Why this process cannot stand in for process `pid`, or None."""
-    theirs, mine = _status(pid), _status("self")
+def differs(pid: int, theirs: dict[str, str]) -> str | None:
+    """Why this process cannot stand in for process `pid` (whose
+    /proc/PID/status says `theirs`), or None."""
+    mine = _status("self")
     for k in _STATUS_FIELDS:
         if theirs.get(k) != mine.get(k):
             return f"its {k} differs"
@@ -723,7 +724,8 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
         data = _recv_request(conn)
         pid, uid, gid = _ucred(conn)
         req = _unpack(data, uid, gid, server_env)
-        why = differs(pid)
+        status = _status(pid)
+        why = differs(pid, status)
         if why is not None:
             raise Refused(why)
         os.chdir(req.cwd)
@@ -742,7 +744,6 @@ def _serve_one(conn: socket.socket, server_env: dict[str, str]) -> tuple[bool, b
     fds = _recv_go(conn)
     if fds is None:
         return True, False  # the client runs it itself: not here too
-    status = _status(pid)
     for i, fd in enumerate(fds):
         os.dup2(fd, i)
         os.close(fd)

@@ -92,6 +92,7 @@ try:
     posix.chdir(cwd)
 except OSError:
     die(b"Can't chdir to " + cwd)
+env[b"PWD"] = cwd  # as bwrap sets it
 try:
     posix.execve(path, argv, env)
 except OSError:
