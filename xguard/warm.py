@@ -141,12 +141,15 @@ def _recv_exact(s: socket, n: int) -> bytes:
 
 def forward(args: list[str], state_dir: str) -> int | None:
     """Run `xguard ARGS` in the warm server's worker; None: run it here."""
+    request = _request(args)
+    if request is None:
+        return None  # a NUL in an argument or variable: the local path says what
     got = _connect(state_dir)
     if got is None:
         return None  # no server (or a stale socket): the local path
     s = got[0]
     try:
-        return _converse(s, args)
+        return _converse(s, request)
     finally:
         s.close()
 
@@ -188,10 +191,9 @@ def _lives(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X", b"")
 
 
-def _converse(s: socket, args: list[str]) -> int | None:
-    import _signal
-    import _socket
-
+def _request(args: list[str]) -> bytes | None:
+    """What is sent first (made before connecting: a worker woken by the
+    connection finds it whole, and does not wait on this process)."""
     fields = [
         PROTOCOL,
         interpreter(),
@@ -204,10 +206,17 @@ def _converse(s: socket, args: list[str]) -> int | None:
     if any(b"\0" in f for f in fields):
         return None
     payload = b"\0".join(fields)
+    return len(payload).to_bytes(8, "little") + payload
+
+
+def _converse(s: socket, request: bytes) -> int | None:
+    import _signal
+    import _socket
+
     fds = b"".join(i.to_bytes(4, sys.byteorder) for i in (0, 1, 2))
     first = b""
     try:
-        s.sendall(len(payload).to_bytes(8, "little") + payload)
+        s.sendall(request)
         # A worker answers at once; a pool that is all busy, or a machine
         # that is very slow, is no reason to wait: run it here instead.
         s.settimeout(TAKE_TIMEOUT)

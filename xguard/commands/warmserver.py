@@ -38,6 +38,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import select
 import signal
 import socket
 import sys
@@ -471,27 +472,40 @@ def _next_request(listener: socket.socket, chan: socket.socket) -> socket.socket
     """Wait for a client, or for the server to say "Q" (or to end): None.
     The server never signals a worker: one that is told to go while serving
     reads "Q" once its command is done, so no command is cut short."""
-    import select
-
     from xguard.gate import prebox
 
-    poller = select.poll()
-    poller.register(listener.fileno(), select.POLLIN)
-    poller.register(chan.fileno(), select.POLLIN)
+    # EPOLLEXCLUSIVE: a connection wakes one idle worker, not all of them
+    # (on a small machine the others would take the CPU from the client).
+    with select.epoll(2) as poller:
+        poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        poller.register(chan.fileno(), select.EPOLLIN)
+        return _wait_request(poller, listener, chan, prebox)
+
+
+def _wait_request(
+    poller: select.epoll, listener: socket.socket, chan: socket.socket, prebox: Any
+) -> socket.socket | None:
     while True:
         wait = prebox.expires_in()  # a box made ahead is not kept past its age
-        ready = poller.poll(None if wait is None else max(0, int(wait * 1000)) + 1)
+        try:
+            ready = poller.poll(-1 if wait is None else max(0.0, wait) + 0.001)
+        except InterruptedError:
+            continue
         if not ready:
             prebox.drop()
-        for fd, _ in ready:
-            if fd == chan.fileno():
-                return None  # "Q", or the end of the channel: the server has gone
+        fds = {fd for fd, _ in ready}
+        if listener.fileno() in fds:
+            # First, even when told to go: a connection handed to this worker
+            # alone (EPOLLEXCLUSIVE) would wait for the next one to wake another.
             try:
                 conn, _ = listener.accept()  # non-blocking: another worker may be first
             except (BlockingIOError, InterruptedError):
-                continue
-            conn.setblocking(True)
-            return conn
+                pass
+            else:
+                conn.setblocking(True)
+                return conn
+        if chan.fileno() in fds:
+            return None  # "Q", or the end of the channel: the server has gone
 
 
 def _warm_up() -> None:
