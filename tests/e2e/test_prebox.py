@@ -350,6 +350,16 @@ def test_a_box_too_old_or_for_another_spawn_is_thrown_away(tmp_path: Path) -> No
             assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 4
             assert out.read_text() == f"{tmp_path}\n"
             assert prebox.expires_in() is None
+            # A request too large for one message: bwrap starts as usual.
+            prebox.want(plan, False, spawn, seccomp_filter())
+            prebox.make_wanted()
+            _ready(prebox._HELD[0].sock)
+            made = prebox._HELD[0]
+            big = {"BIG": "x" * 400_000}
+            assert prebox.take(plan, False, spawn, actions, argv[0], argv, big) is None
+            assert not prebox._HELD
+            with pytest.raises(ChildProcessError):
+                os.waitpid(made.pid, os.WNOHANG)  # ended and reaped
             # Never for a terminal: a session acquires it by opening it.
             prebox.want(plan, True, spawn, seccomp_filter())
             prebox.want(plan, False, {**spawn, "setsid": True}, seccomp_filter())
