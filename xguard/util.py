@@ -178,6 +178,19 @@ def settled(paths: list[str] | tuple[str, ...]) -> tuple[object, ...] | None:
     return tuple(out)
 
 
+def inodes(paths: list[str] | tuple[str, ...]) -> tuple[tuple[int, int] | None, ...]:
+    """(device, inode) of what each path names now (None: nothing, or unreadable)."""
+    out: list[tuple[int, int] | None] = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_dev, st.st_ino))
+    return tuple(out)
+
+
 def say(line: str) -> None:
     """One line to the agent on stderr. A reader that has gone does not make a
     command that did not run look like success: the caller's status stands."""

@@ -992,14 +992,14 @@ def _ruleset_key(box: Box) -> tuple[Any, ...]:
 
 
 def _landlock_ruleset(box: Box) -> int:
-    from xguard.util import settled
+    from xguard.util import inodes, settled
 
     if not _KEEP_RULESETS:
         return _landlock_build(box, [])
     # The writable paths are granted by inode: one renamed away (`build`
     # moved to `src`) would take its grant with it; what is at each path now
     # must be what was granted.
-    key = (*_ruleset_key(box), _inodes(box.writable))
+    key = (*_ruleset_key(box), inodes(box.writable))
     if _RULESET:
         k, dirs, ident, fd = _RULESET[0]
         if k == key and settled(dirs) == ident:
@@ -1012,21 +1012,9 @@ def _landlock_ruleset(box: Box) -> int:
     # Taken after the build: a folder that changed while it ran changed within
     # the last second, and settled() refuses to vouch for it.
     before = settled(dirs)
-    if before is not None and key[-1] == _inodes(box.writable):
+    if before is not None and key[-1] == inodes(box.writable):
         _RULESET.append((key, dirs, before, os.dup(fd)))
     return fd
-
-
-def _inodes(paths: list[str]) -> tuple[tuple[int, int] | None, ...]:
-    out: list[tuple[int, int] | None] = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            out.append(None)
-        else:
-            out.append((st.st_dev, st.st_ino))
-    return tuple(out)
 
 
 def _landlock_build(box: Box, scanned: list[str]) -> int:

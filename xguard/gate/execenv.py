@@ -451,6 +451,7 @@ def _spawn_boxed(
         if box.mechanism == "bwrap":
             from xguard.gate import prebox
 
+            seccomp = confine.seccomp_filter()
             # A box made ahead for exactly this one (a warm worker's), or a new one.
             got = prebox.take(box, tty, spawn, actions, path, argv, env)
             if got is not None:
@@ -459,7 +460,7 @@ def _spawn_boxed(
                 # The seccomp program goes to bwrap through a pipe it reads once.
                 sr, sw = os.pipe()
                 try:
-                    os.write(sw, confine.seccomp_filter())
+                    os.write(sw, seccomp)
                     os.close(sw)
                     sw = -1
                     os.set_inheritable(sr, True)
@@ -471,7 +472,7 @@ def _spawn_boxed(
                     os.close(sr)
                     if sw >= 0:
                         os.close(sw)
-            prebox.want(box, tty, spawn, confine.seccomp_filter())
+            prebox.want(box, tty, spawn, seccomp)
         else:
             pid = _fork_landlock(box, path, argv, env, spawn, actions=actions, tty=tty)
     except BaseException:

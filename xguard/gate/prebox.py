@@ -106,7 +106,7 @@ class _Made:
     __slots__ = ("born", "key", "marks", "pid", "sock")
 
     def __init__(
-        self, key: tuple[Any, ...], pid: int, sock: Any, marks: dict[str, tuple[int, int]]
+        self, key: tuple[Any, ...], pid: int, sock: Any, marks: tuple[tuple[int, int] | None, ...]
     ) -> None:
         self.key = key
         self.pid = pid
@@ -170,17 +170,11 @@ def key(box: Box, tty: bool, spawn: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _marks(box: Box) -> dict[str, tuple[int, int]]:
-    """(device, inode) of every path a mount of the box covers."""
-    out = {}
-    for p in (*box.writable, *box.masked_dirs, *box.masked_files):
-        try:
-            st = os.stat(p)
-        except OSError:
-            out[p] = (-1, -1)
-        else:
-            out[p] = (st.st_dev, st.st_ino)
-    return out
+def _marks(box: Box) -> tuple[tuple[int, int] | None, ...]:
+    """What every path a mount of the box covers is now."""
+    from xguard.util import inodes
+
+    return inodes([*box.writable, *box.masked_dirs, *box.masked_files])
 
 
 def want(box: Box, tty: bool, spawn: dict[str, Any], seccomp: bytes) -> None:

@@ -1100,11 +1100,12 @@ def load_ruleset(
         os.fspath(rules_file) if rules_file is not None else rules_source_s(paths, environ, profile)
     )
     settings_path = paths.config_file_s
+    ident = None
     if use_cache:
         kept = _kept(src, settings_path, profile)
         if kept is not None:
             return kept
-    ident = _identity([src, settings_path])
+        ident = _identity([src, settings_path])  # before reading: a later change shows
     raw = _read(src, "rules file")
     if raw is None:
         raise ConfigError("rules file not found", src, 1)
@@ -1127,21 +1128,17 @@ def load_ruleset(
         if rs is not None:
             _keep(src, settings_path, profile, ident, rs)
             return rs
-        d = build_ruleset_dict(src, settings_path if sraw is not None else None, profile)
-        d["key"] = key
-        _write_cache(paths, cache, d)
-        return Ruleset(d)
     d = build_ruleset_dict(src, settings_path if sraw is not None else None, profile)
     d["key"] = key
+    if use_cache:
+        _write_cache(paths, cache, d)
     return Ruleset(d)
 
 
-# The ruleset last read from the cache, for a process that decides command after command
-# (a warm worker, the broker): reused while every file it was read from is
-# the same file with the same contents, which the kernel's record of it says
-# (device, inode, size, change and modification times): no reading, hashing
-# or unpacking. A file changed less than a second ago is not trusted to that
-# record (two writes within one timestamp tick look alike: git's "racy" rule).
+# The ruleset last read from the cache, for a process that decides command
+# after command (a warm worker): reused, with no reading, hashing or
+# unpacking, while every file it came from is provably the same file with the
+# same contents (util.settled).
 _KEPT: list[tuple[tuple[Any, ...], Ruleset]] = []
 
 
