@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,21 +46,15 @@ def _kept_one(box: confine.Box) -> int:
     raise AssertionError("no ruleset was kept: its folders never settled")
 
 
-def _reads(ruleset_fd: int, *files: Path) -> list[str]:
-    """What a child restricted by the ruleset gets reading each file."""
+def _restricted(ruleset_fd: int, act: Callable[[], str]) -> str:
+    """What `act` returns in a child restricted by the ruleset."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)
             confine._Enter(ruleset_fd)()
-            out = []
-            for f in files:
-                try:
-                    out.append(f.read_text().strip())
-                except OSError as e:
-                    out.append(f"errno {e.errno}")
-            os.write(w, "\n".join(out).encode())
+            os.write(w, act().encode())
         finally:
             os._exit(0)
     os.close(w)
@@ -69,7 +63,27 @@ def _reads(ruleset_fd: int, *files: Path) -> list[str]:
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    return data.decode().split("\n")
+    return data.decode()
+
+
+def _outcome(do: Callable[[], object]) -> str:
+    try:
+        got = do()
+    except OSError as e:
+        return f"errno {e.errno}"
+    return got.strip() if isinstance(got, str) else "written"
+
+
+def _reads(ruleset_fd: int, *files: Path) -> list[str]:
+    """What a child restricted by the ruleset gets reading each file."""
+    return _restricted(ruleset_fd, lambda: "\n".join(_outcome(f.read_text) for f in files)).split(
+        "\n"
+    )
+
+
+def _writes(ruleset_fd: int, f: Path) -> str:
+    """What a child restricted by the ruleset gets creating the file."""
+    return _restricted(ruleset_fd, lambda: _outcome(lambda: f.write_text("x")))
 
 
 def test_the_kept_ruleset_is_used_until_a_folder_it_listed_changes(
@@ -123,28 +137,6 @@ def test_a_file_added_next_to_a_secret_is_readable_by_the_next_warm_command(
         assert (r.returncode, r.stdout) == (0, "fresh\n"), r.stderr
     r = b.xg("python3 -c " + repr("print(open('.e' + 'nv').read())"))
     assert CANARY_ENV not in r.stdout and r.returncode != 0
-
-
-def _writes(ruleset_fd: int, f: Path) -> str:
-    """What a child restricted by the ruleset gets creating the file."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            confine._Enter(ruleset_fd)()
-            try:
-                f.write_text("x")
-                os.write(w, b"written")
-            except OSError as e:
-                os.write(w, f"errno {e.errno}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    got = os.read(r, 100).decode()
-    os.close(r)
-    os.waitpid(pid, 0)
-    return got
 
 
 def test_a_writable_folder_renamed_away_takes_no_grant_along(tmp_path: Path, keeping: None) -> None:

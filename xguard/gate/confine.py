@@ -943,6 +943,22 @@ def seccomp_filter() -> bytes:
     )
 
 
+def seccomp_fd(prog: bytes) -> int:
+    """The read end of a pipe holding the seccomp program, inheritable, for
+    `bwrap --seccomp FD` (which reads it once); the caller closes it. (The
+    program is far smaller than a pipe's buffer: the write never blocks.)"""
+    r, w = os.pipe()
+    try:
+        os.write(w, prog)
+        os.set_inheritable(r, True)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    return r
+
+
 # ---------------------------------------------------------------------------
 # Landlock
 

@@ -457,21 +457,14 @@ def _spawn_boxed(
             if got is not None:
                 pid = got
             else:
-                # The seccomp program goes to bwrap through a pipe it reads once.
-                sr, sw = os.pipe()
+                sr = confine.seccomp_fd(seccomp)
                 try:
-                    os.write(sw, seccomp)
-                    os.close(sw)
-                    sw = -1
-                    os.set_inheritable(sr, True)
                     wrapped = box.bwrap_argv(path, argv, tty=tty, seccomp_fd=sr)
                     pid = os.posix_spawn(
                         box.bwrap, wrapped, env, **{**spawn, "file_actions": actions}
                     )
                 finally:
                     os.close(sr)
-                    if sw >= 0:
-                        os.close(sw)
             prebox.want(box, tty, spawn, seccomp)
         else:
             pid = _fork_landlock(box, path, argv, env, spawn, actions=actions, tty=tty)

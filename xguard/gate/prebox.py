@@ -205,14 +205,17 @@ def _make(box: Box, tty: bool, spawn: dict[str, Any], seccomp: bytes) -> None:
     import socket
     import sys
 
+    from xguard.gate.confine import seccomp_fd
+
     k = key(box, tty, spawn)
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    sr, sw = os.pipe()
     try:
-        os.write(sw, seccomp)
-        os.close(sw)
-        sw = -1
-        os.set_inheritable(sr, True)
+        sr = seccomp_fd(seccomp)
+    except OSError:
+        mine.close()
+        theirs.close()
+        return
+    try:
         os.set_inheritable(theirs.fileno(), True)
         # What posix_spawn's setsigdef would have done for the command itself.
         sigs = ",".join(str(int(s)) for s in spawn.get("setsigdef") or ()) or "0"
@@ -243,8 +246,6 @@ def _make(box: Box, tty: bool, spawn: dict[str, Any], seccomp: bytes) -> None:
         return
     finally:
         os.close(sr)
-        if sw >= 0:
-            os.close(sw)
         theirs.close()
     _HELD.append(_Made(k, pid, mine, marks))
 
