@@ -21,7 +21,9 @@ import pytest
 
 from tests.conftest import xguard_exe
 from tests.e2e.test_confine import CANARY_ENV, MECHANISMS, Box, sigterm_to_xguard
+from tests.e2e.test_warm import proc_children, proc_state
 from xguard.gate.confine import Box as Plan
+from xguard.util import proc_ppid
 from xguard.warm import server_pid
 
 pytestmark = pytest.mark.skipif("bwrap" not in MECHANISMS, reason="bubblewrap cannot start here")
@@ -40,12 +42,11 @@ def wb(tmp_path: Path, xguard_home: Path) -> Box:
 def _ancestors(pid: int) -> list[int]:
     out = []
     while pid > 1:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except OSError:
+        parent = proc_ppid(pid)
+        if parent is None:
             break
-        out.append(pid)
+        out.append(parent)
+        pid = parent
     return out
 
 
@@ -80,14 +81,6 @@ def _waiting(pid: int) -> bool:
     return _RECVMSG is None or nr == str(_RECVMSG)
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
 def every_worker_has_a_box(b: Box) -> list[int]:
     """Run boxed commands until each worker of the pool holds a box made
     ahead (a request goes to whichever worker takes it first): the stand-ins."""
@@ -97,7 +90,7 @@ def every_worker_has_a_box(b: Box) -> list[int]:
     def all_held() -> list[int]:
         waiting = stand_ins(b.xghome)
         holders = {p for w in waiting for p in _ancestors(w)}
-        workers = _children(server)
+        workers = proc_children(server)
         return waiting if workers and all(w in holders for w in workers) else []
 
     for _ in range(30):
@@ -391,15 +384,7 @@ def test_boxes_made_ahead_end_with_their_worker(wb: Box) -> None:
     assert wb.run("warm", "stop").returncode == 0
 
     def alive() -> list[int]:
-        out = []
-        for p in boxes:
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        out.append(p)
-            except OSError:
-                continue
-        return out
+        return [p for p in boxes if proc_state(p) not in ("Z", "X")]
 
     end = time.monotonic() + 10
     while alive() and time.monotonic() < end:

@@ -487,13 +487,9 @@ def test_workers_that_keep_dying_before_they_serve_stop_the_server(home: Path) -
     assert pid is not None
     killed: set[int] = set()
     end = time.monotonic() + 60
-    while os.path.exists(f"/proc/{pid}") and _state(pid) not in ("Z", "X"):
+    while os.path.exists(f"/proc/{pid}") and proc_state(pid) not in ("Z", "X"):
         assert time.monotonic() < end, f"the server kept forking ({len(killed)} killed)"
-        try:
-            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            break
-        for k in map(int, kids):
+        for k in proc_children(pid):
             if k not in killed:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(k, signal.SIGKILL)
@@ -506,11 +502,19 @@ def test_workers_that_keep_dying_before_they_serve_stop_the_server(home: Path) -
     assert r.returncode == 0 and runner(r.stdout) == "local"
 
 
-def _state(pid: int) -> str:
+def proc_state(pid: int) -> str:
+    """The process's state letter from /proc ("X": gone)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "X"
+
+
+def proc_children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def test_bad_input_to_warm_verbs(home: Path) -> None:
