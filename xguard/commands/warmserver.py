@@ -472,19 +472,19 @@ def _next_request(listener: socket.socket, chan: socket.socket) -> socket.socket
     """Wait for a client, or for the server to say "Q" (or to end): None.
     The server never signals a worker: one that is told to go while serving
     reads "Q" once its command is done, so no command is cut short."""
-    from xguard.gate import prebox
-
     # EPOLLEXCLUSIVE: a connection wakes one idle worker, not all of them
     # (on a small machine the others would take the CPU from the client).
     with select.epoll(2) as poller:
         poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
         poller.register(chan.fileno(), select.EPOLLIN)
-        return _wait_request(poller, listener, chan, prebox)
+        return _wait_request(poller, listener, chan)
 
 
 def _wait_request(
-    poller: select.epoll, listener: socket.socket, chan: socket.socket, prebox: Any
+    poller: select.epoll, listener: socket.socket, chan: socket.socket
 ) -> socket.socket | None:
+    from xguard.gate import prebox
+
     while True:
         wait = prebox.expires_in()  # a box made ahead is not kept past its age
         try:
